@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// usageError is a mistake in how a command was called; it exits 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// command is one subcommand of the orchestrator binary.
+type command struct {
+	name    string
+	summary string
+	// setup defines the command's flags and returns the function that runs
+	// it once they are parsed.
+	setup func(fs *flagSet) func(env *runEnv) error
+}
+
+// runEnv is what a command runs with.
+type runEnv struct {
+	ctx    context.Context
+	log    *zap.Logger
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// flagSet is a flag.FlagSet whose flags may each have an environment variable
+// that sets them when the command line does not.
+type flagSet struct {
+	*flag.FlagSet
+	env map[string]string // flag name → environment variable
+}
+
+func newFlagSet(name string, stderr io.Writer) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: map[string]string{}}
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// mirror records that environment variable env sets flag name.
+func (fs *flagSet) mirror(name, env string) {
+	if fs.Lookup(name) == nil {
+		panic("mirror of undefined flag " + name)
+	}
+	fs.env[name] = env
+}
+
+func (fs *flagSet) stringVar(p *string, name, env, value, usage string) {
+	fs.StringVar(p, name, value, usage)
+	if env != "" {
+		fs.mirror(name, env)
+	}
+}
+
+func (fs *flagSet) intVar(p *int, name, env string, value int, usage string) {
+	fs.IntVar(p, name, value, usage)
+	if env != "" {
+		fs.mirror(name, env)
+	}
+}
+
+// secret defines --name and --name-file (with env and env_FILE) for a
+// secret, and returns a function that resolves it after parsing. The value
+// itself is never printed: not in usage, not in errors.
+func (fs *flagSet) secret(name, env, usage string) func() (string, error) {
+	var value, file string
+	fs.StringVar(&value, name, "", usage)
+	fs.StringVar(&file, name+"-file", "", "read "+name+" from this file")
+	fs.mirror(name, env)
+	fs.mirror(name+"-file", env+"_FILE")
+	return func() (string, error) {
+		if value != "" && file != "" {
+			return "", usagef("give --%s or --%s-file, not both", name, name)
+		}
+		if file == "" {
+			return value, nil
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read --%s-file: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+}
+
+// parse parses args, then applies environment variables to the flags the
+// command line did not set.
+func (fs *flagSet) parse(args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	names := make([]string, 0, len(fs.env))
+	for name := range fs.env {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		env := fs.env[name]
+		v := getenv(env)
+		if set[name] || v == "" {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			return usagef("invalid value in $%s for --%s: %v", env, name, err)
+		}
+	}
+	return nil
+}
+
+// usage prints the command's flags with their environment variables.
+func (fs *flagSet) usage(cmd *command) func() {
+	return func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: orchestrator %s [flags]\n\n%s\n\nFlags:\n", cmd.name, cmd.summary)
+		fs.VisitAll(func(f *flag.Flag) {
+			line := "  --" + f.Name
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+				line += " (default " + f.DefValue + ")"
+			}
+			if env := fs.env[f.Name]; env != "" {
+				line += " [$" + env + "]"
+			}
+			fmt.Fprintf(w, "%s\n      %s\n", line, f.Usage)
+		})
+	}
+}
+
+// logFlags are on every command.
+type logFlags struct {
+	level, format string
+}
+
+func (l *logFlags) define(fs *flagSet) {
+	fs.stringVar(&l.level, "log-level", "ORCHESTRATOR_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	fs.stringVar(&l.format, "log-format", "ORCHESTRATOR_LOG_FORMAT", "console", "log format: json or console")
+}
+
+func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(l.level)
+	if err != nil {
+		return nil, usagef("--log-level: %v", err)
+	}
+	var enc zapcore.Encoder
+	switch l.format {
+	case "json":
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
+	case "console":
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewConsoleEncoder(cfg)
+	default:
+		return nil, usagef("--log-format must be json or console, not %q", l.format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
+}
+
+var errHelp = flag.ErrHelp
+
+func isUsage(err error) bool {
+	var ue *usageError
+	return errors.As(err, &ue)
+}

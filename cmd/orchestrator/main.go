@@ -1,0 +1,106 @@
+// Command orchestrator is the TFE run-trigger orchestrator and its tools.
+// See README.md for the commands and their configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes of the commands.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitFindings = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now ends the process at once
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+func commands() []*command {
+	return []*command{tfesimCommand(), versionCommand()}
+}
+
+// run runs the command that args name and returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stderr, cmds)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	var cmd *command
+	for _, c := range cmds {
+		if c.name == args[0] {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "orchestrator: unknown command %q\n\n", args[0])
+		printUsage(stderr, cmds)
+		return exitUsage
+	}
+	fs := newFlagSet(cmd.name, stderr)
+	var lf logFlags
+	lf.define(fs)
+	exec := cmd.setup(fs)
+	fs.Usage = fs.usage(cmd)
+	if err := fs.parse(args[1:], getenv); err != nil {
+		if errors.Is(err, errHelp) {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "orchestrator %s: %v\n", cmd.name, err)
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "orchestrator %s: unexpected arguments: %v\n", cmd.name, fs.Args())
+		return exitUsage
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "orchestrator %s: %v\n", cmd.name, err)
+		return exitUsage
+	}
+	defer func() { _ = log.Sync() }()
+	err = exec(&runEnv{ctx: ctx, log: log.Named(cmd.name), stdout: stdout, stderr: stderr})
+	switch {
+	case err == nil:
+		return exitOK
+	case isUsage(err):
+		fmt.Fprintf(stderr, "orchestrator %s: %v\n", cmd.name, err)
+		return exitUsage
+	case errors.Is(err, errFindings):
+		return exitFindings
+	default:
+		fmt.Fprintf(stderr, "orchestrator %s: %v\n", cmd.name, err)
+		return exitError
+	}
+}
+
+// errFindings tells run that a command found problems it has already reported.
+var errFindings = errors.New("findings reported")
+
+func printUsage(w io.Writer, cmds []*command) {
+	fmt.Fprintln(w, "Usage: orchestrator <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'orchestrator <command> --help' for a command's flags.")
+}

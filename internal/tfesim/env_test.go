@@ -1,0 +1,134 @@
+package tfesim_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	tfe "github.com/hashicorp/go-tfe"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+)
+
+const adminToken = "admin-token-for-tests"
+
+// testEnv is a simulator on a manual clock behind a real HTTP server, and a
+// go-tfe client talking to it.
+type testEnv struct {
+	t      *testing.T
+	ctx    context.Context
+	sim    *tfesim.Sim
+	clock  *tfesim.ManualClock
+	srv    *httptest.Server
+	client *tfe.Client
+}
+
+var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newEnv(t *testing.T, opts tfesim.Options) *testEnv {
+	t.Helper()
+	clock := tfesim.NewManualClock(epoch)
+	if opts.Token == "" {
+		opts.Token = adminToken
+	}
+	if opts.RateLimit == 0 {
+		opts.RateLimit = 10000 // tests that are not about the rate limit should not wait on it
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock
+	}
+	sim, err := tfesim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = sim.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+	})
+	e := &testEnv{t: t, ctx: ctx, sim: sim, clock: clock, srv: srv}
+	e.client = e.newClient(opts.Token)
+	return e
+}
+
+func (e *testEnv) newClient(token string) *tfe.Client {
+	e.t.Helper()
+	c, err := tfe.NewClient(&tfe.Config{Address: e.srv.URL, Token: token, HTTPClient: &http.Client{Timeout: 30 * time.Second}})
+	if err != nil {
+		e.t.Fatalf("new go-tfe client: %v", err)
+	}
+	return c
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (e *testEnv) org(name string) *tfe.Organization {
+	e.t.Helper()
+	o, err := e.client.Organizations.Create(e.ctx, tfe.OrganizationCreateOptions{Name: tfe.String(name), Email: tfe.String("ops@" + name + ".test")})
+	if err != nil {
+		e.t.Fatalf("create organization %s: %v", name, err)
+	}
+	return o
+}
+
+// workspace creates a workspace with an uploaded configuration version.
+func (e *testEnv) workspace(org string, opts tfe.WorkspaceCreateOptions) *tfe.Workspace {
+	e.t.Helper()
+	ws, err := e.client.Workspaces.Create(e.ctx, org, opts)
+	if err != nil {
+		e.t.Fatalf("create workspace %s: %v", *opts.Name, err)
+	}
+	cv, err := e.client.ConfigurationVersions.Create(e.ctx, ws.ID, tfe.ConfigurationVersionCreateOptions{AutoQueueRuns: tfe.Bool(false)})
+	if err != nil {
+		e.t.Fatalf("create configuration version: %v", err)
+	}
+	if err := e.client.ConfigurationVersions.UploadTarGzip(e.ctx, cv.UploadURL, tarGz(e.t)); err != nil {
+		e.t.Fatalf("upload configuration: %v", err)
+	}
+	return ws
+}
+
+func (e *testEnv) run(wsID string, opts tfe.RunCreateOptions) *tfe.Run {
+	e.t.Helper()
+	opts.Workspace = &tfe.Workspace{ID: wsID}
+	r, err := e.client.Runs.Create(e.ctx, opts)
+	if err != nil {
+		e.t.Fatalf("create run: %v", err)
+	}
+	return r
+}
+
+func (e *testEnv) status(runID string) tfe.RunStatus {
+	e.t.Helper()
+	r, err := e.client.Runs.Read(e.ctx, runID)
+	if err != nil {
+		e.t.Fatalf("read run %s: %v", runID, err)
+	}
+	return r.Status
+}
+
+func (e *testEnv) behave(wsID string, b tfesim.Behavior) {
+	e.t.Helper()
+	if err := e.sim.SetBehavior(wsID, b); err != nil {
+		e.t.Fatalf("set behavior: %v", err)
+	}
+}

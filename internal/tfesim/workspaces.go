@@ -1,0 +1,555 @@
+package tfesim
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Organizations.
+
+func (s *Sim) orgResource(o *organization) resource {
+	return resource{
+		ID:   o.name,
+		Type: "organizations",
+		Attributes: map[string]any{
+			"name":                     o.name,
+			"email":                    o.email,
+			"created-at":               timestamp(o.createdAt),
+			"collaborator-auth-policy": "password",
+			"cost-estimation-enabled":  false,
+			"default-execution-mode":   "remote",
+			"permissions":              map[string]any{"can-update": true, "can-destroy": true, "can-create-workspace": true},
+		},
+		Links: map[string]any{"self": apiPrefix + "/organizations/" + o.name},
+	}
+}
+
+// AddOrganization creates an organization, as POST /organizations does.
+func (s *Sim) AddOrganization(name, email string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.addOrganization(name, email)
+	return err
+}
+
+func (s *Sim) addOrganization(name, email string) (*organization, error) {
+	if !validName.MatchString(name) {
+		return nil, errUnprocessable("name is invalid: only letters, numbers, - and _ are allowed")
+	}
+	if email == "" {
+		return nil, errUnprocessable("email can't be blank")
+	}
+	if s.orgs[name] != nil {
+		return nil, errUnprocessable("name has already been taken")
+	}
+	o := &organization{name: name, email: email, createdAt: s.clock.Now()}
+	s.orgs[name] = o
+	return o, nil
+}
+
+func (s *Sim) createOrganization(w http.ResponseWriter, r *http.Request) error {
+	body, err := decodeBody(r)
+	if err != nil {
+		return err
+	}
+	a := body.attrs()
+	var name, email string
+	a.str("name", &name)
+	a.str("email", &email)
+	if a.err != nil {
+		return a.err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, err := s.addOrganization(name, email)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, document{Data: s.orgResource(o)})
+	return nil
+}
+
+func (s *Sim) showOrganization(w http.ResponseWriter, r *http.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.orgs[r.PathValue("org")]
+	if o == nil {
+		return errNotFound()
+	}
+	writeJSON(w, http.StatusOK, document{Data: s.orgResource(o)})
+	return nil
+}
+
+func (s *Sim) deleteOrganization(w http.ResponseWriter, r *http.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := r.PathValue("org")
+	if s.orgs[name] == nil {
+		return errNotFound()
+	}
+	for _, ws := range s.workspaces {
+		if ws.org == name {
+			s.removeWorkspace(ws)
+		}
+	}
+	delete(s.orgs, name)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// Workspaces.
+
+// WorkspaceSpec describes a workspace to create; zero fields take TFE's defaults.
+type WorkspaceSpec struct {
+	Name                string   `yaml:"name"`
+	Description         string   `yaml:"description"`
+	AutoApply           bool     `yaml:"auto_apply"`
+	AutoApplyRunTrigger bool     `yaml:"auto_apply_run_trigger"`
+	ExecutionMode       string   `yaml:"execution_mode"`
+	TerraformVersion    string   `yaml:"terraform_version"`
+	Tags                []string `yaml:"tags"`
+	Locked              bool     `yaml:"locked"`
+	Behavior            Behavior `yaml:"behavior"`
+	// NoConfiguration leaves the workspace without a configuration version,
+	// so that it cannot start runs.
+	NoConfiguration bool `yaml:"no_configuration"`
+}
+
+func (s *Sim) addWorkspace(org string, spec WorkspaceSpec) (*workspace, error) {
+	if s.orgs[org] == nil {
+		return nil, errNotFound()
+	}
+	if !validName.MatchString(spec.Name) {
+		return nil, errUnprocessable("name is invalid: only letters, numbers, - and _ are allowed")
+	}
+	if s.workspaceByName(org, spec.Name) != nil {
+		return nil, errUnprocessable("name has already been taken")
+	}
+	if err := validExecutionMode(spec.ExecutionMode); err != nil {
+		return nil, err
+	}
+	if err := spec.Behavior.validate(); err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	ws := &workspace{
+		id:                  s.uniqueID("ws", func(id string) bool { return s.workspaces[id] != nil }),
+		org:                 org,
+		name:                spec.Name,
+		description:         spec.Description,
+		createdAt:           now,
+		updatedAt:           now,
+		autoApply:           spec.AutoApply,
+		autoApplyRunTrigger: spec.AutoApplyRunTrigger,
+		executionMode:       spec.ExecutionMode,
+		terraformVersion:    spec.TerraformVersion,
+		tags:                normaliseTags(spec.Tags),
+		behavior:            spec.Behavior,
+	}
+	if ws.executionMode == "" {
+		ws.executionMode = "remote"
+	}
+	if ws.terraformVersion == "" {
+		ws.terraformVersion = s.latestToolVersion()
+	}
+	if spec.Locked {
+		ws.locked, ws.lockedBy = true, adminUserID
+	}
+	s.workspaces[ws.id] = ws
+	return ws, nil
+}
+
+const adminUserID = "user-admin0000000000000"
+
+func validExecutionMode(m string) error {
+	switch m {
+	case "", "remote", "local", "agent":
+		return nil
+	}
+	return errUnprocessable("execution-mode must be remote, local or agent")
+}
+
+func normaliseTags(tags []string) []string {
+	out := make([]string, 0, len(tags))
+	for _, t := range tags {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if t != "" && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *Sim) workspaceByName(org, name string) *workspace {
+	for _, ws := range s.workspaces {
+		if ws.org == org && ws.name == name {
+			return ws
+		}
+	}
+	return nil
+}
+
+// lookupWorkspace finds the workspace a request names, by {id} or by {org}/{name}.
+func (s *Sim) lookupWorkspace(r *http.Request) (*workspace, error) {
+	var ws *workspace
+	if id := r.PathValue("id"); id != "" {
+		ws = s.workspaces[id]
+	} else {
+		ws = s.workspaceByName(r.PathValue("org"), r.PathValue("name"))
+	}
+	if ws == nil {
+		return nil, errNotFound()
+	}
+	return ws, nil
+}
+
+func (s *Sim) removeWorkspace(ws *workspace) {
+	for id, t := range s.triggers {
+		if t.source == ws || t.target == ws {
+			delete(s.triggers, id)
+		}
+	}
+	for _, r := range ws.runs {
+		s.idle(r)
+		delete(s.runs, r.id)
+	}
+	for id, cv := range s.cvs {
+		if cv.ws == ws {
+			delete(s.cvs, id)
+		}
+	}
+	for id, nc := range s.ncs {
+		if nc.ws == ws {
+			delete(s.ncs, id)
+		}
+	}
+	delete(s.workspaces, ws.id)
+}
+
+func (s *Sim) workspaceResource(ws *workspace) resource {
+	p := workspacePerf(ws)
+	var lockedBy any
+	if ws.locked {
+		lockedBy = resourceID{ID: ws.lockedBy, Type: "users"}
+	}
+	var currentRun, latestRun string
+	if ws.current != nil {
+		currentRun = ws.current.id
+	}
+	if n := len(ws.runs); n > 0 {
+		latestRun = ws.runs[n-1].id
+		if currentRun == "" {
+			currentRun = latestRun
+		}
+	}
+	var cvID string
+	if ws.latestCV != nil {
+		cvID = ws.latestCV.id
+	}
+	self := apiPrefix + "/organizations/" + ws.org + "/workspaces/" + ws.name
+	return resource{
+		ID:   ws.id,
+		Type: "workspaces",
+		Attributes: map[string]any{
+			"actions":                       map[string]any{"is-destroyable": true},
+			"allow-destroy-plan":            true,
+			"apply-duration-average":        p.applyAvgMS,
+			"auto-apply":                    ws.autoApply,
+			"auto-apply-run-trigger":        ws.autoApplyRunTrigger,
+			"auto-destroy-at":               nil,
+			"created-at":                    timestamp(ws.createdAt),
+			"description":                   ws.description,
+			"environment":                   "default",
+			"execution-mode":                ws.executionMode,
+			"file-triggers-enabled":         true,
+			"global-remote-state":           false,
+			"latest-change-at":              timestamp(ws.updatedAt),
+			"locked":                        ws.locked,
+			"name":                          ws.name,
+			"operations":                    ws.executionMode != "local",
+			"permissions":                   workspacePermissions,
+			"plan-duration-average":         p.planAvgMS,
+			"policy-check-failures":         nil,
+			"queue-all-runs":                false,
+			"resource-count":                ws.resourceCount,
+			"run-failures":                  p.failures,
+			"source":                        "tfe-api",
+			"source-name":                   nil,
+			"source-url":                    nil,
+			"speculative-enabled":           true,
+			"structured-run-output-enabled": true,
+			"tag-names":                     ws.tags,
+			"terraform-version":             ws.terraformVersion,
+			"trigger-prefixes":              []string{},
+			"updated-at":                    timestamp(ws.updatedAt),
+			"vcs-repo":                      nil,
+			"vcs-repo-identifier":           nil,
+			"working-directory":             nullString(ws.workingDirectory),
+			"workspace-kpis-runs-count":     p.runs,
+		},
+		Relationships: map[string]relationship{
+			"organization":                  toOne("organizations", ws.org),
+			"current-run":                   toOne("runs", currentRun),
+			"latest-run":                    toOne("runs", latestRun),
+			"current-configuration-version": toOne("configuration-versions", cvID),
+			"locked-by":                     {Data: lockedBy},
+		},
+		Links: map[string]any{"self": self},
+	}
+}
+
+var workspacePermissions = map[string]any{
+	"can-create-state-versions": true, "can-destroy": true, "can-force-unlock": true,
+	"can-lock": true, "can-manage-run-tasks": true, "can-manage-tags": true,
+	"can-queue-apply": true, "can-queue-destroy": true, "can-queue-run": true,
+	"can-read-settings": true, "can-read-state-versions": true, "can-read-variable": true,
+	"can-unlock": true, "can-update": true, "can-update-variable": true, "can-force-delete": true,
+}
+
+// applyWorkspaceAttrs applies the settable attributes of a create or update body.
+func applyWorkspaceAttrs(ws *workspace, body *requestBody) error {
+	a := body.attrs()
+	a.str("name", &ws.name)
+	a.str("description", &ws.description)
+	a.boolean("auto-apply", &ws.autoApply)
+	a.boolean("auto-apply-run-trigger", &ws.autoApplyRunTrigger)
+	a.str("terraform-version", &ws.terraformVersion)
+	a.str("working-directory", &ws.workingDirectory)
+	var mode string
+	if a.str("execution-mode", &mode) {
+		if err := validExecutionMode(mode); err != nil {
+			return err
+		}
+		ws.executionMode = mode
+	}
+	var tags []string
+	if a.decode("tag-names", &tags) {
+		ws.tags = normaliseTags(tags)
+	}
+	for _, raw := range body.relMany("tags") {
+		var t struct {
+			Attributes struct {
+				Name string `json:"name"`
+			} `json:"attributes"`
+		}
+		if json.Unmarshal(raw, &t) == nil && t.Attributes.Name != "" {
+			ws.tags = normaliseTags(append(ws.tags, t.Attributes.Name))
+		}
+	}
+	return a.err
+}
+
+func (s *Sim) createWorkspace(w http.ResponseWriter, r *http.Request) error {
+	body, err := decodeBody(r)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	org := r.PathValue("org")
+	if s.orgs[org] == nil {
+		return errNotFound()
+	}
+	var draft workspace
+	if err := applyWorkspaceAttrs(&draft, body); err != nil {
+		return err
+	}
+	ws, err := s.addWorkspace(org, WorkspaceSpec{
+		Name: draft.name, Description: draft.description, AutoApply: draft.autoApply,
+		AutoApplyRunTrigger: draft.autoApplyRunTrigger, ExecutionMode: draft.executionMode,
+		TerraformVersion: draft.terraformVersion, Tags: draft.tags,
+	})
+	if err != nil {
+		return err
+	}
+	ws.workingDirectory = draft.workingDirectory
+	writeJSON(w, http.StatusCreated, document{Data: s.workspaceResource(ws)})
+	return nil
+}
+
+func (s *Sim) updateWorkspace(w http.ResponseWriter, r *http.Request) error {
+	body, err := decodeBody(r)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	ws, err := s.lookupWorkspace(r)
+	if err != nil {
+		return err
+	}
+	draft := *ws
+	if err := applyWorkspaceAttrs(&draft, body); err != nil {
+		return err
+	}
+	if draft.name != ws.name {
+		if !validName.MatchString(draft.name) {
+			return errUnprocessable("name is invalid: only letters, numbers, - and _ are allowed")
+		}
+		if s.workspaceByName(ws.org, draft.name) != nil {
+			return errUnprocessable("name has already been taken")
+		}
+	}
+	ws.name, ws.description = draft.name, draft.description
+	ws.autoApply, ws.autoApplyRunTrigger = draft.autoApply, draft.autoApplyRunTrigger
+	ws.terraformVersion, ws.workingDirectory = draft.terraformVersion, draft.workingDirectory
+	ws.executionMode, ws.tags = draft.executionMode, draft.tags
+	ws.updatedAt = now
+	writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
+	return nil
+}
+
+func (s *Sim) showWorkspace(w http.ResponseWriter, r *http.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now()
+	ws, err := s.lookupWorkspace(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
+	return nil
+}
+
+func (s *Sim) listWorkspaces(w http.ResponseWriter, r *http.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now()
+	org := r.PathValue("org")
+	if s.orgs[org] == nil {
+		return errNotFound()
+	}
+	q := r.URL.Query()
+	search := strings.ToLower(q.Get("search[name]"))
+	var wantTags []string
+	if t := q.Get("search[tags]"); t != "" {
+		wantTags = normaliseTags(strings.Split(t, ","))
+	}
+	var list []*workspace
+	for _, ws := range s.workspaces {
+		if ws.org != org || !strings.Contains(strings.ToLower(ws.name), search) {
+			continue
+		}
+		if !hasAll(ws.tags, wantTags) {
+			continue
+		}
+		list = append(list, ws)
+	}
+	slices.SortFunc(list, func(a, b *workspace) int { return strings.Compare(a.name, b.name) })
+	p := parsePage(q)
+	lo, hi := p.bounds(len(list))
+	data := make([]resource, 0, hi-lo)
+	for _, ws := range list[lo:hi] {
+		data = append(data, s.workspaceResource(ws))
+	}
+	doc := document{Data: data}
+	paginate(&doc, r, p, len(list))
+	writeJSON(w, http.StatusOK, doc)
+	return nil
+}
+
+func hasAll(have, want []string) bool {
+	for _, t := range want {
+		if !slices.Contains(have, t) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Sim) deleteWorkspace(w http.ResponseWriter, r *http.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws, err := s.lookupWorkspace(r)
+	if err != nil {
+		return err
+	}
+	s.removeWorkspace(ws)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Sim) safeDeleteWorkspace(w http.ResponseWriter, r *http.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now()
+	ws, err := s.lookupWorkspace(r)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ws.locked:
+		return errConflict("conflict", "Workspace is currently locked and cannot be deleted")
+	case ws.current != nil:
+		return errConflict("conflict", "Workspace is currently being processed")
+	case ws.resourceCount > 0:
+		return errConflict("conflict", "Workspace is not safe to delete because it is managing resources")
+	}
+	s.removeWorkspace(ws)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Sim) lockWorkspace(w http.ResponseWriter, r *http.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now()
+	ws, err := s.lookupWorkspace(r)
+	if err != nil {
+		return err
+	}
+	if ws.locked {
+		return errConflict("conflict", "Unable to lock workspace. The workspace is already locked.")
+	}
+	var b struct {
+		Reason string `json:"reason"`
+	}
+	_ = json.NewDecoder(io.LimitReader(r.Body, maxRequestBody)).Decode(&b) // the body is optional
+	reason := b.Reason
+	ws.locked, ws.lockedBy, ws.lockReason = true, adminUserID, reason
+	writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
+	return nil
+}
+
+func (s *Sim) unlockWorkspace(w http.ResponseWriter, r *http.Request) error {
+	return s.unlock(w, r, "Unable to unlock workspace. The workspace is not locked.")
+}
+
+func (s *Sim) forceUnlockWorkspace(w http.ResponseWriter, r *http.Request) error {
+	return s.unlock(w, r, "Unable to force-unlock workspace. The workspace is not locked.")
+}
+
+func (s *Sim) unlock(w http.ResponseWriter, r *http.Request, notLocked string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	ws, err := s.lookupWorkspace(r)
+	if err != nil {
+		return err
+	}
+	if !ws.locked {
+		return errConflict("conflict", notLocked)
+	}
+	s.setLocked(ws, false, now)
+	writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
+	return nil
+}
+
+func (s *Sim) setLocked(ws *workspace, locked bool, now time.Time) {
+	ws.locked = locked
+	if locked {
+		ws.lockedBy = adminUserID
+		return
+	}
+	ws.lockedBy, ws.lockReason = "", ""
+	s.schedule(ws, now)
+}
