@@ -1,6 +1,9 @@
 package tfesim_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -131,4 +134,26 @@ func (e *testEnv) behave(wsID string, b tfesim.Behavior) {
 	if err := e.sim.SetBehavior(wsID, b); err != nil {
 		e.t.Fatalf("set behavior: %v", err)
 	}
+}
+
+// tarGz returns a gzipped tar holding one Terraform file.
+func tarGz(t *testing.T) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	body := []byte("terraform {}\n")
+	if err := tw.WriteHeader(&tar.Header{Name: "main.tf", Mode: 0o644, Size: int64(len(body))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return &buf
 }

@@ -98,4 +98,3 @@ func (s *Sim) ResetStats() {
 	defer s.statsMu.Unlock()
 	s.stats = newStats()
 }
-

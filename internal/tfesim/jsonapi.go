@@ -71,8 +71,10 @@ func (e *httpError) Error() string {
 	return e.title + ": " + e.detail
 }
 
-func errBadRequest(detail string) error { return &httpError{http.StatusBadRequest, "bad request", detail} }
-func errNotFound() error                { return &httpError{http.StatusNotFound, "not found", ""} }
+func errBadRequest(detail string) error {
+	return &httpError{http.StatusBadRequest, "bad request", detail}
+}
+func errNotFound() error { return &httpError{http.StatusNotFound, "not found", ""} }
 func errConflict(title, detail string) error {
 	return &httpError{http.StatusConflict, title, detail}
 }

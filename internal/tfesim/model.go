@@ -123,6 +123,7 @@ type workspace struct {
 	executionMode       string
 	terraformVersion    string
 	workingDirectory    string
+	agentPoolID         string
 	resourceCount       int
 	tags                []string
 	locked              bool

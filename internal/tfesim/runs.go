@@ -55,9 +55,9 @@ func (s *Sim) runResource(r *run) resource {
 		Type: "runs",
 		Attributes: map[string]any{
 			"actions": map[string]any{
-				"is-cancelable":      cancelable[r.status],
-				"is-confirmable":     r.status == StatusPlanned,
-				"is-discardable":     discardable[r.status],
+				"is-cancelable":       cancelable[r.status],
+				"is-confirmable":      r.status == StatusPlanned,
+				"is-discardable":      discardable[r.status],
 				"is-force-cancelable": forceCancelable,
 			},
 			"auto-apply":                r.autoApply,

@@ -297,6 +297,7 @@ func (s *Sim) workspaceResource(ws *workspace) resource {
 		},
 		Relationships: map[string]relationship{
 			"organization":                  toOne("organizations", ws.org),
+			"agent-pool":                    toOne("agent-pools", ws.agentPoolID),
 			"current-run":                   toOne("runs", currentRun),
 			"latest-run":                    toOne("runs", latestRun),
 			"current-configuration-version": toOne("configuration-versions", cvID),
@@ -323,6 +324,7 @@ func applyWorkspaceAttrs(ws *workspace, body *requestBody) error {
 	a.boolean("auto-apply-run-trigger", &ws.autoApplyRunTrigger)
 	a.str("terraform-version", &ws.terraformVersion)
 	a.str("working-directory", &ws.workingDirectory)
+	a.str("agent-pool-id", &ws.agentPoolID)
 	var mode string
 	if a.str("execution-mode", &mode) {
 		if err := validExecutionMode(mode); err != nil {
@@ -370,7 +372,7 @@ func (s *Sim) createWorkspace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ws.workingDirectory = draft.workingDirectory
+	ws.workingDirectory, ws.agentPoolID = draft.workingDirectory, draft.agentPoolID
 	writeJSON(w, http.StatusCreated, document{Data: s.workspaceResource(ws)})
 	return nil
 }
@@ -402,7 +404,7 @@ func (s *Sim) updateWorkspace(w http.ResponseWriter, r *http.Request) error {
 	ws.name, ws.description = draft.name, draft.description
 	ws.autoApply, ws.autoApplyRunTrigger = draft.autoApply, draft.autoApplyRunTrigger
 	ws.terraformVersion, ws.workingDirectory = draft.terraformVersion, draft.workingDirectory
-	ws.executionMode, ws.tags = draft.executionMode, draft.tags
+	ws.executionMode, ws.tags, ws.agentPoolID = draft.executionMode, draft.tags, draft.agentPoolID
 	ws.updatedAt = now
 	writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
 	return nil
