@@ -15,18 +15,19 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
 
-// Two go-tfe clients on one token send more than the 30 requests/s the
-// token is allowed (each limits itself to 0.66 × 30 plus a burst): the
-// simulator answers 429s, go-tfe retries them, and no request is lost.
+// Three go-tfe clients on one token send about 60 requests/s, twice what the
+// token is allowed (each client limits itself to 0.66 × 30/s after a burst
+// of 9): the simulator answers 429s, go-tfe retries them, and no request is
+// lost.
 func TestRateLimit(t *testing.T) {
 	e := newEnv(t, tfesim.Options{RateLimit: 30})
 	e.org("acme")
 	ws := e.workspace("acme", tfe.WorkspaceCreateOptions{Name: tfe.String("net")})
 	e.sim.ResetStats()
 
-	const perClient = 40
+	const clients, perClient = 3, 50
 	var g errgroup.Group
-	for range 2 {
+	for range clients {
 		c := e.newClient(adminToken)
 		g.Go(func() error {
 			for range perClient {
@@ -44,9 +45,10 @@ func TestRateLimit(t *testing.T) {
 	if st.RateLimited == 0 {
 		t.Error("no request was rate limited")
 	}
+	t.Logf("%d requests answered 429", st.RateLimited)
 	served := st.Requests["GET /api/v2/workspaces/{id}"]
-	if served != 2*perClient+st.RateLimited {
-		t.Errorf("got %d requests for %d reads and %d 429s; want them to add up", served, 2*perClient, st.RateLimited)
+	if served != clients*perClient+st.RateLimited {
+		t.Errorf("got %d requests for %d reads and %d 429s; want them to add up", served, clients*perClient, st.RateLimited)
 	}
 }
 
