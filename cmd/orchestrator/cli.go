@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -72,6 +73,62 @@ func (fs *flagSet) intVar(p *int, name, env string, value int, usage string) {
 	fs.IntVar(p, name, value, usage)
 	if env != "" {
 		fs.mirror(name, env)
+	}
+}
+
+func (fs *flagSet) boolVar(p *bool, name, env string, value bool, usage string) {
+	fs.BoolVar(p, name, value, usage)
+	if env != "" {
+		fs.mirror(name, env)
+	}
+}
+
+func (fs *flagSet) durationVar(p *time.Duration, name, env string, value time.Duration, usage string) {
+	fs.DurationVar(p, name, value, usage)
+	if env != "" {
+		fs.mirror(name, env)
+	}
+}
+
+// listValue is a repeatable flag; from the environment it takes a
+// comma-separated list.
+type listValue []string
+
+func (l *listValue) String() string { return "" }
+
+func (l *listValue) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l = append(*l, part)
+		}
+	}
+	return nil
+}
+
+// secrets defines a repeatable secret flag and its -file twin (one secret
+// per line), with environment mirrors, and returns a function that resolves
+// all of them after parsing.
+func (fs *flagSet) secrets(name, env, usage string) func() ([]string, error) {
+	var values listValue
+	var file string
+	fs.Var(&values, name, usage+" (repeatable; comma-separated in the environment)")
+	fs.StringVar(&file, name+"-file", "", "read "+name+"s from this file, one per line")
+	fs.mirror(name, env)
+	fs.mirror(name+"-file", env+"_FILE")
+	return func() ([]string, error) {
+		out := append([]string(nil), values...)
+		if file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("read --%s-file: %w", name, err)
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if line = strings.TrimSpace(line); line != "" {
+					out = append(out, line)
+				}
+			}
+		}
+		return out, nil
 	}
 }
 

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"time"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/app"
+)
+
+func serveCommand() *command {
+	return &command{
+		name:    "serve",
+		summary: "run the daemon: receive TFE notifications and store them in JetStream",
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var cfg app.Config
+			fs.stringVar(&cfg.HTTPListen, "http-listen", "ORCHESTRATOR_HTTP_LISTEN", ":8080", "address of the webhook, health and metrics server")
+			fs.stringVar(&cfg.DataDir, "data-dir", "ORCHESTRATOR_DATA_DIR", "data", "directory for the embedded NATS server's store")
+			fs.stringVar(&cfg.NATS.URL, "nats-url", "NATS_URL", "", "NATS server or cluster URL(s); empty runs an embedded JetStream server")
+			fs.stringVar(&cfg.NATS.EmbeddedListen, "embedded-nats-listen", "ORCHESTRATOR_EMBEDDED_NATS_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens for outside clients; off for none")
+			fs.stringVar(&cfg.NATS.CredsFile, "nats-creds", "NATS_CREDS", "", "NATS credentials file (JWT and seed)")
+			fs.stringVar(&cfg.NATS.TLSCA, "nats-tls-ca", "NATS_TLS_CA", "", "CA certificate file to verify the NATS server")
+			fs.stringVar(&cfg.NATS.TLSCert, "nats-tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS")
+			fs.stringVar(&cfg.NATS.TLSKey, "nats-tls-key", "NATS_TLS_KEY", "", "client key file for NATS")
+			fs.stringVar(&cfg.NATS.User, "nats-user", "NATS_USER", "", "NATS user name")
+			natsPassword := fs.secret("nats-password", "NATS_PASSWORD", "NATS password")
+			natsToken := fs.secret("nats-token", "NATS_TOKEN", "NATS authentication token")
+			tokens := fs.secrets("webhook-token", "ORCHESTRATOR_WEBHOOK_TOKEN", "token of the TFE notification configurations; webhooks must be signed with one")
+			fs.boolVar(&cfg.Webhook.SkipSignature, "insecure-skip-signature", "ORCHESTRATOR_INSECURE_SKIP_SIGNATURE", false, "accept unsigned webhooks when no token is set (never in production)")
+			fs.Int64Var(&cfg.Webhook.MaxBodyBytes, "webhook-max-body", 1<<20, "largest webhook body accepted, in bytes")
+			fs.mirror("webhook-max-body", "ORCHESTRATOR_WEBHOOK_MAX_BODY")
+			fs.stringVar(&cfg.Stream.Name, "stream-name", "ORCHESTRATOR_STREAM_NAME", "RUN_EVENTS", "JetStream stream of run events")
+			fs.stringVar(&cfg.Stream.Retention, "stream-retention", "ORCHESTRATOR_STREAM_RETENTION", "limits", "stream retention: limits, interest or workqueue")
+			fs.durationVar(&cfg.Stream.MaxAge, "stream-max-age", "ORCHESTRATOR_STREAM_MAX_AGE", 7*24*time.Hour, "how long run events are kept")
+			fs.durationVar(&cfg.Stream.DuplicateWindow, "stream-duplicate-window", "ORCHESTRATOR_STREAM_DUPLICATE_WINDOW", 10*time.Minute, "how long a redelivered notification is recognised as a duplicate")
+			fs.intVar(&cfg.Stream.Replicas, "stream-replicas", "ORCHESTRATOR_STREAM_REPLICAS", 1, "stream replicas (3 in a NATS cluster)")
+			fs.durationVar(&cfg.ShutdownTimeout, "shutdown-timeout", "ORCHESTRATOR_SHUTDOWN_TIMEOUT", 20*time.Second, "how long an orderly shutdown may take")
+			return func(env *runEnv) error {
+				var err error
+				if cfg.Webhook.Tokens, err = tokens(); err != nil {
+					return err
+				}
+				if cfg.NATS.Password, err = natsPassword(); err != nil {
+					return err
+				}
+				if cfg.NATS.Token, err = natsToken(); err != nil {
+					return err
+				}
+				d, err := app.New(cfg, env.log)
+				if err != nil {
+					return usagef("%v", err)
+				}
+				return d.Run(env.ctx)
+			}
+		},
+	}
+}

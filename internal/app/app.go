@@ -1,0 +1,310 @@
+// Package app is the orchestrator daemon as a value: configuration in, a
+// Run that serves until its context ends, so tests start the whole daemon
+// in-process exactly as `orchestrator serve` does.
+//
+// Run guarantees an orderly shutdown: it stops taking webhooks, lets
+// in-flight requests finish their publishes, drains the NATS connection,
+// then stops the embedded NATS server, all within ShutdownTimeout.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
+)
+
+// Config is the daemon's configuration. Zero fields take the defaults.
+type Config struct {
+	// HTTPListen is the address of the webhook, health and metrics server;
+	// default ":8080".
+	HTTPListen string
+	// DataDir holds the embedded NATS server's store; default "data".
+	DataDir string
+	NATS    NATSConfig
+	Webhook events.WebhookOptions
+	Stream  events.StreamOptions
+	// ShutdownTimeout bounds the orderly shutdown; default 20s.
+	ShutdownTimeout time.Duration
+}
+
+// NATSConfig says which NATS to use. Without a URL the daemon runs an
+// embedded JetStream server.
+type NATSConfig struct {
+	URL string
+	// EmbeddedListen is where the embedded server listens for outside
+	// clients such as the nats CLI; "off" for none; default 127.0.0.1:4222.
+	EmbeddedListen string
+	CredsFile      string
+	TLSCA          string
+	TLSCert        string
+	TLSKey         string
+	User           string
+	Password       string
+	Token          string
+}
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.HTTPListen == "" {
+		out.HTTPListen = ":8080"
+	}
+	if out.DataDir == "" {
+		out.DataDir = "data"
+	}
+	if out.NATS.EmbeddedListen == "" {
+		out.NATS.EmbeddedListen = "127.0.0.1:4222"
+	}
+	if out.ShutdownTimeout == 0 {
+		out.ShutdownTimeout = 20 * time.Second
+	}
+	return out
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	d := c.withDefaults()
+	if err := d.Stream.Validate(); err != nil {
+		return err
+	}
+	if len(d.Webhook.Tokens) == 0 && !d.Webhook.SkipSignature {
+		return errors.New("no webhook token: set --webhook-token, or --insecure-skip-signature to accept unsigned webhooks")
+	}
+	if (d.NATS.TLSCert == "") != (d.NATS.TLSKey == "") {
+		return errors.New("NATS TLS needs both a certificate and a key")
+	}
+	if d.NATS.User != "" && d.NATS.Token != "" {
+		return errors.New("give a NATS user or a NATS token, not both")
+	}
+	if d.ShutdownTimeout < 0 {
+		return errors.New("shutdown timeout must not be negative")
+	}
+	return nil
+}
+
+// App is the daemon.
+type App struct {
+	cfg      Config
+	log      *zap.Logger
+	registry *prometheus.Registry
+
+	ready    chan struct{}
+	mu       sync.Mutex
+	httpAddr string
+	natsURL  string
+}
+
+// New checks the configuration and returns the daemon, not yet running.
+func New(cfg Config, log *zap.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &App{cfg: cfg.withDefaults(), log: log, registry: prometheus.NewRegistry(), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the daemon serves HTTP.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// HTTPAddr is the address the HTTP server listens on, once Ready.
+func (a *App) HTTPAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.httpAddr
+}
+
+// NATSURL is the URL of the embedded server's listener, once Ready; empty
+// when the daemon uses an outside NATS or the listener is off.
+func (a *App) NATSURL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.natsURL
+}
+
+// Run starts the daemon and serves until ctx ends or a part fails.
+func (a *App) Run(ctx context.Context) error {
+	var embedded *natsembed.Server
+	if a.cfg.NATS.URL == "" {
+		dir := filepath.Join(a.cfg.DataDir, "nats")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("create data directory: %w", err)
+		}
+		var err error
+		embedded, err = natsembed.Start(natsembed.Options{StoreDir: dir, Listen: a.cfg.NATS.EmbeddedListen, Logger: a.log.Named("nats")})
+		if err != nil {
+			return err
+		}
+		defer embedded.Shutdown()
+		a.mu.Lock()
+		a.natsURL = embedded.ClientURL()
+		a.mu.Unlock()
+		a.log.Info("embedded NATS started", zap.String("store", dir), zap.String("url", embedded.ClientURL()))
+	}
+
+	nc, err := a.connect(embedded)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	stream, err := events.EnsureStream(setupCtx, js, a.cfg.Stream)
+	cancel()
+	if err != nil {
+		return err
+	}
+	streamName := stream.CachedInfo().Config.Name
+
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "orchestrator_jetstream_connected",
+		Help: "1 while the NATS connection is up, 0 otherwise.",
+	}, func() float64 {
+		if nc.IsConnected() {
+			return 1
+		}
+		return 0
+	}))
+	metrics := events.NewMetrics(a.registry)
+	webhook, err := events.NewWebhook(a.cfg.Webhook, events.NewPublisher(js, streamName), metrics, a.log.Named("webhook"))
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/webhooks/tfe", webhook)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.readyz(nc, js, streamName))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
+	mux.Handle("/", webhook.NotFound())
+
+	ln, err := net.Listen("tcp", a.cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPListen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	a.mu.Lock()
+	a.httpAddr = ln.Addr().String()
+	a.mu.Unlock()
+	a.log.Info("serving", zap.String("http", ln.Addr().String()), zap.String("stream", streamName))
+	close(a.ready)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		return a.shutdown(srv, nc)
+	})
+	return g.Wait()
+}
+
+// shutdown stops taking requests, waits for in-flight ones (and so their
+// publishes), then drains the NATS connection.
+func (a *App) shutdown(srv *http.Server, nc *nats.Conn) error {
+	a.log.Info("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	httpErr := srv.Shutdown(ctx)
+	if nc.IsClosed() {
+		return httpErr
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		// Not connected: nothing is in flight to drain.
+		a.log.Warn("NATS not drained", zap.Error(err))
+		nc.Close()
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		return errors.Join(httpErr, errors.New("NATS drain did not finish in time"))
+	}
+	if httpErr != nil {
+		return fmt.Errorf("http shutdown: %w", httpErr)
+	}
+	return nil
+}
+
+func (a *App) connect(embedded *natsembed.Server) (*nats.Conn, error) {
+	log := a.log.Named("nats")
+	opts := []nats.Option{
+		nats.Name("tfe-orchestrator"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+	}
+	if embedded != nil {
+		nc, err := embedded.Connect(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to embedded NATS: %w", err)
+		}
+		return nc, nil
+	}
+	c := a.cfg.NATS
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	log.Info("NATS connected", zap.String("url", nc.ConnectedUrlRedacted()))
+	return nc, nil
+}
+
+// readyz answers 200 while NATS is connected and the stream is there.
+func (a *App) readyz(nc *nats.Conn, js jetstream.JetStream, stream string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !nc.IsConnected() {
+			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := js.Stream(ctx, stream); err != nil {
+			http.Error(w, "stream "+stream+" unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	}
+}

@@ -1,0 +1,22 @@
+// Package events takes TFE run notifications in and puts run events on the
+// JetStream stream the workers consume.
+//
+// What it guarantees:
+//
+//   - Nothing unsigned gets in: every request must carry a valid
+//     X-TFE-Notification-Signature for one of the configured tokens,
+//     compared in constant time (unless signatures are explicitly skipped).
+//   - Nothing is lost between TFE and the stream: the webhook answers 2xx
+//     only after JetStream acknowledged every event of the request, and 503
+//     when it could not, so TFE's delivery (or the reconciliation that
+//     replaces it) tries again.
+//   - Redelivery is harmless: each event is published with a
+//     de-duplication ID derived from run, trigger, status and update time,
+//     so within the stream's duplicate window the same notification is
+//     stored once.
+//   - Bad input gets a 4xx, is counted in the metrics and logged once, and
+//     publishes nothing. Payload versions and triggers it does not act on
+//     are accepted and counted, never failed.
+//
+// Subjects are tfe.run.<organization>.<workspace ID>.<run status>.
+package events

@@ -1,0 +1,195 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Run notification triggers, as TFE names them.
+const (
+	TriggerCreated        = "run:created"
+	TriggerPlanning       = "run:planning"
+	TriggerNeedsAttention = "run:needs_attention"
+	TriggerApplying       = "run:applying"
+	TriggerCompleted      = "run:completed"
+	TriggerErrored        = "run:errored"
+	TriggerVerification   = "verification"
+)
+
+func isRunTrigger(t string) bool {
+	switch t {
+	case TriggerCreated, TriggerPlanning, TriggerNeedsAttention, TriggerApplying, TriggerCompleted, TriggerErrored:
+		return true
+	}
+	return false
+}
+
+// payload is the generic notification body of version 1. Version "2" (a
+// string), for workspace and assessment notifications, has another shape
+// and is not read past its version.
+type payload struct {
+	NotificationConfigurationID *string         `json:"notification_configuration_id"`
+	RunURL                      *string         `json:"run_url"`
+	RunID                       *string         `json:"run_id"`
+	RunMessage                  *string         `json:"run_message"`
+	RunCreatedAt                *time.Time      `json:"run_created_at"`
+	RunCreatedBy                *string         `json:"run_created_by"`
+	WorkspaceID                 *string         `json:"workspace_id"`
+	WorkspaceName               *string         `json:"workspace_name"`
+	OrganizationName            *string         `json:"organization_name"`
+	Notifications               []notification  `json:"notifications"`
+}
+
+type notification struct {
+	Message      string     `json:"message"`
+	Trigger      string     `json:"trigger"`
+	RunStatus    *string    `json:"run_status"`
+	RunUpdatedAt *time.Time `json:"run_updated_at"`
+	RunUpdatedBy *string    `json:"run_updated_by"`
+}
+
+// Decoded is what a notification body holds for us.
+type Decoded struct {
+	// Verification is true for TFE's "send a test" payload.
+	Verification bool
+	// Ignored counts notifications accepted but not acted on: other
+	// payload versions and triggers that are not run triggers.
+	Ignored int
+	// Events are the run events, one per run notification, in order.
+	Events []RunEvent
+}
+
+// ErrMalformed is returned for a body that is not JSON.
+var ErrMalformed = errors.New("malformed JSON")
+
+// ShapeError is returned for JSON that is not a notification payload.
+type ShapeError struct{ Reason string }
+
+func (e *ShapeError) Error() string { return "not a TFE notification payload: " + e.Reason }
+
+// Decode reads a notification body and normalises its run notifications to
+// run events stamped with receivedAt. It never fails on a payload version or
+// trigger it does not act on: those are counted in Decoded.Ignored.
+func Decode(body []byte, receivedAt time.Time) (Decoded, error) {
+	var out Decoded
+	if !json.Valid(body) {
+		return out, ErrMalformed
+	}
+	var head struct {
+		PayloadVersion json.RawMessage `json:"payload_version"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		return out, &ShapeError{Reason: "the body is not a JSON object"}
+	}
+	switch strings.Trim(string(head.PayloadVersion), `"`) {
+	case "1":
+	case "", "null":
+		return out, &ShapeError{Reason: "payload_version is missing"}
+	default:
+		// Workspace and assessment notifications (version 2) and versions
+		// not yet known: accepted, not acted on.
+		out.Ignored = 1
+		return out, nil
+	}
+	var p payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return out, &ShapeError{Reason: trimJSONError(err)}
+	}
+	if len(p.Notifications) == 0 {
+		return out, &ShapeError{Reason: "notifications is empty"}
+	}
+	for _, n := range p.Notifications {
+		switch {
+		case n.Trigger == TriggerVerification:
+			out.Verification = true
+		case !isRunTrigger(n.Trigger):
+			out.Ignored++
+		default:
+			ev, err := runEvent(&p, &n, receivedAt)
+			if err != nil {
+				return Decoded{}, err
+			}
+			out.Events = append(out.Events, ev)
+		}
+	}
+	return out, nil
+}
+
+func runEvent(p *payload, n *notification, receivedAt time.Time) (RunEvent, error) {
+	required := []struct {
+		name  string
+		value *string
+	}{
+		{"run_id", p.RunID},
+		{"workspace_id", p.WorkspaceID},
+		{"workspace_name", p.WorkspaceName},
+		{"organization_name", p.OrganizationName},
+		{"notifications[].run_status", n.RunStatus},
+	}
+	for _, f := range required {
+		if f.value == nil || *f.value == "" {
+			return RunEvent{}, &ShapeError{Reason: f.name + " is missing for trigger " + n.Trigger}
+		}
+	}
+	if !validToken(*p.OrganizationName) || !validToken(*p.WorkspaceID) || !validToken(*n.RunStatus) {
+		return RunEvent{}, &ShapeError{Reason: "organization_name, workspace_id and run_status must be plain names"}
+	}
+	if n.RunUpdatedAt == nil {
+		return RunEvent{}, &ShapeError{Reason: "notifications[].run_updated_at is missing for trigger " + n.Trigger}
+	}
+	ev := RunEvent{
+		Organization:  *p.OrganizationName,
+		WorkspaceID:   *p.WorkspaceID,
+		WorkspaceName: *p.WorkspaceName,
+		RunID:         *p.RunID,
+		Trigger:       n.Trigger,
+		Status:        *n.RunStatus,
+		Message:       n.Message,
+		UpdatedAt:     n.RunUpdatedAt.UTC(),
+		ReceivedAt:    receivedAt.UTC(),
+	}
+	ev.NotificationConfigurationID = deref(p.NotificationConfigurationID)
+	ev.RunURL = deref(p.RunURL)
+	ev.RunMessage = deref(p.RunMessage)
+	ev.RunCreatedBy = deref(p.RunCreatedBy)
+	ev.UpdatedBy = deref(n.RunUpdatedBy)
+	if p.RunCreatedAt != nil {
+		ev.RunCreatedAt = p.RunCreatedAt.UTC()
+	}
+	return ev, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// validToken reports whether s can stand as one token of a NATS subject.
+func validToken(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, c := range s {
+		if c <= ' ' || c == '.' || c == '*' || c == '>' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func trimJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %s has the wrong type", te.Field)
+	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		return "a timestamp is not RFC 3339"
+	}
+	return err.Error()
+}

@@ -1,0 +1,262 @@
+package events
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// SignatureHeader carries hex(HMAC-SHA512(token, body)).
+const SignatureHeader = "X-TFE-Notification-Signature"
+
+// Results of a webhook request, the values of the result label.
+const (
+	ResultPublished        = "published"
+	ResultVerification     = "verification"
+	ResultIgnored          = "ignored"
+	ResultMissingSignature = "missing_signature"
+	ResultBadSignature     = "bad_signature"
+	ResultMalformed        = "malformed"
+	ResultBadShape         = "bad_shape"
+	ResultTooLarge         = "too_large"
+	ResultMethodNotAllowed = "method_not_allowed"
+	ResultNotFound         = "not_found"
+	ResultUnavailable      = "unavailable"
+)
+
+// EventPublisher stores a run event durably; *Publisher is one.
+type EventPublisher interface {
+	Publish(ctx context.Context, ev *RunEvent) (duplicate bool, err error)
+}
+
+// WebhookOptions configure the webhook handler.
+type WebhookOptions struct {
+	// Tokens are the notification configurations' tokens; a request must be
+	// signed with one of them. Several allow rotation.
+	Tokens []string
+	// SkipSignature accepts unsigned requests. Only for when no token is set.
+	SkipSignature bool
+	// MaxBodyBytes limits the request body; default 1 MiB.
+	MaxBodyBytes int64
+	// PublishTimeout bounds the wait for JetStream's acknowledgement;
+	// default 5s.
+	PublishTimeout time.Duration
+	// Now is the clock that stamps receive times; default time.Now.
+	Now func() time.Time
+}
+
+func (o *WebhookOptions) validate() error {
+	if len(o.Tokens) == 0 && !o.SkipSignature {
+		return errors.New("a webhook token is required unless signatures are skipped")
+	}
+	for _, t := range o.Tokens {
+		if t == "" {
+			return errors.New("a webhook token is empty")
+		}
+	}
+	if o.MaxBodyBytes < 0 || o.PublishTimeout < 0 {
+		return errors.New("webhook limits must not be negative")
+	}
+	return nil
+}
+
+// Webhook is the handler of POST /webhooks/tfe: it verifies, decodes and
+// publishes TFE notifications, and answers 2xx only once every event of the
+// request is stored in JetStream.
+type Webhook struct {
+	opts    WebhookOptions
+	pub     EventPublisher
+	log     *zap.Logger
+	metrics *Metrics
+}
+
+// NewWebhook returns the handler. metrics may be shared with NotFound.
+func NewWebhook(opts WebhookOptions, pub EventPublisher, metrics *Metrics, log *zap.Logger) (*Webhook, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.PublishTimeout == 0 {
+		opts.PublishTimeout = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Webhook{opts: opts, pub: pub, log: log, metrics: metrics}, nil
+}
+
+func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.reject(w, r, http.StatusMethodNotAllowed, ResultMethodNotAllowed, "only POST is allowed")
+		return
+	}
+	receivedAt := h.opts.Now()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.reject(w, r, http.StatusRequestEntityTooLarge, ResultTooLarge,
+				"body exceeds "+strconv.FormatInt(h.opts.MaxBodyBytes, 10)+" bytes")
+			return
+		}
+		h.reject(w, r, http.StatusBadRequest, ResultMalformed, "read body: "+err.Error())
+		return
+	}
+	if result, ok := h.verify(r, body); !ok {
+		reason := "signature does not verify"
+		if result == ResultMissingSignature {
+			reason = "no " + SignatureHeader + " header"
+		}
+		h.reject(w, r, http.StatusUnauthorized, result, reason)
+		return
+	}
+	decoded, err := Decode(body, receivedAt)
+	if err != nil {
+		result := ResultBadShape
+		if errors.Is(err, ErrMalformed) {
+			result = ResultMalformed
+		}
+		h.reject(w, r, http.StatusBadRequest, result, err.Error())
+		return
+	}
+	h.metrics.ignored.Add(float64(decoded.Ignored))
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.PublishTimeout)
+	defer cancel()
+	duplicates := 0
+	for i := range decoded.Events {
+		ev := &decoded.Events[i]
+		start := time.Now()
+		dup, err := h.pub.Publish(ctx, ev)
+		if err == nil {
+			h.log.Debug("run event stored", zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID),
+				zap.String("trigger", ev.Trigger), zap.String("status", ev.Status), zap.Bool("duplicate", dup))
+		}
+		h.metrics.publishSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			h.metrics.webhooks.WithLabelValues(ResultUnavailable).Inc()
+			h.log.Error("webhook not stored", zap.String("run_id", ev.RunID),
+				zap.String("workspace_id", ev.WorkspaceID), zap.Error(err))
+			writeStatus(w, http.StatusServiceUnavailable, "event store unavailable, retry later")
+			return
+		}
+		if dup {
+			duplicates++
+		}
+		h.metrics.events.WithLabelValues(ev.Trigger, ev.Status).Inc()
+	}
+	switch {
+	case len(decoded.Events) > 0:
+		h.metrics.webhooks.WithLabelValues(ResultPublished).Inc()
+		h.metrics.duplicates.Add(float64(duplicates))
+	case decoded.Verification:
+		h.metrics.webhooks.WithLabelValues(ResultVerification).Inc()
+		h.log.Info("verification payload received")
+	default:
+		h.metrics.webhooks.WithLabelValues(ResultIgnored).Inc()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(map[string]int{"stored": len(decoded.Events) - duplicates, "duplicates": duplicates, "ignored": decoded.Ignored})
+}
+
+// verify checks the signature against every configured token, each in
+// constant time, so the time taken tells nothing of the expected value.
+func (h *Webhook) verify(r *http.Request, body []byte) (result string, ok bool) {
+	if h.opts.SkipSignature && len(h.opts.Tokens) == 0 {
+		return "", true
+	}
+	header := r.Header.Get(SignatureHeader)
+	if header == "" {
+		return ResultMissingSignature, false
+	}
+	got, err := hex.DecodeString(header)
+	if err != nil || len(got) != sha512.Size {
+		return ResultBadSignature, false
+	}
+	match := false
+	for _, token := range h.opts.Tokens {
+		m := hmac.New(sha512.New, []byte(token))
+		m.Write(body)
+		if hmac.Equal(got, m.Sum(nil)) {
+			match = true
+		}
+	}
+	if !match {
+		return ResultBadSignature, false
+	}
+	return "", true
+}
+
+// reject answers a request we will not act on, counts it and logs it once.
+// Nothing from the request's headers or body goes into the log.
+func (h *Webhook) reject(w http.ResponseWriter, r *http.Request, status int, result, reason string) {
+	h.metrics.webhooks.WithLabelValues(result).Inc()
+	h.log.Warn("webhook rejected", zap.String("result", result), zap.Int("status", status),
+		zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("remote_addr", r.RemoteAddr),
+		zap.String("reason", reason))
+	writeStatus(w, status, reason)
+}
+
+func writeStatus(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// NotFound answers paths that are not served, counted like rejected webhooks.
+func (h *Webhook) NotFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.reject(w, r, http.StatusNotFound, ResultNotFound, "no such path")
+	})
+}
+
+// Metrics are the ingest side's Prometheus metrics.
+type Metrics struct {
+	webhooks       *prometheus.CounterVec
+	events         *prometheus.CounterVec
+	duplicates     prometheus.Counter
+	ignored        prometheus.Counter
+	publishSeconds prometheus.Histogram
+}
+
+// NewMetrics registers the ingest metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_webhooks_total",
+			Help: "Webhook requests by result.",
+		}, []string{"result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_run_events_total",
+			Help: "Run events stored in JetStream, by trigger and run status.",
+		}, []string{"trigger", "status"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orchestrator_run_events_duplicate_total",
+			Help: "Run events JetStream already held (the same notification delivered again).",
+		}),
+		ignored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orchestrator_notifications_ignored_total",
+			Help: "Notifications accepted but not acted on (other payload versions and triggers).",
+		}),
+		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orchestrator_publish_duration_seconds",
+			Help:    "Time from publishing a run event to JetStream's acknowledgement.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+	}
+	reg.MustRegister(m.webhooks, m.events, m.duplicates, m.ignored, m.publishSeconds)
+	return m
+}
