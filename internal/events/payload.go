@@ -31,6 +31,7 @@ func isRunTrigger(t string) bool {
 // string), for workspace and assessment notifications, has another shape
 // and is not read past its version.
 type payload struct {
+	PayloadVersion              json.RawMessage `json:"payload_version"`
 	NotificationConfigurationID *string         `json:"notification_configuration_id"`
 	RunURL                      *string         `json:"run_url"`
 	RunID                       *string         `json:"run_id"`
@@ -75,16 +76,25 @@ func (e *ShapeError) Error() string { return "not a TFE notification payload: " 
 // trigger it does not act on: those are counted in Decoded.Ignored.
 func Decode(body []byte, receivedAt time.Time) (Decoded, error) {
 	var out Decoded
-	if !json.Valid(body) {
+	var p payload
+	err := json.Unmarshal(body, &p)
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
 		return out, ErrMalformed
 	}
-	var head struct {
-		PayloadVersion json.RawMessage `json:"payload_version"`
+	version := p.PayloadVersion
+	if err != nil {
+		// Another payload version may use these field names with other
+		// types: read the version alone before calling the shape wrong.
+		var head struct {
+			PayloadVersion json.RawMessage `json:"payload_version"`
+		}
+		if json.Unmarshal(body, &head) != nil {
+			return out, &ShapeError{Reason: "the body is not a JSON object"}
+		}
+		version = head.PayloadVersion
 	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		return out, &ShapeError{Reason: "the body is not a JSON object"}
-	}
-	switch strings.Trim(string(head.PayloadVersion), `"`) {
+	switch strings.Trim(string(version), `"`) {
 	case "1":
 	case "", "null":
 		return out, &ShapeError{Reason: "payload_version is missing"}
@@ -94,8 +104,7 @@ func Decode(body []byte, receivedAt time.Time) (Decoded, error) {
 		out.Ignored = 1
 		return out, nil
 	}
-	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
+	if err != nil {
 		return out, &ShapeError{Reason: trimJSONError(err)}
 	}
 	if len(p.Notifications) == 0 {

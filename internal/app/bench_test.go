@@ -1,0 +1,181 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+)
+
+// Ingest benchmarks: a signed webhook through real HTTP into the embedded
+// JetStream server (file storage), answered after the stream's ack; next to
+// it, the raw synchronous publish rate on the same machine.
+//
+//	go test ./internal/app -run '^$' -bench . -benchmem -benchtime 5000x
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+func BenchmarkRawJetStreamPublish(b *testing.B) {
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Shutdown()
+	nc, err := ns.Connect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("x"), 600) // about the size of a stored run event
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		msg := &nats.Msg{Subject: "tfe.run.acme.ws-bench.applied", Data: data}
+		if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprint("raw-", i))); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	reportLatency(b, lat)
+}
+
+func benchDaemon(b *testing.B) *app.App {
+	a, err := app.New(app.Config{
+		HTTPListen: "127.0.0.1:0", DataDir: b.TempDir(),
+		NATS:    app.NATSConfig{EmbeddedListen: "off"},
+		Webhook: events.WebhookOptions{Tokens: []string{webhookToken}},
+	}, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	<-a.Ready()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return a
+}
+
+func signed(url string, i int) *http.Request {
+	body := runPayload(fmt.Sprintf("run-%016d", i), "applied", time.Unix(int64(i), 0).UTC())
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set(events.SignatureHeader, tfesim.Sign(webhookToken, body))
+	return req
+}
+
+func post(b *testing.B, client *http.Client, req *http.Request) {
+	res, err := client.Do(req)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, res.Body) // read to the end so the connection is reused
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b.Errorf("status %d", res.StatusCode)
+	}
+}
+
+// BenchmarkIngest sends webhooks one after another: its ns/op is the
+// closed-loop cost of one signed webhook to JetStream ack.
+func BenchmarkIngest(b *testing.B) {
+	a := benchDaemon(b)
+	url := "http://" + a.HTTPAddr() + "/webhooks/tfe"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		req := signed(url, i)
+		start := time.Now()
+		post(b, client, req)
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	reportLatency(b, lat)
+}
+
+// BenchmarkIngestAt1000PerSecond sends webhooks at a fixed 1,000 requests
+// per second, open loop, and reports the latency each one saw.
+func BenchmarkIngestAt1000PerSecond(b *testing.B) {
+	a := benchDaemon(b)
+	url := "http://" + a.HTTPAddr() + "/webhooks/tfe"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	reqs := make([]*http.Request, b.N)
+	for i := range reqs {
+		reqs[i] = signed(url, i)
+	}
+	lat := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if d := time.Until(start.Add(time.Duration(i) * time.Millisecond)); d > 0 {
+			time.Sleep(d) // pacing the load generator, not waiting for a result
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			post(b, client, reqs[i])
+			lat[i] = time.Since(t0)
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	reportLatency(b, lat)
+}
+
+// BenchmarkIngestParallel sends webhooks from 8 concurrent senders per
+// core, as TFE does from its many workers: its ns/op gives throughput.
+func BenchmarkIngestParallel(b *testing.B) {
+	a := benchDaemon(b)
+	url := "http://" + a.HTTPAddr() + "/webhooks/tfe"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var mu sync.Mutex
+	next := 0
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			mu.Lock()
+			i := next
+			next++
+			mu.Unlock()
+			post(b, client, signed(url, i))
+		}
+	})
+}
