@@ -55,6 +55,9 @@ func TestExitCodes(t *testing.T) {
 		{"bad log level from the environment", []string{"version"}, map[string]string{"ORCHESTRATOR_LOG_LEVEL": "loud"}, exitUsage, "log-level"},
 		{"bad rate limit from the environment", []string{"tfesim", "--token", "t"}, map[string]string{"TFESIM_RATE_LIMIT": "many"}, exitUsage, "$TFESIM_RATE_LIMIT"},
 		{"token and token file", []string{"tfesim", "--token", "t", "--token-file", "f"}, nil, exitUsage, "not both"},
+		{"serve without a webhook token", []string{"serve"}, nil, exitUsage, "--insecure-skip-signature"},
+		{"serve with a bad duration", []string{"serve", "--webhook-token", "t"}, map[string]string{"ORCHESTRATOR_STREAM_MAX_AGE": "a week"}, exitUsage, "$ORCHESTRATOR_STREAM_MAX_AGE"},
+		{"serve with a bad retention", []string{"serve", "--webhook-token", "t", "--stream-retention", "forever"}, nil, exitUsage, "retention"},
 		{"unreadable token file", []string{"tfesim", "--token-file", "/does/not/exist"}, nil, exitError, "read --token-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+// Every flag and environment variable of every command appears in the
+// README's configuration reference.
+func TestReadmeDocumentsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(readme)
+	for _, cmd := range commands() {
+		fs := newFlagSet(cmd.name, io.Discard)
+		var lf logFlags
+		lf.define(fs)
+		cmd.setup(fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			name := "`--" + f.Name + "`"
+			if f.Name != "log-level" && f.Name != "log-format" {
+				name = "`" + cmd.name + " --" + f.Name + "`"
+			}
+			if !strings.Contains(doc, name) {
+				t.Errorf("README does not document %s", name)
+			}
+			if env := fs.env[f.Name]; env != "" && !strings.Contains(doc, "`"+env+"`") {
+				t.Errorf("README does not document $%s (for %s)", env, name)
+			}
+		})
+	}
+}
