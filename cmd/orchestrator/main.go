@@ -30,7 +30,7 @@ func main() {
 }
 
 func commands() []*command {
-	return []*command{serveCommand(), tfesimCommand(), versionCommand()}
+	return []*command{serveCommand(), graphCommand(), tfesimCommand(), versionCommand()}
 }
 
 // run runs the command that args name and returns the exit code.

@@ -1,0 +1,209 @@
+package graph
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// MaxSources is TFE's limit of run-trigger sources per workspace.
+const MaxSources = 20
+
+// Finding kinds.
+const (
+	FindingCycle       = "cycle"
+	FindingSourceLimit = "source_limit"
+	FindingLocalTarget = "local_target"
+	FindingDangling    = "dangling_edge"
+)
+
+// Finding is a problem in the graph worth an operator's attention.
+type Finding struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// Lint returns the graph's findings: cycles, targets at TFE's limit of
+// sources, edges into workspaces that cannot run remotely, and edges whose
+// ends are missing, in that order.
+func (g *Graph) Lint() []Finding {
+	var out []Finding
+	for _, c := range g.Cycles() {
+		out = append(out, Finding{FindingCycle, c.Names(g)})
+	}
+	for v, w := range g.ws {
+		if n := len(g.in.of(int32(v))); n >= MaxSources {
+			out = append(out, Finding{FindingSourceLimit,
+				fmt.Sprintf("%s has %d source workspaces, TFE's limit is %d", w.Name, n, MaxSources)})
+		}
+	}
+	for _, e := range g.edges {
+		if t, _ := g.Workspace(e.Target); t.ExecutionMode == "local" {
+			out = append(out, Finding{FindingLocalTarget,
+				fmt.Sprintf("%s → %s: %s uses local execution and cannot run remotely", g.Name(e.Source), t.Name, t.Name)})
+		}
+	}
+	for _, e := range g.dangling {
+		out = append(out, Finding{FindingDangling,
+			fmt.Sprintf("%s → %s: %s", g.Name(e.Source), g.Name(e.Target), g.danglingEnd(e))})
+	}
+	return out
+}
+
+func (g *Graph) danglingEnd(e Edge) string {
+	_, s := g.index[e.Source]
+	_, t := g.index[e.Target]
+	switch {
+	case !s && !t:
+		return "neither end is a known workspace"
+	case !s:
+		return "the source is not a known workspace"
+	default:
+		return "the target is not a known workspace"
+	}
+}
+
+// Document is the JSON form of a graph, which New reads back.
+type Document struct {
+	Workspaces []Workspace `json:"workspaces"`
+	Edges      []Edge      `json:"edges"`
+}
+
+// Document returns the graph as a Document, dangling edges included, so
+// that reading it back gives the same graph.
+func (g *Graph) Document() Document {
+	edges := append(g.Edges(), g.dangling...)
+	if edges == nil {
+		edges = []Edge{}
+	}
+	return Document{Workspaces: g.Workspaces(), Edges: edges}
+}
+
+// FromDocument builds the graph a Document describes.
+func FromDocument(d Document) (*Graph, error) { return New(d.Workspaces, d.Edges) }
+
+// WriteJSON writes the graph as an indented Document.
+func (g *Graph) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(g.Document())
+}
+
+// WriteText writes one line per workspace with downstream workspaces:
+// "network → cluster, dns".
+func (g *Graph) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d workspaces, %d run triggers\n", len(g.ws), len(g.edges))
+	for v, ws := range g.ws {
+		targets := g.out.of(int32(v))
+		if len(targets) == 0 {
+			continue
+		}
+		names := make([]string, len(targets))
+		for i, t := range targets {
+			names[i] = g.ws[t].Name
+		}
+		fmt.Fprintf(&b, "%s → %s\n", ws.Name, strings.Join(names, ", "))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteDOT writes the graph in Graphviz's DOT language. Workspaces on a
+// cycle are drawn red.
+func (g *Graph) WriteDOT(w io.Writer) error {
+	onCycle := g.onCycle()
+	var b strings.Builder
+	b.WriteString("digraph runtriggers {\n  rankdir=LR;\n  node [shape=box];\n")
+	for v, ws := range g.ws {
+		attrs := "label=" + strconv.Quote(ws.Name)
+		if onCycle[v] {
+			attrs += ", color=red"
+		}
+		if ws.ExecutionMode == "local" {
+			attrs += ", style=dashed"
+		}
+		fmt.Fprintf(&b, "  %s [%s];\n", strconv.Quote(ws.ID), attrs)
+	}
+	for _, e := range g.edges {
+		fmt.Fprintf(&b, "  %s -> %s;\n", strconv.Quote(e.Source), strconv.Quote(e.Target))
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteMermaid writes the graph as a Mermaid flowchart.
+func (g *Graph) WriteMermaid(w io.Writer) error {
+	onCycle := g.onCycle()
+	var b strings.Builder
+	b.WriteString("flowchart LR\n")
+	for v, ws := range g.ws {
+		fmt.Fprintf(&b, "  n%d[%q]\n", v, ws.Name)
+	}
+	for v := range g.ws {
+		for _, t := range g.out.of(int32(v)) {
+			fmt.Fprintf(&b, "  n%d --> n%d\n", v, t)
+		}
+	}
+	var red []string
+	for v := range g.ws {
+		if onCycle[v] {
+			red = append(red, "n"+strconv.Itoa(v))
+		}
+	}
+	if len(red) > 0 {
+		b.WriteString("  classDef cycle stroke:#d00,stroke-width:2px\n")
+		fmt.Fprintf(&b, "  class %s cycle\n", strings.Join(red, ","))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (g *Graph) onCycle() []bool {
+	on := make([]bool, len(g.ws))
+	for _, c := range g.Cycles() {
+		for _, id := range c.Members {
+			on[g.index[id]] = true
+		}
+	}
+	return on
+}
+
+// WritePlan writes a cascade plan for a person: the layers with each
+// member's barrier, then what is blocked and why.
+func (g *Graph) WritePlan(w io.Writer, p *Plan) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cascade from %s (%s)\n", g.Name(p.Root), p.Root)
+	for i, layer := range p.Layers[1:] {
+		fmt.Fprintf(&b, "  layer %d:\n", i+1)
+		for _, id := range layer {
+			fmt.Fprintf(&b, "    %s  after %s\n", g.Name(id), g.names(p.Barriers[id]))
+		}
+	}
+	if len(p.Layers) == 1 {
+		b.WriteString("  nothing runs downstream\n")
+	}
+	if len(p.Blocked) > 0 {
+		b.WriteString("  blocked:\n")
+		for _, bl := range p.Blocked {
+			why := "downstream of cycle "
+			if bl.OnCycle {
+				why = "on cycle "
+			}
+			fmt.Fprintf(&b, "    %s  %s%s\n", g.Name(bl.ID), why, bl.Cycle.Names(g))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (g *Graph) names(ids []string) string {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = g.Name(id)
+	}
+	return strings.Join(names, ", ")
+}

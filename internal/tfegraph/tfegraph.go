@@ -1,0 +1,199 @@
+// Package tfegraph reads the run-trigger graph from TFE through go-tfe.
+//
+// LoadOrganization reads a whole organization, for the graph command.
+// Cache serves the daemon: it resolves a cascade by reading the outbound
+// run triggers of the closure's members only, keeps them for a TTL, and
+// costs no API call for a warm closure. What it guarantees:
+//
+//   - Cold, resolving a cascade costs one outbound run-trigger list per
+//     closure member per page (100 triggers a page); warm, none.
+//   - An entry older than the TTL, or invalidated, is read again on next use.
+//   - Safe for concurrent use; no lock is held during an API call.
+package tfegraph
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	tfe "github.com/hashicorp/go-tfe"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+)
+
+// WorkspaceLister is the part of go-tfe's Workspaces this package uses.
+type WorkspaceLister interface {
+	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
+}
+
+// RunTriggerLister is the part of go-tfe's RunTriggers this package uses.
+type RunTriggerLister interface {
+	List(ctx context.Context, workspaceID string, options *tfe.RunTriggerListOptions) (*tfe.RunTriggerList, error)
+}
+
+const pageSize = 100
+
+// LoadOrganization reads every workspace of org and its inbound run
+// triggers: one workspace list per page, then one run-trigger list per
+// workspace per page.
+func LoadOrganization(ctx context.Context, workspaces WorkspaceLister, triggers RunTriggerLister, org string) (*graph.Graph, error) {
+	var ws []graph.Workspace
+	opts := &tfe.WorkspaceListOptions{ListOptions: tfe.ListOptions{PageSize: pageSize}}
+	for {
+		page, err := workspaces.List(ctx, org, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list workspaces of %s: %w", org, err)
+		}
+		for _, w := range page.Items {
+			ws = append(ws, graph.Workspace{ID: w.ID, Name: w.Name, ExecutionMode: w.ExecutionMode})
+		}
+		if page.Pagination == nil || page.NextPage == 0 {
+			break
+		}
+		opts.PageNumber = page.NextPage
+	}
+	var edges []graph.Edge
+	for _, w := range ws {
+		rts, err := listAll(ctx, triggers, w.ID, tfe.RunTriggerInbound)
+		if err != nil {
+			return nil, err
+		}
+		for _, rt := range rts {
+			if src := sourceOf(rt); src != "" {
+				edges = append(edges, graph.Edge{Source: src, Target: w.ID})
+			}
+		}
+	}
+	return graph.New(ws, edges)
+}
+
+func sourceOf(rt *tfe.RunTrigger) string {
+	switch {
+	case rt.SourceableChoice != nil && rt.SourceableChoice.Workspace != nil:
+		return rt.SourceableChoice.Workspace.ID
+	case rt.Sourceable != nil:
+		return rt.Sourceable.ID
+	}
+	return ""
+}
+
+func listAll(ctx context.Context, triggers RunTriggerLister, wsID string, typ tfe.RunTriggerFilterOp) ([]*tfe.RunTrigger, error) {
+	var out []*tfe.RunTrigger
+	opts := &tfe.RunTriggerListOptions{RunTriggerType: typ, ListOptions: tfe.ListOptions{PageSize: pageSize}}
+	for {
+		page, err := triggers.List(ctx, wsID, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list %s run triggers of %s: %w", typ, wsID, err)
+		}
+		out = append(out, page.Items...)
+		if page.Pagination == nil || page.NextPage == 0 {
+			return out, nil
+		}
+		opts.PageNumber = page.NextPage
+	}
+}
+
+// Cache resolves cascades from the outbound run triggers of the closure's
+// members, read lazily and kept for a TTL.
+type Cache struct {
+	triggers RunTriggerLister
+	ttl      time.Duration
+	now      func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]entry // workspace ID → its targets
+}
+
+type entry struct {
+	targets []graph.Workspace
+	fetched time.Time
+}
+
+// NewCache returns a cache whose entries live for ttl. now is the clock;
+// nil means time.Now.
+func NewCache(triggers RunTriggerLister, ttl time.Duration, now func() time.Time) *Cache {
+	if now == nil {
+		now = time.Now
+	}
+	return &Cache{triggers: triggers, ttl: ttl, now: now, entries: map[string]entry{}}
+}
+
+// Invalidate drops what the cache knows of workspace id, so that its
+// triggers are read again on next use.
+func (c *Cache) Invalidate(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, id)
+}
+
+// InvalidateAll empties the cache.
+func (c *Cache) InvalidateAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+}
+
+// targets returns ws's downstream workspaces, from the cache if fresh.
+func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, error) {
+	c.mu.Lock()
+	e, ok := c.entries[id]
+	c.mu.Unlock()
+	if ok && c.now().Sub(e.fetched) < c.ttl {
+		return e.targets, nil
+	}
+	rts, err := listAll(ctx, c.triggers, id, tfe.RunTriggerOutbound)
+	if err != nil {
+		return nil, err
+	}
+	targets := make([]graph.Workspace, 0, len(rts))
+	for _, rt := range rts {
+		if rt.Workspace != nil {
+			targets = append(targets, graph.Workspace{ID: rt.Workspace.ID, Name: rt.WorkspaceName})
+		}
+	}
+	c.mu.Lock()
+	c.entries[id] = entry{targets: targets, fetched: c.now()}
+	c.mu.Unlock()
+	return targets, nil
+}
+
+// Closure reads the graph reachable from root (ID and name) and returns it.
+func (c *Cache) Closure(ctx context.Context, root graph.Workspace) (*graph.Graph, error) {
+	known := map[string]graph.Workspace{root.ID: root}
+	queue := []string{root.ID}
+	var edges []graph.Edge
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		targets, err := c.targets(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range targets {
+			edges = append(edges, graph.Edge{Source: id, Target: t.ID})
+			if _, seen := known[t.ID]; !seen {
+				known[t.ID] = t
+				queue = append(queue, t.ID)
+			}
+		}
+	}
+	ws := make([]graph.Workspace, 0, len(known))
+	for _, w := range known {
+		ws = append(ws, w)
+	}
+	return graph.New(ws, edges)
+}
+
+// Plan resolves the cascade that root starts.
+func (c *Cache) Plan(ctx context.Context, root graph.Workspace) (*graph.Graph, *graph.Plan, error) {
+	g, err := c.Closure(ctx, root)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := g.Plan(root.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return g, p, nil
+}

@@ -1,0 +1,134 @@
+package tfegraph_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	tfe "github.com/hashicorp/go-tfe"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+)
+
+const outboundRoute = "GET /api/v2/workspaces/{id}/run-triggers"
+
+// scenario: root fans out to 120 workspaces (two pages of outbound
+// triggers), f000 → deep → deeper, a diamond a → {b, c} → d elsewhere, and
+// 10 workspaces nobody triggers.
+func newSim(t *testing.T) (*tfesim.Sim, *tfe.Client) {
+	t.Helper()
+	org := tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test"}
+	add := func(names ...string) {
+		for _, n := range names {
+			org.Workspaces = append(org.Workspaces, tfesim.WorkspaceSpec{Name: n})
+		}
+	}
+	edge := func(s, d string) { org.RunTriggers = append(org.RunTriggers, tfesim.RunTriggerSpec{Source: s, Target: d}) }
+	add("root", "deep", "deeper", "a", "b", "c", "d")
+	for i := range 120 {
+		name := fmt.Sprintf("f%03d", i)
+		add(name)
+		edge("root", name)
+	}
+	for i := range 10 {
+		add(fmt.Sprintf("idle%02d", i))
+	}
+	edge("f000", "deep")
+	edge("deep", "deeper")
+	edge("a", "b")
+	edge("a", "c")
+	edge("b", "d")
+	edge("c", "d")
+	sim, err := tfesim.New(tfesim.Options{Token: "t", RateLimit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{org}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	client, err := tfe.NewClient(&tfe.Config{Address: srv.URL, Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, client
+}
+
+func TestCacheAPICost(t *testing.T) {
+	sim, client := newSim(t)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cache := tfegraph.NewCache(client.RunTriggers, time.Minute, func() time.Time { return now })
+	root := graph.Workspace{ID: sim.WorkspaceID("acme", "root"), Name: "root"}
+
+	sim.ResetStats()
+	g, p, err := cache.Plan(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closure, _ := g.Closure(root.ID)
+	if len(closure) != 123 {
+		t.Fatalf("closure: got %d workspaces, want 123 (root, 120 targets, deep, deeper)", len(closure))
+	}
+	// One list per member, and a second page for root's 120 triggers.
+	if got, want := sim.Stats().Requests[outboundRoute], len(closure)+1; got != want {
+		t.Errorf("cold: got %d run-trigger lists, want %d", got, want)
+	}
+	if got := strings.Join([]string{g.Name(p.Layers[2][0]), g.Name(p.Layers[3][0])}, " "); got != "deep deeper" {
+		t.Errorf("layers 2 and 3: got %s, want deep deeper", got)
+	}
+
+	sim.ResetStats()
+	if _, _, err := cache.Plan(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Stats().Requests[outboundRoute]; got != 0 {
+		t.Errorf("warm: got %d run-trigger lists, want 0", got)
+	}
+
+	cache.Invalidate(sim.WorkspaceID("acme", "deep"))
+	if _, _, err := cache.Plan(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Stats().Requests[outboundRoute]; got != 1 {
+		t.Errorf("after invalidating one workspace: got %d lists, want 1", got)
+	}
+
+	sim.ResetStats()
+	now = now.Add(time.Minute)
+	if _, _, err := cache.Plan(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sim.Stats().Requests[outboundRoute], len(closure)+1; got != want {
+		t.Errorf("after the TTL: got %d lists, want %d", got, want)
+	}
+}
+
+func TestLoadOrganization(t *testing.T) {
+	sim, client := newSim(t)
+	sim.ResetStats()
+	g, err := tfegraph.LoadOrganization(context.Background(), client.Workspaces, client.RunTriggers, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.Workspaces()); n != 137 {
+		t.Errorf("got %d workspaces, want 137", n)
+	}
+	if n := len(g.Edges()); n != 126 {
+		t.Errorf("got %d edges, want 126", n)
+	}
+	d, _ := g.Lookup("d")
+	if got := g.Sources(d.ID); len(got) != 2 || g.Name(got[0]) != "b" || g.Name(got[1]) != "c" {
+		t.Errorf("sources of d: got %v, want b and c", got)
+	}
+	st := sim.Stats().Requests
+	if st["GET /api/v2/organizations/{org}/workspaces"] != 2 || st[outboundRoute] != 137 {
+		t.Errorf("API cost: %d workspace pages and %d trigger lists, want 2 and 137", st["GET /api/v2/organizations/{org}/workspaces"], st[outboundRoute])
+	}
+}
