@@ -28,7 +28,9 @@ func newSim(t *testing.T) (*tfesim.Sim, *tfe.Client) {
 			org.Workspaces = append(org.Workspaces, tfesim.WorkspaceSpec{Name: n})
 		}
 	}
-	edge := func(s, d string) { org.RunTriggers = append(org.RunTriggers, tfesim.RunTriggerSpec{Source: s, Target: d}) }
+	edge := func(s, d string) {
+		org.RunTriggers = append(org.RunTriggers, tfesim.RunTriggerSpec{Source: s, Target: d})
+	}
 	add("root", "deep", "deeper", "a", "b", "c", "d")
 	for i := range 120 {
 		name := fmt.Sprintf("f%03d", i)
