@@ -112,7 +112,9 @@ func (s *Sim) finish(r *run, status string, at time.Time) {
 	ws.updatedAt = at
 	if status == StatusApplied {
 		ws.resourceCount++
-		s.fireRunTriggers(ws, r, at)
+		if !s.opts.NoNativeRunTriggers {
+			s.fireRunTriggers(ws, r, at)
+		}
 	}
 	s.schedule(ws, at)
 }

@@ -90,7 +90,9 @@ type Notification struct {
 
 func ptr(s string) *string { return &s }
 
-func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+// rfc3339 formats t as RFC 3339 with milliseconds, so that runs a few
+// milliseconds apart keep their order.
+func rfc3339(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
 
 // notifyRun queues the notification for r's new status to every enabled
 // configuration of its workspace that subscribes to the trigger.

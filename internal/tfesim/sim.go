@@ -33,6 +33,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// Logger receives the simulator's own log lines. Nil means none.
 	Logger *zap.Logger
+	// NoNativeRunTriggers turns off TFE's native run triggers: a run that
+	// applies queues nothing downstream. TFE always fires them; this is for
+	// measuring an orchestrator without them.
+	NoNativeRunTriggers bool
 	// Address is the externally visible base URL, used in notification
 	// run_url fields. Empty means http://localhost.
 	Address string
