@@ -38,14 +38,14 @@ const (
 
 // Alert is one thing an operator should know.
 type Alert struct {
-	Kind         string    `json:"kind"`
-	Severity     string    `json:"severity"`
-	Organization string    `json:"organization,omitempty"`
-	Workspace    string    `json:"workspace,omitempty"` // name
-	WorkspaceID  string    `json:"workspace_id,omitempty"`
-	RunID        string    `json:"run_id,omitempty"`
-	CascadeID    string    `json:"cascade_id,omitempty"`
-	Message      string    `json:"message"`
+	Kind         string `json:"kind"`
+	Severity     string `json:"severity"`
+	Organization string `json:"organization,omitempty"`
+	Workspace    string `json:"workspace,omitempty"` // name
+	WorkspaceID  string `json:"workspace_id,omitempty"`
+	RunID        string `json:"run_id,omitempty"`
+	CascadeID    string `json:"cascade_id,omitempty"`
+	Message      string `json:"message"`
 	// Key identifies the condition: alerts with the same key within a
 	// window are one alert.
 	Key  string    `json:"key"`
