@@ -9,7 +9,7 @@ import (
 func serveCommand() *command {
 	return &command{
 		name:    "serve",
-		summary: "run the daemon: receive TFE notifications and store them in JetStream",
+		summary: "run the daemon: TFE notifications into JetStream, cascades dispatched in dependency order",
 		setup: func(fs *flagSet) func(*runEnv) error {
 			var cfg app.Config
 			fs.stringVar(&cfg.HTTPListen, "http-listen", "ORCHESTRATOR_HTTP_LISTEN", ":8080", "address of the webhook, health and metrics server")
@@ -32,6 +32,21 @@ func serveCommand() *command {
 			fs.durationVar(&cfg.Stream.MaxAge, "stream-max-age", "ORCHESTRATOR_STREAM_MAX_AGE", 7*24*time.Hour, "how long run events are kept")
 			fs.durationVar(&cfg.Stream.DuplicateWindow, "stream-duplicate-window", "ORCHESTRATOR_STREAM_DUPLICATE_WINDOW", 10*time.Minute, "how long a redelivered notification is recognised as a duplicate")
 			fs.intVar(&cfg.Stream.Replicas, "stream-replicas", "ORCHESTRATOR_STREAM_REPLICAS", 1, "stream replicas (3 in a NATS cluster)")
+			fs.stringVar(&cfg.TFE.Address, "tfe-address", "TFE_ADDRESS", "https://app.terraform.io", "TFE or HCP Terraform address")
+			tfeToken := fs.secret("tfe-token", "TFE_TOKEN", "TFE API token the dispatcher creates runs with; without it the daemon only ingests")
+			fs.Float64Var(&cfg.TFE.RateLimit, "tfe-rate-limit", 0, "requests per second this process makes to TFE, shared by all its parts (0: go-tfe's 0.66 × TFE's advertised limit)")
+			fs.mirror("tfe-rate-limit", "ORCHESTRATOR_TFE_RATE_LIMIT")
+			fs.boolVar(&cfg.Dispatcher.DryRun, "dry-run", "ORCHESTRATOR_DRY_RUN", false, "decide and log every cascade step; write nothing to TFE")
+			fs.durationVar(&cfg.GraphCacheTTL, "graph-cache-ttl", "ORCHESTRATOR_GRAPH_CACHE_TTL", 5*time.Minute, "how long a workspace's run triggers are trusted before they are read again")
+			fs.intVar(&cfg.Dispatcher.MaxInFlight, "max-dispatch-in-flight", "ORCHESTRATOR_MAX_DISPATCH_IN_FLIGHT", 8, "run creations in flight at once")
+			fs.durationVar(&cfg.Dispatcher.AckWait, "ack-wait", "ORCHESTRATOR_ACK_WAIT", 30*time.Second, "how long an event may be processed before it is redelivered; a dispatch intent older than this is taken over")
+			fs.durationVar(&cfg.Dispatcher.ReconcileInterval, "reconcile-interval", "ORCHESTRATOR_RECONCILE_INTERVAL", 15*time.Second, "how often open cascades are checked")
+			fs.durationVar(&cfg.Dispatcher.ReconcileAfter, "reconcile-after", "ORCHESTRATOR_RECONCILE_AFTER", time.Minute, "read a dispatched run through the API after this long without an event")
+			fs.durationVar(&cfg.Dispatcher.LockedRetry, "locked-retry", "ORCHESTRATOR_LOCKED_RETRY", 30*time.Second, "how often a locked target is checked again")
+			fs.durationVar(&cfg.Dispatcher.LockedAlertAfter, "locked-alert-after", "ORCHESTRATOR_LOCKED_ALERT_AFTER", 10*time.Minute, "alert when a target stays locked this long")
+			fs.boolVar(&cfg.Dispatcher.NoChangesStarts, "no-changes-starts-cascade", "ORCHESTRATOR_NO_CHANGES_STARTS_CASCADE", false, "a run that finishes with no changes starts a cascade too")
+			fs.boolVar(&cfg.Dispatcher.NoChangesSatisfies, "no-changes-satisfies", "ORCHESTRATOR_NO_CHANGES_SATISFIES", false, "an upstream that finishes with no changes counts as applied (otherwise its downstream is skipped)")
+			fs.durationVar(&cfg.Dispatcher.StateTTL, "state-ttl", "ORCHESTRATOR_STATE_TTL", 7*24*time.Hour, "how long cascade state is kept")
 			fs.durationVar(&cfg.ShutdownTimeout, "shutdown-timeout", "ORCHESTRATOR_SHUTDOWN_TIMEOUT", 20*time.Second, "how long an orderly shutdown may take")
 			return func(env *runEnv) error {
 				var err error
@@ -42,6 +57,9 @@ func serveCommand() *command {
 					return err
 				}
 				if cfg.NATS.Token, err = natsToken(); err != nil {
+					return err
+				}
+				if cfg.TFE.Token, err = tfeToken(); err != nil {
 					return err
 				}
 				d, err := app.New(cfg, env.log)

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,9 +26,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 )
 
 // Config is the daemon's configuration. Zero fields take the defaults.
@@ -40,8 +45,25 @@ type Config struct {
 	NATS    NATSConfig
 	Webhook events.WebhookOptions
 	Stream  events.StreamOptions
+	// TFE is where cascades create runs. Without a token the daemon only
+	// ingests.
+	TFE        TFEConfig
+	Dispatcher dispatcher.Options
+	// GraphCacheTTL is how long a workspace's run triggers are trusted;
+	// default 5m.
+	GraphCacheTTL time.Duration
 	// ShutdownTimeout bounds the orderly shutdown; default 20s.
 	ShutdownTimeout time.Duration
+}
+
+// TFEConfig says how to reach TFE.
+type TFEConfig struct {
+	Address string
+	Token   string
+	// RateLimit caps this process's requests per second to TFE, shared by
+	// all its parts; 0 leaves only go-tfe's own limit (0.66 × what TFE
+	// advertises).
+	RateLimit float64
 }
 
 // NATSConfig says which NATS to use. Without a URL the daemon runs an
@@ -74,6 +96,12 @@ func (c *Config) withDefaults() Config {
 	if out.ShutdownTimeout == 0 {
 		out.ShutdownTimeout = 20 * time.Second
 	}
+	if out.GraphCacheTTL == 0 {
+		out.GraphCacheTTL = 5 * time.Minute
+	}
+	if out.TFE.Address == "" {
+		out.TFE.Address = tfe.DefaultAddress
+	}
 	return out
 }
 
@@ -92,10 +120,10 @@ func (c *Config) Validate() error {
 	if d.NATS.User != "" && d.NATS.Token != "" {
 		return errors.New("give a NATS user or a NATS token, not both")
 	}
-	if d.ShutdownTimeout < 0 {
-		return errors.New("shutdown timeout must not be negative")
+	if d.ShutdownTimeout < 0 || d.GraphCacheTTL < 0 || d.TFE.RateLimit < 0 {
+		return errors.New("shutdown timeout, graph cache TTL and TFE rate limit must not be negative")
 	}
-	return nil
+	return d.Dispatcher.Validate()
 }
 
 // App is the daemon.
@@ -189,6 +217,16 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 
+	notifier := &alerts.Basic{Log: a.log.Named("alerts"), Conn: nc}
+	var disp *dispatcher.Dispatcher
+	if a.cfg.TFE.Token != "" {
+		if disp, err = a.newDispatcher(ctx, js, notifier); err != nil {
+			return err
+		}
+	} else {
+		a.log.Warn("no TFE token: ingesting events only, no cascades are dispatched")
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/tfe", webhook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -208,6 +246,9 @@ func (a *App) Run(ctx context.Context) error {
 	close(a.ready)
 
 	g, gctx := errgroup.WithContext(ctx)
+	if disp != nil {
+		g.Go(func() error { return disp.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
@@ -219,6 +260,44 @@ func (a *App) Run(ctx context.Context) error {
 		return a.shutdown(srv, nc)
 	})
 	return g.Wait()
+}
+
+// newDispatcher connects to TFE (one go-tfe client for the process, so
+// one rate limiter) and sets the dispatcher up.
+func (a *App) newDispatcher(ctx context.Context, js jetstream.JetStream, notifier alerts.Notifier) (*dispatcher.Dispatcher, error) {
+	httpClient := &http.Client{Timeout: 60 * time.Second}
+	if a.cfg.TFE.RateLimit > 0 {
+		httpClient.Transport = &limitedTransport{
+			next:    http.DefaultTransport,
+			limiter: rate.NewLimiter(rate.Limit(a.cfg.TFE.RateLimit), max(1, int(a.cfg.TFE.RateLimit))),
+		}
+	}
+	client, err := tfe.NewClient(&tfe.Config{Address: a.cfg.TFE.Address, Token: a.cfg.TFE.Token, HTTPClient: httpClient, RetryServerErrors: true})
+	if err != nil {
+		return nil, fmt.Errorf("connect to TFE at %s: %w", a.cfg.TFE.Address, err)
+	}
+	var tools dispatcher.ToolVersions
+	if client.IsEnterprise() {
+		tools = client.Admin.TerraformVersions
+	}
+	return dispatcher.New(ctx, a.cfg.Dispatcher, dispatcher.Deps{
+		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools,
+		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil),
+		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
+	})
+}
+
+// limitedTransport holds every request to TFE to one process-wide rate.
+type limitedTransport struct {
+	next    http.RoundTripper
+	limiter *rate.Limiter
+}
+
+func (t *limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := t.limiter.Wait(r.Context()); err != nil {
+		return nil, err
+	}
+	return t.next.RoundTrip(r)
 }
 
 // shutdown stops taking requests, waits for in-flight ones (and so their

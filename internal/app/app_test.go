@@ -302,3 +302,54 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// The whole daemon, as serve runs it, against the simulator: a run applying
+// in the root leads to one run in each downstream workspace, in order.
+func TestDaemonRunsCascade(t *testing.T) {
+	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: -1, NoNativeRunTriggers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simSrv := httptest.NewServer(sim.Handler())
+	defer simSrv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = sim.Run(ctx) }()
+
+	d := start(t, app.Config{TFE: app.TFEConfig{Address: simSrv.URL, Token: "sim-token"}})
+	spec := tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test",
+		Notifications: []tfesim.ScenarioNotification{{NotificationSpec: tfesim.NotificationSpec{
+			Name: "orchestrator", URL: d.url("/webhooks/tfe"), Token: webhookToken,
+			Triggers: []string{"run:created", "run:planning", "run:needs_attention", "run:applying", "run:completed", "run:errored"},
+		}}}}
+	for _, n := range []string{"network", "cluster", "apps"} {
+		spec.Workspaces = append(spec.Workspaces, tfesim.WorkspaceSpec{Name: n, AutoApply: true})
+	}
+	spec.RunTriggers = []tfesim.RunTriggerSpec{{Source: "network", Target: "cluster"}, {Source: "cluster", Target: "apps"}}
+	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{spec}}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := tfe.NewClient(&tfe.Config{Address: simSrv.URL, Token: "sim-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: sim.WorkspaceID("acme", "network")}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "apps to apply its cascade run", func() bool {
+		list, err := client.Runs.List(ctx, sim.WorkspaceID("acme", "apps"), nil)
+		return err == nil && len(list.Items) == 1 && list.Items[0].Status == tfe.RunApplied &&
+			strings.HasPrefix(list.Items[0].Message, "cascade c-")
+	})
+	res, err := http.Get(d.url("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"orchestrator_cascades_started_total 1", "orchestrator_runs_dispatched_total 2"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
@@ -296,4 +297,54 @@ func cascadeDone(h *harness, id string) bool {
 	_, err = kv.Get(h.ctx, "active."+id)
 	_, err2 := kv.Get(h.ctx, "cascade."+id)
 	return err != nil && err2 == nil
+}
+
+// Every event of a finished cascade delivered again, in reverse order and
+// twice: nothing new is created.
+func TestRedeliveredEventsChangeNothing(t *testing.T) {
+	o := diamond(tfesim.OutcomeApplied)
+	h := newHarness(t, o, noNative)
+	h.dispatcher(fastOptions(), nil)
+	root := h.start("a")
+	members := names(o, "a")
+	h.waitFor("the cascade to finish", 30*time.Second, func() bool {
+		return h.applied(members...) && cascadeDone(h, dispatcher.CascadeID(root))
+	})
+	before := map[string]int{}
+	for _, n := range append(members, "a") {
+		before[n] = len(h.runs(n))
+	}
+
+	stream, err := h.js.Stream(h.ctx, "RUN_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0; seq-- {
+			msg, err := stream.GetMsg(h.ctx, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.js.Publish(h.ctx, msg.Subject, msg.Data, jetstream.WithMsgID(fmt.Sprintf("replay-%d-%d", round, seq))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cons, err := h.js.Consumer(h.ctx, "RUN_EVENTS", "dispatcher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the replayed events to be consumed", 30*time.Second, func() bool {
+		ci, err := cons.Info(h.ctx)
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+	})
+	for n, want := range before {
+		if got := len(h.runs(n)); got != want {
+			t.Errorf("%s: %d runs after the replay, %d before", n, got, want)
+		}
+	}
 }
