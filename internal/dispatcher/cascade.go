@@ -22,8 +22,11 @@ import (
 // workspace triggers nothing.
 func (d *Dispatcher) maybeStart(ctx context.Context, ev *events.RunEvent, progress func()) error {
 	id := CascadeID(ev.RunID)
-	if c, _, err := d.store.get(ctx, id); err == nil {
-		return d.advance(ctx, c.ID, progress) // a redelivery: carry on
+	if c, err := d.store.cascade(ctx, id); err == nil {
+		if _, err := d.store.create(ctx, c); err != nil { // a crash may have left it half made
+			return err
+		}
+		return d.evaluate(ctx, c, d.firstLayer(c), progress) // a redelivery: carry on
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
@@ -41,15 +44,41 @@ func (d *Dispatcher) maybeStart(ctx context.Context, ev *events.RunEvent, progre
 	if len(plan.Layers) == 1 && len(plan.Blocked) == 0 {
 		return nil // nothing downstream
 	}
-	now := d.opts.Now()
+	c := newCascade(id, ev, g, plan, d.opts.Now(), d.opts.DryRun)
+	created, err := d.store.create(ctx, c)
+	if err != nil {
+		return err
+	}
+	if created {
+		d.metrics.cascadesStarted.Inc()
+		d.log.Info("cascade started", zap.String("cascade_id", id), zap.String("workspace_id", ev.WorkspaceID),
+			zap.String("run_id", ev.RunID), zap.Int("members", len(c.Members)), zap.Bool("dry_run", c.DryRun))
+		for _, cy := range c.Cycles {
+			d.deps.Alerts.Raise(ctx, alerts.Alert{
+				Kind: alerts.KindCycle, Severity: alerts.SeverityCritical, Organization: c.Organization,
+				Workspace: c.RootName, WorkspaceID: c.RootID, RunID: c.RootRunID, CascadeID: id,
+				Message: fmt.Sprintf("cascade %s from %s: run triggers form a cycle %s; its workspaces and those downstream of it are not dispatched (blocked: %s)",
+					id, c.RootName, cy, strings.Join(blockedBy(c, cy), ", ")),
+				Key: "cycle/" + id + "/" + cy,
+			})
+		}
+	}
+	c, err = d.store.cascade(ctx, id) // the stored one, should another replica have won
+	if err != nil {
+		return err
+	}
+	return d.evaluate(ctx, c, d.firstLayer(c), progress)
+}
+
+// newCascade turns a plan into a cascade.
+func newCascade(id string, ev *events.RunEvent, g *graph.Graph, plan *graph.Plan, now time.Time, dryRun bool) *Cascade {
 	c := &Cascade{
 		ID: id, Organization: ev.Organization, RootID: ev.WorkspaceID, RootName: ev.WorkspaceName,
-		RootRunID: ev.RunID, StartedAt: now, DryRun: d.opts.DryRun, Members: map[string]*Member{},
+		RootRunID: ev.RunID, StartedAt: now, DryRun: dryRun, Members: map[string]*Spec{},
 	}
-	c.Members[ev.WorkspaceID] = &Member{Name: ev.WorkspaceName, State: Applied, RunID: ev.RunID, RunStatus: ev.Status, FinishedAt: now}
 	for i, layer := range plan.Layers[1:] {
 		for _, wsID := range layer {
-			c.Members[wsID] = &Member{Name: g.Name(wsID), Layer: i + 1, Barrier: plan.Barriers[wsID], State: Waiting}
+			c.Members[wsID] = &Spec{Name: g.Name(wsID), Layer: i + 1, Barrier: plan.Barriers[wsID], Initial: Waiting}
 		}
 	}
 	for _, cy := range plan.Cycles {
@@ -60,248 +89,263 @@ func (d *Dispatcher) maybeStart(ctx context.Context, ev *events.RunEvent, progre
 		if b.OnCycle {
 			reason = "on cycle " + b.Cycle.Names(g)
 		}
-		c.Members[b.ID] = &Member{Name: g.Name(b.ID), Layer: len(plan.Layers), Barrier: plan.Barriers[b.ID], State: Blocked, Reason: reason, FinishedAt: now}
+		c.Members[b.ID] = &Spec{Name: g.Name(b.ID), Layer: len(plan.Layers), Barrier: plan.Barriers[b.ID], Initial: Blocked, Reason: reason}
 	}
-	created, err := d.store.create(ctx, c)
-	if err != nil {
-		return err
-	}
-	if created {
-		d.metrics.cascadesStarted.Inc()
-		d.log.Info("cascade started", zap.String("cascade_id", id), zap.String("workspace_id", ev.WorkspaceID),
-			zap.String("run_id", ev.RunID), zap.Int("members", len(c.Members)-1), zap.Bool("dry_run", c.DryRun))
-		for _, cy := range c.Cycles {
-			d.deps.Alerts.Raise(ctx, alerts.Alert{
-				Kind: alerts.KindCycle, Severity: alerts.SeverityCritical, Organization: c.Organization,
-				Workspace: c.RootName, WorkspaceID: c.RootID, RunID: c.RootRunID, CascadeID: id,
-				Message: fmt.Sprintf("cascade %s from %s: run triggers form a cycle %s; its workspaces and those downstream of it are not dispatched%s",
-					id, c.RootName, cy, blockedList(c, func(m *Member) bool { return strings.Contains(m.Reason, cy) })),
-				Key: "cycle/" + id + "/" + cy,
-			})
+	for wsID, sp := range c.Members {
+		for _, up := range sp.Barrier {
+			if u := c.Members[up]; u != nil {
+				u.Downstream = append(u.Downstream, wsID)
+			}
 		}
 	}
-	return d.advance(ctx, id, progress)
+	return c
 }
 
-// blockedList names the members keep selects, for an alert.
-func blockedList(c *Cascade, keep func(*Member) bool) string {
+func blockedBy(c *Cascade, cycle string) []string {
 	var names []string
 	for _, id := range c.ordered() {
-		if m := c.Members[id]; m.State == Blocked && keep(m) {
-			names = append(names, m.Name)
+		if sp := c.Members[id]; sp.Initial == Blocked && strings.HasSuffix(sp.Reason, cycle) {
+			names = append(names, sp.Name)
 		}
 	}
-	if len(names) == 0 {
-		return ""
+	return names
+}
+
+// firstLayer lists the members that wait on nothing but the root.
+func (d *Dispatcher) firstLayer(c *Cascade) []string {
+	var out []string
+	for _, id := range c.ordered() {
+		if c.Members[id].Layer == 1 {
+			out = append(out, id)
+		}
 	}
-	return " (blocked: " + strings.Join(names, ", ") + ")"
+	return out
 }
 
 // openMemberOf returns the ID of an open cascade in which workspace id is a
-// member still to run, or "".
+// member still to run (or whose run applied), or "".
 func (d *Dispatcher) openMemberOf(ctx context.Context, wsID string) (string, error) {
 	ids, err := d.store.active(ctx)
 	if err != nil {
 		return "", err
 	}
 	for _, id := range ids {
-		c, _, err := d.store.get(ctx, id)
+		c, err := d.store.cascade(ctx, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
 		if err != nil {
 			return "", err
 		}
-		if m := c.Members[wsID]; m != nil && wsID != c.RootID && !c.Done && (!m.State.final() || m.State == Applied) {
+		if c.Members[wsID] == nil {
+			continue
+		}
+		st, _, err := d.store.member(ctx, c, wsID)
+		if err != nil {
+			return "", err
+		}
+		if !st.State.final() || st.State == Applied {
 			return id, nil
 		}
 	}
 	return "", nil
 }
 
-// onMemberEvent records what happened to a cascade's run, then advances.
+// onMemberEvent records what happened to a cascade's run and, when it
+// finished, moves the cascade on.
 func (d *Dispatcher) onMemberEvent(ctx context.Context, id string, ev *events.RunEvent, progress func()) error {
-	outcome := d.statusOutcome(ev.Status)
-	now := d.opts.Now()
-	c, err := d.store.mutate(ctx, id, func(c *Cascade) bool {
-		m := c.Members[ev.WorkspaceID]
-		if m == nil || ev.WorkspaceID == c.RootID {
-			return false
-		}
-		switch {
-		case m.RunID == "" && m.State == Dispatching:
-			// Created, but the crash or race came before its ID was recorded.
-			m.RunID, m.State, m.DispatchedAt = ev.RunID, Dispatched, now
-		case m.RunID != ev.RunID:
-			return false
-		}
-		if m.State.final() {
-			return false // a late or repeated event
-		}
-		changed := m.RunStatus != ev.Status
-		m.RunStatus = ev.Status
-		if outcome != "" {
-			m.State, m.FinishedAt = outcome, now
-			m.Reason = "run " + ev.Status
-			changed = true
-		}
-		if now.Sub(m.SeenAt) > d.opts.ReconcileAfter/2 {
-			m.SeenAt, changed = now, true
-		}
-		return changed
-	})
+	c, err := d.store.cascade(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil // state expired, or another deployment's cascade
 	}
 	if err != nil {
 		return err
 	}
-	if outcome != "" {
-		d.log.Info("cascade run finished", zap.String("cascade_id", id), zap.String("workspace_id", ev.WorkspaceID),
-			zap.String("run_id", ev.RunID), zap.String("status", ev.Status))
-	}
-	if c.Done {
+	if c.Members[ev.WorkspaceID] == nil {
 		return nil
 	}
-	return d.advance(ctx, id, progress)
+	outcome := d.statusOutcome(ev.Status)
+	now := d.opts.Now()
+	before, after, err := d.store.mutate(ctx, c, ev.WorkspaceID, func(st *Status) bool {
+		switch {
+		case st.RunID == "" && st.State == Dispatching:
+			// Created, but the crash or race came before its ID was recorded.
+			st.RunID, st.State, st.DispatchedAt = ev.RunID, Dispatched, now
+		case st.RunID != ev.RunID || st.State.final():
+			return false // another run, or a late or repeated event
+		case outcome == "" && now.Sub(st.SeenAt) < d.opts.ReconcileAfter/2:
+			return false // nothing worth a write
+		}
+		st.RunStatus, st.SeenAt = ev.Status, now
+		if outcome != "" {
+			st.State, st.FinishedAt, st.Reason = outcome, now, "run "+ev.Status
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if before.State.final() || !after.State.final() {
+		return nil
+	}
+	d.log.Info("cascade run finished", zap.String("cascade_id", id), zap.String("workspace_id", ev.WorkspaceID),
+		zap.String("run_id", ev.RunID), zap.String("status", ev.Status))
+	return d.finalized(ctx, c, ev.WorkspaceID, progress)
 }
 
-// satisfied reports whether a barrier member lets its downstream run.
-func (d *Dispatcher) satisfied(c *Cascade, m *Member) bool {
-	switch m.State {
+// finalized counts a member that just became final and evaluates what
+// depends on it.
+func (d *Dispatcher) finalized(ctx context.Context, c *Cascade, wsID string, progress func()) error {
+	if err := d.countFinal(ctx, c); err != nil {
+		return err
+	}
+	return d.evaluate(ctx, c, c.Members[wsID].Downstream, progress)
+}
+
+// countFinal takes a member that just became final off the open count,
+// and finishes the cascade when it was the last.
+func (d *Dispatcher) countFinal(ctx context.Context, c *Cascade) error {
+	open, err := d.store.addOpen(ctx, c.ID, -1)
+	if err != nil || open > 0 {
+		return err
+	}
+	return d.finish(ctx, c)
+}
+
+// satisfied reports whether a barrier member in status st lets its
+// downstream run.
+func (d *Dispatcher) satisfied(c *Cascade, st Status) bool {
+	switch st.State {
 	case Applied:
 		return true
 	case NoChanges:
 		return d.opts.NoChangesSatisfies
 	case Skipped:
-		return c.DryRun && m.Reason == reasonDryRun
+		return c.DryRun && st.Reason == reasonDryRun
 	}
 	return false
 }
 
 const reasonDryRun = "dry run: not dispatched"
 
-// advance moves a cascade as far as its state allows: it blocks what can no
-// longer run (C4), records the intent to dispatch what can (C3), takes over
-// stale intents, dispatches, and repeats until nothing changes.
-func (d *Dispatcher) advance(ctx context.Context, id string, progress func()) error {
-	for {
-		now := d.opts.Now()
-		var ready []string
-		var newlyBlocked []string
-		var finished bool
-		c, err := d.store.mutate(ctx, id, func(c *Cascade) bool {
-			ready, newlyBlocked, finished = nil, nil, false
-			if c.Done {
-				return false
-			}
-			changed := false
-			for _, wsID := range c.ordered() { // by layer: upstreams settle first
-				m := c.Members[wsID]
-				switch m.State {
-				case Waiting:
-					if reason, st := d.unsatisfiable(c, m); st != "" {
-						m.State, m.Reason, m.FinishedAt = st, reason, now
-						if st == Blocked {
-							newlyBlocked = append(newlyBlocked, wsID)
-						}
-						changed = true
-						continue
-					}
-					if !d.barrierMet(c, m) || now.Before(m.RetryAt) {
-						continue
-					}
-					m.State, m.IntentAt, m.RetryAt = Dispatching, now, time.Time{}
-					m.Attempts++
-					ready, changed = append(ready, wsID), true
-				case Dispatching:
-					if now.Sub(m.IntentAt) >= d.opts.AckWait { // its dispatcher is gone: take over
-						m.IntentAt = now
-						m.Attempts++
-						ready, changed = append(ready, wsID), true
-					}
-				}
-			}
-			if !changed && c.openCount() == 0 {
-				c.Done, c.FinishedAt, finished, changed = true, now, true, true
-			}
-			return changed
-		})
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return &unknownCascadeError{id: id}
+// verdict is what a waiting member's barrier allows.
+type verdict struct {
+	ready  bool
+	final  MemberState // Blocked or Skipped when it can never run
+	reason string
+}
+
+// judge reads the barrier of member wsID. statuses, when given, holds
+// statuses already read.
+func (d *Dispatcher) judge(ctx context.Context, c *Cascade, wsID string, statuses map[string]Status) (verdict, error) {
+	ready := true
+	for _, up := range c.Members[wsID].Barrier {
+		if up == c.RootID {
+			continue // the root applied: that is what started the cascade
 		}
+		st, ok := statuses[up]
+		if !ok {
+			var err error
+			if st, _, err = d.store.member(ctx, c, up); err != nil {
+				return verdict{}, err
+			}
+		}
+		name := c.Members[up].Name
+		switch st.State {
+		case Failed:
+			return verdict{final: Blocked, reason: "upstream " + name + " " + strings.TrimPrefix(st.Reason, "run ")}, nil
+		case Blocked:
+			return verdict{final: Blocked, reason: "upstream " + name + " is blocked"}, nil
+		case NoChanges, Skipped:
+			if !d.satisfied(c, st) {
+				return verdict{final: Skipped, reason: "upstream " + name + " " + map[MemberState]string{NoChanges: "had no changes", Skipped: "was skipped"}[st.State]}, nil
+			}
+		}
+		if !d.satisfied(c, st) {
+			ready = false
+		}
+	}
+	return verdict{ready: ready}, nil
+}
+
+// evaluate looks at the given members: those that can no longer run are
+// blocked or skipped (C4), and so on downstream; those whose barrier is
+// met get an intent recorded and are dispatched (C3).
+func (d *Dispatcher) evaluate(ctx context.Context, c *Cascade, candidates []string, progress func()) error {
+	return d.evaluateWith(ctx, c, candidates, nil, progress)
+}
+
+func (d *Dispatcher) evaluateWith(ctx context.Context, c *Cascade, candidates []string, statuses map[string]Status, progress func()) error {
+	var ready, blocked []string
+	queue := append([]string(nil), candidates...)
+	seen := map[string]bool{}
+	for len(queue) > 0 {
+		wsID := queue[0]
+		queue = queue[1:]
+		if seen[wsID] {
+			continue
+		}
+		seen[wsID] = true
+		v, err := d.judge(ctx, c, wsID, statuses)
 		if err != nil {
 			return err
 		}
-		if len(newlyBlocked) > 0 {
-			d.alertBlocked(ctx, c, newlyBlocked)
-		}
-		if finished {
-			d.finished(c)
-			return nil
-		}
-		if len(ready) == 0 {
-			return nil
-		}
-		progress()
-		if err := d.dispatchAll(ctx, c, ready); err != nil {
+		now := d.opts.Now()
+		before, after, err := d.store.mutate(ctx, c, wsID, func(st *Status) bool {
+			if st.State != Waiting {
+				return false
+			}
+			switch {
+			case v.final != "":
+				st.State, st.Reason, st.FinishedAt = v.final, v.reason, now
+			case v.ready && !now.Before(st.RetryAt):
+				st.State, st.IntentAt, st.RetryAt = Dispatching, now, time.Time{}
+				st.Attempts++
+			default:
+				return false
+			}
+			return true
+		})
+		if err != nil {
 			return err
 		}
-	}
-}
-
-func (c *Cascade) openCount() int {
-	n := 0
-	for _, m := range c.Members {
-		if !m.State.final() {
-			n++
-		}
-	}
-	return n
-}
-
-// barrierMet reports whether every upstream of m in the cascade has
-// satisfied it.
-func (d *Dispatcher) barrierMet(c *Cascade, m *Member) bool {
-	for _, up := range m.Barrier {
-		if u := c.Members[up]; u == nil || !d.satisfied(c, u) {
-			return false
-		}
-	}
-	return true
-}
-
-// unsatisfiable says why m can never run, with the state it ends in, or
-// "" while it still may.
-func (d *Dispatcher) unsatisfiable(c *Cascade, m *Member) (string, MemberState) {
-	for _, up := range m.Barrier {
-		u := c.Members[up]
-		if u == nil {
+		if before.State != Waiting || after.State == Waiting {
 			continue
 		}
-		switch u.State {
-		case Failed:
-			return "upstream " + u.Name + " " + strings.TrimPrefix(u.Reason, "run "), Blocked
-		case Blocked:
-			return "upstream " + u.Name + " is blocked", Blocked
-		case NoChanges:
-			if !d.opts.NoChangesSatisfies {
-				return "upstream " + u.Name + " had no changes", Skipped
-			}
-		case Skipped:
-			if !d.satisfied(c, u) {
-				return "upstream " + u.Name + " was skipped", Skipped
-			}
+		if statuses != nil {
+			statuses[wsID] = after
 		}
+		if after.State == Dispatching {
+			ready = append(ready, wsID)
+			continue
+		}
+		if after.State == Blocked {
+			blocked = append(blocked, wsID)
+		}
+		if err := d.countFinal(ctx, c); err != nil {
+			return err
+		}
+		queue = append(queue, c.Members[wsID].Downstream...)
 	}
-	return "", ""
+	if len(blocked) > 0 {
+		d.alertBlocked(ctx, c, blocked, statuses)
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	progress()
+	return d.dispatchAll(ctx, c, ready, progress)
 }
 
-func (d *Dispatcher) alertBlocked(ctx context.Context, c *Cascade, ids []string) {
+func (d *Dispatcher) alertBlocked(ctx context.Context, c *Cascade, ids []string, statuses map[string]Status) {
 	var parts []string
 	for _, id := range ids {
-		m := c.Members[id]
-		parts = append(parts, m.Name+" ("+m.Reason+")")
+		st, _, err := d.store.member(ctx, c, id)
+		if err != nil {
+			st = statuses[id]
+		}
+		parts = append(parts, c.Members[id].Name+" ("+st.Reason+")")
+		d.log.Info("cascade member blocked", zap.String("cascade_id", c.ID), zap.String("workspace_id", id), zap.String("reason", st.Reason))
 	}
 	d.deps.Alerts.Raise(ctx, alerts.Alert{
 		Kind: alerts.KindCascadeBlocked, Severity: alerts.SeverityWarning, Organization: c.Organization,
@@ -310,18 +354,22 @@ func (d *Dispatcher) alertBlocked(ctx context.Context, c *Cascade, ids []string)
 			c.ID, c.RootName, len(ids), strings.Join(parts, ", ")),
 		Key: "blocked/" + c.ID + "/" + strings.Join(ids, ","),
 	})
-	for _, id := range ids {
-		d.log.Info("cascade member blocked", zap.String("cascade_id", c.ID), zap.String("workspace_id", id),
-			zap.String("reason", c.Members[id].Reason))
-	}
 }
 
-func (d *Dispatcher) finished(c *Cascade) {
+// finish marks the cascade done (once, whichever replica gets there) and
+// reports how it ended.
+func (d *Dispatcher) finish(ctx context.Context, c *Cascade) error {
+	done, err := d.store.finish(ctx, c.ID)
+	if err != nil || !done {
+		return err
+	}
+	statuses, err := d.store.members(ctx, c)
+	if err != nil {
+		return err
+	}
 	counts := map[MemberState]int{}
-	for id, m := range c.Members {
-		if id != c.RootID {
-			counts[m.State]++
-		}
+	for _, st := range statuses {
+		counts[st.State]++
 	}
 	outcome := "applied"
 	switch {
@@ -330,65 +378,90 @@ func (d *Dispatcher) finished(c *Cascade) {
 	case c.DryRun:
 		outcome = "dry_run"
 	}
+	if err := d.store.markDone(ctx, c.ID, outcome); err != nil {
+		return err
+	}
 	d.metrics.cascadesFinished.WithLabelValues(outcome).Inc()
 	d.log.Info("cascade finished", zap.String("cascade_id", c.ID), zap.String("outcome", outcome),
 		zap.Int("applied", counts[Applied]), zap.Int("no_changes", counts[NoChanges]), zap.Int("failed", counts[Failed]),
 		zap.Int("blocked", counts[Blocked]), zap.Int("skipped", counts[Skipped]),
-		zap.Duration("took", c.FinishedAt.Sub(c.StartedAt)))
+		zap.Duration("took", d.opts.Now().Sub(c.StartedAt)))
+	return nil
 }
 
 // dispatchAll dispatches the members whose intent was just recorded, at
-// most MaxInFlight at a time.
-func (d *Dispatcher) dispatchAll(ctx context.Context, c *Cascade, ids []string) error {
+// most MaxInFlight at a time, then evaluates what depends on those that
+// ended at once (blocked by preflight, refused, dry run).
+func (d *Dispatcher) dispatchAll(ctx context.Context, c *Cascade, ids []string, progress func()) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(ids))
+	next := make([][]string, len(ids))
 	for i, wsID := range ids {
 		select {
 		case d.sem <- struct{}{}:
 		case <-ctx.Done():
+			wg.Wait()
 			return ctx.Err()
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-d.sem }()
-			errs[i] = d.dispatch(ctx, c, wsID)
+			next[i], errs[i] = d.dispatch(ctx, c, wsID)
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var followUp []string
+	for _, n := range next {
+		followUp = append(followUp, n...)
+	}
+	if len(followUp) == 0 {
+		return nil
+	}
+	return d.evaluate(ctx, c, followUp, progress)
 }
 
 // dispatch creates the run of one member whose intent is recorded: after
-// preflight (C8), and after looking for a run a previous attempt may have
-// created (C2), so that a crash never yields a second run.
-func (d *Dispatcher) dispatch(ctx context.Context, c *Cascade, wsID string) error {
-	m := c.Members[wsID]
+// preflight (C8), and, on any attempt but the first, after looking for a
+// run an earlier attempt may have created (C2), so that a crash never
+// yields a second run.
+//
+// It returns the members to evaluate next when the member ended at once.
+func (d *Dispatcher) dispatch(ctx context.Context, c *Cascade, wsID string) (followUp []string, err error) {
+	sp := c.Members[wsID]
 	log := d.log.With(zap.String("cascade_id", c.ID), zap.String("workspace_id", wsID))
 	if err := d.step("intent"); err != nil {
-		return err
+		return nil, err
 	}
 	if c.DryRun {
-		log.Info("dry run: would dispatch", zap.String("workspace", m.Name), zap.Strings("after", m.Barrier))
-		return d.settle(ctx, c.ID, wsID, func(m *Member, now time.Time) {
-			m.State, m.Reason, m.FinishedAt = Skipped, reasonDryRun, now
-		})
+		log.Info("dry run: would dispatch", zap.String("workspace", sp.Name), zap.Strings("after", sp.Barrier))
+		return d.conclude(ctx, c, wsID, Skipped, reasonDryRun)
 	}
-	if blocked, retry, err := d.preflight(ctx, c, wsID, log); err != nil || blocked || retry {
-		return err
+	st, _, err := d.store.member(ctx, c, wsID)
+	if err != nil {
+		return nil, err
+	}
+	if st.State != Dispatching {
+		return nil, nil // settled meanwhile, by an event or another replica
+	}
+	if followUp, done, err := d.preflight(ctx, c, wsID, log); err != nil || done {
+		return followUp, err
 	}
 
 	mark := marker(c.ID)
-	var runID string
-	if c.Members[wsID].Attempts > 1 { // an earlier attempt may have created it
-		var err error
+	runID := st.RunID
+	if runID == "" && st.Attempts > 1 { // an earlier attempt may have created it
 		if runID, err = d.findRun(ctx, wsID, mark); err != nil {
-			return d.retryLater(ctx, c.ID, wsID, fmt.Errorf("look for an earlier run: %w", err))
+			return nil, d.retryLater(ctx, c, wsID, fmt.Errorf("look for an earlier run: %w", err))
+		}
+		if runID != "" {
+			log.Info("found the run an earlier attempt created", zap.String("run_id", runID))
 		}
 	}
-	if runID != "" {
-		log.Info("found the run an earlier attempt created", zap.String("run_id", runID))
-	} else {
+	if runID == "" {
 		msg := fmt.Sprintf("%s after %s run %s", mark, c.RootName, c.RootRunID)
 		start := time.Now()
 		run, err := d.deps.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: wsID}, Message: &msg})
@@ -398,22 +471,22 @@ func (d *Dispatcher) dispatch(ctx context.Context, c *Cascade, wsID string) erro
 		}
 		runID = run.ID
 		d.metrics.dispatched.Inc()
-		log.Info("run dispatched", zap.String("run_id", runID), zap.String("workspace", m.Name))
+		log.Info("run dispatched", zap.String("run_id", runID), zap.String("workspace", sp.Name))
 	}
 	if err := d.step("created"); err != nil {
-		return err
+		return nil, err
 	}
-	if err := d.settle(ctx, c.ID, wsID, func(m *Member, now time.Time) {
-		if m.RunID == "" {
-			m.RunID = runID
+	now := d.opts.Now()
+	if _, _, err := d.store.mutate(ctx, c, wsID, func(st *Status) bool {
+		if st.State != Dispatching {
+			return false // an event got here first
 		}
-		if m.State == Dispatching {
-			m.State, m.DispatchedAt, m.SeenAt = Dispatched, now, now
-		}
+		st.State, st.RunID, st.DispatchedAt, st.SeenAt = Dispatched, runID, now, now
+		return true
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	return d.step("recorded")
+	return nil, d.step("recorded")
 }
 
 func (d *Dispatcher) step(name string) error {
@@ -424,8 +497,7 @@ func (d *Dispatcher) step(name string) error {
 }
 
 // findRun looks for the run an earlier attempt of this dispatch created,
-// by the cascade's marker in its message. Only a member's first attempt
-// skips it.
+// by the cascade's marker in its message.
 func (d *Dispatcher) findRun(ctx context.Context, wsID, mark string) (string, error) {
 	list, err := d.deps.Runs.List(ctx, wsID, &tfe.RunListOptions{Search: mark, ListOptions: tfe.ListOptions{PageSize: 20}})
 	if err != nil {
@@ -439,55 +511,59 @@ func (d *Dispatcher) findRun(ctx context.Context, wsID, mark string) (string, er
 	return "", nil
 }
 
-// settle applies change to a member still being dispatched.
-func (d *Dispatcher) settle(ctx context.Context, id, wsID string, change func(*Member, time.Time)) error {
+// conclude ends a member being dispatched in a final state, and returns
+// the members that depend on it, to evaluate next.
+func (d *Dispatcher) conclude(ctx context.Context, c *Cascade, wsID string, state MemberState, reason string) ([]string, error) {
 	now := d.opts.Now()
-	_, err := d.store.mutate(ctx, id, func(c *Cascade) bool {
-		m := c.Members[wsID]
-		if m == nil || (m.State != Dispatching && m.State != Dispatched) {
+	before, after, err := d.store.mutate(ctx, c, wsID, func(st *Status) bool {
+		if st.State != Dispatching {
 			return false
 		}
-		change(m, now)
+		st.State, st.Reason, st.FinishedAt = state, reason, now
+		return true
+	})
+	if err != nil || before.State != Dispatching || after.State != state {
+		return nil, err
+	}
+	if state == Blocked {
+		d.alertBlocked(ctx, c, []string{wsID}, nil)
+	}
+	return c.Members[wsID].Downstream, d.countFinal(ctx, c)
+}
+
+// retryLater puts a member back to waiting for a later attempt; the
+// reconciler picks it up.
+func (d *Dispatcher) retryLater(ctx context.Context, c *Cascade, wsID string, cause error) error {
+	d.log.Warn("dispatch will be retried", zap.String("cascade_id", c.ID), zap.String("workspace_id", wsID), zap.Error(cause))
+	retryAt := d.opts.Now().Add(d.opts.LockedRetry)
+	_, _, err := d.store.mutate(ctx, c, wsID, func(st *Status) bool {
+		if st.State != Dispatching {
+			return false
+		}
+		st.State, st.RetryAt = Waiting, retryAt
 		return true
 	})
 	return err
 }
 
-// retryLater puts a member back to waiting for a later attempt.
-func (d *Dispatcher) retryLater(ctx context.Context, id, wsID string, cause error) error {
-	d.log.Warn("dispatch will be retried", zap.String("cascade_id", id), zap.String("workspace_id", wsID), zap.Error(cause))
-	retryAt := d.opts.Now().Add(d.opts.LockedRetry)
-	return d.settle(ctx, id, wsID, func(m *Member, _ time.Time) {
-		if m.State == Dispatching {
-			m.State, m.RetryAt = Waiting, retryAt
-		}
-	})
-}
-
 // createFailed handles a failed run creation: TFE's refusals block the
 // member and alert; anything else is retried.
-func (d *Dispatcher) createFailed(ctx context.Context, c *Cascade, wsID string, err error) error {
+func (d *Dispatcher) createFailed(ctx context.Context, c *Cascade, wsID string, err error) ([]string, error) {
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	var refused bool
-	switch {
-	case httpStatus(err) == 404, strings.Contains(err.Error(), "invalid attribute"), strings.Contains(err.Error(), "configuration version"):
-		refused = true
-	}
+	refused := httpStatus(err) == 404 || strings.Contains(err.Error(), "invalid attribute") || strings.Contains(err.Error(), "configuration version")
 	if !refused {
-		return d.retryLater(ctx, c.ID, wsID, err)
+		return nil, d.retryLater(ctx, c, wsID, err)
 	}
-	m := c.Members[wsID]
+	sp := c.Members[wsID]
 	d.deps.Alerts.Raise(ctx, alerts.Alert{
 		Kind: alerts.KindDispatchFailed, Severity: alerts.SeverityCritical, Organization: c.Organization,
-		Workspace: m.Name, WorkspaceID: wsID, CascadeID: c.ID,
-		Message: fmt.Sprintf("cascade %s: TFE refused the run in %s: %v", c.ID, m.Name, err),
+		Workspace: sp.Name, WorkspaceID: wsID, CascadeID: c.ID,
+		Message: fmt.Sprintf("cascade %s: TFE refused the run in %s: %v", c.ID, sp.Name, err),
 		Key:     "dispatch-failed/" + c.ID + "/" + wsID,
 	})
-	return d.settle(ctx, c.ID, wsID, func(m *Member, now time.Time) {
-		m.State, m.Reason, m.FinishedAt = Blocked, "TFE refused the run: "+firstLine(err.Error()), now
-	})
+	return d.conclude(ctx, c, wsID, Blocked, "TFE refused the run: "+firstLine(err.Error()))
 }
 
 func firstLine(s string) string {

@@ -166,7 +166,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		opts:    o,
 		deps:    deps,
 		log:     deps.Log,
-		store:   &store{kv: kv},
+		store:   newStore(kv),
 		ws:      newWorkspaceCache(deps.Workspaces, deps.ToolVersions, time.Minute, o.Now),
 		sem:     make(chan struct{}, o.MaxInFlight),
 		metrics: deps.Metrics,

@@ -289,14 +289,14 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
+// cascadeDone reads the cascade's done marker from the KV bucket.
 func cascadeDone(h *harness, id string) bool {
 	kv, err := h.js.KeyValue(h.ctx, "cascades")
 	if err != nil {
 		return false
 	}
-	_, err = kv.Get(h.ctx, "active."+id)
-	_, err2 := kv.Get(h.ctx, "cascade."+id)
-	return err != nil && err2 == nil
+	_, err = kv.Get(h.ctx, "done."+id)
+	return err == nil
 }
 
 // Every event of a finished cascade delivered again, in reverse order and

@@ -32,7 +32,7 @@ const webhookToken = "webhook-token"
 // embedded JetStream that dispatchers consume; dispatchers create runs in
 // the simulator through go-tfe.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	sim    *tfesim.Sim
 	simURL string
@@ -75,7 +75,7 @@ func ws(name string, planMS, applyMS int64) tfesim.WorkspaceSpec {
 	return tfesim.WorkspaceSpec{Name: name, AutoApply: true, Behavior: tfesim.Behavior{PlanDurationMS: planMS, ApplyDurationMS: applyMS}}
 }
 
-func newHarness(t *testing.T, o org, simOpts tfesim.Options) *harness {
+func newHarness(t testing.TB, o org, simOpts tfesim.Options) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -13,86 +13,75 @@ import (
 )
 
 // preflight checks a target before its run is created (C8). A locked
-// target waits and is retried (retry); one that cannot run remotely, or
-// whose Terraform version is disabled, is blocked with the reason.
-func (d *Dispatcher) preflight(ctx context.Context, c *Cascade, wsID string, log *zap.Logger) (blocked, retry bool, err error) {
+// target waits and is retried; one that cannot run remotely, or whose
+// Terraform version is disabled, is blocked with the reason. done reports
+// that the dispatch ends here; followUp are then the members to evaluate.
+func (d *Dispatcher) preflight(ctx context.Context, c *Cascade, wsID string, log *zap.Logger) (followUp []string, done bool, err error) {
 	info, err := d.ws.get(ctx, wsID, false)
 	if err == nil && info.locked {
 		info, err = d.ws.get(ctx, wsID, true) // the lock may be gone: look again
 	}
 	if err != nil {
 		if httpStatus(err) == 404 {
-			return true, false, d.block(ctx, c, wsID, "the workspace does not exist")
+			followUp, err = d.conclude(ctx, c, wsID, Blocked, "the workspace does not exist")
+			return followUp, true, err
 		}
-		return false, true, d.retryLater(ctx, c.ID, wsID, fmt.Errorf("read workspace: %w", err))
+		return nil, true, d.retryLater(ctx, c, wsID, fmt.Errorf("read workspace: %w", err))
+	}
+	block := func(reason string) ([]string, bool, error) {
+		followUp, err := d.conclude(ctx, c, wsID, Blocked, reason)
+		return followUp, true, err
 	}
 	switch {
 	case info.executionMode == "local":
-		return true, false, d.block(ctx, c, wsID, "the workspace uses local execution and cannot run remotely")
+		return block("the workspace uses local execution and cannot run remotely")
 	case !info.hasConfiguration:
-		return true, false, d.block(ctx, c, wsID, "the workspace has no configuration version to run")
+		return block("the workspace has no configuration version to run")
 	case info.tool.known && !info.tool.enabled:
-		return true, false, d.block(ctx, c, wsID, "Terraform "+info.terraformVersion+" is disabled on this installation")
+		return block("Terraform " + info.terraformVersion + " is disabled on this installation")
 	case info.locked:
-		return false, true, d.locked(ctx, c, wsID, log)
+		return nil, true, d.locked(ctx, c, wsID, log)
 	}
 	if info.tool.deprecated {
-		m := c.Members[wsID]
+		sp := c.Members[wsID]
 		d.deps.Alerts.Raise(ctx, alerts.Alert{
 			Kind: alerts.KindDeprecated, Severity: alerts.SeverityWarning, Organization: c.Organization,
-			Workspace: m.Name, WorkspaceID: wsID, CascadeID: c.ID,
-			Message: fmt.Sprintf("cascade %s: %s uses Terraform %s, which is deprecated; dispatched anyway", c.ID, m.Name, info.terraformVersion),
+			Workspace: sp.Name, WorkspaceID: wsID, CascadeID: c.ID,
+			Message: fmt.Sprintf("cascade %s: %s uses Terraform %s, which is deprecated; dispatched anyway", c.ID, sp.Name, info.terraformVersion),
 			Key:     "deprecated/" + wsID + "/" + info.terraformVersion,
 		})
 	}
-	return false, false, nil
-}
-
-func (d *Dispatcher) block(ctx context.Context, c *Cascade, wsID, reason string) error {
-	if err := d.settle(ctx, c.ID, wsID, func(m *Member, now time.Time) {
-		m.State, m.Reason, m.FinishedAt = Blocked, reason, now
-	}); err != nil {
-		return err
-	}
-	d.alertBlocked(ctx, withReason(c, wsID, reason), []string{wsID})
-	return nil
-}
-
-func withReason(c *Cascade, wsID, reason string) *Cascade {
-	m := *c.Members[wsID]
-	m.Reason = reason
-	cp := *c
-	cp.Members = map[string]*Member{wsID: &m}
-	return &cp
+	return nil, false, nil
 }
 
 // locked puts a locked target back to waiting, to be checked again after
 // LockedRetry, and alerts once it has been locked LockedAlertAfter.
 func (d *Dispatcher) locked(ctx context.Context, c *Cascade, wsID string, log *zap.Logger) error {
 	now := d.opts.Now()
-	var since time.Time
 	alert := false
-	err := d.settle(ctx, c.ID, wsID, func(m *Member, now time.Time) {
-		if m.LockedSince.IsZero() {
-			m.LockedSince = now
+	_, after, err := d.store.mutate(ctx, c, wsID, func(st *Status) bool {
+		if st.State != Dispatching {
+			return false
 		}
-		m.State, m.RetryAt, m.Reason = Waiting, now.Add(d.opts.LockedRetry), "workspace locked"
-		since = m.LockedSince
-		if !m.LockAlerted && now.Sub(m.LockedSince) >= d.opts.LockedAlertAfter {
-			m.LockAlerted, alert = true, true
+		if st.LockedSince.IsZero() {
+			st.LockedSince = now
 		}
+		st.State, st.RetryAt, st.Reason = Waiting, now.Add(d.opts.LockedRetry), "workspace locked"
+		alert = !st.LockAlerted && now.Sub(st.LockedSince) >= d.opts.LockedAlertAfter
+		st.LockAlerted = st.LockAlerted || alert
+		return true
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("target locked: waiting", zap.Duration("locked_for", now.Sub(since)))
+	log.Info("target locked: waiting", zap.Duration("locked_for", now.Sub(after.LockedSince)))
 	if alert {
-		m := c.Members[wsID]
+		sp := c.Members[wsID]
 		d.deps.Alerts.Raise(ctx, alerts.Alert{
 			Kind: alerts.KindWorkspaceLocked, Severity: alerts.SeverityWarning, Organization: c.Organization,
-			Workspace: m.Name, WorkspaceID: wsID, CascadeID: c.ID,
+			Workspace: sp.Name, WorkspaceID: wsID, CascadeID: c.ID,
 			Message: fmt.Sprintf("cascade %s: %s has been locked for %s; its run waits until it is unlocked",
-				c.ID, m.Name, now.Sub(since).Round(time.Second)),
+				c.ID, sp.Name, now.Sub(after.LockedSince).Round(time.Second)),
 			Key: "locked/" + c.ID + "/" + wsID,
 		})
 	}

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,7 +27,7 @@ const (
 	Dispatching MemberState = "dispatching"
 	// Dispatched: its run exists and has not finished.
 	Dispatched MemberState = "dispatched"
-	// Applied: its run applied (the root starts in this state).
+	// Applied: its run applied.
 	Applied MemberState = "applied"
 	// NoChanges: its run finished planning with no changes.
 	NoChanges MemberState = "no_changes"
@@ -45,14 +47,37 @@ func (s MemberState) final() bool {
 	return true
 }
 
-// Member is a workspace of a cascade's closure.
-type Member struct {
-	Name    string      `json:"name"`
-	Layer   int         `json:"layer"`
-	Barrier []string    `json:"barrier,omitempty"` // workspace IDs
-	State   MemberState `json:"state"`
+// Cascade is what a cascade is made of, fixed when it starts: its root and
+// its members with their barriers. It is written once.
+type Cascade struct {
+	ID           string           `json:"id"`
+	Organization string           `json:"organization"`
+	RootID       string           `json:"root_id"`
+	RootName     string           `json:"root_name"`
+	RootRunID    string           `json:"root_run_id"`
+	StartedAt    time.Time        `json:"started_at"`
+	DryRun       bool             `json:"dry_run,omitempty"`
+	Cycles       []string         `json:"cycles,omitempty"` // by workspace names
+	Members      map[string]*Spec `json:"members"`          // by workspace ID, the root excluded
+}
+
+// Spec is a member as the cascade's plan has it.
+type Spec struct {
+	Name       string   `json:"name"`
+	Layer      int      `json:"layer"`
+	Barrier    []string `json:"barrier,omitempty"`    // upstream workspace IDs in the cascade
+	Downstream []string `json:"downstream,omitempty"` // workspace IDs
+	// Initial is the state it starts in: Waiting, or Blocked by a cycle.
+	Initial MemberState `json:"initial"`
 	Reason  string      `json:"reason,omitempty"`
-	RunID   string      `json:"run_id,omitempty"`
+}
+
+// Status is where a member stands; each member's is its own KV entry,
+// changed by compare-and-swap on its revision.
+type Status struct {
+	State  MemberState `json:"state"`
+	Reason string      `json:"reason,omitempty"`
+	RunID  string      `json:"run_id,omitempty"`
 	// RunStatus is the last status seen of its run.
 	RunStatus string `json:"run_status,omitempty"`
 	// IntentAt is when the intent to dispatch was last recorded; Attempts
@@ -68,23 +93,6 @@ type Member struct {
 	RetryAt     time.Time `json:"retry_at,omitzero"`
 	LockedSince time.Time `json:"locked_since,omitzero"`
 	LockAlerted bool      `json:"lock_alerted,omitempty"`
-}
-
-// Cascade is everything one root run applying causes. It is stored as one
-// KV entry and changed by compare-and-swap on its revision, so any replica
-// can continue any cascade after any restart.
-type Cascade struct {
-	ID           string             `json:"id"`
-	Organization string             `json:"organization"`
-	RootID       string             `json:"root_id"`
-	RootName     string             `json:"root_name"`
-	RootRunID    string             `json:"root_run_id"`
-	StartedAt    time.Time          `json:"started_at"`
-	FinishedAt   time.Time          `json:"finished_at,omitzero"`
-	Done         bool               `json:"done,omitempty"`
-	DryRun       bool               `json:"dry_run,omitempty"`
-	Cycles       []string           `json:"cycles,omitempty"` // by workspace names
-	Members      map[string]*Member `json:"members"`          // by workspace ID, the root included
 }
 
 // CascadeID derives a cascade's ID from its root run's.
@@ -126,93 +134,223 @@ func (c *Cascade) ordered() []string {
 
 // store keeps cascades in a JetStream KV bucket:
 //
-//	cascade.<id>  the Cascade, JSON
-//	active.<id>   present while the cascade is not done
-//	superseded.<run ID>  a native run already superseded
+//	cascade.<id>           the Cascade, JSON, written once
+//	m.<id>.<workspace ID>  a member's Status; absent until it first changes
+//	open.<id>              the number of members not yet final
+//	active.<id>            present while the cascade is not done
+//	done.<id>              written when it is done: its outcome
+//	superseded.<run ID>    a native run already superseded
 type store struct {
 	kv jetstream.KeyValue
+
+	mu       sync.Mutex
+	cascades map[string]*Cascade // immutable once written: cached for good
 }
 
-var errConflict = errors.New("cascade changed concurrently")
+func newStore(kv jetstream.KeyValue) *store {
+	return &store{kv: kv, cascades: map[string]*Cascade{}}
+}
 
-func cascadeKey(id string) string { return "cascade." + id }
-func activeKey(id string) string  { return "active." + id }
+var errConflict = errors.New("changed concurrently")
 
-func (s *store) get(ctx context.Context, id string) (*Cascade, uint64, error) {
+func cascadeKey(id string) string      { return "cascade." + id }
+func activeKey(id string) string       { return "active." + id }
+func openKey(id string) string         { return "open." + id }
+func memberKey(id, wsID string) string { return "m." + id + "." + wsID }
+
+func conflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
+}
+
+func (s *store) cached(id string) *Cascade {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cascades[id]
+}
+
+// cascade returns the cascade id, jetstream.ErrKeyNotFound if there is none.
+func (s *store) cascade(ctx context.Context, id string) (*Cascade, error) {
+	if c := s.cached(id); c != nil {
+		return c, nil
+	}
 	e, err := s.kv.Get(ctx, cascadeKey(id))
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	var c Cascade
 	if err := json.Unmarshal(e.Value(), &c); err != nil {
-		return nil, 0, fmt.Errorf("decode cascade %s: %w", id, err)
+		return nil, fmt.Errorf("decode cascade %s: %w", id, err)
 	}
-	return &c, e.Revision(), nil
+	s.mu.Lock()
+	s.cascades[id] = &c
+	s.mu.Unlock()
+	return &c, nil
 }
 
-// create stores a new cascade; it reports false when one with the ID
-// exists already (first writer wins).
+// create stores a new cascade with its open count; it reports false when
+// the cascade existed already (first writer wins). It is safe to call again
+// after a crash half way: what is missing is added.
 func (s *store) create(ctx context.Context, c *Cascade) (bool, error) {
 	data, err := json.Marshal(c)
 	if err != nil {
 		return false, err
 	}
+	created := true
 	if _, err := s.kv.Create(ctx, cascadeKey(c.ID), data); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return false, fmt.Errorf("store cascade %s: %w", c.ID, err)
+		}
+		created = false
+	}
+	open := 0
+	for _, sp := range c.Members {
+		if !sp.Initial.final() {
+			open++
+		}
+	}
+	if _, err := s.kv.Create(ctx, openKey(c.ID), []byte(strconv.Itoa(open))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return created, fmt.Errorf("store open count of %s: %w", c.ID, err)
+	}
+	if created {
+		if _, err := s.kv.Put(ctx, activeKey(c.ID), []byte(c.StartedAt.Format(time.RFC3339Nano))); err != nil {
+			return true, fmt.Errorf("mark cascade %s active: %w", c.ID, err)
+		}
+	}
+	return created, nil
+}
+
+// member returns a member's status and its revision; a member never
+// changed has its initial status and revision 0.
+func (s *store) member(ctx context.Context, c *Cascade, wsID string) (Status, uint64, error) {
+	e, err := s.kv.Get(ctx, memberKey(c.ID, wsID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		sp := c.Members[wsID]
+		return Status{State: sp.Initial, Reason: sp.Reason}, 0, nil
+	}
+	if err != nil {
+		return Status{}, 0, err
+	}
+	var st Status
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return Status{}, 0, fmt.Errorf("decode member %s of %s: %w", wsID, c.ID, err)
+	}
+	return st, e.Revision(), nil
+}
+
+// mutate applies change to a member's status until the compare-and-swap
+// succeeds. change reports whether it changed anything; nothing is written
+// when it did not. It returns the status before and after.
+func (s *store) mutate(ctx context.Context, c *Cascade, wsID string, change func(*Status) bool) (before, after Status, err error) {
+	for {
+		st, rev, err := s.member(ctx, c, wsID)
+		if err != nil {
+			return Status{}, Status{}, err
+		}
+		before = st
+		if !change(&st) {
+			return before, st, nil
+		}
+		data, err := json.Marshal(st)
+		if err != nil {
+			return Status{}, Status{}, err
+		}
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, memberKey(c.ID, wsID), data)
+		} else {
+			_, err = s.kv.Update(ctx, memberKey(c.ID, wsID), data, rev)
+		}
+		switch {
+		case err == nil:
+			return before, st, nil
+		case conflict(err) && ctx.Err() == nil:
+			continue
+		default:
+			return Status{}, Status{}, fmt.Errorf("update member %s of %s: %w", wsID, c.ID, err)
+		}
+	}
+}
+
+// members returns the status of every member, read in one pass.
+func (s *store) members(ctx context.Context, c *Cascade) (map[string]Status, error) {
+	out := make(map[string]Status, len(c.Members))
+	for wsID, sp := range c.Members {
+		out[wsID] = Status{State: sp.Initial, Reason: sp.Reason}
+	}
+	w, err := s.kv.Watch(ctx, "m."+c.ID+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	for e := range w.Updates() {
+		if e == nil {
+			break // the current values have all been delivered
+		}
+		var st Status
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", e.Key(), err)
+		}
+		out[strings.TrimPrefix(e.Key(), "m."+c.ID+".")] = st
+	}
+	return out, nil
+}
+
+// addOpen changes the open count by delta and returns the new count.
+func (s *store) addOpen(ctx context.Context, id string, delta int) (int, error) {
+	for {
+		e, err := s.kv.Get(ctx, openKey(id))
+		if err != nil {
+			return 0, err
+		}
+		n, _ := strconv.Atoi(string(e.Value()))
+		n = max(0, n+delta)
+		if _, err := s.kv.Update(ctx, openKey(id), []byte(strconv.Itoa(n)), e.Revision()); err != nil {
+			if conflict(err) && ctx.Err() == nil {
+				continue
+			}
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+// setOpen sets the open count, correcting it after a crash between a
+// member's final transition and its count.
+func (s *store) setOpen(ctx context.Context, id string, n int) error {
+	_, err := s.kv.Put(ctx, openKey(id), []byte(strconv.Itoa(n)))
+	return err
+}
+
+// markDone records the cascade's outcome.
+func (s *store) markDone(ctx context.Context, id, outcome string) error {
+	_, err := s.kv.Put(ctx, "done."+id, []byte(outcome))
+	return err
+}
+
+// finish marks the cascade no longer active; false if it was already, by
+// this or another replica.
+func (s *store) finish(ctx context.Context, id string) (bool, error) {
+	e, err := s.kv.Get(ctx, activeKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := s.kv.Delete(ctx, activeKey(id), jetstream.LastRevision(e.Revision())); err != nil {
+		if conflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
 			return false, nil
 		}
-		return false, fmt.Errorf("store cascade %s: %w", c.ID, err)
-	}
-	if _, err := s.kv.Put(ctx, activeKey(c.ID), []byte(c.StartedAt.Format(time.RFC3339Nano))); err != nil {
-		return true, fmt.Errorf("mark cascade %s active: %w", c.ID, err)
+		return false, fmt.Errorf("mark cascade %s done: %w", id, err)
 	}
 	return true, nil
 }
 
-// update writes c if the entry is still at rev.
-func (s *store) update(ctx context.Context, c *Cascade, rev uint64) error {
-	data, err := json.Marshal(c)
-	if err != nil {
-		return err
+func (s *store) isActive(ctx context.Context, id string) (bool, error) {
+	_, err := s.kv.Get(ctx, activeKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
 	}
-	if _, err := s.kv.Update(ctx, cascadeKey(c.ID), data, rev); err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-			return errConflict
-		}
-		return fmt.Errorf("update cascade %s: %w", c.ID, err)
-	}
-	if c.Done {
-		if err := s.kv.Delete(ctx, activeKey(c.ID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("mark cascade %s done: %w", c.ID, err)
-		}
-	}
-	return nil
-}
-
-// mutate applies change to the stored cascade until the compare-and-swap
-// succeeds. change reports whether it changed anything; nothing is written
-// when it did not. It returns the cascade as stored.
-func (s *store) mutate(ctx context.Context, id string, change func(*Cascade) bool) (*Cascade, error) {
-	for {
-		c, rev, err := s.get(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if !change(c) {
-			return c, nil
-		}
-		switch err := s.update(ctx, c, rev); {
-		case err == nil:
-			return c, nil
-		case errors.Is(err, errConflict):
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			continue
-		default:
-			return nil, err
-		}
-	}
+	return err == nil, err
 }
 
 // active lists the IDs of the cascades not yet done.
