@@ -47,6 +47,15 @@ func serveCommand() *command {
 			fs.boolVar(&cfg.Dispatcher.NoChangesStarts, "no-changes-starts-cascade", "ORCHESTRATOR_NO_CHANGES_STARTS_CASCADE", false, "a run that finishes with no changes starts a cascade too")
 			fs.boolVar(&cfg.Dispatcher.NoChangesSatisfies, "no-changes-satisfies", "ORCHESTRATOR_NO_CHANGES_SATISFIES", false, "an upstream that finishes with no changes counts as applied (otherwise its downstream is skipped)")
 			fs.durationVar(&cfg.Dispatcher.StateTTL, "state-ttl", "ORCHESTRATOR_STATE_TTL", 7*24*time.Hour, "how long cascade state is kept")
+			alertWebhook := fs.secret("alert-webhook-url", "ORCHESTRATOR_ALERT_WEBHOOK_URL", "send alerts as JSON to this URL")
+			alertSlack := fs.secret("alert-slack-url", "ORCHESTRATOR_ALERT_SLACK_URL", "send alerts to this Slack-style incoming webhook")
+			fs.durationVar(&cfg.Alerts.Window, "alert-window", "ORCHESTRATOR_ALERT_WINDOW", 15*time.Minute, "an alert with the same key is sent once within this window")
+			fs.boolVar(&cfg.DisableWatchdog, "no-watchdog", "ORCHESTRATOR_NO_WATCHDOG", false, "do not run the stuck-run watchdog")
+			fs.durationVar(&cfg.Watchdog.Interval, "watchdog-interval", "ORCHESTRATOR_WATCHDOG_INTERVAL", time.Minute, "how often the watchdog scans runs (one admin runs list per 100 active runs)")
+			fs.Var(&cfg.Watchdog.Budgets, "watchdog-budget", "budget of a status group, GROUP=DURATION (repeatable; comma-separated in the environment); groups: queued, planning, applying, awaiting")
+			fs.mirror("watchdog-budget", "ORCHESTRATOR_WATCHDOG_BUDGET")
+			fs.boolVar(&cfg.Watchdog.AllowApplying, "watchdog-allow-applying", "ORCHESTRATOR_WATCHDOG_ALLOW_APPLYING", false, "let the watchdog force-cancel runs stuck in applying (can lose state)")
+			fs.durationVar(&cfg.Watchdog.LeaseTTL, "watchdog-lease-ttl", "ORCHESTRATOR_WATCHDOG_LEASE_TTL", 15*time.Second, "a watchdog leader that stops renewing loses the lease after this")
 			fs.durationVar(&cfg.ShutdownTimeout, "shutdown-timeout", "ORCHESTRATOR_SHUTDOWN_TIMEOUT", 20*time.Second, "how long an orderly shutdown may take")
 			return func(env *runEnv) error {
 				var err error
@@ -60,6 +69,12 @@ func serveCommand() *command {
 					return err
 				}
 				if cfg.TFE.Token, err = tfeToken(); err != nil {
+					return err
+				}
+				if cfg.Alerts.WebhookURL, err = alertWebhook(); err != nil {
+					return err
+				}
+				if cfg.Alerts.SlackURL, err = alertSlack(); err != nil {
 					return err
 				}
 				d, err := app.New(cfg, env.log)

@@ -33,6 +33,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
+	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
 
 // Config is the daemon's configuration. Zero fields take the defaults.
@@ -49,6 +50,11 @@ type Config struct {
 	// ingests.
 	TFE        TFEConfig
 	Dispatcher dispatcher.Options
+	// Watchdog configures the stuck-run watchdog; it runs when a TFE token
+	// is set, the installation has the admin API, and it is not disabled.
+	Watchdog        watchdog.Options
+	DisableWatchdog bool
+	Alerts          AlertsConfig
 	// GraphCacheTTL is how long a workspace's run triggers are trusted;
 	// default 5m.
 	GraphCacheTTL time.Duration
@@ -64,6 +70,14 @@ type TFEConfig struct {
 	// all its parts; 0 leaves only go-tfe's own limit (0.66 × what TFE
 	// advertises).
 	RateLimit float64
+}
+
+// AlertsConfig says where alerts go besides the log and NATS.
+type AlertsConfig struct {
+	WebhookURL string // generic JSON webhook
+	SlackURL   string // Slack-style incoming webhook
+	// Window: the same alert key is sent once within it; default 15m.
+	Window time.Duration
 }
 
 // NATSConfig says which NATS to use. Without a URL the daemon runs an
@@ -217,10 +231,19 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 
-	notifier := &alerts.Basic{Log: a.log.Named("alerts"), Conn: nc}
+	notifier := a.alertPipeline(nc)
+	a.cfg.Webhook.Alerts = notifier
 	var disp *dispatcher.Dispatcher
+	var dog *watchdog.Watchdog
 	if a.cfg.TFE.Token != "" {
-		if disp, err = a.newDispatcher(ctx, js, notifier); err != nil {
+		client, err := a.tfeClient()
+		if err != nil {
+			return err
+		}
+		if disp, err = a.newDispatcher(ctx, client, js, notifier); err != nil {
+			return err
+		}
+		if dog, err = a.newWatchdog(ctx, client, js, notifier); err != nil {
 			return err
 		}
 	} else {
@@ -246,8 +269,12 @@ func (a *App) Run(ctx context.Context) error {
 	close(a.ready)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return notifier.Run(gctx) })
 	if disp != nil {
 		g.Go(func() error { return disp.Run(gctx) })
+	}
+	if dog != nil {
+		g.Go(func() error { return dog.Run(gctx) })
 	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -262,9 +289,40 @@ func (a *App) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// newDispatcher connects to TFE (one go-tfe client for the process, so
-// one rate limiter) and sets the dispatcher up.
-func (a *App) newDispatcher(ctx context.Context, js jetstream.JetStream, notifier alerts.Notifier) (*dispatcher.Dispatcher, error) {
+// alertPipeline sends alerts to the log, NATS and the configured sinks.
+func (a *App) alertPipeline(nc *nats.Conn) *alerts.Pipeline {
+	var sinks []alerts.Sink
+	client := &http.Client{Timeout: 10 * time.Second}
+	if u := a.cfg.Alerts.WebhookURL; u != "" {
+		sinks = append(sinks, &alerts.Webhook{URL: u, Client: client})
+	}
+	if u := a.cfg.Alerts.SlackURL; u != "" {
+		sinks = append(sinks, &alerts.Slack{URL: u, Client: client})
+	}
+	basic := &alerts.Basic{Log: a.log.Named("alerts"), Conn: nc}
+	return alerts.NewPipeline(alerts.PipelineOptions{Window: a.cfg.Alerts.Window}, basic, sinks, a.registry)
+}
+
+// newWatchdog sets the watchdog up where the admin API is there to serve it.
+func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.JetStream, notifier alerts.Notifier) (*watchdog.Watchdog, error) {
+	switch {
+	case a.cfg.DisableWatchdog:
+		return nil, nil
+	case !client.IsEnterprise():
+		a.log.Warn("no admin API on this TFE (HCP Terraform?): the stuck-run watchdog is off")
+		return nil, nil
+	}
+	opts := a.cfg.Watchdog
+	opts.DryRun = opts.DryRun || a.cfg.Dispatcher.DryRun
+	return watchdog.New(ctx, opts, watchdog.Deps{
+		JetStream: js, AdminRuns: client.Admin.Runs, Workspaces: client.Workspaces, Alerts: notifier,
+		Log: a.log.Named("watchdog"), Registerer: a.registry,
+	})
+}
+
+// tfeClient connects to TFE: one go-tfe client for the process, so one
+// rate limiter, capped process-wide when configured.
+func (a *App) tfeClient() (*tfe.Client, error) {
 	httpClient := &http.Client{Timeout: 60 * time.Second}
 	if a.cfg.TFE.RateLimit > 0 {
 		httpClient.Transport = &limitedTransport{
@@ -276,6 +334,11 @@ func (a *App) newDispatcher(ctx context.Context, js jetstream.JetStream, notifie
 	if err != nil {
 		return nil, fmt.Errorf("connect to TFE at %s: %w", a.cfg.TFE.Address, err)
 	}
+	return client, nil
+}
+
+// newDispatcher sets the dispatcher up.
+func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstream.JetStream, notifier alerts.Notifier) (*dispatcher.Dispatcher, error) {
 	var tools dispatcher.ToolVersions
 	if client.IsEnterprise() {
 		tools = client.Admin.TerraformVersions

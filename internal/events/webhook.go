@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 )
 
 // SignatureHeader carries hex(HMAC-SHA512(token, body)).
@@ -53,6 +56,10 @@ type WebhookOptions struct {
 	PublishTimeout time.Duration
 	// Now is the clock that stamps receive times; default time.Now.
 	Now func() time.Time
+	// Alerts, when set, hears of rejected webhooks (signature and body
+	// problems, not unknown paths); its de-duplication window keeps a flood
+	// to one alert per kind of rejection.
+	Alerts alerts.Notifier
 }
 
 func (o *WebhookOptions) validate() error {
@@ -204,6 +211,14 @@ func (h *Webhook) verify(r *http.Request, body []byte) (result string, ok bool) 
 // Nothing from the request's headers or body goes into the log.
 func (h *Webhook) reject(w http.ResponseWriter, r *http.Request, status int, result, reason string) {
 	h.metrics.webhooks.WithLabelValues(result).Inc()
+	if h.opts.Alerts != nil && result != ResultNotFound && result != ResultMethodNotAllowed {
+		h.opts.Alerts.Raise(r.Context(), alerts.Alert{
+			Kind: alerts.KindWebhookRejected, Severity: alerts.SeverityWarning,
+			Message: fmt.Sprintf("webhook rejected (%s: %s) from %s; more rejections of this kind within the alert window are not reported",
+				result, reason, r.RemoteAddr),
+			Key: "webhook-rejected/" + result,
+		})
+	}
 	h.log.Warn("webhook rejected", zap.String("result", result), zap.Int("status", status),
 		zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("remote_addr", r.RemoteAddr),
 		zap.String("reason", reason))

@@ -1,0 +1,173 @@
+package alerts_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+)
+
+// receiver is an alert endpoint that fails the first failures requests,
+// and blocks while hold is set.
+type receiver struct {
+	mu       sync.Mutex
+	failures int
+	bodies   []map[string]any
+	hold     chan struct{}
+	srv      *httptest.Server
+}
+
+func newReceiver(t *testing.T, failures int) *receiver {
+	rc := &receiver{failures: failures}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc.mu.Lock()
+		hold := rc.hold
+		rc.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		if rc.failures > 0 {
+			rc.failures--
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		rc.bodies = append(rc.bodies, m)
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) got() []map[string]any {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]map[string]any(nil), rc.bodies...)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func start(t *testing.T, p *alerts.Pipeline) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+var sample = alerts.Alert{
+	Kind: alerts.KindStuckRun, Severity: alerts.SeverityCritical, Organization: "acme", Workspace: "network",
+	WorkspaceID: "ws-1", RunID: "run-1", CascadeID: "c-run-0", Message: "run-1 stuck in planning for 2h", Key: "stuck/run-1",
+}
+
+func TestSinksReceiveShapedPayloads(t *testing.T) {
+	hook, slack := newReceiver(t, 0), newReceiver(t, 0)
+	p := alerts.NewPipeline(alerts.PipelineOptions{Backoff: time.Millisecond}, &alerts.Basic{Log: zap.NewNop()},
+		[]alerts.Sink{&alerts.Webhook{URL: hook.srv.URL}, &alerts.Slack{URL: slack.srv.URL}}, nil)
+	start(t, p)
+	p.Raise(context.Background(), sample)
+	waitFor(t, "both sinks", func() bool { return len(hook.got()) == 1 && len(slack.got()) == 1 })
+	h := hook.got()[0]
+	for field, want := range map[string]string{
+		"kind": "stuck_run", "severity": "critical", "organization": "acme", "workspace": "network",
+		"workspace_id": "ws-1", "run_id": "run-1", "cascade_id": "c-run-0", "key": "stuck/run-1", "message": sample.Message,
+	} {
+		if h[field] != want {
+			t.Errorf("webhook %s: got %v, want %q", field, h[field], want)
+		}
+	}
+	if ts, _ := h["time"].(string); ts == "" {
+		t.Error("webhook payload has no time")
+	}
+	text, _ := slack.got()[0]["text"].(string)
+	for _, want := range []string{"*[critical] stuck_run*", sample.Message, "workspace `network`", "run `run-1`"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("slack text %q lacks %q", text, want)
+		}
+	}
+}
+
+func TestSinkDownIsRetriedAndNeverBlocks(t *testing.T) {
+	rc := newReceiver(t, 2) // the first two attempts fail
+	rc.hold = make(chan struct{})
+	core, logs := observer.New(zap.DebugLevel)
+	p := alerts.NewPipeline(alerts.PipelineOptions{Backoff: time.Millisecond}, &alerts.Basic{Log: zap.New(core)},
+		[]alerts.Sink{&alerts.Webhook{URL: rc.srv.URL + "/secret-path"}}, nil)
+	start(t, p)
+
+	raised := make(chan struct{})
+	go func() {
+		p.Raise(context.Background(), sample) // the sink is hanging: this must not wait for it
+		close(raised)
+	}()
+	select {
+	case <-raised:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Raise waited for a hanging sink")
+	}
+	close(rc.hold)
+	rc.mu.Lock()
+	rc.hold = nil
+	rc.mu.Unlock()
+	waitFor(t, "the alert after two failed attempts", func() bool { return len(rc.got()) == 1 })
+	for _, e := range logs.All() {
+		b, _ := json.Marshal(e.ContextMap())
+		if strings.Contains(e.Message+string(b), "secret-path") {
+			t.Errorf("a log line contains the sink's URL: %s %s", e.Message, b)
+		}
+	}
+}
+
+func TestRepeatsWithinTheWindowSendOnce(t *testing.T) {
+	rc := newReceiver(t, 0)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	p := alerts.NewPipeline(alerts.PipelineOptions{Window: time.Minute, Now: clock}, &alerts.Basic{Log: zap.NewNop()},
+		[]alerts.Sink{&alerts.Webhook{URL: rc.srv.URL}}, nil)
+	start(t, p)
+	p.Raise(context.Background(), sample)
+	p.Raise(context.Background(), sample)
+	other := sample
+	other.Key = "stuck/run-2"
+	p.Raise(context.Background(), other)
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	p.Raise(context.Background(), sample) // the window has passed
+	waitFor(t, "three alerts", func() bool { return len(rc.got()) >= 3 })
+	var keys []string
+	for _, b := range rc.got() {
+		keys = append(keys, b["key"].(string))
+	}
+	if strings.Join(keys, " ") != "stuck/run-1 stuck/run-2 stuck/run-1" {
+		t.Errorf("got keys %v, want stuck/run-1 stuck/run-2 stuck/run-1", keys)
+	}
+}
