@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -30,7 +32,7 @@ func main() {
 }
 
 func commands() []*command {
-	return []*command{serveCommand(), graphCommand(), tfesimCommand(), versionCommand()}
+	return []*command{demoCommand(), serveCommand(), graphCommand(), notificationsInstallCommand(), tfesimCommand(), versionCommand()}
 }
 
 // run runs the command that args name and returns the exit code.
@@ -43,17 +45,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return exitOK
 	}
+	// A command's name may be two words ("notifications install").
 	var cmd *command
+	words := 0
 	for _, c := range cmds {
-		if c.name == args[0] {
-			cmd = c
+		parts := strings.Fields(c.name)
+		if len(parts) <= len(args) && slices.Equal(parts, args[:len(parts)]) && len(parts) > words {
+			cmd, words = c, len(parts)
 		}
 	}
 	if cmd == nil {
-		fmt.Fprintf(stderr, "orchestrator: unknown command %q\n\n", args[0])
+		fmt.Fprintf(stderr, "orchestrator: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
 		printUsage(stderr, cmds)
 		return exitUsage
 	}
+	args = args[words-1:]
 	fs := newFlagSet(cmd.name, stderr)
 	var lf logFlags
 	lf.define(fs)
@@ -99,7 +105,7 @@ func printUsage(w io.Writer, cmds []*command) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-22s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'orchestrator <command> --help' for a command's flags.")

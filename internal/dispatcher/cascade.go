@@ -122,8 +122,9 @@ func (d *Dispatcher) firstLayer(c *Cascade) []string {
 	return out
 }
 
-// openMemberOf returns the ID of an open cascade in which workspace id is a
-// member still to run (or whose run applied), or "".
+// openMemberOf returns the ID of an open cascade that workspace id is a
+// member of (other than its root), or "". The cascade owns the workspace
+// while it is open: what it blocked must not run either.
 func (d *Dispatcher) openMemberOf(ctx context.Context, wsID string) (string, error) {
 	ids, err := d.store.active(ctx)
 	if err != nil {
@@ -137,14 +138,7 @@ func (d *Dispatcher) openMemberOf(ctx context.Context, wsID string) (string, err
 		if err != nil {
 			return "", err
 		}
-		if c.Members[wsID] == nil {
-			continue
-		}
-		st, _, err := d.store.member(ctx, c, wsID)
-		if err != nil {
-			return "", err
-		}
-		if !st.State.final() || st.State == Applied {
+		if c.Members[wsID] != nil {
 			return id, nil
 		}
 	}

@@ -283,15 +283,15 @@ func (w *Watchdog) check(ctx context.Context, r *tfe.AdminRun) (bool, error) {
 		w.metrics.reminders.Inc()
 		a := base
 		a.Kind, a.Severity = alerts.KindReminder, alerts.SeverityInfo
-		a.Message = fmt.Sprintf("run %s %s: %s for %s (reminder every %s)", r.ID, why, r.Status, age.Round(time.Second), budget)
+		a.Message = fmt.Sprintf("run %s in %s %s: %s for %s (reminder every %s)", r.ID, info.name, why, r.Status, roundAge(age), budget)
 		a.Key = fmt.Sprintf("reminder/%s/%s/%d", r.ID, r.Status, int64(age/budget))
 		w.deps.Alerts.Raise(ctx, a)
 		return true, nil
 	case group == GroupApplying && !w.opts.AllowApplying:
 		a := base
 		a.Kind, a.Severity = alerts.KindStuckRun, alerts.SeverityCritical
-		a.Message = fmt.Sprintf("run %s has been applying for %s (budget %s); not cancelled: cancelling an apply can lose state, cancel it by hand if it is truly stuck",
-			r.ID, age.Round(time.Second), budget)
+		a.Message = fmt.Sprintf("run %s in %s has been applying for %s (budget %s); not cancelled: cancelling an apply can lose state, cancel it by hand if it is truly stuck",
+			r.ID, info.name, roundAge(age), budget)
 		a.Key = "stuck/" + r.ID + "/applying"
 		w.deps.Alerts.Raise(ctx, a)
 		return true, nil
@@ -302,7 +302,7 @@ func (w *Watchdog) check(ctx context.Context, r *tfe.AdminRun) (bool, error) {
 // forceCancel cancels a stuck run through the admin API, once.
 func (w *Watchdog) forceCancel(ctx context.Context, r *tfe.AdminRun, base alerts.Alert, age, budget time.Duration) error {
 	comment := fmt.Sprintf("force-cancelled by the run-trigger orchestrator's watchdog: %s for %s, over its budget of %s",
-		r.Status, age.Round(time.Second), budget)
+		r.Status, roundAge(age), budget)
 	a := base
 	a.Severity = alerts.SeverityCritical
 	if w.opts.DryRun {
@@ -329,7 +329,7 @@ func (w *Watchdog) forceCancel(ctx context.Context, r *tfe.AdminRun, base alerts
 	w.deps.Log.Info("stuck run force-cancelled", zap.String("run_id", r.ID), zap.String("workspace_id", r.Workspace.ID),
 		zap.String("status", string(r.Status)), zap.Duration("age", age), zap.Duration("budget", budget))
 	a.Kind = alerts.KindRunCancelled
-	a.Message = fmt.Sprintf("run %s was %s", r.ID, comment)
+	a.Message = fmt.Sprintf("run %s in %s was %s", r.ID, base.Workspace, comment)
 	a.Key = "cancelled/" + r.ID
 	w.deps.Alerts.Raise(ctx, a)
 	return nil
@@ -357,6 +357,15 @@ func (w *Watchdog) workspace(ctx context.Context, id string) (wsInfo, error) {
 	w.cache[id] = info
 	w.mu.Unlock()
 	return info, nil
+}
+
+// roundAge keeps an age readable: to the second from a minute up, to the
+// tenth of a second below.
+func roundAge(d time.Duration) time.Duration {
+	if d >= time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
 }
 
 func orgOf(r *tfe.AdminRun) string {
