@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 )
 
 // receiver is an alert endpoint that fails the first failures requests,
@@ -63,13 +64,7 @@ func (rc *receiver) got() []map[string]any {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 10*time.Second, cond)
 }
 
 func start(t *testing.T, p *alerts.Pipeline) {

@@ -19,6 +19,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
 
@@ -112,13 +113,7 @@ func count(t *testing.T, s jetstream.Stream) uint64 {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 15*time.Second, cond)
 }
 
 func signedPost(t *testing.T, url string, body []byte) int {

@@ -67,9 +67,9 @@ func TestFailedUpstreamBlocksDownstream(t *testing.T) {
 	h.dispatcher(fastOptions(), nil)
 	h.start("a")
 	h.waitFor("c to apply and the block to be reported", 30*time.Second, func() bool {
-		return h.applied("c") && len(h.alerts.of(alerts.KindCascadeBlocked)) > 0
+		return h.applied("c") && len(h.alerts.Of(alerts.KindCascadeBlocked)) > 0
 	})
-	blocked := h.alerts.of(alerts.KindCascadeBlocked)
+	blocked := h.alerts.Of(alerts.KindCascadeBlocked)
 	if len(blocked) != 1 || !strings.Contains(blocked[0].Message, "d (upstream b errored)") || !strings.Contains(blocked[0].Message, "e (upstream d is blocked)") {
 		t.Errorf("alerts: got %+v, want one listing d and e", blocked)
 	}
@@ -92,7 +92,7 @@ func TestCycleInClosure(t *testing.T) {
 	h.dispatcher(fastOptions(), nil)
 	h.start("root")
 	h.waitFor("the branch without the cycle to apply", 30*time.Second, func() bool { return h.applied("side", "side2") })
-	cycles := h.alerts.of(alerts.KindCycle)
+	cycles := h.alerts.Of(alerts.KindCycle)
 	if len(cycles) != 1 || !strings.Contains(cycles[0].Message, "app → db → app") {
 		t.Fatalf("cycle alerts: got %+v, want one naming app → db → app", cycles)
 	}
@@ -231,7 +231,7 @@ func TestLockedTarget(t *testing.T) {
 	h := newHarness(t, o, noNative)
 	h.dispatcher(fastOptions(), nil)
 	h.start("c00")
-	h.waitFor("the lock alert", 30*time.Second, func() bool { return len(h.alerts.of(alerts.KindWorkspaceLocked)) > 0 })
+	h.waitFor("the lock alert", 30*time.Second, func() bool { return len(h.alerts.Of(alerts.KindWorkspaceLocked)) > 0 })
 	if got := h.cascadeRuns("c01"); len(got) != 0 {
 		t.Fatalf("a run was created in the locked workspace")
 	}
@@ -239,7 +239,7 @@ func TestLockedTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitFor("the chain to finish after unlock", 60*time.Second, func() bool { return h.applied("c01", "c02") })
-	if got := len(h.alerts.of(alerts.KindWorkspaceLocked)); got != 1 {
+	if got := len(h.alerts.Of(alerts.KindWorkspaceLocked)); got != 1 {
 		t.Errorf("lock alerts: got %d, want 1", got)
 	}
 }
@@ -255,10 +255,10 @@ func TestPreflightBlocks(t *testing.T) {
 	h.dispatcher(fastOptions(), nil)
 	h.start("root")
 	h.waitFor("fine to apply and two blocks", 30*time.Second, func() bool {
-		return h.applied("fine") && len(h.alerts.of(alerts.KindCascadeBlocked)) == 2
+		return h.applied("fine") && len(h.alerts.Of(alerts.KindCascadeBlocked)) == 2
 	})
 	all := ""
-	for _, a := range h.alerts.of(alerts.KindCascadeBlocked) {
+	for _, a := range h.alerts.Of(alerts.KindCascadeBlocked) {
 		all += a.Message + "\n"
 	}
 	for _, want := range []string{"laptop (the workspace uses local execution", "empty (the workspace has no configuration version"} {

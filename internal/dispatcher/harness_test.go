@@ -17,10 +17,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
-	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
@@ -39,30 +38,7 @@ type harness struct {
 	client *tfe.Client
 	js     jetstream.JetStream
 	hook   string // webhook URL
-	alerts *alertLog
-}
-
-type alertLog struct {
-	mu   sync.Mutex
-	list []alerts.Alert
-}
-
-func (l *alertLog) Raise(_ context.Context, a alerts.Alert) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.list = append(l.list, a)
-}
-
-func (l *alertLog) of(kind string) []alerts.Alert {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []alerts.Alert
-	for _, a := range l.list {
-		if a.Kind == kind {
-			out = append(out, a)
-		}
-	}
-	return out
+	alerts *testutil.Alerts
 }
 
 // org describes a scenario: workspaces with plan/apply durations and edges.
@@ -80,20 +56,7 @@ func newHarness(t testing.TB, o org, simOpts tfesim.Options) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := testutil.JetStream(t)
 	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +100,7 @@ func newHarness(t testing.TB, o org, simOpts tfesim.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, ctx: ctx, sim: sim, simURL: simSrv.URL, client: client, js: js, hook: hookSrv.URL, alerts: &alertLog{}}
+	return &harness{t: t, ctx: ctx, sim: sim, simURL: simSrv.URL, client: client, js: js, hook: hookSrv.URL, alerts: &testutil.Alerts{}}
 }
 
 // fastOptions are dispatcher options for tests: short waits so that
@@ -215,16 +178,9 @@ func (h *harness) cascadeRuns(name string) []*tfe.Run {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
 func (h *harness) waitFor(what string, timeout time.Duration, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(h.t, what, timeout, cond)
 }
 
 // applied reports whether every named workspace has one applied cascade run.

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
-	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
 
@@ -39,20 +39,7 @@ type ingest struct {
 // newIngest runs the webhook handler over a real embedded JetStream.
 func newIngest(t *testing.T, opts events.WebhookOptions) *ingest {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, nc := testutil.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stream, err := events.EnsureStream(ctx, js, events.StreamOptions{})

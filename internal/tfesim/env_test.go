@@ -12,6 +12,7 @@ import (
 
 	tfe "github.com/hashicorp/go-tfe"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
 
@@ -72,16 +73,9 @@ func (e *testEnv) newClient(token string) *tfe.Client {
 	return c
 }
 
-// eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 10*time.Second, cond)
 }
 
 func (e *testEnv) org(name string) *tfe.Organization {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,33 +12,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
-	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
-
-type alertLog struct {
-	mu   sync.Mutex
-	list []alerts.Alert
-}
-
-func (l *alertLog) Raise(_ context.Context, a alerts.Alert) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.list = append(l.list, a)
-}
-
-func (l *alertLog) of(kind string) []alerts.Alert {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []alerts.Alert
-	for _, a := range l.list {
-		if a.Kind == kind {
-			out = append(out, a)
-		}
-	}
-	return out
-}
 
 type env struct {
 	t      *testing.T
@@ -48,7 +24,7 @@ type env struct {
 	clock  *tfesim.ManualClock
 	client *tfe.Client
 	js     jetstream.JetStream
-	alerts *alertLog
+	alerts *testutil.Alerts
 }
 
 // newEnv runs the simulator on a manual clock that the watchdogs share.
@@ -70,21 +46,8 @@ func newEnv(t *testing.T, workspaces ...tfesim.WorkspaceSpec) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, ctx: ctx, sim: sim, clock: clock, client: client, js: js, alerts: &alertLog{}}
+	js, _ := testutil.JetStream(t)
+	return &env{t: t, ctx: ctx, sim: sim, clock: clock, client: client, js: js, alerts: &testutil.Alerts{}}
 }
 
 func (e *env) watchdog(opts watchdog.Options) *watchdog.Watchdog {
@@ -117,13 +80,7 @@ func (e *env) lead(w *watchdog.Watchdog) (stop func()) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 20*time.Second, cond)
 }
 
 func (e *env) run(name string) string {
@@ -189,7 +146,7 @@ func TestStuckPlanningIsCancelledOnce(t *testing.T) {
 	if got := e.status(slowRun); got != tfe.RunPlanning {
 		t.Errorf("slow run under its budget: got %s, want planning", got)
 	}
-	if got := e.alerts.of(alerts.KindRunCancelled); len(got) != 1 || got[0].RunID != stuckRun || got[0].Workspace != "stuck" || got[0].Organization != "acme" {
+	if got := e.alerts.Of(alerts.KindRunCancelled); len(got) != 1 || got[0].RunID != stuckRun || got[0].Workspace != "stuck" || got[0].Organization != "acme" {
 		t.Errorf("cancel alerts: %+v, want one for the stuck run", got)
 	}
 }
@@ -213,7 +170,7 @@ func TestStuckApplyingAlertsUnlessOptedIn(t *testing.T) {
 			if got := e.status(r); got != want {
 				t.Errorf("got %s, want %s", got, want)
 			}
-			if got := e.alerts.of(kind); len(got) != 1 {
+			if got := e.alerts.Of(kind); len(got) != 1 {
 				t.Errorf("%s alerts: got %d, want 1", kind, len(got))
 			}
 		})
@@ -239,9 +196,9 @@ func TestRemindersOnly(t *testing.T) {
 	if got := e.status(pending); got != tfe.RunPending {
 		t.Errorf("behind a lock: got %s, want pending", got)
 	}
-	reminders := e.alerts.of(alerts.KindReminder)
-	if len(reminders) != 2 || len(e.alerts.of(alerts.KindRunCancelled)) != 0 {
-		t.Fatalf("got %d reminders and %d cancels, want 2 and 0", len(reminders), len(e.alerts.of(alerts.KindRunCancelled)))
+	reminders := e.alerts.Of(alerts.KindReminder)
+	if len(reminders) != 2 || len(e.alerts.Of(alerts.KindRunCancelled)) != 0 {
+		t.Fatalf("got %d reminders and %d cancels, want 2 and 0", len(reminders), len(e.alerts.Of(alerts.KindRunCancelled)))
 	}
 	all := reminders[0].Message + "\n" + reminders[1].Message
 	for _, want := range []string{"waits for a person: planned", "queued behind a locked workspace"} {
@@ -264,7 +221,7 @@ func TestDryRunCancelsNothing(t *testing.T) {
 	if got := e.status(r); got != tfe.RunPlanQueued {
 		t.Errorf("dry run: got %s, want plan_queued", got)
 	}
-	if got := e.alerts.of(alerts.KindStuckRun); len(got) != 1 || !strings.Contains(got[0].Message, "dry run: would force-cancel") {
+	if got := e.alerts.Of(alerts.KindStuckRun); len(got) != 1 || !strings.Contains(got[0].Message, "dry run: would force-cancel") {
 		t.Errorf("dry-run alerts: %+v", got)
 	}
 }
@@ -297,7 +254,7 @@ func TestTwoWatchdogs(t *testing.T) {
 			t.Errorf("run %s has %d cancel comments, want 1", r, len(c))
 		}
 	}
-	if got := len(e.alerts.of(alerts.KindRunCancelled)); got != 2 {
+	if got := len(e.alerts.Of(alerts.KindRunCancelled)); got != 2 {
 		t.Errorf("cancel alerts: got %d, want 2", got)
 	}
 }
