@@ -410,16 +410,24 @@ func (s *Sim) updateWorkspace(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Sim) showWorkspace(w http.ResponseWriter, r *http.Request) error {
+// withWorkspace runs f on the workspace a request names, with the state
+// locked and the lifecycle brought up to date.
+func (s *Sim) withWorkspace(r *http.Request, f func(ws *workspace, now time.Time) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.now()
+	now := s.now()
 	ws, err := s.lookupWorkspace(r)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
-	return nil
+	return f(ws, now)
+}
+
+func (s *Sim) showWorkspace(w http.ResponseWriter, r *http.Request) error {
+	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
+		writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
+		return nil
+	})
 }
 
 func (s *Sim) listWorkspaces(w http.ResponseWriter, r *http.Request) error {
@@ -469,57 +477,42 @@ func hasAll(have, want []string) bool {
 }
 
 func (s *Sim) deleteWorkspace(w http.ResponseWriter, r *http.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ws, err := s.lookupWorkspace(r)
-	if err != nil {
-		return err
-	}
-	s.removeWorkspace(ws)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
+		s.removeWorkspace(ws)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
 }
 
 func (s *Sim) safeDeleteWorkspace(w http.ResponseWriter, r *http.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now()
-	ws, err := s.lookupWorkspace(r)
-	if err != nil {
-		return err
-	}
-	switch {
-	case ws.locked:
-		return errConflict("conflict", "Workspace is currently locked and cannot be deleted")
-	case ws.current != nil:
-		return errConflict("conflict", "Workspace is currently being processed")
-	case ws.resourceCount > 0:
-		return errConflict("conflict", "Workspace is not safe to delete because it is managing resources")
-	}
-	s.removeWorkspace(ws)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
+		switch {
+		case ws.locked:
+			return errConflict("conflict", "Workspace is currently locked and cannot be deleted")
+		case ws.current != nil:
+			return errConflict("conflict", "Workspace is currently being processed")
+		case ws.resourceCount > 0:
+			return errConflict("conflict", "Workspace is not safe to delete because it is managing resources")
+		}
+		s.removeWorkspace(ws)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
 }
 
 func (s *Sim) lockWorkspace(w http.ResponseWriter, r *http.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now()
-	ws, err := s.lookupWorkspace(r)
-	if err != nil {
-		return err
-	}
-	if ws.locked {
-		return errConflict("conflict", "Unable to lock workspace. The workspace is already locked.")
-	}
 	var b struct {
 		Reason string `json:"reason"`
 	}
 	_ = json.NewDecoder(io.LimitReader(r.Body, maxRequestBody)).Decode(&b) // the body is optional
-	reason := b.Reason
-	ws.locked, ws.lockedBy, ws.lockReason = true, adminUserID, reason
-	writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
-	return nil
+	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
+		if ws.locked {
+			return errConflict("conflict", "Unable to lock workspace. The workspace is already locked.")
+		}
+		ws.locked, ws.lockedBy, ws.lockReason = true, adminUserID, b.Reason
+		writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
+		return nil
+	})
 }
 
 func (s *Sim) unlockWorkspace(w http.ResponseWriter, r *http.Request) error {
@@ -531,19 +524,14 @@ func (s *Sim) forceUnlockWorkspace(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Sim) unlock(w http.ResponseWriter, r *http.Request, notLocked string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	ws, err := s.lookupWorkspace(r)
-	if err != nil {
-		return err
-	}
-	if !ws.locked {
-		return errConflict("conflict", notLocked)
-	}
-	s.setLocked(ws, false, now)
-	writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
-	return nil
+	return s.withWorkspace(r, func(ws *workspace, now time.Time) error {
+		if !ws.locked {
+			return errConflict("conflict", notLocked)
+		}
+		s.setLocked(ws, false, now)
+		writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
+		return nil
+	})
 }
 
 func (s *Sim) setLocked(ws *workspace, locked bool, now time.Time) {
