@@ -343,7 +343,11 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	if client.IsEnterprise() {
 		tools = client.Admin.TerraformVersions
 	}
-	return dispatcher.New(ctx, a.cfg.Dispatcher, dispatcher.Deps{
+	opts := a.cfg.Dispatcher
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = a.cfg.GraphCacheTTL
+	}
+	return dispatcher.New(ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools,
 		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil),
 		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),

@@ -64,6 +64,9 @@ type Options struct {
 	LockedRetry time.Duration
 	// LockedAlertAfter: a target locked this long raises an alert; default 10m.
 	LockedAlertAfter time.Duration
+	// CacheTTL is how long preflight trusts what it read of a workspace;
+	// default 1m.
+	CacheTTL time.Duration
 	// NoChangesStarts makes planned_and_finished start a cascade (C1).
 	NoChangesStarts bool
 	// NoChangesSatisfies lets a barrier run that finished with no changes
@@ -96,6 +99,7 @@ func (o *Options) withDefaults() Options {
 	set(&d.ReconcileAfter, time.Minute)
 	set(&d.LockedRetry, 30*time.Second)
 	set(&d.LockedAlertAfter, 10*time.Minute)
+	set(&d.CacheTTL, time.Minute)
 	if d.MaxInFlight == 0 {
 		d.MaxInFlight = 8
 	}
@@ -167,7 +171,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		deps:    deps,
 		log:     deps.Log,
 		store:   newStore(kv),
-		ws:      newWorkspaceCache(deps.Workspaces, deps.ToolVersions, time.Minute, o.Now),
+		ws:      newWorkspaceCache(deps.Workspaces, deps.ToolVersions, o.CacheTTL, o.Now),
 		sem:     make(chan struct{}, o.MaxInFlight),
 		metrics: deps.Metrics,
 	}, nil
@@ -218,11 +222,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 var errCrash = errors.New("stopped by test hook")
 
 // process handles one message and settles it: ack when done, nak with a
-// delay when it may succeed later, term when it never will.
+// delay when it may succeed later (TFE or KV unavailable), term when it
+// cannot be decoded, with an alert.
 func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg) {
 	var ev events.RunEvent
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
 		d.log.Error("undecodable run event dropped", zap.String("subject", msg.Subject()), zap.Error(err))
+		d.deps.Alerts.Raise(ctx, alerts.Alert{
+			Kind: alerts.KindDispatchFailed, Severity: alerts.SeverityCritical,
+			Message: fmt.Sprintf("a run event on %s cannot be decoded and was dropped: %v", msg.Subject(), err),
+			Key:     "undecodable/" + msg.Subject(),
+		})
 		_ = msg.Term()
 		return
 	}
@@ -233,30 +243,11 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg) {
 	case errors.Is(err, errCrash) || ctx.Err() != nil:
 		// Neither ack nor nak: as after a crash, JetStream redelivers
 		// once the ack wait has passed.
-	case permanent(err):
-		d.log.Error("run event cannot be handled", zap.String("run_id", ev.RunID), zap.Error(err))
-		d.deps.Alerts.Raise(ctx, alerts.Alert{
-			Kind: alerts.KindDispatchFailed, Severity: alerts.SeverityCritical, Organization: ev.Organization,
-			Workspace: ev.WorkspaceName, WorkspaceID: ev.WorkspaceID, RunID: ev.RunID,
-			Message: fmt.Sprintf("run event for %s in %s cannot be handled: %v", ev.RunID, ev.WorkspaceName, err),
-			Key:     "event-failed/" + ev.RunID + "/" + ev.Status,
-		})
-		_ = msg.Term()
 	default:
 		d.log.Warn("run event will be retried", zap.String("run_id", ev.RunID), zap.Error(err))
 		_ = msg.NakWithDelay(5 * time.Second)
 	}
 }
-
-// permanent reports errors that no retry will fix.
-func permanent(err error) bool {
-	var ue *unknownCascadeError
-	return errors.As(err, &ue)
-}
-
-type unknownCascadeError struct{ id string }
-
-func (e *unknownCascadeError) Error() string { return "unknown cascade " + e.id }
 
 // Handle acts on one run event. It is idempotent: the same event handled
 // twice, or events out of order, change nothing more. progress is called
