@@ -151,8 +151,6 @@ func newStore(kv jetstream.KeyValue) *store {
 	return &store{kv: kv, cascades: map[string]*Cascade{}}
 }
 
-var errConflict = errors.New("changed concurrently")
-
 func cascadeKey(id string) string      { return "cascade." + id }
 func activeKey(id string) string       { return "active." + id }
 func openKey(id string) string         { return "open." + id }
@@ -343,14 +341,6 @@ func (s *store) finish(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("mark cascade %s done: %w", id, err)
 	}
 	return true, nil
-}
-
-func (s *store) isActive(ctx context.Context, id string) (bool, error) {
-	_, err := s.kv.Get(ctx, activeKey(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // active lists the IDs of the cascades not yet done.

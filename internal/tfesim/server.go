@@ -25,8 +25,6 @@ type principal struct {
 	admin bool
 }
 
-type ctxKey struct{}
-
 // Handler returns the simulator's HTTP handler: the TFE API under /api/v2,
 // the configuration-version upload URLs, and the control API under /_sim/.
 func (s *Sim) Handler() http.Handler {
