@@ -55,6 +55,9 @@ func serveCommand() *command {
 			fs.Var(&cfg.Watchdog.Budgets, "watchdog-budget", "budget of a status group, GROUP=DURATION (repeatable; comma-separated in the environment); groups: queued, planning, applying, awaiting")
 			fs.mirror("watchdog-budget", "ORCHESTRATOR_WATCHDOG_BUDGET")
 			fs.boolVar(&cfg.Watchdog.AllowApplying, "watchdog-allow-applying", "ORCHESTRATOR_WATCHDOG_ALLOW_APPLYING", false, "let the watchdog force-cancel runs stuck in applying (can lose state)")
+			fs.stringVar(&cfg.Watchdog.Scan, "watchdog-scan", "ORCHESTRATOR_WATCHDOG_SCAN", "admin", "how the watchdog finds runs: admin (the admin runs API, TFE with a site-admin token) or workspaces (each workspace's current run)")
+			fs.Var((*listValue)(&cfg.Watchdog.Organizations), "watchdog-organization", "organizations the watchdog scans in workspaces mode (repeatable; comma-separated in the environment)")
+			fs.mirror("watchdog-organization", "ORCHESTRATOR_WATCHDOG_ORGANIZATION")
 			fs.durationVar(&cfg.Watchdog.LeaseTTL, "watchdog-lease-ttl", "ORCHESTRATOR_WATCHDOG_LEASE_TTL", 15*time.Second, "a watchdog leader that stops renewing loses the lease after this")
 			fs.durationVar(&cfg.ShutdownTimeout, "shutdown-timeout", "ORCHESTRATOR_SHUTDOWN_TIMEOUT", 20*time.Second, "how long an orderly shutdown may take")
 			return func(env *runEnv) error {

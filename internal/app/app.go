@@ -305,17 +305,20 @@ func (a *App) alertPipeline(nc *nats.Conn) *alerts.Pipeline {
 
 // newWatchdog sets the watchdog up where the admin API is there to serve it.
 func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.JetStream, notifier alerts.Notifier) (*watchdog.Watchdog, error) {
+	opts := a.cfg.Watchdog
+	opts.DryRun = opts.DryRun || a.cfg.Dispatcher.DryRun
 	switch {
 	case a.cfg.DisableWatchdog:
 		return nil, nil
-	case !client.IsEnterprise():
-		a.log.Warn("no admin API on this TFE (HCP Terraform?): the stuck-run watchdog is off")
+	case opts.Scan != watchdog.ScanWorkspaces && !client.IsEnterprise() && len(opts.Organizations) > 0:
+		a.log.Info("no admin API on this TFE (HCP Terraform?): the watchdog reads each workspace's current run")
+		opts.Scan = watchdog.ScanWorkspaces
+	case opts.Scan != watchdog.ScanWorkspaces && !client.IsEnterprise():
+		a.log.Warn("no admin API on this TFE (HCP Terraform?) and no --watchdog-organization: the stuck-run watchdog is off")
 		return nil, nil
 	}
-	opts := a.cfg.Watchdog
-	opts.DryRun = opts.DryRun || a.cfg.Dispatcher.DryRun
 	return watchdog.New(ctx, opts, watchdog.Deps{
-		JetStream: js, AdminRuns: client.Admin.Runs, Workspaces: client.Workspaces, Alerts: notifier,
+		JetStream: js, AdminRuns: client.Admin.Runs, Runs: client.Runs, Workspaces: client.Workspaces, Alerts: notifier,
 		Log: a.log.Named("watchdog"), Registerer: a.registry,
 	})
 }

@@ -458,10 +458,15 @@ func (s *Sim) listWorkspaces(w http.ResponseWriter, r *http.Request) error {
 	p := parsePage(q)
 	lo, hi := p.bounds(len(list))
 	data := make([]resource, 0, hi-lo)
+	withRun := includes(q)["current_run"]
+	var set includedSet
 	for _, ws := range list[lo:hi] {
 		data = append(data, s.workspaceResource(ws))
+		if withRun && ws.current != nil {
+			set.add(s.runResource(ws.current))
+		}
 	}
-	doc := document{Data: data}
+	doc := document{Data: data, Included: set.items}
 	paginate(&doc, r, p, len(list))
 	writeJSON(w, http.StatusOK, doc)
 	return nil

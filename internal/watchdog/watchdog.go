@@ -41,7 +41,28 @@ type AdminRuns interface {
 // Workspaces is the part of go-tfe's workspaces API the watchdog uses.
 type Workspaces interface {
 	ReadByID(ctx context.Context, workspaceID string) (*tfe.Workspace, error)
+	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
 }
+
+// Runs is the part of go-tfe's runs API the watchdog uses where there is
+// no admin API.
+type Runs interface {
+	Cancel(ctx context.Context, runID string, options tfe.RunCancelOptions) error
+	ForceCancel(ctx context.Context, runID string, options tfe.RunForceCancelOptions) error
+	Discard(ctx context.Context, runID string, options tfe.RunDiscardOptions) error
+}
+
+// Scan modes.
+const (
+	// ScanAdmin lists active runs through the admin runs API (TFE, with a
+	// site-admin token) and force-cancels through it.
+	ScanAdmin = "admin"
+	// ScanWorkspaces reads each workspace's current run (one list call per
+	// 100 workspaces of each organization) and cancels with the user's
+	// actions: force-cancel when TFE allows it, else cancel, else discard.
+	// For HCP Terraform, which has no admin API.
+	ScanWorkspaces = "workspaces"
+)
 
 // Options configure a Watchdog. Zero values take the defaults.
 type Options struct {
@@ -58,13 +79,18 @@ type Options struct {
 	DryRun        bool
 	// Instance names this replica in the lease; default a random name.
 	Instance string
-	Now      func() time.Time
+	// Scan is ScanAdmin (default) or ScanWorkspaces.
+	Scan string
+	// Organizations are scanned in ScanWorkspaces mode.
+	Organizations []string
+	Now           func() time.Time
 }
 
 // Deps are what a Watchdog talks to.
 type Deps struct {
 	JetStream  jetstream.JetStream
-	AdminRuns  AdminRuns
+	AdminRuns  AdminRuns // ScanAdmin
+	Runs       Runs      // ScanWorkspaces
 	Workspaces Workspaces
 	Alerts     alerts.Notifier
 	Log        *zap.Logger
@@ -109,6 +135,16 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	}
 	if opts.Interval < 0 || opts.LeaseTTL < time.Second {
 		return nil, errors.New("watchdog: the interval must be positive and the lease TTL at least 1s")
+	}
+	switch opts.Scan {
+	case "", ScanAdmin:
+		opts.Scan = ScanAdmin
+	case ScanWorkspaces:
+		if len(opts.Organizations) == 0 {
+			return nil, errors.New("watchdog: scanning workspaces needs at least one organization")
+		}
+	default:
+		return nil, fmt.Errorf("watchdog: scan mode must be admin or workspaces, not %q", opts.Scan)
 	}
 	kv, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: opts.Bucket, Description: "watchdog lease and cancel claims", TTL: opts.LeaseTTL, History: 1,
@@ -190,46 +226,49 @@ var activeStatuses = []tfe.RunStatus{
 	tfe.RunQueuing, tfe.RunQueuingApply,
 }
 
-// Scan reads every run not yet final through the admin API (one call per
-// 100 runs) and acts on those over budget. It acts only while leading.
+// candidate is a run not yet final, as either scan mode sees it.
+type candidate struct {
+	id          string
+	status      tfe.RunStatus
+	entered     time.Time // when it entered its status
+	workspaceID string
+	org         string
+	actions     *tfe.RunActions // ScanWorkspaces only
+}
+
+// Scan reads the runs not yet final and acts on those over budget. It acts
+// only while leading.
 func (w *Watchdog) Scan(ctx context.Context) error {
-	statuses := make([]string, len(activeStatuses))
-	for i, s := range activeStatuses {
-		statuses[i] = string(s)
+	var runs []candidate
+	var err error
+	if w.opts.Scan == ScanWorkspaces {
+		runs, err = w.currentRuns(ctx)
+	} else {
+		runs, err = w.adminRuns(ctx)
 	}
-	var runs []*tfe.AdminRun
-	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(statuses, ","), ListOptions: tfe.ListOptions{PageSize: 100}}
-	for {
-		page, err := w.deps.AdminRuns.List(ctx, opts)
-		if err != nil {
-			return fmt.Errorf("list runs: %w", err)
-		}
-		runs = append(runs, page.Items...)
-		if page.Pagination == nil || page.NextPage == 0 {
-			break
-		}
-		opts.PageNumber = page.NextPage
+	if err != nil {
+		return err
 	}
 	// A pending run behind another active run of its workspace is waiting
 	// its turn, not stuck.
 	busy := map[string]bool{}
 	for _, r := range runs {
-		if r.Status != tfe.RunPending && r.Workspace != nil {
-			busy[r.Workspace.ID] = true
+		if r.status != tfe.RunPending {
+			busy[r.workspaceID] = true
 		}
 	}
 	stuck := map[string]int{}
 	var errs []error
 	for _, r := range runs {
-		if r.Workspace == nil || (r.Status == tfe.RunPending && busy[r.Workspace.ID]) {
+		if r.status == tfe.RunPending && busy[r.workspaceID] {
 			continue
 		}
-		acted, err := w.check(ctx, r)
+		over, err := w.check(ctx, r)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if acted {
-			stuck[string(r.Status)]++
+		if over {
+			stuck[string(r.status)]++
 		}
 	}
 	w.metrics.stuck.Reset()
@@ -239,100 +278,216 @@ func (w *Watchdog) Scan(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// adminRuns lists every run not yet final: one call per 100 runs.
+func (w *Watchdog) adminRuns(ctx context.Context) ([]candidate, error) {
+	statuses := make([]string, len(activeStatuses))
+	for i, s := range activeStatuses {
+		statuses[i] = string(s)
+	}
+	var out []candidate
+	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(statuses, ","), ListOptions: tfe.ListOptions{PageSize: 100}}
+	for {
+		page, err := w.deps.AdminRuns.List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		for _, r := range page.Items {
+			if r.Workspace == nil {
+				continue
+			}
+			out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
+				workspaceID: r.Workspace.ID, org: orgOf(r)})
+		}
+		if page.Pagination == nil || page.NextPage == 0 {
+			return out, nil
+		}
+		opts.PageNumber = page.NextPage
+	}
+}
+
+// currentRuns reads each workspace's current run, with the workspace list
+// (one call per 100 workspaces), and keeps what the list says of each
+// workspace so that no further read is needed.
+func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
+	var out []candidate
+	now := w.opts.Now()
+	for _, org := range w.opts.Organizations {
+		opts := &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}, ListOptions: tfe.ListOptions{PageSize: 100}}
+		for {
+			page, err := w.deps.Workspaces.List(ctx, org, opts)
+			if err != nil {
+				return nil, fmt.Errorf("list workspaces of %s: %w", org, err)
+			}
+			for _, ws := range page.Items {
+				// Workspaces.List, unlike Read, leaves the averages in
+				// milliseconds counted as nanoseconds.
+				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, at: now,
+					planAvg: ws.PlanDurationAverage * time.Millisecond, appAvg: ws.ApplyDurationAverage * time.Millisecond}
+				w.mu.Lock()
+				w.cache[ws.ID] = info
+				w.mu.Unlock()
+				r := ws.CurrentRun
+				if r == nil || r.Status == "" {
+					continue
+				}
+				if _, active := GroupOf(string(r.Status)); !active {
+					continue
+				}
+				out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
+					workspaceID: ws.ID, org: org, actions: r.Actions})
+			}
+			if page.Pagination == nil || page.NextPage == 0 {
+				break
+			}
+			opts.PageNumber = page.NextPage
+		}
+	}
+	return out, nil
+}
+
 // check decides about one run; it reports whether the run is over budget.
-func (w *Watchdog) check(ctx context.Context, r *tfe.AdminRun) (bool, error) {
-	group, ok := GroupOf(string(r.Status))
+func (w *Watchdog) check(ctx context.Context, r candidate) (bool, error) {
+	group, ok := GroupOf(string(r.status))
 	if !ok {
 		return false, nil
 	}
-	age := w.opts.Now().Sub(enteredAt(r))
+	age := w.opts.Now().Sub(r.entered)
 	// The workspace is read only for runs that may be over budget: its
 	// averages set planning and applying budgets, its lock changes what a
 	// pending run means, and its name goes into alerts.
 	// With no history a budget is at its smallest: a run younger than that
 	// is within budget whatever the workspace says.
 	least := w.opts.Budgets.For(group, 0, 0)
-	if r.Status == tfe.RunPending {
+	if r.status == tfe.RunPending {
 		least = min(least, w.opts.Budgets.For(GroupAwaiting, 0, 0))
 	}
 	if age <= least {
 		return false, nil
 	}
-	info, err := w.workspace(ctx, r.Workspace.ID)
+	info, err := w.workspace(ctx, r.workspaceID)
 	if err != nil {
 		return false, err
 	}
-	if r.Status == tfe.RunPending && info.locked {
+	if r.status == tfe.RunPending && info.locked {
 		group = GroupAwaiting // behind a lock: a person has to act
 	}
 	budget := w.opts.Budgets.For(group, info.planAvg, info.appAvg)
 	if age <= budget {
 		return false, nil
 	}
-	org := orgOf(r)
+	org := r.org
 	if org == "" {
 		org = info.org
 	}
-	base := alerts.Alert{Organization: org, Workspace: info.name, WorkspaceID: r.Workspace.ID, RunID: r.ID}
+	base := alerts.Alert{Organization: org, Workspace: info.name, WorkspaceID: r.workspaceID, RunID: r.id}
 	switch {
 	case group == GroupAwaiting:
 		why := "waits for a person"
-		if r.Status == tfe.RunPending && info.locked {
+		if r.status == tfe.RunPending && info.locked {
 			why = "is queued behind a locked workspace"
 		}
 		w.metrics.reminders.Inc()
 		a := base
 		a.Kind, a.Severity = alerts.KindReminder, alerts.SeverityInfo
-		a.Message = fmt.Sprintf("run %s in %s %s: %s for %s (reminder every %s)", r.ID, info.name, why, r.Status, roundAge(age), budget)
-		a.Key = fmt.Sprintf("reminder/%s/%s/%d", r.ID, r.Status, int64(age/budget))
+		a.Message = fmt.Sprintf("run %s in %s %s: %s for %s (reminder every %s)", r.id, info.name, why, r.status, roundAge(age), budget)
+		a.Key = fmt.Sprintf("reminder/%s/%s/%d", r.id, r.status, int64(age/budget))
 		w.deps.Alerts.Raise(ctx, a)
 		return true, nil
 	case group == GroupApplying && !w.opts.AllowApplying:
 		a := base
 		a.Kind, a.Severity = alerts.KindStuckRun, alerts.SeverityCritical
 		a.Message = fmt.Sprintf("run %s in %s has been applying for %s (budget %s); not cancelled: cancelling an apply can lose state, cancel it by hand if it is truly stuck",
-			r.ID, info.name, roundAge(age), budget)
-		a.Key = "stuck/" + r.ID + "/applying"
+			r.id, info.name, roundAge(age), budget)
+		a.Key = "stuck/" + r.id + "/applying"
 		w.deps.Alerts.Raise(ctx, a)
 		return true, nil
 	}
 	return true, w.forceCancel(ctx, r, base, age, budget)
 }
 
-// forceCancel cancels a stuck run through the admin API, once.
-func (w *Watchdog) forceCancel(ctx context.Context, r *tfe.AdminRun, base alerts.Alert, age, budget time.Duration) error {
+// forceCancel cancels a stuck run, once: through the admin API, or with
+// the user's actions where there is none.
+func (w *Watchdog) forceCancel(ctx context.Context, r candidate, base alerts.Alert, age, budget time.Duration) error {
 	comment := fmt.Sprintf("force-cancelled by the run-trigger orchestrator's watchdog: %s for %s, over its budget of %s",
-		r.Status, roundAge(age), budget)
+		r.status, roundAge(age), budget)
 	a := base
 	a.Severity = alerts.SeverityCritical
 	if w.opts.DryRun {
 		a.Kind = alerts.KindStuckRun
-		a.Message = fmt.Sprintf("dry run: would force-cancel run %s, %s", r.ID, strings.TrimPrefix(comment, "force-cancelled by the run-trigger orchestrator's watchdog: "))
-		a.Key = "stuck/" + r.ID + "/" + string(r.Status)
+		a.Message = fmt.Sprintf("dry run: would force-cancel run %s in %s, %s", r.id, base.Workspace, strings.TrimPrefix(comment, "force-cancelled by the run-trigger orchestrator's watchdog: "))
+		a.Key = "stuck/" + r.id + "/" + string(r.status)
 		w.deps.Alerts.Raise(ctx, a)
 		return nil
 	}
 	if !w.Leader() {
 		return nil // the lease went while scanning: stop acting at once
 	}
-	if _, err := w.kv.Create(ctx, "cancel."+r.ID, []byte(w.opts.Instance)); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return nil // cancelled already, by this or another leader
-		}
-		return fmt.Errorf("claim the cancel of %s: %w", r.ID, err)
+	action := w.cancelAction(r)
+	if action == "" {
+		a.Kind = alerts.KindStuckRun
+		a.Message = fmt.Sprintf("run %s in %s is stuck: %s for %s (budget %s); TFE allows no cancel of it now: cancel it by hand",
+			r.id, base.Workspace, r.status, roundAge(age), budget)
+		a.Key = "stuck/" + r.id + "/" + string(r.status)
+		w.deps.Alerts.Raise(ctx, a)
+		return nil
 	}
-	if err := w.deps.AdminRuns.ForceCancel(ctx, r.ID, tfe.AdminRunForceCancelOptions{Comment: &comment}); err != nil {
-		_ = w.kv.Delete(ctx, "cancel."+r.ID) // let a later scan try again
-		return fmt.Errorf("force-cancel %s: %w", r.ID, err)
+	// One claim per run and action: a cancel request, then the
+	// force-cancel TFE allows after it, each happen once.
+	claim := "cancel." + r.id + "." + action
+	if _, err := w.kv.Create(ctx, claim, []byte(w.opts.Instance)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return nil // done already, by this or another leader
+		}
+		return fmt.Errorf("claim the cancel of %s: %w", r.id, err)
+	}
+	if err := w.cancel(ctx, r, action, comment); err != nil {
+		_ = w.kv.Delete(ctx, claim) // let a later scan try again
+		return fmt.Errorf("%s %s: %w", action, r.id, err)
 	}
 	w.metrics.cancels.Inc()
-	w.deps.Log.Info("stuck run force-cancelled", zap.String("run_id", r.ID), zap.String("workspace_id", r.Workspace.ID),
-		zap.String("status", string(r.Status)), zap.Duration("age", age), zap.Duration("budget", budget))
+	w.deps.Log.Info("stuck run cancelled", zap.String("run_id", r.id), zap.String("workspace_id", r.workspaceID),
+		zap.String("status", string(r.status)), zap.String("action", action), zap.Duration("age", age), zap.Duration("budget", budget))
 	a.Kind = alerts.KindRunCancelled
-	a.Message = fmt.Sprintf("run %s in %s was %s", r.ID, base.Workspace, comment)
-	a.Key = "cancelled/" + r.ID
+	a.Message = fmt.Sprintf("run %s in %s was %s", r.id, base.Workspace, comment)
+	if action != "force-cancel" {
+		a.Message += " (" + action + " requested: without the admin API a stuck run is force-cancelled once TFE allows it)"
+	}
+	a.Key = "cancelled/" + r.id + "/" + action
 	w.deps.Alerts.Raise(ctx, a)
 	return nil
+}
+
+// cancelAction says how a stuck run can be stopped now: "force-cancel",
+// "cancel", "discard", or "" when TFE allows none of them.
+func (w *Watchdog) cancelAction(r candidate) string {
+	if w.opts.Scan == ScanAdmin {
+		return "force-cancel"
+	}
+	switch act := r.actions; {
+	case act == nil:
+		return ""
+	case act.IsForceCancelable:
+		return "force-cancel"
+	case act.IsCancelable:
+		return "cancel"
+	case act.IsDiscardable:
+		return "discard"
+	}
+	return ""
+}
+
+// cancel stops a run the way cancelAction chose.
+func (w *Watchdog) cancel(ctx context.Context, r candidate, action, comment string) error {
+	switch {
+	case w.opts.Scan == ScanAdmin:
+		return w.deps.AdminRuns.ForceCancel(ctx, r.id, tfe.AdminRunForceCancelOptions{Comment: &comment})
+	case action == "force-cancel":
+		return w.deps.Runs.ForceCancel(ctx, r.id, tfe.RunForceCancelOptions{Comment: &comment})
+	case action == "cancel":
+		return w.deps.Runs.Cancel(ctx, r.id, tfe.RunCancelOptions{Comment: &comment})
+	default:
+		return w.deps.Runs.Discard(ctx, r.id, tfe.RunDiscardOptions{Comment: &comment})
+	}
 }
 
 // workspace reads what the watchdog needs of a workspace, cached for a
@@ -375,12 +530,11 @@ func orgOf(r *tfe.AdminRun) string {
 	return ""
 }
 
-// enteredAt is when the run entered its current status.
-func enteredAt(r *tfe.AdminRun) time.Time {
-	ts := r.StatusTimestamps
+// enteredAt is when a run entered its current status.
+func enteredAt(status tfe.RunStatus, ts *tfe.RunStatusTimestamps, created time.Time) time.Time {
 	if ts != nil {
 		var t time.Time
-		switch r.Status {
+		switch status {
 		case tfe.RunPlanQueued:
 			t = ts.PlanQueuedAt
 		case tfe.RunPlanning:
@@ -402,7 +556,7 @@ func enteredAt(r *tfe.AdminRun) time.Time {
 			return t
 		}
 	}
-	return r.CreatedAt
+	return created
 }
 
 type metrics struct {

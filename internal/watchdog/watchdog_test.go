@@ -281,3 +281,54 @@ func TestBudgetFlag(t *testing.T) {
 		}
 	}
 }
+
+// Without the admin API: each workspace's current run is read from the
+// workspace list, a stuck run gets a cancel request, then the force-cancel
+// TFE allows an hour later; a slow run under the budget its average gives
+// is left alone (the list's averages are in milliseconds).
+func TestWorkspaceScan(t *testing.T) {
+	slow := tfesim.WorkspaceSpec{Name: "slow", AutoApply: true, Behavior: tfesim.Behavior{PlanDurationMS: (4 * time.Hour).Milliseconds()}}
+	e := newEnv(t, stuck("stuck", "planning"), slow)
+	e.run("slow")
+	e.sim.Advance(4 * time.Hour) // slow's plan average: 4h
+	stuckRun := e.run("stuck")
+	slowRun := e.run("slow")
+	e.sim.Advance(2 * time.Hour)
+
+	w, err := watchdog.New(e.ctx, watchdog.Options{Now: e.clock.Now, Scan: watchdog.ScanWorkspaces, Organizations: []string{"acme"}},
+		watchdog.Deps{JetStream: e.js, Runs: e.client.Runs, Workspaces: e.client.Workspaces, Alerts: e.alerts, Log: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.lead(w)
+	waitFor(t, "the lease", w.Leader)
+	e.sim.ResetStats()
+	for range 2 {
+		if err := w.Scan(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.sim.Stats()
+	if st.Requests["GET /api/v2/organizations/{org}/workspaces"] != 2 || st.Requests["POST /api/v2/runs/{id}/actions/cancel"] != 1 {
+		t.Errorf("two scans cost %v, want two workspace lists and one cancel", st.Requests)
+	}
+	if got := e.status(stuckRun); got != tfe.RunPlanning {
+		t.Fatalf("a stuck run ignores a cancel: got %s", got)
+	}
+	e.sim.Advance(time.Hour) // TFE allows force-cancel an hour after the cancel
+	if err := w.Scan(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.status(stuckRun); got != "force_canceled" {
+		t.Errorf("after the cool-off: got %s, want force_canceled", got)
+	}
+	if got := e.status(slowRun); got != tfe.RunPlanning {
+		t.Errorf("slow run: got %s, want planning", got)
+	}
+	if c := e.comments(stuckRun); len(c) != 2 {
+		t.Errorf("stuck run comments: %q, want the cancel's and the force-cancel's", c)
+	}
+	if _, err := watchdog.New(e.ctx, watchdog.Options{Scan: watchdog.ScanWorkspaces}, watchdog.Deps{JetStream: e.js}); err == nil {
+		t.Error("a workspace scan without organizations was accepted")
+	}
+}
