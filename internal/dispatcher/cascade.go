@@ -179,12 +179,29 @@ func (d *Dispatcher) onMemberEvent(ctx context.Context, id string, ev *events.Ru
 	if err != nil {
 		return err
 	}
+	if outcome != "" && id == cascadeFromMessage(ev) {
+		// Cascades that share this run (C6) hear of its end too.
+		followers, err := d.store.followers(ctx, ev.RunID)
+		if err != nil {
+			return err
+		}
+		for _, f := range followers {
+			if err := d.onMemberEvent(ctx, f, ev, progress); err != nil {
+				return err
+			}
+		}
+	}
 	if before.State.final() || !after.State.final() {
 		return nil
 	}
 	d.log.Info("cascade run finished", zap.String("cascade_id", id), zap.String("workspace_id", ev.WorkspaceID),
 		zap.String("run_id", ev.RunID), zap.String("status", ev.Status))
 	return d.finalized(ctx, c, ev.WorkspaceID, progress)
+}
+
+func cascadeFromMessage(ev *events.RunEvent) string {
+	id, _ := cascadeOfMessage(ev.RunMessage)
+	return id
 }
 
 // finalized counts a member that just became final and evaluates what
@@ -455,6 +472,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, c *Cascade, wsID string) (fol
 			log.Info("found the run an earlier attempt created", zap.String("run_id", runID))
 		}
 	}
+	created := false
+	if runID == "" {
+		if runID, err = d.followUp(ctx, c, wsID, log); err != nil {
+			return nil, d.retryLater(ctx, c, wsID, fmt.Errorf("look for a follow-up run to share: %w", err))
+		}
+	}
 	if runID == "" {
 		msg := fmt.Sprintf("%s after %s run %s", mark, c.RootName, c.RootRunID)
 		start := time.Now()
@@ -463,7 +486,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, c *Cascade, wsID string) (fol
 		if err != nil {
 			return d.createFailed(ctx, c, wsID, err)
 		}
-		runID = run.ID
+		runID, created = run.ID, true
 		d.metrics.dispatched.Inc()
 		log.Info("run dispatched", zap.String("run_id", runID), zap.String("workspace", sp.Name))
 	}
@@ -480,7 +503,38 @@ func (d *Dispatcher) dispatch(ctx context.Context, c *Cascade, wsID string) (fol
 	}); err != nil {
 		return nil, err
 	}
+	if created {
+		if err := d.store.setLatest(ctx, wsID, latestRun{RunID: runID, CascadeID: c.ID}); err != nil {
+			return nil, err
+		}
+	}
 	return nil, d.step("recorded")
+}
+
+// followUp applies C6: when another cascade's run in the workspace has not
+// started yet, this cascade shares it rather than queue a second follow-up
+// behind the running one. It returns the shared run, or "".
+func (d *Dispatcher) followUp(ctx context.Context, c *Cascade, wsID string, log *zap.Logger) (string, error) {
+	latest, ok, err := d.store.latest(ctx, wsID)
+	if err != nil || !ok || latest.CascadeID == c.ID {
+		return "", err
+	}
+	run, err := d.deps.Runs.Read(ctx, latest.RunID)
+	if err != nil {
+		if httpStatus(err) == 404 {
+			return "", nil
+		}
+		return "", err
+	}
+	if run.Status != tfe.RunPending {
+		return "", nil // running or done: a new run queues behind it
+	}
+	if err := d.store.follow(ctx, latest.RunID, c.ID); err != nil {
+		return "", err
+	}
+	log.Info("sharing the follow-up run another cascade queued", zap.String("run_id", latest.RunID),
+		zap.String("with_cascade_id", latest.CascadeID))
+	return latest.RunID, nil
 }
 
 func (d *Dispatcher) step(name string) error {

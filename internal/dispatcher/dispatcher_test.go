@@ -348,3 +348,41 @@ func TestRedeliveredEventsChangeNothing(t *testing.T) {
 		}
 	}
 }
+
+// C6: three cascades reach one slow workspace in turn. The second queues a
+// follow-up run behind the first's; the third shares that follow-up rather
+// than queue another. Every cascade completes.
+func TestOverlappingCascadesShareOneFollowUp(t *testing.T) {
+	o := org{
+		workspaces: []tfesim.WorkspaceSpec{ws("a1", 5, 5), ws("a2", 5, 5), ws("a3", 5, 5), ws("shared", 400, 400)},
+		edges:      [][2]string{{"a1", "shared"}, {"a2", "shared"}, {"a3", "shared"}},
+	}
+	h := newHarness(t, o, noNative)
+	h.dispatcher(fastOptions(), nil)
+	var roots []string
+	roots = append(roots, h.start("a1"))
+	h.waitFor("the first cascade's run to start", 30*time.Second, func() bool {
+		rs := h.cascadeRuns("shared")
+		return len(rs) == 1 && rs[0].Status != tfe.RunPending
+	})
+	roots = append(roots, h.start("a2"))
+	h.waitFor("the second cascade's follow-up", 30*time.Second, func() bool { return len(h.cascadeRuns("shared")) == 2 })
+	roots = append(roots, h.start("a3"))
+	h.waitFor("every cascade to finish", 60*time.Second, func() bool {
+		for _, r := range roots {
+			if !cascadeDone(h, dispatcher.CascadeID(r)) {
+				return false
+			}
+		}
+		return true
+	})
+	rs := h.cascadeRuns("shared")
+	if len(rs) != 2 {
+		t.Fatalf("shared: %d cascade runs, want 2 (the first, and one follow-up for the other two)", len(rs))
+	}
+	for _, r := range rs {
+		if r.Status != tfe.RunApplied {
+			t.Errorf("run %s ended %s, want applied", r.ID, r.Status)
+		}
+	}
+}

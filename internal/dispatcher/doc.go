@@ -19,6 +19,9 @@
 //     ack wait.
 //   - A lost webhook delays a cascade, never stalls it: runs with no news
 //     are read through the API.
+//   - Overlap (C6): a cascade that reaches a workspace where another
+//     cascade's run has not started shares that run; at most one follow-up
+//     is held per workspace.
 //   - Runs queued by TFE's native run triggers in a workspace a cascade is
 //     to run are discarded (or cancelled) with a comment naming the
 //     cascade (C7).

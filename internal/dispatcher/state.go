@@ -140,6 +140,8 @@ func (c *Cascade) ordered() []string {
 //	active.<id>            present while the cascade is not done
 //	done.<id>              written when it is done: its outcome
 //	superseded.<run ID>    a native run already superseded
+//	ws.<workspace ID>      the latest run a cascade created there (C6)
+//	follow.<run ID>        cascades that share another cascade's run (C6)
 type store struct {
 	kv jetstream.KeyValue
 
@@ -364,4 +366,77 @@ func (s *store) claimSupersede(ctx context.Context, runID string) (bool, error) 
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// latestRun is the latest run a cascade created in a workspace.
+type latestRun struct {
+	RunID     string `json:"run_id"`
+	CascadeID string `json:"cascade_id"`
+}
+
+func (s *store) latest(ctx context.Context, wsID string) (latestRun, bool, error) {
+	e, err := s.kv.Get(ctx, "ws."+wsID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return latestRun{}, false, nil
+	}
+	if err != nil {
+		return latestRun{}, false, err
+	}
+	var r latestRun
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return latestRun{}, false, err
+	}
+	return r, true, nil
+}
+
+func (s *store) setLatest(ctx context.Context, wsID string, r latestRun) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Put(ctx, "ws."+wsID, data)
+	return err
+}
+
+// follow records that cascade id shares run runID, created by another.
+func (s *store) follow(ctx context.Context, runID, id string) error {
+	for {
+		ids, rev, err := s.followersRev(ctx, runID)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(ids, id) {
+			return nil
+		}
+		data, _ := json.Marshal(append(ids, id))
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, "follow."+runID, data)
+		} else {
+			_, err = s.kv.Update(ctx, "follow."+runID, data, rev)
+		}
+		if err == nil || !conflict(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// followers lists the cascades that share run runID.
+func (s *store) followers(ctx context.Context, runID string) ([]string, error) {
+	ids, _, err := s.followersRev(ctx, runID)
+	return ids, err
+}
+
+func (s *store) followersRev(ctx context.Context, runID string) ([]string, uint64, error) {
+	e, err := s.kv.Get(ctx, "follow."+runID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var ids []string
+	if err := json.Unmarshal(e.Value(), &ids); err != nil {
+		return nil, 0, err
+	}
+	return ids, e.Revision(), nil
 }
