@@ -519,6 +519,19 @@ func (d *Dispatcher) followUp(ctx context.Context, c *Cascade, wsID string, log 
 	if err != nil || !ok || latest.CascadeID == c.ID {
 		return "", err
 	}
+	// Only a run its cascade still waits on can be pending; one whose
+	// member is final is not worth an API call.
+	other, err := d.store.cascade(ctx, latest.CascadeID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && other.Members[wsID] == nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	st, _, err := d.store.member(ctx, other, wsID)
+	if err != nil || st.State.final() || st.RunID != latest.RunID {
+		return "", err
+	}
 	run, err := d.deps.Runs.Read(ctx, latest.RunID)
 	if err != nil {
 		if httpStatus(err) == 404 {
