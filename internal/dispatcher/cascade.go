@@ -199,6 +199,40 @@ func (d *Dispatcher) onMemberEvent(ctx context.Context, id string, ev *events.Ru
 	return d.finalized(ctx, c, ev.WorkspaceID, progress)
 }
 
+// supersede discards a run, or cancels it once it is planning or
+// applying. Between those, TFE allows neither for a moment (confirmed):
+// the run is read again until one is allowed, or it has ended.
+func (d *Dispatcher) supersede(ctx context.Context, run *tfe.Run, comment string) error {
+	for attempt := 0; ; attempt++ {
+		act := run.Actions
+		var err error
+		switch {
+		case act != nil && act.IsDiscardable:
+			err = d.deps.Runs.Discard(ctx, run.ID, tfe.RunDiscardOptions{Comment: &comment})
+		case act != nil && act.IsCancelable:
+			err = d.deps.Runs.Cancel(ctx, run.ID, tfe.RunCancelOptions{Comment: &comment})
+		case d.statusOutcome(string(run.Status)) != "":
+			if run.Status == tfe.RunApplied {
+				d.log.Warn("a native run-trigger run applied before it could be superseded", zap.String("run_id", run.ID))
+			}
+			return nil
+		default:
+			err = errors.New("neither discard nor cancel is allowed in status " + string(run.Status))
+		}
+		if err == nil || attempt == 20 || ctx.Err() != nil {
+			return err
+		}
+		select { // the run moves on within moments: look again
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if run, err = d.deps.Runs.Read(ctx, run.ID); err != nil {
+			return err
+		}
+	}
+}
+
 func cascadeFromMessage(ev *events.RunEvent) string {
 	id, _ := cascadeOfMessage(ev.RunMessage)
 	return id
@@ -658,11 +692,8 @@ func (d *Dispatcher) maybeSupersede(ctx context.Context, ev *events.RunEvent) er
 		return err
 	}
 	comment := fmt.Sprintf("superseded by cascade %s: the orchestrator runs this workspace once, after all its upstreams", owner)
-	err = d.deps.Runs.Discard(ctx, ev.RunID, tfe.RunDiscardOptions{Comment: &comment})
-	if err != nil {
-		err = d.deps.Runs.Cancel(ctx, ev.RunID, tfe.RunCancelOptions{Comment: &comment})
-	}
-	if err != nil {
+	if err := d.supersede(ctx, run, comment); err != nil {
+		d.store.releaseSupersede(ctx, ev.RunID) // let the redelivery try again
 		return fmt.Errorf("supersede run %s: %w", ev.RunID, err)
 	}
 	d.metrics.superseded.Inc()

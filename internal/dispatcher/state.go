@@ -440,3 +440,8 @@ func (s *store) followersRev(ctx context.Context, runID string) ([]string, uint6
 	}
 	return ids, e.Revision(), nil
 }
+
+// releaseSupersede forgets a claim whose supersede failed.
+func (s *store) releaseSupersede(ctx context.Context, runID string) {
+	_ = s.kv.Delete(ctx, "superseded."+runID)
+}
