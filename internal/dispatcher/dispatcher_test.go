@@ -105,11 +105,14 @@ func TestCycleInClosure(t *testing.T) {
 
 // With TFE's native run triggers on, the runs they queue in workspaces a
 // cascade runs are superseded: no workspace ends with two applied runs.
+// A native run that auto-applies must be caught while it plans; real plans
+// take far longer than the 400 ms given here, which leaves room for a
+// loaded test machine.
 func TestNativeRunsSuperseded(t *testing.T) {
 	o := diamond(tfesim.OutcomeApplied)
 	for i := range o.workspaces {
 		o.workspaces[i].AutoApplyRunTrigger = i%2 == 0 // some native runs would auto-apply, some wait
-		o.workspaces[i].Behavior.PlanDurationMS = 60
+		o.workspaces[i].Behavior.PlanDurationMS = 400
 	}
 	h := newHarness(t, o, tfesim.Options{})
 	h.dispatcher(fastOptions(), nil)
