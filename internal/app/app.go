@@ -307,6 +307,12 @@ func (a *App) alertPipeline(nc *nats.Conn) *alerts.Pipeline {
 func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.JetStream, notifier alerts.Notifier) (*watchdog.Watchdog, error) {
 	opts := a.cfg.Watchdog
 	opts.DryRun = opts.DryRun || a.cfg.Dispatcher.DryRun
+	if opts.Stream == "" {
+		opts.Stream = a.cfg.Stream.Name
+		if opts.Stream == "" {
+			opts.Stream = events.DefaultStreamName
+		}
+	}
 	switch {
 	case a.cfg.DisableWatchdog:
 		return nil, nil

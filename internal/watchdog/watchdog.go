@@ -9,6 +9,8 @@
 //     acting as soon as a renewal fails.
 //   - A run is force-cancelled at most once, whichever replica leads: the
 //     cancel is claimed in KV before it is made.
+//   - It sees status changes between scans by following the run event
+//     stream; a run the events say is overdue costs one read to confirm.
 //   - Runs waiting for a person, or queued behind a locked workspace, get
 //     reminders, never a cancel. A run in applying is never cancelled unless
 //     the operator opted in; it gets an alert.
@@ -44,9 +46,10 @@ type Workspaces interface {
 	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
 }
 
-// Runs is the part of go-tfe's runs API the watchdog uses where there is
-// no admin API.
+// Runs is the part of go-tfe's runs API the watchdog uses: reading a run
+// the events say is overdue, and, where there is no admin API, stopping it.
 type Runs interface {
+	Read(ctx context.Context, runID string) (*tfe.Run, error)
 	Cancel(ctx context.Context, runID string, options tfe.RunCancelOptions) error
 	ForceCancel(ctx context.Context, runID string, options tfe.RunForceCancelOptions) error
 	Discard(ctx context.Context, runID string, options tfe.RunDiscardOptions) error
@@ -83,14 +86,20 @@ type Options struct {
 	Scan string
 	// Organizations are scanned in ScanWorkspaces mode.
 	Organizations []string
-	Now           func() time.Time
+	// Stream is the run event stream the watchdog follows, so that it sees
+	// status changes between scans; empty for none.
+	Stream string
+	// EventCheck is how often runs known from the events are checked;
+	// default 10s.
+	EventCheck time.Duration
+	Now        func() time.Time
 }
 
 // Deps are what a Watchdog talks to.
 type Deps struct {
 	JetStream  jetstream.JetStream
 	AdminRuns  AdminRuns // ScanAdmin
-	Runs       Runs      // ScanWorkspaces
+	Runs       Runs      // reading overdue runs; stopping them in ScanWorkspaces
 	Workspaces Workspaces
 	Alerts     alerts.Notifier
 	Log        *zap.Logger
@@ -99,11 +108,13 @@ type Deps struct {
 
 // Watchdog scans runs and acts on those stuck.
 type Watchdog struct {
-	opts    Options
-	deps    Deps
-	kv      jetstream.KeyValue
-	leader  atomic.Bool
-	metrics *metrics
+	opts        Options
+	deps        Deps
+	kv          jetstream.KeyValue
+	leader      atomic.Bool
+	metrics     *metrics
+	tracker     tracker
+	eventChecks atomic.Int64
 
 	mu    sync.Mutex
 	cache map[string]wsInfo
@@ -129,6 +140,9 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.EventCheck == 0 {
+		opts.EventCheck = 10 * time.Second
 	}
 	if opts.Instance == "" {
 		opts.Instance = fmt.Sprintf("watchdog-%d", time.Now().UnixNano())
@@ -158,14 +172,26 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 // Leader reports whether this replica holds the lease.
 func (w *Watchdog) Leader() bool { return w.leader.Load() }
 
-// Run holds or waits for the lease, and scans every Interval while it
-// leads, until ctx ends.
+// Run holds or waits for the lease, follows the run events, and while it
+// leads scans every Interval and checks the runs the events know of every
+// EventCheck, until ctx ends.
 func (w *Watchdog) Run(ctx context.Context) error {
 	defer w.setLeader(false)
+	if w.opts.Stream != "" {
+		followCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.follow(followCtx)
+		}()
+		defer func() { stop(); <-done }()
+	}
 	renew := time.NewTicker(w.opts.LeaseTTL / 3)
 	defer renew.Stop()
 	scan := time.NewTicker(w.opts.Interval)
 	defer scan.Stop()
+	check := time.NewTicker(w.opts.EventCheck)
+	defer check.Stop()
 	var rev uint64
 	for {
 		rev = w.holdLease(ctx, rev)
@@ -180,6 +206,12 @@ func (w *Watchdog) Run(ctx context.Context) error {
 			if w.Leader() {
 				if err := w.Scan(ctx); err != nil && ctx.Err() == nil {
 					w.deps.Log.Warn("watchdog scan", zap.Error(err))
+				}
+			}
+		case <-check.C:
+			if w.Leader() && w.opts.Stream != "" {
+				if err := w.CheckEvents(ctx); err != nil && ctx.Err() == nil {
+					w.deps.Log.Warn("watchdog event check", zap.Error(err))
 				}
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
@@ -56,7 +57,7 @@ func (e *env) watchdog(opts watchdog.Options) *watchdog.Watchdog {
 		opts.Now = e.clock.Now
 	}
 	w, err := watchdog.New(e.ctx, opts, watchdog.Deps{
-		JetStream: e.js, AdminRuns: e.client.Admin.Runs, Workspaces: e.client.Workspaces, Alerts: e.alerts, Log: zap.NewNop(),
+		JetStream: e.js, AdminRuns: e.client.Admin.Runs, Runs: e.client.Runs, Workspaces: e.client.Workspaces, Alerts: e.alerts, Log: zap.NewNop(),
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -330,5 +331,39 @@ func TestWorkspaceScan(t *testing.T) {
 	}
 	if _, err := watchdog.New(e.ctx, watchdog.Options{Scan: watchdog.ScanWorkspaces}, watchdog.Deps{JetStream: e.js}); err == nil {
 		t.Error("a workspace scan without organizations was accepted")
+	}
+}
+
+// Between scans the watchdog follows the run events: a run the events say
+// has been planning past its budget is read once through the API and
+// cancelled, with no scan at all; while no run is overdue it costs no call.
+func TestRunEventsBetweenScans(t *testing.T) {
+	e := newEnv(t, stuck("stuck", "planning"), tfesim.WorkspaceSpec{Name: "fine", AutoApply: true})
+	if _, err := events.EnsureStream(e.ctx, e.js, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(runID, ws, status string) {
+		t.Helper()
+		ev := events.RunEvent{Organization: "acme", WorkspaceID: e.sim.WorkspaceID("acme", ws), WorkspaceName: ws,
+			RunID: runID, Trigger: "run:planning", Status: status, UpdatedAt: e.clock.Now()}
+		if _, err := events.NewPublisher(e.js, events.DefaultStreamName).Publish(e.ctx, &ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stuckRun := e.run("stuck")
+	publish(stuckRun, "stuck", "planning")
+	w := e.watchdog(watchdog.Options{Interval: time.Hour, EventCheck: 20 * time.Millisecond, Stream: events.DefaultStreamName})
+	e.lead(w)
+	waitFor(t, "the lease", w.Leader)
+	e.sim.ResetStats()
+	// Within budget: several event checks go by without an API call.
+	waitFor(t, "event checks to run", func() bool { return w.EventChecks() >= 5 })
+	if n := e.sim.Stats().Requests["GET /api/v2/runs/{id}"]; n != 0 {
+		t.Fatalf("%d run reads while nothing was overdue", n)
+	}
+	e.sim.Advance(time.Hour) // past the 30m planning floor
+	waitFor(t, "the stuck run to be cancelled from the events", func() bool { return e.status(stuckRun) == "force_canceled" })
+	if n := e.sim.Stats().Requests["GET /api/v2/admin/runs"]; n != 0 {
+		t.Errorf("%d scans ran; the events alone should have found the run", n)
 	}
 }
