@@ -1,0 +1,51 @@
+//go:build ignore
+
+// wrkbodies writes N distinct signed run payloads, and a wrk script that
+// posts them in turn, for docs/bench/ingest-wrk.sh.
+
+package main
+
+import (
+	"crypto/hmac"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+func main() {
+	n, _ := strconv.Atoi(os.Args[1])
+	f, _ := os.Create(os.Args[2])
+	defer f.Close()
+	data, _ := os.Create(os.Args[2] + ".data")
+	defer data.Close()
+	for i := 0; i < n; i++ {
+		body := fmt.Sprintf(`{"payload_version":1,"notification_configuration_id":"nc-0000000000000000","run_url":null,"run_id":"run-%016d","run_message":null,"run_created_at":null,"run_created_by":null,"workspace_id":"ws-0000000000000001","workspace_name":"network","organization_name":"acme","notifications":[{"message":"Applied","trigger":"run:completed","run_status":"applied","run_updated_at":"%s","run_updated_by":null}]}`, i, time.Unix(int64(i), 0).UTC().Format(time.RFC3339))
+		m := hmac.New(sha512.New, []byte("bench-token"))
+		m.Write([]byte(body))
+		fmt.Fprintf(data, "%s\t%s\n", hex.EncodeToString(m.Sum(nil)), body)
+	}
+	fmt.Fprintf(f, `local n = %d
+local bodies, sigs = {}, {}
+local counter = 0
+local thread_id = 0
+function setup(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
+function init(args)
+  counter = tid
+  local i = 1
+  for line in io.lines("`+os.Args[2]+`.data") do
+    local tab = line:find("\t", 1, true)
+    sigs[i] = line:sub(1, tab - 1)
+    bodies[i] = line:sub(tab + 1)
+    i = i + 1
+  end
+end
+request = function()
+  counter = counter + 2
+  local i = (counter %% n) + 1
+  return wrk.format("POST", "/webhooks/tfe", {["Content-Type"]="application/json", ["X-TFE-Notification-Signature"]=sigs[i]}, bodies[i])
+end
+`, n)
+}
