@@ -128,6 +128,30 @@ func signedPost(t *testing.T, url string, body []byte) int {
 	return res.StatusCode
 }
 
+// startSim serves a simulator (token "sim-token", no rate limit) until the
+// test ends, and returns it, its URL and a go-tfe client for it.
+func startSim(t *testing.T, opts tfesim.Options) (*tfesim.Sim, string, *tfe.Client) {
+	t.Helper()
+	opts.Token, opts.RateLimit = "sim-token", -1
+	sim, err := tfesim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = sim.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	client, err := tfe.NewClient(&tfe.Config{Address: srv.URL, Token: "sim-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, srv.URL, client
+}
+
 func runPayload(runID, status string, at time.Time) []byte {
 	s := func(v string) *string { return &v }
 	b, _ := json.Marshal(tfesim.Payload{
@@ -144,19 +168,8 @@ func TestEndToEndWithSimulator(t *testing.T) {
 	d := start(t, app.Config{})
 
 	clock := tfesim.NewManualClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", Clock: clock, RateLimit: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simSrv := httptest.NewServer(sim.Handler())
-	defer simSrv.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = sim.Run(ctx) }()
-	client, err := tfe.NewClient(&tfe.Config{Address: simSrv.URL, Token: "sim-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, _, client := startSim(t, tfesim.Options{Clock: clock})
+	ctx := context.Background()
 	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{{
 		Name: "acme", Email: "ops@acme.test",
 		Workspaces: []tfesim.WorkspaceSpec{{Name: "network", Behavior: tfesim.Behavior{PlanDurationMS: 1000, ApplyDurationMS: 1000}}},
@@ -301,17 +314,10 @@ func TestConfigErrors(t *testing.T) {
 // The whole daemon, as serve runs it, against the simulator: a run applying
 // in the root leads to one run in each downstream workspace, in order.
 func TestDaemonRunsCascade(t *testing.T) {
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: -1, NoNativeRunTriggers: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simSrv := httptest.NewServer(sim.Handler())
-	defer simSrv.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = sim.Run(ctx) }()
+	sim, simURL, client := startSim(t, tfesim.Options{NoNativeRunTriggers: true})
+	ctx := context.Background()
 
-	d := start(t, app.Config{TFE: app.TFEConfig{Address: simSrv.URL, Token: "sim-token"}})
+	d := start(t, app.Config{TFE: app.TFEConfig{Address: simURL, Token: "sim-token"}})
 	spec := tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test",
 		Notifications: []tfesim.ScenarioNotification{{NotificationSpec: tfesim.NotificationSpec{
 			Name: "orchestrator", URL: d.url("/webhooks/tfe"), Token: webhookToken,
@@ -322,10 +328,6 @@ func TestDaemonRunsCascade(t *testing.T) {
 	}
 	spec.RunTriggers = []tfesim.RunTriggerSpec{{Source: "network", Target: "cluster"}, {Source: "cluster", Target: "apps"}}
 	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{spec}}); err != nil {
-		t.Fatal(err)
-	}
-	client, err := tfe.NewClient(&tfe.Config{Address: simSrv.URL, Token: "sim-token"})
-	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := client.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: sim.WorkspaceID("acme", "network")}}); err != nil {

@@ -313,10 +313,17 @@ func (s *store) addOpen(ctx context.Context, id string, delta int) (int, error) 
 	}
 }
 
-// setOpen sets the open count, correcting it after a crash between a
-// member's final transition and its count.
+// setOpen corrects the open count after a crash between a member's final
+// transition and its count; it writes only when the count is wrong.
 func (s *store) setOpen(ctx context.Context, id string, n int) error {
-	_, err := s.kv.Put(ctx, openKey(id), []byte(strconv.Itoa(n)))
+	e, err := s.kv.Get(ctx, openKey(id))
+	if err == nil && string(e.Value()) == strconv.Itoa(n) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	_, err = s.kv.Put(ctx, openKey(id), []byte(strconv.Itoa(n)))
 	return err
 }
 
