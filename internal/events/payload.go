@@ -32,24 +32,26 @@ func isRunTrigger(t string) bool {
 // and is not read past its version.
 type payload struct {
 	PayloadVersion              json.RawMessage `json:"payload_version"`
-	NotificationConfigurationID *string         `json:"notification_configuration_id"`
-	RunURL                      *string         `json:"run_url"`
-	RunID                       *string         `json:"run_id"`
-	RunMessage                  *string         `json:"run_message"`
-	RunCreatedAt                *time.Time      `json:"run_created_at"`
-	RunCreatedBy                *string         `json:"run_created_by"`
-	WorkspaceID                 *string         `json:"workspace_id"`
-	WorkspaceName               *string         `json:"workspace_name"`
-	OrganizationName            *string         `json:"organization_name"`
+	NotificationConfigurationID string          `json:"notification_configuration_id"`
+	RunURL                      string          `json:"run_url"`
+	RunID                       string          `json:"run_id"`
+	RunMessage                  string          `json:"run_message"`
+	RunCreatedAt                time.Time       `json:"run_created_at"`
+	RunCreatedBy                string          `json:"run_created_by"`
+	WorkspaceID                 string          `json:"workspace_id"`
+	WorkspaceName               string          `json:"workspace_name"`
+	OrganizationName            string          `json:"organization_name"`
 	Notifications               []notification  `json:"notifications"`
 }
 
+// notification is one item of notifications[]. JSON null leaves a field at
+// its zero value, which is how a missing value is told.
 type notification struct {
-	Message      string     `json:"message"`
-	Trigger      string     `json:"trigger"`
-	RunStatus    *string    `json:"run_status"`
-	RunUpdatedAt *time.Time `json:"run_updated_at"`
-	RunUpdatedBy *string    `json:"run_updated_by"`
+	Message      string    `json:"message"`
+	Trigger      string    `json:"trigger"`
+	RunStatus    string    `json:"run_status"`
+	RunUpdatedAt time.Time `json:"run_updated_at"`
+	RunUpdatedBy string    `json:"run_updated_by"`
 }
 
 // Decoded is what a notification body holds for us.
@@ -128,10 +130,7 @@ func Decode(body []byte, receivedAt time.Time) (Decoded, error) {
 }
 
 func runEvent(p *payload, n *notification, receivedAt time.Time) (RunEvent, error) {
-	required := []struct {
-		name  string
-		value *string
-	}{
+	required := [...]struct{ name, value string }{
 		{"run_id", p.RunID},
 		{"workspace_id", p.WorkspaceID},
 		{"workspace_name", p.WorkspaceName},
@@ -139,43 +138,42 @@ func runEvent(p *payload, n *notification, receivedAt time.Time) (RunEvent, erro
 		{"notifications[].run_status", n.RunStatus},
 	}
 	for _, f := range required {
-		if f.value == nil || *f.value == "" {
+		if f.value == "" {
 			return RunEvent{}, &ShapeError{Reason: f.name + " is missing for trigger " + n.Trigger}
 		}
 	}
-	if !validToken(*p.OrganizationName) || !validToken(*p.WorkspaceID) || !validToken(*n.RunStatus) {
+	if !validToken(p.OrganizationName) || !validToken(p.WorkspaceID) || !validToken(n.RunStatus) {
 		return RunEvent{}, &ShapeError{Reason: "organization_name, workspace_id and run_status must be plain names"}
 	}
-	if n.RunUpdatedAt == nil {
+	if n.RunUpdatedAt.IsZero() {
 		return RunEvent{}, &ShapeError{Reason: "notifications[].run_updated_at is missing for trigger " + n.Trigger}
 	}
 	ev := RunEvent{
-		Organization:  *p.OrganizationName,
-		WorkspaceID:   *p.WorkspaceID,
-		WorkspaceName: *p.WorkspaceName,
-		RunID:         *p.RunID,
-		Trigger:       n.Trigger,
-		Status:        *n.RunStatus,
-		Message:       n.Message,
-		UpdatedAt:     n.RunUpdatedAt.UTC(),
-		ReceivedAt:    receivedAt.UTC(),
+		Organization:                p.OrganizationName,
+		WorkspaceID:                 p.WorkspaceID,
+		WorkspaceName:               p.WorkspaceName,
+		RunID:                       p.RunID,
+		RunURL:                      p.RunURL,
+		RunMessage:                  p.RunMessage,
+		RunCreatedBy:                p.RunCreatedBy,
+		Trigger:                     n.Trigger,
+		Status:                      n.RunStatus,
+		Message:                     n.Message,
+		UpdatedAt:                   n.RunUpdatedAt.UTC(),
+		UpdatedBy:                   n.RunUpdatedBy,
+		NotificationConfigurationID: p.NotificationConfigurationID,
+		ReceivedAt:                  receivedAt.UTC(),
 	}
-	ev.NotificationConfigurationID = deref(p.NotificationConfigurationID)
-	ev.RunURL = deref(p.RunURL)
-	ev.RunMessage = deref(p.RunMessage)
-	ev.RunCreatedBy = deref(p.RunCreatedBy)
-	ev.UpdatedBy = deref(n.RunUpdatedBy)
-	if p.RunCreatedAt != nil {
+	if !p.RunCreatedAt.IsZero() {
 		ev.RunCreatedAt = p.RunCreatedAt.UTC()
 	}
-	return ev, nil
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
+	for _, t := range [...]time.Time{ev.RunCreatedAt, ev.UpdatedAt} {
+		if !t.IsZero() && (t.Year() < 1 || t.Year() > 9999) {
+			// Not representable in RFC 3339 once in UTC.
+			return RunEvent{}, &ShapeError{Reason: "a timestamp is outside the years 1 to 9999"}
+		}
 	}
-	return *s
+	return ev, nil
 }
 
 // validToken reports whether s can stand as one token of a NATS subject.

@@ -118,6 +118,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"no status", valid(t, func(m map[string]any) { notif(m)["run_status"] = nil }), false, "run_status"},
 		{"no update time", valid(t, func(m map[string]any) { delete(notif(m), "run_updated_at") }), false, "run_updated_at"},
 		{"a bad time", valid(t, func(m map[string]any) { notif(m)["run_updated_at"] = "yesterday" }), false, "RFC 3339"},
+		{"a time before year 1 in UTC", valid(t, func(m map[string]any) { notif(m)["run_updated_at"] = "0001-01-01T00:30:00+01:00" }), false, "years 1 to 9999"},
+		{"a time after year 9999 in UTC", valid(t, func(m map[string]any) { m["run_created_at"] = "9999-12-31T23:30:00-01:00" }), false, "years 1 to 9999"},
 		{"a dot in a subject token", valid(t, func(m map[string]any) { m["organization_name"] = "acme.org" }), false, "plain names"},
 		{"a wildcard in a subject token", valid(t, func(m map[string]any) { notif(m)["run_status"] = ">" }), false, "plain names"},
 	} {
