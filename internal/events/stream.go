@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -135,14 +134,17 @@ func NewPublisher(js jetstream.JetStream, stream string) *Publisher {
 // once JetStream has acknowledged; duplicate reports that the stream
 // already held the event.
 func (p *Publisher) Publish(ctx context.Context, ev *RunEvent) (duplicate bool, err error) {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return false, err
+	msg := &nats.Msg{
+		Subject: ev.Subject(),
+		Data:    ev.AppendJSON(make([]byte, 0, 1024)),
+		Header: nats.Header{
+			jetstream.MsgIDHeader:          []string{ev.DedupID()},
+			jetstream.ExpectedStreamHeader: []string{p.stream},
+		},
 	}
-	msg := &nats.Msg{Subject: ev.Subject(), Data: data, Header: nats.Header{}}
-	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.DedupID()), jetstream.WithExpectStream(p.stream))
+	ack, err := p.js.PublishMsg(ctx, msg)
 	if err != nil {
-		return false, fmt.Errorf("publish %s: %w", ev.Subject(), err)
+		return false, fmt.Errorf("publish %s: %w", msg.Subject, err)
 	}
 	return ack.Duplicate, nil
 }
