@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,6 +84,7 @@ func (o *WebhookOptions) validate() error {
 // request is stored in JetStream.
 type Webhook struct {
 	opts    WebhookOptions
+	macs    []*sync.Pool // per token, of keyed HMAC-SHA512 hashes
 	pub     EventPublisher
 	log     *zap.Logger
 	metrics *Metrics
@@ -101,7 +104,11 @@ func NewWebhook(opts WebhookOptions, pub EventPublisher, metrics *Metrics, log *
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Webhook{opts: opts, pub: pub, log: log, metrics: metrics}, nil
+	h := &Webhook{opts: opts, pub: pub, log: log, metrics: metrics}
+	for _, token := range opts.Tokens {
+		h.macs = append(h.macs, &sync.Pool{New: func() any { return hmac.New(sha512.New, []byte(token)) }})
+	}
+	return h, nil
 }
 
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +183,11 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(map[string]int{"stored": len(decoded.Events) - duplicates, "duplicates": duplicates, "ignored": decoded.Ignored})
+	answer := make([]byte, 0, 64)
+	answer = strconv.AppendInt(append(answer, `{"duplicates":`...), int64(duplicates), 10)
+	answer = strconv.AppendInt(append(answer, `,"ignored":`...), int64(decoded.Ignored), 10)
+	answer = strconv.AppendInt(append(answer, `,"stored":`...), int64(len(decoded.Events)-duplicates), 10)
+	_, _ = w.Write(append(answer, "}\n"...))
 }
 
 // verify checks the signature against every configured token, each in
@@ -194,12 +205,15 @@ func (h *Webhook) verify(r *http.Request, body []byte) (result string, ok bool) 
 		return ResultBadSignature, false
 	}
 	match := false
-	for _, token := range h.opts.Tokens {
-		m := hmac.New(sha512.New, []byte(token))
+	var sum [sha512.Size]byte
+	for _, pool := range h.macs {
+		m := pool.Get().(hash.Hash)
+		m.Reset()
 		m.Write(body)
-		if hmac.Equal(got, m.Sum(nil)) {
+		if hmac.Equal(got, m.Sum(sum[:0])) {
 			match = true
 		}
+		pool.Put(m)
 	}
 	if !match {
 		return ResultBadSignature, false
