@@ -154,8 +154,8 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev := &decoded.Events[i]
 		start := time.Now()
 		dup, err := h.pub.Publish(ctx, ev)
-		if err == nil {
-			h.log.Debug("run event stored", zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID),
+		if ce := h.log.Check(zap.DebugLevel, "run event stored"); err == nil && ce != nil {
+			ce.Write(zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID),
 				zap.String("trigger", ev.Trigger), zap.String("status", ev.Status), zap.Bool("duplicate", dup))
 		}
 		h.metrics.publishSeconds.Observe(time.Since(start).Seconds())
