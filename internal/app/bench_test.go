@@ -1,12 +1,17 @@
 package app_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -161,9 +166,42 @@ func BenchmarkIngestAt1000PerSecond(b *testing.B) {
 
 // BenchmarkIngestParallel sends webhooks from 8 concurrent senders per
 // core, as TFE does from its many workers: its ns/op gives throughput. The
-// bodies are made and signed before the timer starts, as the raw publish
-// benchmark's data is.
+// requests are made and signed before the timer starts, as the raw publish
+// benchmark's data is, and sent by a minimal HTTP/1.1 client (see
+// leanSender) so that the load generator, which shares the cores with the
+// daemon, takes as little of them as wrk would.
 func BenchmarkIngestParallel(b *testing.B) {
+	a := benchDaemon(b)
+	reqs := make([][]byte, b.N)
+	for i := range reqs {
+		body := runPayload(fmt.Sprintf("run-%016d", i), "applied", time.Unix(int64(i), 0).UTC())
+		reqs[i] = fmt.Appendf(nil, "POST /webhooks/tfe HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s: %s\r\nContent-Length: %d\r\n\r\n%s",
+			a.HTTPAddr(), events.SignatureHeader, tfesim.Sign(webhookToken, body), len(body), body)
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		s, err := dialLean(a.HTTPAddr())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer s.conn.Close()
+		for pb.Next() {
+			if err := s.roundTrip(reqs[next.Add(1)-1]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkIngestParallelHTTPClient is BenchmarkIngestParallel with
+// net/http's client as the load generator: the same work on the daemon's
+// side, with a heavier client sharing the cores.
+func BenchmarkIngestParallelHTTPClient(b *testing.B) {
 	a := benchDaemon(b)
 	url := "http://" + a.HTTPAddr() + "/webhooks/tfe"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -185,4 +223,54 @@ func BenchmarkIngestParallel(b *testing.B) {
 			post(b, client, req)
 		}
 	})
+}
+
+// leanSender is a keep-alive HTTP/1.1 connection that writes prepared
+// requests and reads each response's status line, headers and body: what
+// a load generator such as wrk does, and nothing more.
+type leanSender struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dialLean(addr string) (*leanSender, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &leanSender{conn: conn, r: bufio.NewReader(conn)}, nil
+}
+
+// roundTrip sends one request and fails unless the answer is 200.
+func (s *leanSender) roundTrip(req []byte) error {
+	if _, err := s.conn.Write(req); err != nil {
+		return err
+	}
+	status, err := s.r.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(status, []byte("HTTP/1.1 200 ")) {
+		return fmt.Errorf("response %q", bytes.TrimSpace(status))
+	}
+	length := -1
+	for {
+		line, err := s.r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if name, value, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(name), "Content-Length") {
+			if length, err = strconv.Atoi(string(bytes.TrimSpace(value))); err != nil {
+				return fmt.Errorf("content length %q", value)
+			}
+		}
+	}
+	if length < 0 {
+		return errors.New("response without Content-Length")
+	}
+	_, err = s.r.Discard(length)
+	return err
 }
