@@ -154,7 +154,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev := &decoded.Events[i]
 		start := time.Now()
 		dup, err := h.pub.Publish(ctx, ev)
-		if ce := h.log.Check(zap.DebugLevel, "run event stored"); err == nil && ce != nil {
+		if ce := h.log.Check(zap.DebugLevel, "run event stored"); ce != nil && err == nil { // no fields built unless debug is on
 			ce.Write(zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID),
 				zap.String("trigger", ev.Trigger), zap.String("status", ev.Status), zap.Bool("duplicate", dup))
 		}
