@@ -103,7 +103,7 @@ func benchDaemon(b *testing.B) *app.App {
 	}
 	defer s.conn.Close()
 	for i := range warmUp {
-		body := runPayload(fmt.Sprintf("warm-%d", i), "applied", time.Unix(int64(i), 0).UTC())
+		body := benchPayload("warm", i)
 		if err := s.roundTrip(leanRequest(a.HTTPAddr(), body)); err != nil {
 			b.Fatal(err)
 		}
@@ -116,6 +116,12 @@ func benchDaemon(b *testing.B) *app.App {
 // first benchmark in a process measured about 20% slower without).
 const warmUp = 1000
 
+// benchPayload is the i-th distinct applied-run payload of a series; series
+// differ in their run IDs, so none is a duplicate of another's.
+func benchPayload(series string, i int) []byte {
+	return runPayload(fmt.Sprintf("%s-%016d", series, i), "applied", time.Unix(int64(i), 0).UTC())
+}
+
 // leanRequest is a signed webhook request as bytes on the wire.
 func leanRequest(addr string, body []byte) []byte {
 	return fmt.Appendf(nil, "POST /webhooks/tfe HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s: %s\r\nContent-Length: %d\r\n\r\n%s",
@@ -123,7 +129,7 @@ func leanRequest(addr string, body []byte) []byte {
 }
 
 func signed(url string, i int) *http.Request {
-	body := runPayload(fmt.Sprintf("run-%016d", i), "applied", time.Unix(int64(i), 0).UTC())
+	body := benchPayload("run", i)
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 	req.Header.Set(events.SignatureHeader, tfesim.Sign(webhookToken, body))
 	return req
@@ -202,7 +208,7 @@ func BenchmarkIngestParallel(b *testing.B) {
 	a := benchDaemon(b)
 	reqs := make([][]byte, b.N)
 	for i := range reqs {
-		reqs[i] = leanRequest(a.HTTPAddr(), runPayload(fmt.Sprintf("run-%016d", i), "applied", time.Unix(int64(i), 0).UTC()))
+		reqs[i] = leanRequest(a.HTTPAddr(), benchPayload("run", i))
 	}
 	var next atomic.Int64
 	lat := make([]time.Duration, b.N) // each request's slot is written by one sender
@@ -240,7 +246,7 @@ func BenchmarkIngestParallelHTTPClient(b *testing.B) {
 	bodies := make([][]byte, b.N)
 	sigs := make([]string, b.N)
 	for i := range bodies {
-		bodies[i] = runPayload(fmt.Sprintf("run-%016d", i), "applied", time.Unix(int64(i), 0).UTC())
+		bodies[i] = benchPayload("run", i)
 		sigs[i] = tfesim.Sign(webhookToken, bodies[i])
 	}
 	var next atomic.Int64
