@@ -1,0 +1,120 @@
+package cascade
+
+import "time"
+
+// Facts are what the engine observed in TFE for one decision.
+type Facts struct {
+	// Workspaces are the members seen: each workspace with its current run
+	// (the run that holds it, or last held it), by workspace ID.
+	Workspaces map[string]Workspace
+	// Quiet are members covered by a read of the workspace list newest
+	// first without being seen: none has a current run created at or after
+	// the time given.
+	Quiet map[string]time.Time
+	// Runs are runs read one by one, by ID.
+	Runs map[string]Run
+	// Lists are members' recent runs, newest first, by workspace ID: read
+	// where the current run is not enough (before creating a run, or to
+	// find the run a lost attempt created).
+	Lists map[string][]Run
+	// HeldBy names, for a member workspace that an older open cascade holds,
+	// that cascade: it acts in the workspace first.
+	HeldBy map[string]string
+	// Tools says which Terraform versions the installation enables; nil
+	// when unknown (no admin API).
+	Tools map[string]Tool
+}
+
+// Workspace is a member's workspace as TFE reported it.
+type Workspace struct {
+	ID   string
+	Name string
+	// Missing: TFE answered 404 for it.
+	Missing bool
+	Locked  bool
+	// LockedByRun is the run holding the lock, when a run holds it;
+	// otherwise a person or team holds it (LockedBy).
+	LockedByRun         string
+	LockedBy            string
+	ExecutionMode       string
+	HasConfiguration    bool
+	TerraformVersion    string
+	AutoApply           bool
+	AutoApplyRunTrigger bool
+	Tags                []string
+	// Current is the workspace's current run; nil when it never ran.
+	Current *Run
+}
+
+// Run is a run as TFE reported it.
+type Run struct {
+	ID          string
+	WorkspaceID string
+	Status      string
+	// Source is "tfe-run-trigger" for runs TFE's run triggers queued.
+	Source    string
+	Message   string
+	CreatedAt time.Time
+	// StatusAt is when the run entered its status, in TFE's time; zero
+	// when TFE did not say.
+	StatusAt    time.Time
+	AutoApply   bool
+	IsDestroy   bool
+	PlanOnly    bool
+	Discardable bool
+	Cancelable  bool
+	Confirmable bool
+}
+
+// Tool is a Terraform version as the installation lists it.
+type Tool struct {
+	Enabled, Deprecated bool
+}
+
+// SourceRunTrigger is the source of runs TFE's native run triggers queue.
+const SourceRunTrigger = "tfe-run-trigger"
+
+// Native reports whether TFE's run triggers queued the run.
+func (r *Run) Native() bool { return r.Source == SourceRunTrigger }
+
+// Final reports whether a run status is final.
+func Final(status string) bool {
+	switch status {
+	case "applied", "planned_and_finished", "planned_and_saved", "errored", "canceled", "force_canceled", "discarded":
+		return true
+	}
+	return false
+}
+
+// awaitsPerson reports whether a run in its status waits for a person:
+// to confirm its plan, or to decide on a policy or a run task.
+func (r *Run) awaitsPerson() bool {
+	switch r.Status {
+	case "policy_override", "policy_soft_failed", "post_plan_awaiting_decision":
+		return true
+	case "planned", "cost_estimated", "policy_checked", "post_plan_completed":
+		return !r.AutoApply
+	}
+	return false
+}
+
+// outcome maps a final run status to the member state it ends in.
+func outcome(status string) State {
+	switch status {
+	case "applied":
+		return Applied
+	case "planned_and_finished", "planned_and_saved":
+		return NoChanges
+	}
+	return Failed
+}
+
+// applying reports whether a run is confirmed to apply or applying:
+// stopping it now may interrupt an apply, so the cascade does not.
+func (r *Run) applying() bool {
+	switch r.Status {
+	case "applying", "apply_queued", "confirmed", "queuing_apply":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,76 @@
+package cascade
+
+import "time"
+
+// Watch is a member to look at, and the earliest time (TFE's) a run that
+// matters to it can have been created: a read of the workspace list,
+// newest current run first, has covered the member once it is past that
+// time.
+type Watch struct {
+	Member int
+	Since  time.Time
+}
+
+// Observe lists the members to look at before deciding: those events named
+// (dirty), those whose state waits on something in TFE (a run to appear, a
+// creation to land, a run being stopped, a reminder due), and, in a full
+// look, every member not done. Members no event or timer concerns are left
+// alone: looking costs API calls.
+func Observe(p *Plan, st []Status, dirty func(workspaceID string) bool, full bool, pol Policy, now time.Time) []Watch {
+	pol = pol.withDefaults()
+	var out []Watch
+	for i, m := range p.Members {
+		if Done(p, st, i) {
+			continue
+		}
+		s := st[i]
+		look := full || dirty(m.WorkspaceID) || s.Stopping != "" || (s.State.Final() && !s.Swept && s.RunID == "")
+		switch s.State {
+		case Ready, Dispatching:
+			look = true
+		case AwaitingApproval:
+			look = look || !now.Before(s.Since.Add(time.Duration(s.Alerted+1)*pol.ApprovalReminder))
+		}
+		if look {
+			out = append(out, Watch{Member: i, Since: since(p, st, i)})
+		}
+	}
+	return out
+}
+
+// since is the earliest time a run that matters to member i can have been
+// created: its own run, a run it is stopping, a run queued once its
+// upstreams finished, or, while it waits, a run its upstreams' run
+// triggers queue once one of them applies.
+func since(p *Plan, st []Status, i int) time.Time {
+	s := st[i]
+	var t time.Time
+	earliest := func(c time.Time) {
+		if !c.IsZero() && (t.IsZero() || c.Before(t)) {
+			t = c
+		}
+	}
+	earliest(s.StoppingCreatedAt)
+	switch {
+	case s.RunID != "" && !s.State.Final():
+		earliest(s.RunCreatedAt)
+	case s.State == Ready:
+		earliest(s.ReadyAt)
+	case s.State == Dispatching:
+		earliest(s.Since)
+	default:
+		for _, u := range p.Members[i].Upstreams {
+			if u == p.Root.WorkspaceID {
+				earliest(p.Root.FinishedAt)
+				continue
+			}
+			if us := st[p.Index(u)]; us.RunID != "" {
+				earliest(us.RunCreatedAt)
+			}
+		}
+	}
+	if t.IsZero() {
+		t = p.Root.FinishedAt
+	}
+	return t
+}
