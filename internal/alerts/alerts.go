@@ -27,6 +27,10 @@ const (
 	KindRunCancelled    = "run_force_cancelled"
 	KindReminder        = "run_awaiting"
 	KindWebhookRejected = "webhook_rejected"
+	KindUncontrolledRun = "uncontrolled_run"
+	KindEventRejected   = "event_rejected"
+	KindEventDropped    = "event_dropped"
+	KindMalformedState  = "malformed_state"
 )
 
 // Severities.
@@ -44,6 +48,7 @@ type Alert struct {
 	Workspace    string `json:"workspace,omitempty"` // name
 	WorkspaceID  string `json:"workspace_id,omitempty"`
 	RunID        string `json:"run_id,omitempty"`
+	RunURL       string `json:"run_url,omitempty"` // the run in TFE's UI
 	CascadeID    string `json:"cascade_id,omitempty"`
 	Message      string `json:"message"`
 	// Key identifies the condition: alerts with the same key within a

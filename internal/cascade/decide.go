@@ -57,6 +57,9 @@ var DefaultPolicy = Policy{
 	CreateTimeout: 30 * time.Second, CreateSettle: 30 * time.Second, MaxAttempts: 5, Soon: 2 * time.Second,
 }
 
+// WithDefaults returns the policy with every unset setting at its default.
+func (p Policy) WithDefaults() Policy { return p.withDefaults() }
+
 func (p Policy) withDefaults() Policy {
 	d := DefaultPolicy
 	if p.Apply != "" {
@@ -647,6 +650,9 @@ func (d *decider) running(i int) {
 	}
 	s.RunStatus = r.Status
 	switch {
+	case r.Gone:
+		d.set(i, s)
+		d.end(i, Failed, CauseRun, "its run no longer exists in TFE", false, d.now)
 	case Final(r.Status):
 		at := r.StatusAt
 		if at.IsZero() {

@@ -64,6 +64,8 @@ type Run struct {
 	Discardable bool
 	Cancelable  bool
 	Confirmable bool
+	// Gone: TFE answered 404 for the run (its workspace was deleted).
+	Gone bool
 }
 
 // Tool is a Terraform version as the installation lists it.

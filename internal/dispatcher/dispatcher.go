@@ -5,34 +5,40 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"math/rand/v2"
+	"sync"
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
 )
 
-// Runs is the part of go-tfe's Runs the dispatcher uses.
+// Runs is the part of go-tfe's Runs the engine uses.
 type Runs interface {
 	Create(ctx context.Context, options tfe.RunCreateOptions) (*tfe.Run, error)
 	Read(ctx context.Context, runID string) (*tfe.Run, error)
+	ReadWithOptions(ctx context.Context, runID string, options *tfe.RunReadOptions) (*tfe.Run, error)
 	List(ctx context.Context, workspaceID string, options *tfe.RunListOptions) (*tfe.RunList, error)
+	Apply(ctx context.Context, runID string, options tfe.RunApplyOptions) error
 	Discard(ctx context.Context, runID string, options tfe.RunDiscardOptions) error
 	Cancel(ctx context.Context, runID string, options tfe.RunCancelOptions) error
 }
 
-// Workspaces is the part of go-tfe's Workspaces the dispatcher uses.
+// Workspaces is the part of go-tfe's Workspaces the engine uses.
 type Workspaces interface {
-	ReadByID(ctx context.Context, workspaceID string) (*tfe.Workspace, error)
+	ReadByIDWithOptions(ctx context.Context, workspaceID string, options *tfe.WorkspaceReadOptions) (*tfe.Workspace, error)
+	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
 }
 
 // ToolVersions is the part of go-tfe's admin Terraform versions the
-// dispatcher uses; nil where there is no admin API.
+// engine uses; nil where there is no admin API.
 type ToolVersions interface {
 	List(ctx context.Context, options *tfe.AdminTerraformVersionsListOptions) (*tfe.AdminTerraformVersionsList, error)
 }
@@ -42,44 +48,67 @@ type Planner interface {
 	Plan(ctx context.Context, root graph.Workspace) (*graph.Graph, *graph.Plan, error)
 }
 
-// Options configure a Dispatcher. Zero values take the defaults.
+// Options configure the engine. Zero values take the defaults.
 type Options struct {
-	Stream   string // default events.DefaultStreamName
-	Consumer string // durable consumer name; default "dispatcher"
-	Bucket   string // KV bucket of cascade state; default "cascades"
-	// StateTTL is how long cascade state is kept; default 7 days.
+	Stream      string // the run event stream; default events.DefaultStreamName
+	Consumer    string // its durable consumer; default "dispatcher"
+	Bucket      string // KV bucket of cascade state; default "cascades"
+	LeaseBucket string // KV bucket of cascade leases; default "cascade-leases"
+	// Replicas of the KV buckets: the stream's, so that losing a NATS node
+	// loses no cascade; default 1.
+	Replicas int
+	// StateTTL is how long cascade state is kept; default 7 days. It must
+	// outlast RootMaxAge, so that a replayed root is recognised.
 	StateTTL time.Duration
-	// AckWait is how long a message may be processed before JetStream
-	// redelivers it; default 30s. A dispatch intent older than this is
-	// taken over by whoever sees it next.
-	AckWait time.Duration
-	// MaxInFlight bounds concurrent run creations; default 8.
-	MaxInFlight int
-	// ReconcileInterval is how often open cascades are checked; default 15s.
-	ReconcileInterval time.Duration
-	// ReconcileAfter: a dispatched run with no news for this long is read
-	// through the API; default 1m.
-	ReconcileAfter time.Duration
-	// LockedRetry is how often a locked target is checked again; default 30s.
-	LockedRetry time.Duration
-	// LockedAlertAfter: a target locked this long raises an alert; default 10m.
-	LockedAlertAfter time.Duration
-	// CacheTTL is how long preflight trusts what it read of a workspace;
-	// default 1m.
-	CacheTTL time.Duration
-	// NoChangesStarts makes planned_and_finished start a cascade (C1).
+	// AckWait is how long an event may be processed before JetStream
+	// redelivers it; default 30s. MaxDeliver bounds its deliveries
+	// (default 10); one that reaches it is dropped with an alert.
+	AckWait    time.Duration
+	MaxDeliver int
+	// LeaseTTL is how long a cascade's lease lasts without renewal; a
+	// replica that dies holding it is replaced after that; default 30s.
+	LeaseTTL time.Duration
+	// Workers reconcile this many cascades at once; EventWorkers handle
+	// this many events at once; MaxInFlight bounds TFE writes in flight
+	// per reconcile. Defaults 4, 8, 8.
+	Workers, EventWorkers, MaxInFlight int
+	// Debounce: events are gathered this long before a cascade is looked
+	// at, so that a burst costs one look; default 300ms.
+	Debounce time.Duration
+	// RootMaxAge: a run that applied longer ago than this does not start a
+	// cascade, however its event arrives; default 24h.
+	RootMaxAge time.Duration
+	// NoChangesStarts lets a run that finished with no changes start a
+	// cascade (C1).
 	NoChangesStarts bool
-	// NoChangesSatisfies lets a barrier run that finished with no changes
-	// count as applied (C3). Without it, downstream workspaces are skipped.
-	NoChangesSatisfies bool
-	// DryRun decides and logs; nothing is written to TFE.
+	// Policy is how cascades behave (apply policy, timings).
+	Policy cascade.Policy
+	// GuardLimit is the blast-radius guard: a cascade of more members
+	// waits for an operator's go; 0 for none.
+	GuardLimit int
+	// WalkPages bounds the pages of the workspace list a look reads before
+	// it reads the rest one by one; default 3.
+	WalkPages int
+	// CacheTTL is how long the admin list of Terraform versions is trusted;
+	// default 5m.
+	CacheTTL time.Duration
+	// DryRun decides and logs; nothing is written to TFE (C9).
 	DryRun bool
-	Now    func() time.Time
+	// Instance names this replica in leases; default a random name.
+	Instance string
+	// Address is TFE's address, for run links in the read model.
+	Address string
+	Now     func() time.Time
 }
 
 func (o *Options) withDefaults() Options {
 	d := *o
-	set := func(p *time.Duration, v time.Duration) {
+	def := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defInt := func(p *int, v int) {
 		if *p == 0 {
 			*p = v
 		}
@@ -93,19 +122,28 @@ func (o *Options) withDefaults() Options {
 	if d.Bucket == "" {
 		d.Bucket = "cascades"
 	}
-	set(&d.StateTTL, 7*24*time.Hour)
-	set(&d.AckWait, 30*time.Second)
-	set(&d.ReconcileInterval, 15*time.Second)
-	set(&d.ReconcileAfter, time.Minute)
-	set(&d.LockedRetry, 30*time.Second)
-	set(&d.LockedAlertAfter, 10*time.Minute)
-	set(&d.CacheTTL, time.Minute)
-	if d.MaxInFlight == 0 {
-		d.MaxInFlight = 8
+	if d.LeaseBucket == "" {
+		d.LeaseBucket = "cascade-leases"
+	}
+	defInt(&d.Replicas, 1)
+	def(&d.StateTTL, 7*24*time.Hour)
+	def(&d.AckWait, 30*time.Second)
+	defInt(&d.MaxDeliver, 10)
+	def(&d.LeaseTTL, 30*time.Second)
+	defInt(&d.Workers, 4)
+	defInt(&d.EventWorkers, 8)
+	defInt(&d.MaxInFlight, 8)
+	def(&d.Debounce, 300*time.Millisecond)
+	def(&d.RootMaxAge, 24*time.Hour)
+	defInt(&d.WalkPages, 3)
+	def(&d.CacheTTL, 5*time.Minute)
+	if d.Instance == "" {
+		d.Instance = fmt.Sprintf("dispatcher-%08x", rand.Uint32())
 	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	d.Policy = d.Policy.WithDefaults()
 	return d
 }
 
@@ -113,15 +151,25 @@ func (o *Options) withDefaults() Options {
 func (o *Options) Validate() error {
 	d := o.withDefaults()
 	switch {
-	case d.MaxInFlight < 1:
-		return errors.New("dispatcher: max in flight must be at least 1")
-	case d.AckWait < time.Second/10 || d.ReconcileInterval <= 0 || d.ReconcileAfter <= 0 || d.LockedRetry <= 0 || d.LockedAlertAfter <= 0:
-		return errors.New("dispatcher: durations must be positive (ack wait at least 100ms)")
+	case d.Replicas < 1 || d.Replicas > 5:
+		return errors.New("KV replicas must be between 1 and 5")
+	case d.Workers < 1 || d.EventWorkers < 1 || d.MaxInFlight < 1:
+		return errors.New("workers, event workers and writes in flight must be at least 1")
+	case d.MaxDeliver < 2:
+		return errors.New("max deliveries must be at least 2")
+	case d.AckWait < time.Second/10 || d.LeaseTTL < time.Second || d.Debounce < 0 || d.RootMaxAge <= 0 || d.CacheTTL < 0:
+		return errors.New("ack wait must be at least 100ms, the lease TTL at least 1s, and durations positive")
+	case d.StateTTL <= d.RootMaxAge:
+		return fmt.Errorf("the state TTL (%s) must be longer than the root's max age (%s): a replayed root must still be recognised", d.StateTTL, d.RootMaxAge)
+	case d.StateTTL <= time.Duration(d.MaxDeliver)*d.AckWait:
+		return fmt.Errorf("the state TTL (%s) must outlast every redelivery of an event (%d × %s)", d.StateTTL, d.MaxDeliver, d.AckWait)
+	case d.WalkPages < 0 || d.GuardLimit < 0:
+		return errors.New("walk pages and the guard limit must not be negative")
 	}
-	return nil
+	return d.Policy.Validate()
 }
 
-// Deps are what a Dispatcher talks to.
+// Deps are what the engine talks to.
 type Deps struct {
 	JetStream    jetstream.JetStream
 	Runs         Runs
@@ -133,65 +181,98 @@ type Deps struct {
 	Metrics      *Metrics
 }
 
-// Dispatcher consumes run events and drives cascades.
+// Dispatcher is the cascade engine's shell: it turns run events into
+// looks at cascades, reads what a look needs from TFE, calls the decision
+// core, stores the transitions and carries the actions out.
 type Dispatcher struct {
 	opts    Options
 	deps    Deps
 	log     *zap.Logger
 	store   *store
-	ws      *workspaceCache
-	sem     chan struct{}
+	leases  jetstream.KeyValue
 	metrics *Metrics
-	// hook, when set (tests only), is called at each step boundary of a
-	// dispatch; an error makes the dispatcher stop there as if it crashed.
-	hook func(step string) error
+	tools   *toolCache
+
+	wake chan struct{} // the scheduler's: a due entry changed
 }
 
-// New checks the options and sets up the KV bucket of cascade state.
+// New checks the options and sets the KV buckets up, with the configured
+// replicas.
 func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	o := opts.withDefaults()
 	kv, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      o.Bucket,
-		Description: "cascade state of the run-trigger orchestrator",
-		TTL:         o.StateTTL,
-		History:     1,
-		Storage:     jetstream.FileStorage,
+		Bucket: o.Bucket, Description: "cascade state of the run-trigger orchestrator",
+		TTL: o.StateTTL, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create KV bucket %s: %w", o.Bucket, err)
 	}
+	leases, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: o.LeaseBucket, Description: "which replica reconciles each cascade",
+		TTL: o.LeaseTTL, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create KV bucket %s: %w", o.LeaseBucket, err)
+	}
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
 	}
-	return &Dispatcher{
-		opts:    o,
-		deps:    deps,
-		log:     deps.Log,
-		store:   newStore(kv),
-		ws:      newWorkspaceCache(deps.Workspaces, deps.ToolVersions, o.CacheTTL, o.Now),
-		sem:     make(chan struct{}, o.MaxInFlight),
-		metrics: deps.Metrics,
-	}, nil
+	if deps.Log == nil {
+		deps.Log = zap.NewNop()
+	}
+	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
+	d.store = newStore(kv, d.malformedRecord)
+	d.tools = &toolCache{list: deps.ToolVersions, ttl: o.CacheTTL, now: o.Now}
+	return d, nil
 }
 
-// Run consumes events and reconciles open cascades until ctx ends.
+// malformedRecord reports, once, a KV record that cannot be used. Whoever
+// wrote it (a bug, another version, or someone with access to NATS), it is
+// set aside and never acted on.
+func (d *Dispatcher) malformedRecord(key string, err error) {
+	d.log.Error("malformed cascade record set aside", zap.String("key", key), zap.Error(err))
+	d.metrics.malformed.Inc()
+	d.deps.Alerts.Raise(context.Background(), alerts.Alert{
+		Kind: alerts.KindMalformedState, Severity: alerts.SeverityCritical,
+		Message: fmt.Sprintf("the cascade record %s in KV bucket %s cannot be read (%v); it is set aside and not acted on", key, d.opts.Bucket, err),
+		Key:     "malformed/" + key,
+	})
+}
+
+// Run consumes run events and reconciles cascades until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	cons, err := d.deps.JetStream.CreateOrUpdateConsumer(ctx, d.opts.Stream, jetstream.ConsumerConfig{
 		Durable:       d.opts.Consumer,
-		Description:   "run events for the cascade dispatcher",
+		Description:   "run events for the cascade engine",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       d.opts.AckWait,
-		MaxAckPending: 64,
-		MaxDeliver:    -1,
+		MaxDeliver:    d.opts.MaxDeliver,
+		MaxAckPending: 1024,
 		FilterSubject: events.SubjectPrefix + ".>",
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", d.opts.Consumer, err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(4))
+	advisories, err := d.watchDropped()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = advisories.Unsubscribe() }()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.schedule(ctx)
+	}()
+
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * d.opts.EventWorkers))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", d.opts.Consumer, err)
 	}
@@ -199,97 +280,120 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		<-ctx.Done()
 		iter.Stop()
 	}()
-	reconcileDone := make(chan struct{})
-	go func() {
-		defer close(reconcileDone)
-		d.reconcileLoop(ctx)
-	}()
-	defer func() { <-reconcileDone }()
+	sem := make(chan struct{}, d.opts.EventWorkers)
 	for {
 		msg, err := iter.Next()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil
 			}
-			d.log.Warn("consume", zap.Error(err))
+			d.log.Warn("consume run events", zap.Error(err))
 			continue
 		}
-		d.process(ctx, msg)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d.process(ctx, msg)
+		}()
 	}
 }
 
-// errCrash is what a test hook returns to stop a dispatch abruptly.
-var errCrash = errors.New("stopped by test hook")
+// watchDropped turns JetStream's advisory about an event delivered
+// MaxDeliver times into an alert: that event is dropped.
+func (d *Dispatcher) watchDropped() (*nats.Subscription, error) {
+	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", d.opts.Stream, d.opts.Consumer)
+	sub, err := d.deps.JetStream.Conn().Subscribe(subject, func(m *nats.Msg) {
+		var adv struct {
+			StreamSeq  uint64 `json:"stream_seq"`
+			Deliveries uint64 `json:"deliveries"`
+		}
+		_ = json.Unmarshal(m.Data, &adv)
+		d.metrics.events.WithLabelValues("dropped").Inc()
+		d.deps.Alerts.Raise(context.Background(), alerts.Alert{
+			Kind: alerts.KindEventDropped, Severity: alerts.SeverityCritical,
+			Message: fmt.Sprintf("run event %d of stream %s was delivered %d times without being handled and is dropped; the cascades it concerns are still looked at on their schedule",
+				adv.StreamSeq, d.opts.Stream, adv.Deliveries),
+			Key: fmt.Sprintf("dropped/%s/%d", d.opts.Stream, adv.StreamSeq),
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
+	}
+	return sub, nil
+}
 
-// process handles one message and settles it: ack when done, nak with a
-// delay when it may succeed later (TFE or KV unavailable), term when it
-// cannot be decoded, with an alert.
+// process handles one event and settles its message: ack when handled or
+// when it can never be (with an alert), nak with a growing, jittered delay
+// when it may succeed later.
 func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg) {
 	var ev events.RunEvent
-	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-		d.log.Error("undecodable run event dropped", zap.String("subject", msg.Subject()), zap.Error(err))
-		d.deps.Alerts.Raise(ctx, alerts.Alert{
-			Kind: alerts.KindDispatchFailed, Severity: alerts.SeverityCritical,
-			Message: fmt.Sprintf("a run event on %s cannot be decoded and was dropped: %v", msg.Subject(), err),
-			Key:     "undecodable/" + msg.Subject(),
-		})
+	err := json.Unmarshal(msg.Data(), &ev)
+	if err == nil {
+		err = validEvent(&ev)
+	}
+	if err != nil {
+		d.metrics.events.WithLabelValues("rejected").Inc()
+		d.reject(ctx, "", fmt.Sprintf("a run event on %s cannot be used and is dropped: %v", msg.Subject(), err), "undecodable/"+msg.Subject())
 		_ = msg.Term()
 		return
 	}
-	err := d.Handle(ctx, &ev, func() { _ = msg.InProgress() })
+	err = d.Handle(ctx, &ev)
+	var perm *permanentError
 	switch {
 	case err == nil:
+		d.metrics.events.WithLabelValues("handled").Inc()
 		_ = msg.Ack()
-	case errors.Is(err, errCrash) || ctx.Err() != nil:
-		// Neither ack nor nak: as after a crash, JetStream redelivers
-		// once the ack wait has passed.
+	case errors.As(err, &perm):
+		d.metrics.events.WithLabelValues("rejected").Inc()
+		d.reject(ctx, ev.Organization, perm.Error(), perm.key)
+		_ = msg.Term()
+	case ctx.Err() != nil:
+		// Neither: JetStream redelivers after the ack wait.
 	default:
-		d.log.Warn("run event will be retried", zap.String("run_id", ev.RunID), zap.Error(err))
-		_ = msg.NakWithDelay(5 * time.Second)
+		n := uint64(1)
+		if md, err := msg.Metadata(); err == nil {
+			n = md.NumDelivered
+		}
+		delay := backoff(n, errors.Is(err, errUnauthorized))
+		d.metrics.events.WithLabelValues("retried").Inc()
+		d.log.Warn("run event will be retried", zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID),
+			zap.String("workspace", ev.WorkspaceName), zap.Uint64("delivery", n), zap.Duration("in", delay), zap.Error(err))
+		_ = msg.NakWithDelay(delay)
 	}
 }
 
-// Handle acts on one run event. It is idempotent: the same event handled
-// twice, or events out of order, change nothing more. progress is called
-// during long work so the message is not redelivered meanwhile.
-func (d *Dispatcher) Handle(ctx context.Context, ev *events.RunEvent, progress func()) error {
-	if id, ok := cascadeOfMessage(ev.RunMessage); ok {
-		return d.onMemberEvent(ctx, id, ev, progress)
+// backoff is the delay before an event's next delivery: doubling from 2 s,
+// at most 2 minutes (a minute at least while TFE refuses the token), with
+// a fifth of jitter so that a storm does not come back in step.
+func backoff(delivered uint64, unauthorized bool) time.Duration {
+	d := 2 * time.Second << min(delivered, 6)
+	d = min(d, 2*time.Minute)
+	if unauthorized {
+		d = max(d, time.Minute)
 	}
-	if d.startsCascade(ev.Status) {
-		return d.maybeStart(ctx, ev, progress)
-	}
-	switch ev.Status {
-	case "pending", "plan_queued", "planning", "planned":
-		return d.maybeSupersede(ctx, ev)
-	}
-	return nil
+	jitter := time.Duration(rand.Int64N(int64(d / 5)))
+	return d - d/10 + jitter
 }
 
-func (d *Dispatcher) startsCascade(status string) bool {
-	return status == string(tfe.RunApplied) || (d.opts.NoChangesStarts && status == string(tfe.RunPlannedAndFinished))
+func (d *Dispatcher) reject(ctx context.Context, org, msg, key string) {
+	d.log.Warn("run event rejected", zap.String("reason", msg))
+	d.deps.Alerts.Raise(ctx, alerts.Alert{Kind: alerts.KindEventRejected, Severity: alerts.SeverityWarning, Organization: org, Message: msg, Key: key})
 }
 
-// statusOutcome maps a run status to the member state it ends in, or "".
-func (d *Dispatcher) statusOutcome(status string) MemberState {
-	switch status {
-	case string(tfe.RunApplied):
-		return Applied
-	case string(tfe.RunPlannedAndFinished):
-		return NoChanges
-	case string(tfe.RunErrored), string(tfe.RunCanceled), "force_canceled", string(tfe.RunDiscarded):
-		return Failed
-	}
-	return ""
+// permanentError is an event that can never be handled: it is dropped
+// with an alert (key) rather than retried.
+type permanentError struct {
+	msg, key string
 }
 
-// httpStatus returns the HTTP status of a go-tfe error, or 0.
-func httpStatus(err error) int {
-	switch {
-	case errors.Is(err, tfe.ErrResourceNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, tfe.ErrUnauthorized):
-		return http.StatusUnauthorized
-	}
-	return 0
+func (e *permanentError) Error() string { return e.msg }
+
+func permanent(key, format string, args ...any) error {
+	return &permanentError{msg: fmt.Sprintf(format, args...), key: key}
 }
+
+// errUnauthorized marks a failure TFE answered 401 or 403: the token is
+// wrong or lacks permission, which retrying does not fix.
+var errUnauthorized = errors.New("TFE refused the token")

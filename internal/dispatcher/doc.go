@@ -1,30 +1,39 @@
-// Package dispatcher drives cascades: when a run applies in a workspace
-// with run triggers, every workspace downstream of it gets one run, in
-// dependency order, each after all its upstreams in the cascade applied.
+// Package dispatcher is the cascade engine's shell around the decision
+// core (internal/cascade): it consumes run events, keeps cascades in
+// JetStream KV, reads TFE, and carries the core's decisions out.
 //
-// What it guarantees (the rules C1–C9 of DESIGN.md):
+// It is level-triggered. Events, timers and takeovers only say "look at
+// cascade X"; a look reads what it needs from TFE (the members' workspaces
+// with their current runs, not only the cascade's own runs), decides, and
+// stores the transitions by compare-and-swap before acting. What it
+// guarantees:
 //
-//   - Once per workspace per cascade (C2): the intent to dispatch is
-//     recorded by compare-and-swap in JetStream KV before the run is
-//     created; the run's message carries the cascade's marker, and a
-//     retried dispatch looks for a run with that marker before creating
-//     one. Redelivered, duplicated and out-of-order events change nothing.
-//   - Order (C3): a run is created only once every barrier workspace has
-//     applied (or finished with no changes, where configured).
-//   - Failure and cycles (C4, C5): what can no longer run is blocked, never
-//     dispatched, and reported; the rest proceeds.
-//   - Any replica continues any cascade after any restart: all state is in
-//     the KV bucket, events come from a durable consumer with explicit
-//     acks, and an intent whose dispatcher died is taken over after the
-//     ack wait.
-//   - A lost webhook delays a cascade, never stalls it: runs with no news
-//     are read through the API.
-//   - Overlap (C6): a cascade that reaches a workspace where another
-//     cascade's run has not started shares that run; at most one follow-up
-//     is held per workspace.
-//   - Runs queued by TFE's native run triggers in a workspace a cascade is
-//     to run are discarded (or cancelled) with a comment naming the
-//     cascade (C7).
-//   - With DryRun, every decision is made and logged and nothing is
+//   - TFE is the truth (C12). A cascade starts only from a root run TFE
+//     confirms applied, in the workspace and organization the event names,
+//     within RootMaxAge; a root is handled once, however late a replay
+//     comes (its record outlives RootMaxAge). A member's status is read
+//     from TFE before anything downstream moves. Forged, replayed,
+//     duplicated and out-of-order events change nothing.
+//   - Exactly once with several replicas, fenced. A cascade is looked at by
+//     one replica at a time, under a lease in KV; every TFE write ends
+//     before the lease could expire, so a replica taking the cascade over
+//     never writes beside a live one. The intent to create a run is stored
+//     before the run is created, and a creation whose answer was lost is
+//     found by the cascade's marker in the run's message before any other.
+//   - A lost webhook of any run, the cascade's or TFE's, delays a cascade
+//     and never stalls it: every open cascade is looked at in full at
+//     least every Policy.Recheck.
+//   - No event holds up the others: events only mark cascades for a look
+//     (a bounded number of KV operations each, whatever the number of
+//     open cascades); what TFE will never accept ends the event with an
+//     alert; a refused token, rate limits and server errors back off with
+//     jitter; an event delivered MaxDeliver times is dropped with an alert.
+//   - State is replicated (every bucket has the configured replicas) and
+//     validated when read: a malformed record is reported once and set
+//     aside, and nothing read from NATS panics the daemon.
+//   - With DryRun every decision is made and logged, and nothing is
 //     written to TFE (C9).
+//
+// Snapshot, List and Watch are the read model: the only way, outside this
+// package, to see cascades.
 package dispatcher

@@ -1,0 +1,261 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+)
+
+// look is one reconciliation of a cascade, under its lease: read its state,
+// read what the decision needs from TFE, decide, store the transitions by
+// compare-and-swap, then carry the actions out. Every step is safe to
+// repeat: a look cut short anywhere is made again by whichever replica
+// holds the lease next.
+func (d *Dispatcher) look(ctx context.Context, l *lease, id string) error {
+	start := time.Now()
+	defer func() { d.metrics.lookSeconds.Observe(time.Since(start).Seconds()) }()
+	now := d.opts.Now()
+	p, err := d.store.plan(ctx, id)
+	switch {
+	case isMissing(err) || errors.Is(err, errMalformed):
+		return d.store.settleDue(ctx, id, 0, nil, time.Time{}) // expired, or set aside
+	case err != nil:
+		return err
+	}
+	meta, metaRev, err := d.store.meta(ctx, id)
+	switch {
+	case isMissing(err):
+		return d.begin(ctx, p)
+	case errors.Is(err, errMalformed):
+		return d.store.settleDue(ctx, id, 0, nil, time.Time{})
+	case err != nil:
+		return err
+	}
+	dueRec, dueRev, err := d.store.due(ctx, id)
+	if err != nil && !isMissing(err) {
+		return err
+	}
+	if meta.State != StateRunning {
+		return d.store.settleDue(ctx, id, dueRev, dueRec.Dirty, time.Time{})
+	}
+	st, revs, err := d.store.members(ctx, p)
+	if errors.Is(err, errMalformed) {
+		return d.setAside(ctx, id, meta, metaRev, dueRev, err)
+	}
+	if err != nil {
+		return err
+	}
+	ctl, err := d.controls(ctx, p)
+	if err != nil {
+		return err
+	}
+	pol := d.policy()
+	full := dueRec.Full || !now.Before(meta.LastFull.Add(pol.Recheck))
+	dirty := func(ws string) bool { return slices.Contains(dueRec.Dirty, ws) }
+	facts := cascade.Facts{Workspaces: map[string]cascade.Workspace{}, Quiet: map[string]time.Time{}, Runs: map[string]cascade.Run{},
+		Lists: map[string][]cascade.Run{}, HeldBy: map[string]string{}}
+	var reads int
+	watches := cascade.Observe(p, st, dirty, full, pol, now)
+	if n, err := d.observe(ctx, p, watches, &facts); err != nil {
+		return err
+	} else {
+		reads += n
+	}
+	if facts.Tools, err = d.tools.get(ctx); err != nil {
+		return err
+	}
+	var dec cascade.Decision
+	for round := 0; ; round++ {
+		if err := d.holders(ctx, p, st, &facts); err != nil {
+			return err
+		}
+		ctl.byTag(p, &facts)
+		dec = cascade.Decide(cascade.Input{Plan: p, Statuses: st, Facts: facts, Controls: ctl.Controls, Policy: pol, Now: now})
+		if dec.Need.Empty() || round == 3 {
+			break
+		}
+		n, err := d.fetch(ctx, dec.Need, &facts)
+		if err != nil {
+			return err
+		}
+		reads += n
+	}
+	d.metrics.looks.Inc()
+	d.metrics.reads.Add(float64(reads))
+	for _, r := range dec.Refused {
+		d.log.Error("the decision core refused a transition", zap.String("cascade_id", id), zap.String("transition", r))
+	}
+	// Transitions first, by compare-and-swap: an intent to create a run is
+	// stored before the run is created.
+	if err := d.write(ctx, l, p, st, revs, dec); err != nil {
+		return err
+	}
+	if err := d.act(ctx, l, p, dec, revs); err != nil {
+		return err
+	}
+	if err := d.index(ctx, p, dec, full); err != nil {
+		return err
+	}
+	if err := d.finishLook(ctx, id, meta, metaRev, dec, full, now); err != nil {
+		return err
+	}
+	if !dec.Done && !ctl.resumeAt.IsZero() && ctl.resumeAt.Before(dec.Wake) {
+		dec.Wake = ctl.resumeAt // a freeze window ends, or one begins
+	}
+	return d.store.settleDue(ctx, id, dueRev, dueRec.Dirty, dec.Wake)
+}
+
+// write stores the members' changed statuses. A compare-and-swap that
+// fails means someone else wrote the member: the lease was lost.
+func (d *Dispatcher) write(ctx context.Context, l *lease, p *cascade.Plan, before []cascade.Status, revs []uint64, dec cascade.Decision) error {
+	for _, i := range dec.Changed {
+		if _, err := l.deadline(0); err != nil {
+			return err
+		}
+		m := &p.Members[i]
+		s := dec.Statuses[i]
+		rev, err := d.store.putMember(ctx, p.ID, m.WorkspaceID, s, revs[i])
+		if err != nil {
+			if isConflict(err) {
+				return fmt.Errorf("member %s of %s changed under this look: %w", m.Name, p.ID, errLeaseLost)
+			}
+			return fmt.Errorf("store member %s of %s: %w", m.Name, p.ID, err)
+		}
+		revs[i] = rev
+		if s.RunID != "" && s.RunID != before[i].RunID {
+			if err := d.store.recordRun(ctx, s.RunID, runRecord{Cascade: p.ID, Workspace: m.WorkspaceID}); err != nil {
+				return err
+			}
+			if s.Adopted {
+				d.metrics.adopted.Inc()
+			}
+		}
+		d.logChange(p, i, before[i], s)
+	}
+	return nil
+}
+
+func (d *Dispatcher) logChange(p *cascade.Plan, i int, before, after cascade.Status) {
+	if before.State == after.State && before.Reason == after.Reason && before.RunID == after.RunID {
+		return
+	}
+	m := &p.Members[i]
+	d.log.Info("cascade member "+string(after.State), zap.String("cascade_id", p.ID), zap.String("workspace", m.Name),
+		zap.String("workspace_id", m.WorkspaceID), zap.String("run_id", after.RunID), zap.String("from", string(before.State)),
+		zap.String("reason", after.Reason))
+}
+
+// index keeps the workspace index to the members the cascade holds; a full
+// look also repairs it, should a crash have left it short.
+func (d *Dispatcher) index(ctx context.Context, p *cascade.Plan, dec cascade.Decision, full bool) error {
+	for _, i := range dec.Hold {
+		if err := d.store.hold(ctx, p.Members[i].WorkspaceID, p.ID, false); err != nil {
+			return err
+		}
+	}
+	for _, i := range dec.Release {
+		if err := d.store.hold(ctx, p.Members[i].WorkspaceID, p.ID, true); err != nil {
+			return err
+		}
+	}
+	if !full {
+		return nil
+	}
+	for i, m := range p.Members {
+		done := cascade.Done(p, dec.Statuses, i)
+		if slices.Contains(dec.Release, i) {
+			continue
+		}
+		if err := d.store.hold(ctx, m.WorkspaceID, p.ID, done); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishLook updates the cascade's meta: counts, the time of the last full
+// look, and, when it is done, its outcome.
+func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev uint64, dec cascade.Decision, full bool, now time.Time) error {
+	counts := map[string]int{}
+	for _, s := range dec.Statuses {
+		counts[string(s.State)]++
+	}
+	next := meta
+	next.Counts = counts
+	if full {
+		next.LastFull = now
+	}
+	if dec.Done {
+		next.State, next.Outcome, next.FinishedAt = StateDone, dec.Outcome, now
+	}
+	if maps.Equal(meta.Counts, next.Counts) && meta.LastFull.Equal(next.LastFull) && meta.State == next.State {
+		return nil
+	}
+	if _, err := d.store.putMeta(ctx, id, next, rev); err != nil {
+		if isConflict(err) {
+			return fmt.Errorf("meta of %s changed under this look: %w", id, errLeaseLost)
+		}
+		return err
+	}
+	if dec.Done {
+		d.metrics.finished.WithLabelValues(string(dec.Outcome)).Inc()
+		d.log.Info("cascade finished", zap.String("cascade_id", id), zap.String("root", meta.Root), zap.String("outcome", string(dec.Outcome)),
+			zap.Any("members", counts), zap.Duration("took", now.Sub(meta.StartedAt).Round(time.Millisecond)))
+	}
+	return nil
+}
+
+// setAside stops acting on a cascade whose state cannot be read: its
+// malformed record was reported; operators decide.
+func (d *Dispatcher) setAside(ctx context.Context, id string, meta Meta, rev, dueRev uint64, cause error) error {
+	meta.State, meta.Reason = StateSetAside, cause.Error()
+	if _, err := d.store.putMeta(ctx, id, meta, rev); err != nil && !isConflict(err) {
+		return err
+	}
+	return d.store.settleDue(ctx, id, dueRev, nil, time.Time{})
+}
+
+// policy is the decision core's policy from the options.
+func (d *Dispatcher) policy() cascade.Policy { return d.opts.Policy }
+
+// holders tells the core which member workspaces an older cascade holds:
+// that cascade acts in them first.
+func (d *Dispatcher) holders(ctx context.Context, p *cascade.Plan, st []cascade.Status, f *cascade.Facts) error {
+	for i, m := range p.Members {
+		if _, seen := f.Workspaces[m.WorkspaceID]; !seen || cascade.Done(p, st, i) {
+			continue
+		}
+		if _, known := f.HeldBy[m.WorkspaceID]; known {
+			continue
+		}
+		ids, _, err := d.store.owners(ctx, m.WorkspaceID)
+		if err != nil {
+			return err
+		}
+		f.HeldBy[m.WorkspaceID] = ""
+		for _, other := range ids {
+			if other == p.ID {
+				break
+			}
+			// An older cascade acts first, while it runs; one that ended
+			// without letting go (a crash) is let go of here.
+			if om, _, err := d.store.meta(ctx, other); err == nil && om.State == StateRunning {
+				f.HeldBy[m.WorkspaceID] = other
+				break
+			} else if err != nil && !isMissing(err) && !errors.Is(err, errMalformed) {
+				return err
+			}
+			if err := d.store.hold(ctx, m.WorkspaceID, other, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+package dispatcher
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	tfe "github.com/hashicorp/go-tfe"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+)
+
+// Reading TFE for a look, at the fewest calls: the organization's workspace
+// list, newest current run first, with each workspace's current run
+// included, shows every member touched recently in one call per hundred
+// workspaces; members it does not reach are read one by one.
+
+// clockSkew is how far TFE's clock and this one may disagree: a walk of the
+// workspace list goes that much further back than it needs.
+const clockSkew = 5 * time.Second
+
+// observe reads the members a look watches into f, and returns the number
+// of API calls it made.
+func (d *Dispatcher) observe(ctx context.Context, p *cascade.Plan, watches []cascade.Watch, f *cascade.Facts) (int, error) {
+	if len(watches) == 0 {
+		return 0, nil
+	}
+	want := make(map[string]time.Time, len(watches))
+	var floor time.Time
+	for _, w := range watches {
+		id := p.Members[w.Member].WorkspaceID
+		want[id] = w.Since
+		if floor.IsZero() || w.Since.Before(floor) {
+			floor = w.Since
+		}
+	}
+	calls := 0
+	if len(want) > 1 && d.opts.WalkPages > 0 {
+		n, err := d.walk(ctx, p.Organization, want, floor.Add(-clockSkew), f)
+		calls += n
+		if err != nil {
+			return calls, err
+		}
+	}
+	var rest []string
+	for id := range want {
+		if _, seen := f.Workspaces[id]; !seen {
+			if _, quiet := f.Quiet[id]; !quiet {
+				rest = append(rest, id)
+			}
+		}
+	}
+	n, err := d.readWorkspaces(ctx, rest, f)
+	return calls + n, err
+}
+
+// walk reads the workspace list newest current run first until every
+// wanted member was seen, the list is older than floor, or the page budget
+// is spent. Members not seen once the list went past their time are quiet:
+// no run created since then holds them.
+func (d *Dispatcher) walk(ctx context.Context, org string, want map[string]time.Time, floor time.Time, f *cascade.Facts) (int, error) {
+	opts := &tfe.WorkspaceListOptions{
+		Include:     []tfe.WSIncludeOpt{tfe.WSCurrentRun},
+		Sort:        "-current-run.created-at",
+		ListOptions: tfe.ListOptions{PageSize: 100},
+	}
+	var reached time.Time // the oldest current run seen so far
+	seen, calls := 0, 0
+	for page := 0; page < d.opts.WalkPages; page++ {
+		rctx, status := tfeclient.Record(ctx)
+		list, err := d.deps.Workspaces.List(rctx, org, opts)
+		calls++
+		if err != nil {
+			return calls, d.readError(err, status, "list the workspaces of "+org)
+		}
+		for _, w := range list.Items {
+			if _, ok := want[w.ID]; ok {
+				if _, dup := f.Workspaces[w.ID]; !dup {
+					seen++
+				}
+				f.Workspaces[w.ID] = workspaceFacts(w)
+			}
+			if w.CurrentRun != nil && !w.CurrentRun.CreatedAt.IsZero() && (reached.IsZero() || w.CurrentRun.CreatedAt.Before(reached)) {
+				reached = w.CurrentRun.CreatedAt
+			}
+		}
+		last := list.Pagination == nil || list.NextPage == 0
+		if seen == len(want) || last || (!reached.IsZero() && reached.Before(floor)) {
+			break
+		}
+		opts.PageNumber = list.NextPage
+	}
+	if reached.IsZero() {
+		return calls, nil
+	}
+	for id, since := range want {
+		if _, ok := f.Workspaces[id]; !ok && reached.Before(since.Add(-clockSkew)) {
+			f.Quiet[id] = since
+		}
+	}
+	return calls, nil
+}
+
+// readWorkspaces reads members one by one, with their current runs.
+func (d *Dispatcher) readWorkspaces(ctx context.Context, ids []string, f *cascade.Facts) (int, error) {
+	type result struct {
+		ws  cascade.Workspace
+		err error
+	}
+	results := make([]result, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, d.opts.MaxInFlight)
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rctx, status := tfeclient.Record(ctx)
+			w, err := d.deps.Workspaces.ReadByIDWithOptions(rctx, id, &tfe.WorkspaceReadOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}})
+			switch {
+			case err == nil:
+				results[i].ws = workspaceFacts(w)
+			case tfeclient.Classify(err, status) == tfeclient.Gone:
+				results[i].ws = cascade.Workspace{ID: id, Missing: true}
+			default:
+				results[i].err = d.readError(err, status, "read workspace "+id)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids {
+		if results[i].err != nil {
+			return len(ids), results[i].err
+		}
+		f.Workspaces[id] = results[i].ws
+	}
+	return len(ids), nil
+}
+
+// fetch reads what a decision said it lacks, and returns the API calls made.
+func (d *Dispatcher) fetch(ctx context.Context, need cascade.Needs, f *cascade.Facts) (int, error) {
+	calls, err := d.readWorkspaces(ctx, need.Workspaces, f)
+	if err != nil {
+		return calls, err
+	}
+	for _, id := range need.Runs {
+		rctx, status := tfeclient.Record(ctx)
+		r, err := d.deps.Runs.Read(rctx, id)
+		calls++
+		switch {
+		case err == nil:
+			f.Runs[id] = runFacts(r)
+		case tfeclient.Classify(err, status) == tfeclient.Gone:
+			f.Runs[id] = cascade.Run{ID: id, Gone: true}
+		default:
+			return calls, d.readError(err, status, "read run "+id)
+		}
+	}
+	for _, id := range need.Lists {
+		rctx, status := tfeclient.Record(ctx)
+		list, err := d.deps.Runs.List(rctx, id, &tfe.RunListOptions{ListOptions: tfe.ListOptions{PageSize: 20}})
+		calls++
+		switch {
+		case err == nil:
+			runs := make([]cascade.Run, 0, len(list.Items))
+			for _, r := range list.Items {
+				runs = append(runs, runFacts(r))
+			}
+			f.Lists[id] = runs
+		case tfeclient.Classify(err, status) == tfeclient.Gone:
+			f.Lists[id] = nil
+			f.Workspaces[id] = cascade.Workspace{ID: id, Missing: true}
+		default:
+			return calls, d.readError(err, status, "list the runs of "+id)
+		}
+	}
+	return calls, nil
+}
+
+// readError classifies a failed read: a refused token pauses the look;
+// anything else is retried with the next look.
+func (d *Dispatcher) readError(err error, status *tfeclient.Status, what string) error {
+	if tfeclient.Classify(err, status) == tfeclient.Unauthorized {
+		return &wrapped{what: what, err: errUnauthorized}
+	}
+	return &wrapped{what: what, err: err}
+}
+
+type wrapped struct {
+	what string
+	err  error
+}
+
+func (e *wrapped) Error() string { return e.what + ": " + e.err.Error() }
+func (e *wrapped) Unwrap() error { return e.err }
+
+// workspaceFacts is what the core needs of a workspace.
+func workspaceFacts(w *tfe.Workspace) cascade.Workspace {
+	out := cascade.Workspace{
+		ID: w.ID, Name: w.Name, Locked: w.Locked, ExecutionMode: w.ExecutionMode, TerraformVersion: w.TerraformVersion,
+		HasConfiguration: w.CurrentConfigurationVersion != nil && w.CurrentConfigurationVersion.ID != "",
+		AutoApply:        w.AutoApply, AutoApplyRunTrigger: w.AutoApplyRunTrigger, Tags: w.TagNames,
+	}
+	if out.ExecutionMode == "" && !w.Operations {
+		out.ExecutionMode = "local"
+	}
+	if lb := w.LockedBy; w.Locked && lb != nil {
+		switch {
+		case lb.Run != nil:
+			out.LockedByRun = lb.Run.ID
+		case lb.User != nil:
+			out.LockedBy = lb.User.Username
+			if out.LockedBy == "" {
+				out.LockedBy = lb.User.ID
+			}
+		case lb.Team != nil:
+			out.LockedBy = "team " + lb.Team.Name
+			if lb.Team.Name == "" {
+				out.LockedBy = "team " + lb.Team.ID
+			}
+		}
+	}
+	if r := w.CurrentRun; r != nil && r.ID != "" {
+		c := runFacts(r)
+		c.WorkspaceID = w.ID
+		out.Current = &c
+	}
+	return out
+}
+
+// runFacts is what the core needs of a run.
+func runFacts(r *tfe.Run) cascade.Run {
+	out := cascade.Run{
+		ID: r.ID, Status: string(r.Status), Source: string(r.Source), Message: r.Message, CreatedAt: r.CreatedAt,
+		AutoApply: r.AutoApply, IsDestroy: r.IsDestroy, PlanOnly: r.PlanOnly, StatusAt: statusAt(r),
+	}
+	if r.Workspace != nil {
+		out.WorkspaceID = r.Workspace.ID
+	}
+	if a := r.Actions; a != nil {
+		out.Discardable, out.Cancelable, out.Confirmable = a.IsDiscardable, a.IsCancelable, a.IsConfirmable
+	}
+	return out
+}
+
+// statusAt is when a run entered its status, by TFE's status timestamps.
+func statusAt(r *tfe.Run) time.Time {
+	ts := r.StatusTimestamps
+	if ts == nil {
+		return time.Time{}
+	}
+	switch r.Status {
+	case tfe.RunApplied:
+		return ts.AppliedAt
+	case tfe.RunPlannedAndFinished:
+		return ts.PlannedAndFinishedAt
+	case tfe.RunErrored:
+		return ts.ErroredAt
+	case tfe.RunCanceled:
+		return ts.CanceledAt
+	case tfe.RunDiscarded:
+		return ts.DiscardedAt
+	case "force_canceled":
+		return ts.ForceCanceledAt
+	case tfe.RunPlanned:
+		return ts.PlannedAt
+	case tfe.RunPlanning:
+		return ts.PlanningAt
+	case tfe.RunApplying:
+		return ts.ApplyingAt
+	}
+	return time.Time{}
+}
+
+// toolCache keeps the installation's Terraform versions for a TTL; without
+// the admin API (nil, or refused) they are unknown.
+type toolCache struct {
+	list ToolVersions
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu    sync.Mutex
+	tools map[string]cascade.Tool
+	at    time.Time
+}
+
+func (c *toolCache) get(ctx context.Context) (map[string]cascade.Tool, error) {
+	if c.list == nil {
+		return nil, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tools != nil && c.now().Sub(c.at) < c.ttl {
+		return c.tools, nil
+	}
+	m := map[string]cascade.Tool{}
+	opts := &tfe.AdminTerraformVersionsListOptions{ListOptions: tfe.ListOptions{PageSize: 100}}
+	for {
+		page, err := c.list.List(ctx, opts)
+		if err != nil {
+			c.tools, c.at = map[string]cascade.Tool{}, c.now() // no admin API: the check is skipped
+			return nil, nil
+		}
+		for _, tv := range page.Items {
+			m[tv.Version] = cascade.Tool{Enabled: tv.Enabled, Deprecated: tv.Deprecated}
+		}
+		if page.Pagination == nil || page.NextPage == 0 {
+			break
+		}
+		opts.PageNumber = page.NextPage
+	}
+	c.tools, c.at = m, c.now()
+	return m, nil
+}

@@ -1,0 +1,155 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// schedule runs looks at cascades when they are due. Every replica follows
+// the due entries (a KV watch); when one is due, a free worker tries to
+// take the cascade's lease, and only the replica that gets it looks. A
+// replica that dies holding a lease loses it after LeaseTTL, and the
+// cascade, still due, is looked at by another.
+func (d *Dispatcher) schedule(ctx context.Context) {
+	dueAt := map[string]time.Time{} // cascade → when due, from the watch
+	retry := map[string]time.Time{} // cascade → not before, locally (lease held elsewhere, failure)
+	running := map[string]bool{}
+	finished := make(chan lookResult, d.opts.Workers)
+	sem := make(chan struct{}, d.opts.Workers)
+
+	var updates <-chan jetstream.KeyValueEntry
+	var watcher jetstream.KeyWatcher
+	defer func() {
+		if watcher != nil {
+			_ = watcher.Stop()
+		}
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if updates == nil {
+			w, err := d.store.kv.Watch(ctx, "due.>")
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d.log.Warn("watch due cascades", zap.Error(err))
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			watcher, updates = w, w.Updates()
+		}
+		now := d.opts.Now()
+		next := time.Time{}
+		for id, at := range dueAt {
+			if running[id] {
+				continue
+			}
+			if r := retry[id]; r.After(at) {
+				at = r
+			}
+			switch {
+			case at.After(now):
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+			case len(sem) < cap(sem):
+				sem <- struct{}{}
+				running[id] = true
+				go func() {
+					defer func() { <-sem }()
+					finished <- lookResult{id: id, err: d.lookWhenDue(ctx, id)}
+				}()
+			}
+			// Otherwise every worker is busy: one finishing wakes the loop.
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(now), time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			for len(running) > 0 {
+				r := <-finished
+				delete(running, r.id)
+			}
+			return
+		case e, ok := <-updates:
+			if !ok { // the watch ends when NATS disconnects: make another
+				_ = watcher.Stop()
+				watcher, updates = nil, nil
+				continue
+			}
+			if e == nil {
+				continue // the initial values were all delivered
+			}
+			id := strings.TrimPrefix(e.Key(), "due.")
+			if e.Operation() != jetstream.KeyValuePut {
+				delete(dueAt, id)
+				delete(retry, id)
+				continue
+			}
+			var dv due
+			if decode(e.Value(), &dv) != nil || dv.At.IsZero() {
+				dv.At = now
+			}
+			dueAt[id] = dv.At
+		case r := <-finished:
+			delete(running, r.id)
+			switch {
+			case r.err == nil:
+				delete(retry, r.id)
+			case errors.Is(r.err, errLeaseHeld):
+				retry[r.id] = d.opts.Now().Add(d.opts.LeaseTTL / 2)
+			default:
+				if ctx.Err() == nil {
+					d.log.Warn("cascade look failed; looking again later", zap.String("cascade_id", r.id), zap.Error(r.err))
+				}
+				retry[r.id] = d.opts.Now().Add(backoff(2, errors.Is(r.err, errUnauthorized)))
+			}
+		case <-d.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+type lookResult struct {
+	id  string
+	err error
+}
+
+// errLeaseHeld means another replica is looking at the cascade.
+var errLeaseHeld = errors.New("another replica holds the cascade's lease")
+
+// lookWhenDue takes a cascade's lease and looks at it.
+func (d *Dispatcher) lookWhenDue(ctx context.Context, id string) error {
+	l, ok, err := acquire(ctx, d.leases, id, d.opts.Instance, d.opts.LeaseTTL, d.opts.Now)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errLeaseHeld
+	}
+	stop := l.keep(ctx)
+	defer func() {
+		stop()
+		l.release(context.WithoutCancel(ctx))
+	}()
+	return d.look(ctx, l, id)
+}
+
+// Reconcile looks at a cascade now, as the scheduler would when it is due.
+// It is for tests and tools; the daemon's scheduler calls it on its own.
+func (d *Dispatcher) Reconcile(ctx context.Context, id string) error {
+	return d.lookWhenDue(ctx, id)
+}

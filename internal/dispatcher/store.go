@@ -1,0 +1,461 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+)
+
+// store keeps the engine's state in a JetStream KV bucket. Keys:
+//
+//	plan.<cascade>           the cascade's plan, written once
+//	meta.<cascade>           how it stands: running or done, counts, outcome
+//	m.<cascade>.<workspace>  a member's status; absent until it first changes
+//	due.<cascade>            when to look at it next, and the workspaces
+//	                         events named since the last look
+//	ws.<workspace>           the open cascades holding the workspace, oldest
+//	                         first: the first acts in it
+//	run.<run>                the cascade a run belongs to (created or taken)
+//	root.<run>               a root handled without a cascade (nothing
+//	                         downstream)
+//	ctl.<...>                operators' controls
+//
+// Every record read back is validated: a malformed one is reported once and
+// set aside, never acted on, and never panics the daemon.
+type store struct {
+	kv  jetstream.KeyValue
+	ops atomic.Int64 // KV operations, for tests and benchmarks
+
+	mu    sync.Mutex
+	plans map[string]*cascade.Plan // immutable once written: cached for good
+	bad   map[string]bool          // malformed keys already reported
+
+	onMalformed func(key string, err error)
+}
+
+func newStore(kv jetstream.KeyValue, onMalformed func(string, error)) *store {
+	return &store{kv: kv, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
+}
+
+func planKey(id string) string       { return "plan." + id }
+func metaKey(id string) string       { return "meta." + id }
+func dueKey(id string) string        { return "due." + id }
+func memberKey(id, ws string) string { return "m." + id + "." + ws }
+func membersPrefix(id string) string { return "m." + id + "." }
+func wsKey(ws string) string         { return "ws." + ws }
+func runKey(run string) string       { return "run." + run }
+func rootKey(run string) string      { return "root." + run }
+func isConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
+}
+func isMissing(err error) bool { return errors.Is(err, jetstream.ErrKeyNotFound) }
+func (s *store) count(n int)   { s.ops.Add(int64(n)) }
+func (s *store) get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	s.count(1)
+	return s.kv.Get(ctx, key)
+}
+
+// errMalformed marks a record that cannot be used.
+var errMalformed = errors.New("malformed record")
+
+// malformed reports a bad record once and returns an error wrapping
+// errMalformed.
+func (s *store) malformed(key string, err error) error {
+	s.mu.Lock()
+	first := !s.bad[key]
+	s.bad[key] = true
+	s.mu.Unlock()
+	if first && s.onMalformed != nil {
+		s.onMalformed(key, err)
+	}
+	return fmt.Errorf("%s: %w: %v", key, errMalformed, err)
+}
+
+// decode reads a JSON record strictly.
+func decode(data []byte, v any) error {
+	if len(data) > 1<<20 {
+		return errors.New("record larger than 1 MiB")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the record")
+	}
+	return nil
+}
+
+// plan returns a cascade's plan; jetstream.ErrKeyNotFound when there is none.
+func (s *store) plan(ctx context.Context, id string) (*cascade.Plan, error) {
+	s.mu.Lock()
+	p := s.plans[id]
+	s.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	e, err := s.get(ctx, planKey(id))
+	if err != nil {
+		return nil, err
+	}
+	p = &cascade.Plan{}
+	if err := decode(e.Value(), p); err != nil {
+		return nil, s.malformed(e.Key(), err)
+	}
+	if err := p.Validate(); err != nil || p.ID != id {
+		if err == nil {
+			err = fmt.Errorf("plan of %s stored under %s", p.ID, id)
+		}
+		return nil, s.malformed(e.Key(), err)
+	}
+	s.mu.Lock()
+	s.plans[id] = p
+	s.mu.Unlock()
+	return p, nil
+}
+
+// createPlan stores a new cascade's plan; false when it existed already
+// (first writer wins).
+func (s *store) createPlan(ctx context.Context, p *cascade.Plan) (bool, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return false, err
+	}
+	s.count(1)
+	if _, err := s.kv.Create(ctx, planKey(p.ID), data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, nil
+		}
+		return false, fmt.Errorf("store the plan of %s: %w", p.ID, err)
+	}
+	return true, nil
+}
+
+// Meta is how a cascade stands as a whole.
+type Meta struct {
+	State        string          `json:"state"` // running, done, or set_aside (a record could not be read)
+	Outcome      cascade.Outcome `json:"outcome,omitempty"`
+	Reason       string          `json:"reason,omitempty"`
+	Organization string          `json:"organization"`
+	Root         string          `json:"root"`
+	StartedAt    time.Time       `json:"started_at"`
+	FinishedAt   time.Time       `json:"finished_at,omitzero"`
+	LastFull     time.Time       `json:"last_full,omitzero"`
+	Counts       map[string]int  `json:"counts,omitempty"`
+	Members      int             `json:"members"`
+}
+
+// Cascade states.
+const (
+	StateRunning  = "running"
+	StateDone     = "done"
+	StateSetAside = "set_aside"
+)
+
+func (m *Meta) validate() error {
+	switch m.State {
+	case StateRunning, StateDone, StateSetAside:
+	default:
+		return fmt.Errorf("unknown cascade state %q", m.State)
+	}
+	if m.Members < 0 {
+		return errors.New("negative member count")
+	}
+	return nil
+}
+
+func (s *store) meta(ctx context.Context, id string) (Meta, uint64, error) {
+	e, err := s.get(ctx, metaKey(id))
+	if err != nil {
+		return Meta{}, 0, err
+	}
+	var m Meta
+	if err := decode(e.Value(), &m); err != nil {
+		return Meta{}, 0, s.malformed(e.Key(), err)
+	}
+	if err := m.validate(); err != nil {
+		return Meta{}, 0, s.malformed(e.Key(), err)
+	}
+	return m, e.Revision(), nil
+}
+
+// putMeta writes a cascade's meta, by compare-and-swap on rev (0: create).
+func (s *store) putMeta(ctx context.Context, id string, m Meta, rev uint64) (uint64, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	s.count(1)
+	if rev == 0 {
+		return s.kv.Create(ctx, metaKey(id), data)
+	}
+	return s.kv.Update(ctx, metaKey(id), data, rev)
+}
+
+// members reads every member's status, and each one's revision (0 for a
+// member never written: it has its initial status).
+func (s *store) members(ctx context.Context, p *cascade.Plan) ([]cascade.Status, []uint64, error) {
+	st := make([]cascade.Status, len(p.Members))
+	revs := make([]uint64, len(p.Members))
+	for i := range p.Members {
+		st[i] = cascade.Initial(p, i)
+	}
+	w, err := s.kv.Watch(ctx, membersPrefix(p.ID)+"*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	s.count(1)
+	for e := range w.Updates() {
+		if e == nil {
+			return st, revs, nil // every current value was delivered
+		}
+		i := p.Index(strings.TrimPrefix(e.Key(), membersPrefix(p.ID)))
+		if i < 0 {
+			continue // not a member of this plan: ignore, never act on it
+		}
+		var v cascade.Status
+		if err := decode(e.Value(), &v); err != nil {
+			return nil, nil, s.malformed(e.Key(), err)
+		}
+		if err := v.Validate(); err != nil {
+			return nil, nil, s.malformed(e.Key(), err)
+		}
+		st[i], revs[i] = v, e.Revision()
+	}
+	return nil, nil, ctx.Err()
+}
+
+// putMember writes a member's status by compare-and-swap on rev (0: the
+// member was never written). It returns the new revision.
+func (s *store) putMember(ctx context.Context, id, ws string, v cascade.Status, rev uint64) (uint64, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	s.count(1)
+	if rev == 0 {
+		return s.kv.Create(ctx, memberKey(id, ws), data)
+	}
+	return s.kv.Update(ctx, memberKey(id, ws), data, rev)
+}
+
+// due is when a cascade is next looked at, and what events named since the
+// last look.
+type due struct {
+	At    time.Time `json:"at"`
+	Dirty []string  `json:"dirty,omitempty"` // workspace IDs
+	Full  bool      `json:"full,omitempty"`
+}
+
+const maxDirty = 10000
+
+func (s *store) due(ctx context.Context, id string) (due, uint64, error) {
+	e, err := s.get(ctx, dueKey(id))
+	if err != nil {
+		return due{}, 0, err
+	}
+	var d due
+	if err := decode(e.Value(), &d); err != nil || len(d.Dirty) > maxDirty {
+		if err == nil {
+			err = errors.New("too many dirty workspaces")
+		}
+		// Derived state: forget it and look at the whole cascade.
+		_ = s.malformed(e.Key(), err)
+		return due{At: time.Time{}, Full: true}, e.Revision(), nil
+	}
+	return d, e.Revision(), nil
+}
+
+// markDirty asks for a look at cascade id by at, because an event named
+// workspace ws ("" for none).
+func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full bool) error {
+	for {
+		d, rev, err := s.due(ctx, id)
+		if err != nil && !isMissing(err) {
+			return err
+		}
+		changed := false
+		if d.At.IsZero() || at.Before(d.At) {
+			d.At, changed = at, true
+		}
+		if ws != "" && !slices.Contains(d.Dirty, ws) && len(d.Dirty) < maxDirty {
+			d.Dirty, changed = append(d.Dirty, ws), true
+		}
+		if full && !d.Full {
+			d.Full, changed = true, true
+		}
+		if !changed {
+			return nil
+		}
+		data, _ := json.Marshal(d)
+		s.count(1)
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, dueKey(id), data)
+		} else {
+			_, err = s.kv.Update(ctx, dueKey(id), data, rev)
+		}
+		if err == nil || !isConflict(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// settleDue records a look that started when the due entry had revision
+// seen: the workspaces it handled leave the dirty set and the next look is
+// due at next (zero: the cascade is done and the entry goes). When an event
+// came during the look (the revision moved on), nothing leaves the set and
+// the look is made again as soon as the events asked.
+func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled []string, next time.Time) error {
+	for {
+		d, rev, err := s.due(ctx, id)
+		switch {
+		case isMissing(err):
+			d, rev = due{}, 0
+		case err != nil:
+			return err
+		}
+		nd := due{At: next, Dirty: d.Dirty}
+		if rev == seen {
+			nd.Dirty = slices.DeleteFunc(slices.Clone(d.Dirty), func(w string) bool { return slices.Contains(handled, w) })
+		} else if !d.At.IsZero() && (next.IsZero() || d.At.Before(next)) {
+			nd.At = d.At
+		}
+		s.count(1)
+		switch {
+		case nd.At.IsZero() && len(nd.Dirty) == 0 && rev == 0:
+			return nil
+		case nd.At.IsZero() && len(nd.Dirty) == 0:
+			err = s.kv.Delete(ctx, dueKey(id), jetstream.LastRevision(rev))
+		case rev == 0:
+			data, _ := json.Marshal(nd)
+			_, err = s.kv.Create(ctx, dueKey(id), data)
+		default:
+			data, _ := json.Marshal(nd)
+			_, err = s.kv.Update(ctx, dueKey(id), data, rev)
+		}
+		if err == nil || isMissing(err) || !isConflict(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// owners returns the open cascades holding workspace ws, oldest first.
+func (s *store) owners(ctx context.Context, ws string) ([]string, uint64, error) {
+	e, err := s.get(ctx, wsKey(ws))
+	if isMissing(err) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var ids []string
+	if err := decode(e.Value(), &ids); err != nil || len(ids) > 1000 || slices.ContainsFunc(ids, func(id string) bool { return !strings.HasPrefix(id, "c-") }) {
+		if err == nil {
+			err = errors.New("not a list of cascade IDs")
+		}
+		_ = s.malformed(e.Key(), err)
+		return nil, e.Revision(), nil // derived: rebuilt as cascades hold it again
+	}
+	return ids, e.Revision(), nil
+}
+
+// hold adds (or, with release, removes) cascade id to the holders of ws.
+func (s *store) hold(ctx context.Context, ws, id string, release bool) error {
+	for {
+		ids, rev, err := s.owners(ctx, ws)
+		if err != nil {
+			return err
+		}
+		has := slices.Contains(ids, id)
+		if has != release {
+			return nil // nothing to change
+		}
+		if release {
+			ids = slices.DeleteFunc(ids, func(x string) bool { return x == id })
+		} else {
+			ids = append(ids, id)
+		}
+		s.count(1)
+		switch {
+		case len(ids) == 0:
+			err = s.kv.Delete(ctx, wsKey(ws), jetstream.LastRevision(rev))
+		case rev == 0:
+			data, _ := json.Marshal(ids)
+			_, err = s.kv.Create(ctx, wsKey(ws), data)
+		default:
+			data, _ := json.Marshal(ids)
+			_, err = s.kv.Update(ctx, wsKey(ws), data, rev)
+		}
+		if err == nil || isMissing(err) || !isConflict(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// runRecord says which cascade a run belongs to.
+type runRecord struct {
+	Cascade   string `json:"cascade"`
+	Workspace string `json:"workspace"`
+}
+
+func (s *store) runOwner(ctx context.Context, runID string) (runRecord, bool, error) {
+	e, err := s.get(ctx, runKey(runID))
+	if isMissing(err) {
+		return runRecord{}, false, nil
+	}
+	if err != nil {
+		return runRecord{}, false, err
+	}
+	var r runRecord
+	if err := decode(e.Value(), &r); err != nil || !strings.HasPrefix(r.Cascade, "c-") {
+		if err == nil {
+			err = errors.New("no cascade")
+		}
+		_ = s.malformed(e.Key(), err)
+		// Unreadable: the run is someone's; take it as a member run so that
+		// it never starts a cascade.
+		return runRecord{Cascade: "unknown"}, true, nil
+	}
+	return r, true, nil
+}
+
+func (s *store) recordRun(ctx context.Context, runID string, r runRecord) error {
+	data, _ := json.Marshal(r)
+	s.count(1)
+	_, err := s.kv.Create(ctx, runKey(runID), data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	return err
+}
+
+// markRoot records a root handled without a cascade; false when it was
+// handled before.
+func (s *store) markRoot(ctx context.Context, runID, why string) (bool, error) {
+	s.count(1)
+	_, err := s.kv.Create(ctx, rootKey(runID), []byte(why))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (s *store) rootHandled(ctx context.Context, runID string) (bool, error) {
+	_, err := s.get(ctx, rootKey(runID))
+	if isMissing(err) {
+		return false, nil
+	}
+	return err == nil, err
+}

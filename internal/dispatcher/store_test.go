@@ -1,0 +1,246 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
+)
+
+// What is read back from KV is a wire like any other: these tests write
+// what a bug, an older version or someone with access to NATS could, and
+// check that nothing is acted on and nothing panics.
+
+func newTestDispatcher(t *testing.T, js jetstream.JetStream, rec *testutil.Alerts) *Dispatcher {
+	t.Helper()
+	d, err := New(context.Background(), Options{LeaseTTL: time.Second}, Deps{JetStream: js, Alerts: rec, Log: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func testPlan(t *testing.T) *cascade.Plan {
+	t.Helper()
+	ws := []graph.Workspace{{ID: "ws-aaaaaaaaaaaaaaaa", Name: "a"}, {ID: "ws-bbbbbbbbbbbbbbbb", Name: "b"}}
+	g, err := graph.New(ws, []graph.Edge{{Source: ws[0].ID, Target: ws[1].ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gp, err := g.Plan(ws[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	return cascade.NewPlan(g, gp, cascade.Root{WorkspaceID: ws[0].ID, WorkspaceName: "a", RunID: "run-rrrrrrrrrrrrrrrr", FinishedAt: now, Status: "applied"}, "acme", now, false)
+}
+
+func TestMalformedRecordsAreSetAside(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		key   func(p *cascade.Plan) string
+		value string
+	}{
+		{"a member status that is not JSON", func(p *cascade.Plan) string { return memberKey(p.ID, p.Members[0].WorkspaceID) }, "{not json"},
+		{"a member in a state that does not exist", func(p *cascade.Plan) string { return memberKey(p.ID, p.Members[0].WorkspaceID) }, `{"state":"launched"}`},
+		{"a member running without a run", func(p *cascade.Plan) string { return memberKey(p.ID, p.Members[0].WorkspaceID) }, `{"state":"running"}`},
+		{"a member with unknown fields", func(p *cascade.Plan) string { return memberKey(p.ID, p.Members[0].WorkspaceID) }, `{"state":"waiting","dispatch_to":"ws-evil"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			js, _ := testutil.JetStream(t)
+			rec := &testutil.Alerts{}
+			d := newTestDispatcher(t, js, rec)
+			ctx := context.Background()
+			p := testPlan(t)
+			if _, err := d.store.createPlan(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.begin(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.store.kv.Put(ctx, tc.key(p), []byte(tc.value)); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if err := d.Reconcile(ctx, p.ID); err != nil {
+					t.Fatalf("look: %v", err)
+				}
+			}
+			m, _, err := d.store.meta(ctx, p.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.State != StateSetAside || !strings.Contains(m.Reason, "malformed") {
+				t.Errorf("meta: got %+v, want the cascade set aside", m)
+			}
+			if got := rec.Of(alerts.KindMalformedState); len(got) != 1 {
+				t.Errorf("alerts: got %d malformed_state, want 1", len(got))
+			}
+		})
+	}
+}
+
+func TestMalformedIndexRecordsAreForgotten(t *testing.T) {
+	js, _ := testutil.JetStream(t)
+	rec := &testutil.Alerts{}
+	d := newTestDispatcher(t, js, rec)
+	ctx := context.Background()
+	for _, kv := range [][2]string{
+		{wsKey("ws-aaaaaaaaaaaaaaaa"), `["evil"]`},
+		{dueKey("c-run-xxxxxxxxxxxxxxxx"), `{"at":"yesterday"}`},
+		{runKey("run-xxxxxxxxxxxxxxxx"), `[]`},
+	} {
+		if _, err := d.store.kv.Put(ctx, kv[0], []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids, _, err := d.store.owners(ctx, "ws-aaaaaaaaaaaaaaaa"); err != nil || len(ids) != 0 {
+		t.Errorf("owners: got %v, %v; want none", ids, err)
+	}
+	if dv, _, err := d.store.due(ctx, "c-run-xxxxxxxxxxxxxxxx"); err != nil || !dv.Full {
+		t.Errorf("due: got %+v, %v; want a full look", dv, err)
+	}
+	if _, ours, err := d.store.runOwner(ctx, "run-xxxxxxxxxxxxxxxx"); err != nil || !ours {
+		t.Errorf("run owner: got %v, %v; want it kept from starting a cascade", ours, err)
+	}
+	if got := len(rec.Of(alerts.KindMalformedState)); got != 3 {
+		t.Errorf("alerts: got %d, want 3", got)
+	}
+}
+
+// FuzzRecords feeds arbitrary bytes to every decoder of what is read back
+// from KV: none may panic, and what decodes must validate or be refused.
+func FuzzRecords(f *testing.F) {
+	p, _ := json.Marshal(testPlanForFuzz())
+	for _, seed := range []string{
+		string(p), `{"state":"running","run_id":"run-x"}`, `{"state":"waiting"}`, `{"at":"2026-01-01T00:00:00Z","dirty":["ws-a"]}`,
+		`["c-run-a"]`, `{"cascade":"c-run-a","workspace":"ws-a"}`, `{"by":"ops","why":"x","at":"2026-01-01T00:00:00Z"}`,
+		`{"state":"done","members":3}`, `null`, `[]`, `{}`, "\x00", `{"members":[{"workspace_id":"ws-b","upstreams":["ws-b"]}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var pl cascade.Plan
+		if decode(data, &pl) == nil {
+			_ = pl.Validate()
+			if pl.Validate() == nil {
+				for i := range pl.Members {
+					_ = cascade.Initial(&pl, i)
+					_ = cascade.Done(&pl, make([]cascade.Status, len(pl.Members)), i)
+				}
+			}
+		}
+		var st cascade.Status
+		if decode(data, &st) == nil {
+			_ = st.Validate()
+		}
+		var m Meta
+		if decode(data, &m) == nil {
+			_ = m.validate()
+		}
+		var dv due
+		_ = decode(data, &dv)
+		var ids []string
+		_ = decode(data, &ids)
+		var rr runRecord
+		_ = decode(data, &rr)
+		var c Control
+		if decode(data, &c) == nil {
+			_ = c.validate()
+		}
+		var fs []Freeze
+		_ = decode(data, &fs)
+		var xs []Exclusion
+		_ = decode(data, &xs)
+	})
+}
+
+func testPlanForFuzz() *cascade.Plan {
+	ws := []graph.Workspace{{ID: "ws-a", Name: "a"}, {ID: "ws-b", Name: "b"}}
+	g, _ := graph.New(ws, []graph.Edge{{Source: "ws-a", Target: "ws-b"}})
+	gp, _ := g.Plan("ws-a")
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	return cascade.NewPlan(g, gp, cascade.Root{WorkspaceID: "ws-a", WorkspaceName: "a", RunID: "run-a", FinishedAt: now, Status: "applied"}, "acme", now, false)
+}
+
+func TestLease(t *testing.T) {
+	js, _ := testutil.JetStream(t)
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "leases", TTL: time.Second, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok, err := acquire(ctx, kv, "c-1", "one", time.Second, time.Now)
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	if _, ok, _ := acquire(ctx, kv, "c-1", "two", time.Second, time.Now); ok {
+		t.Fatal("a second replica took a held lease")
+	}
+	until, err := l.deadline(0)
+	if err != nil || until.After(time.Now().Add(time.Second)) {
+		t.Errorf("deadline: got %s, %v; want within the TTL", until, err)
+	}
+	if _, err := l.deadline(2 * time.Second); err == nil {
+		t.Error("a write longer than the lease was allowed to start")
+	}
+	// Not renewed, it expires, and another replica takes it; the first
+	// one's renewal then fails and it stops writing.
+	testutil.WaitFor(t, "the lease to expire", 10*time.Second, func() bool {
+		_, ok, _ := acquire(ctx, kv, "c-1", "two", time.Second, time.Now)
+		return ok
+	})
+	if err := l.renew(ctx); err == nil {
+		t.Error("an expired lease was renewed")
+	}
+	if _, err := l.deadline(0); err == nil {
+		t.Error("a lost lease still allows writes")
+	}
+}
+
+func TestDueSettlesWithoutLosingEvents(t *testing.T) {
+	js, _ := testutil.JetStream(t)
+	d := newTestDispatcher(t, js, &testutil.Alerts{})
+	ctx := context.Background()
+	now := time.Now()
+	if err := d.store.markDirty(ctx, "c-1", "ws-a", now, false); err != nil {
+		t.Fatal(err)
+	}
+	dv, rev, err := d.store.due(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An event for the same workspace arrives during the look.
+	if err := d.store.markDirty(ctx, "c-1", "ws-a", now.Add(time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.store.markDirty(ctx, "c-1", "ws-b", now.Add(time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.store.settleDue(ctx, "c-1", rev, dv.Dirty, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := d.store.due(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Dirty) != 2 || got.At.After(now.Add(time.Second)) {
+		t.Errorf("due: got %+v; want both workspaces kept and a look soon", got)
+	}
+	_, rev, _ = d.store.due(ctx, "c-1")
+	if err := d.store.settleDue(ctx, "c-1", rev, got.Dirty, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.store.due(ctx, "c-1"); !isMissing(err) {
+		t.Errorf("a done cascade's due entry was kept: %v", err)
+	}
+}
