@@ -118,6 +118,7 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[str
 func TestWebhookRejects(t *testing.T) {
 	in := newIngest(t, events.WebhookOptions{MaxBodyBytes: 4096})
 	good := payloadFile(t, "run-applied.json")
+	badRunID := bytes.Replace(good, []byte(`"run-8F5JFydVYAmtTjET"`), []byte(`"run-8F5J.>"`), 1)
 	for _, tc := range []struct {
 		name, method, path string
 		body               []byte
@@ -132,6 +133,7 @@ func TestWebhookRejects(t *testing.T) {
 		{"malformed JSON", "POST", "/webhooks/tfe", []byte(`{"payload_version":`), tfesim.Sign(newToken, []byte(`{"payload_version":`)), 400, events.ResultMalformed},
 		{"wrong shape", "POST", "/webhooks/tfe", []byte(`{"payload_version":1,"notifications":[{"trigger":"run:completed"}]}`),
 			tfesim.Sign(newToken, []byte(`{"payload_version":1,"notifications":[{"trigger":"run:completed"}]}`)), 400, events.ResultBadShape},
+		{"a run ID outside TFE's format", "POST", "/webhooks/tfe", badRunID, tfesim.Sign(newToken, badRunID), 400, events.ResultBadShape},
 		{"body over the limit", "POST", "/webhooks/tfe", bytes.Repeat([]byte(" "), 5000), tfesim.Sign(newToken, bytes.Repeat([]byte(" "), 5000)), 413, events.ResultTooLarge},
 		{"wrong method", "GET", "/webhooks/tfe", nil, "", 405, events.ResultMethodNotAllowed},
 		{"wrong path", "POST", "/webhooks/tfc", good, tfesim.Sign(newToken, good), 404, events.ResultNotFound},
@@ -235,3 +237,4 @@ func TestWebhookSkipSignature(t *testing.T) {
 		t.Error("a webhook with no token and signatures not skipped was built")
 	}
 }
+
