@@ -169,7 +169,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if dup {
 			duplicates++
 		}
-		h.metrics.events.WithLabelValues(ev.Trigger, ev.Status).Inc()
+		h.metrics.events.WithLabelValues(triggerLabel(ev.Trigger), statusLabel(ev.Status)).Inc()
 	}
 	switch {
 	case len(decoded.Events) > 0:
@@ -250,6 +250,35 @@ func (h *Webhook) NotFound() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, r, http.StatusNotFound, ResultNotFound, "no such path")
 	})
+}
+
+// LabelOther stands, in a metric label, for a value that came from input
+// and is not one of those the label knows: a signed sender can make up run
+// statuses, and each new label value would be a series of its own.
+const LabelOther = "other"
+
+// statusLabel is the run status as a label value: one of TFE's run
+// statuses, or other.
+func statusLabel(s string) string {
+	switch s {
+	case "pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed", "queuing",
+		"plan_queued", "planning", "planned", "cost_estimating", "cost_estimated", "policy_checking",
+		"policy_override", "policy_soft_failed", "policy_checked", "confirmed", "post_plan_running",
+		"post_plan_completed", "post_plan_awaiting_decision", "planned_and_finished", "planned_and_saved",
+		"queuing_apply", "apply_queued", "pre_apply_running", "pre_apply_completed", "applying",
+		"post_apply_running", "post_apply_completed", "applied", "discarded", "errored", "canceled",
+		"force_canceled":
+		return s
+	}
+	return LabelOther
+}
+
+// triggerLabel is the trigger as a label value: a run trigger, or other.
+func triggerLabel(t string) string {
+	if isRunTrigger(t) {
+		return t
+	}
+	return LabelOther
 }
 
 // Metrics are the ingest side's Prometheus metrics.

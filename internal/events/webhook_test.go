@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -238,3 +240,39 @@ func TestWebhookSkipSignature(t *testing.T) {
 	}
 }
 
+// Run statuses a signed sender makes up are counted under one label value,
+// so input cannot grow the number of series.
+func TestWebhookBoundsStatusLabels(t *testing.T) {
+	in := newIngest(t, events.WebhookOptions{})
+	for i := range 50 {
+		body := valid(t, func(m map[string]any) { notif(m)["run_status"] = fmt.Sprintf("made_up_%d", i) })
+		if status, answer := in.post("POST", "/webhooks/tfe", body, tfesim.Sign(newToken, body)); status != http.StatusOK {
+			t.Fatalf("event %d: got %d %s, want 200", i, status, answer)
+		}
+	}
+	body := payloadFile(t, "run-applied.json")
+	if status, _ := in.post("POST", "/webhooks/tfe", body, tfesim.Sign(newToken, body)); status != http.StatusOK {
+		t.Fatalf("a known status: got %d, want 200", status)
+	}
+	families, err := in.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "orchestrator_run_events_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var key []string
+			for _, l := range m.GetLabel() {
+				key = append(key, l.GetName()+"="+l.GetValue())
+			}
+			series[strings.Join(key, ",")] = m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{"status=other,trigger=run:completed": 50, "status=applied,trigger=run:completed": 1}
+	if !maps.Equal(series, want) {
+		t.Errorf("orchestrator_run_events_total series: got %v, want %v", series, want)
+	}
+}
