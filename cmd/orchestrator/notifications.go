@@ -37,8 +37,14 @@ func notificationsInstallCommand() *command {
 				if err != nil {
 					return fmt.Errorf("read --token-file: %w", err)
 				}
-				if o.Token = strings.TrimSpace(string(b)); o.Token == "" {
-					return usagef("--token-file %s is empty", tokenFile)
+				// The file serve reads its tokens from: one per line, # comments.
+				switch tokens := secretLines(b); len(tokens) {
+				case 0:
+					return usagef("--token-file %s holds no token", tokenFile)
+				case 1:
+					o.Token = tokens[0]
+				default:
+					return usagef("--token-file %s holds %d tokens; give a file with the one token to install", tokenFile, len(tokens))
 				}
 				client, err := tf.client()
 				if err != nil {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 )
 
 func serveCommand() *command {
@@ -27,6 +28,10 @@ func serveCommand() *command {
 			fs.boolVar(&cfg.Webhook.SkipSignature, "insecure-skip-signature", "ORCHESTRATOR_INSECURE_SKIP_SIGNATURE", false, "accept unsigned webhooks when no token is set (never in production)")
 			fs.Int64Var(&cfg.Webhook.MaxBodyBytes, "webhook-max-body", 1<<20, "largest webhook body accepted, in bytes")
 			fs.mirror("webhook-max-body", "ORCHESTRATOR_WEBHOOK_MAX_BODY")
+			fs.intVar(&cfg.Webhook.MaxConcurrent, "webhook-max-concurrent", "ORCHESTRATOR_WEBHOOK_MAX_CONCURRENT", events.DefaultMaxConcurrent, "webhook requests read at once before their signatures are checked; more get 503")
+			fs.Int64Var(&cfg.Webhook.MaxPendingBytes, "webhook-max-pending-bytes", events.DefaultMaxPendingBytes, "memory the bodies of webhook requests not yet verified may hold, in bytes; more get 503")
+			fs.mirror("webhook-max-pending-bytes", "ORCHESTRATOR_WEBHOOK_MAX_PENDING_BYTES")
+			fs.durationVar(&cfg.Webhook.ReadTimeout, "webhook-read-timeout", "ORCHESTRATOR_WEBHOOK_READ_TIMEOUT", events.DefaultReadTimeout, "how long a webhook may take to send its body")
 			fs.stringVar(&cfg.Stream.Name, "stream-name", "ORCHESTRATOR_STREAM_NAME", "RUN_EVENTS", "JetStream stream of run events")
 			fs.stringVar(&cfg.Stream.Retention, "stream-retention", "ORCHESTRATOR_STREAM_RETENTION", "limits", "stream retention: limits, interest or workqueue")
 			fs.durationVar(&cfg.Stream.MaxAge, "stream-max-age", "ORCHESTRATOR_STREAM_MAX_AGE", 7*24*time.Hour, "how long run events are kept")

@@ -261,7 +261,18 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPListen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	srv := &http.Server{
+		Handler: mux,
+		// Headers are small (TFE's, a probe's, a scrape's): 64 KiB instead of
+		// net/http's 1 MiB, sent within 10s. The webhook bounds the time of
+		// its body itself (--webhook-read-timeout); ReadTimeout backs it.
+		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// An answer waits at most for a publish (5s) after the body.
+		WriteTimeout: time.Minute,
+		IdleTimeout:  2 * time.Minute,
+	}
 	a.mu.Lock()
 	a.httpAddr = ln.Addr().String()
 	a.mu.Unlock()
