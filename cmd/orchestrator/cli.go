@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -218,6 +221,35 @@ func (fs *flagSet) parse(args []string, getenv func(string) string) error {
 	return nil
 }
 
+// positive refuses zero or a negative value in the named flags (ints,
+// int64s, floats and durations). In the configuration a zero takes the
+// default; on the command line it is a mistake, not a way to say "default".
+func (fs *flagSet) positive(names ...string) error {
+	for _, name := range names {
+		f := fs.Lookup(name)
+		if f == nil {
+			panic("positive: undefined flag " + name)
+		}
+		bad := false
+		switch v := f.Value.(flag.Getter).Get().(type) {
+		case int:
+			bad = v <= 0
+		case int64:
+			bad = v <= 0
+		case float64:
+			bad = v <= 0
+		case time.Duration:
+			bad = v <= 0
+		default:
+			panic("positive: flag " + name + " is not a number or a duration")
+		}
+		if bad {
+			return usagef("--%s must be greater than 0, not %s", name, f.Value.String())
+		}
+	}
+	return nil
+}
+
 // usage prints the command's flags with their environment variables.
 func (fs *flagSet) usage(cmd *command) func() {
 	return func() {
@@ -268,6 +300,36 @@ func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
 }
 
 var errHelp = flag.ErrHelp
+
+// listenAddress checks a host:port to listen on (the host may be empty,
+// port 0 picks one).
+func listenAddress(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:8081 or :8081")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("the port must be a number from 0 to 65535")
+	}
+	return nil
+}
+
+// httpURL checks an http:// or https:// URL with a host.
+func httpURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want an http:// or https:// URL")
+	}
+	return nil
+}
+
+// organizationName checks a TFE organization name: letters, digits, - and _.
+func organizationName(s string) error {
+	if s == "" || len(s) > 128 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
+		return errors.New("not a TFE organization name (letters, digits, - and _)")
+	}
+	return nil
+}
 
 func isUsage(err error) bool {
 	var ue *usageError

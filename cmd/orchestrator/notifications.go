@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 )
@@ -28,10 +27,17 @@ func notificationsInstallCommand() *command {
 				switch {
 				case o.Organization == "":
 					return usagef("--organization is required")
-				case !strings.HasPrefix(o.URL, "http://") && !strings.HasPrefix(o.URL, "https://"):
-					return usagef("--url must be the daemon's http(s) webhook URL")
+				case organizationName(o.Organization) != nil:
+					return usagef("--organization %q: %v", o.Organization, organizationName(o.Organization))
+				case httpURL(o.URL) != nil:
+					return usagef("--url %q must be the daemon's http:// or https:// webhook URL", o.URL)
 				case tokenFile == "":
 					return usagef("--token-file is required")
+				case o.Name == "":
+					return usagef("--name must not be empty")
+				}
+				if _, err := tf.check(); err != nil {
+					return err
 				}
 				b, err := os.ReadFile(tokenFile)
 				if err != nil {

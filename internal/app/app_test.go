@@ -17,10 +17,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
 
 const webhookToken = "webhook-secret"
@@ -293,19 +295,39 @@ func TestHealthReadyMetrics(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
+	tok := events.WebhookOptions{Tokens: []string{"t"}}
 	for _, tc := range []struct {
 		name string
 		cfg  app.Config
 		want string
 	}{
 		{"no token", app.Config{}, "--insecure-skip-signature"},
-		{"bad retention", app.Config{Webhook: events.WebhookOptions{Tokens: []string{"t"}}, Stream: events.StreamOptions{Retention: "forever"}}, "retention"},
-		{"window over max age", app.Config{Webhook: events.WebhookOptions{Tokens: []string{"t"}}, Stream: events.StreamOptions{MaxAge: time.Minute, DuplicateWindow: time.Hour}}, "duplicate window"},
-		{"half TLS", app.Config{Webhook: events.WebhookOptions{Tokens: []string{"t"}}, NATS: app.NATSConfig{TLSCert: "c"}}, "TLS"},
+		{"bad retention", app.Config{Webhook: tok, Stream: events.StreamOptions{Retention: "forever"}}, "--stream-retention"},
+		{"window over max age", app.Config{Webhook: tok, Stream: events.StreamOptions{MaxAge: time.Minute, DuplicateWindow: time.Hour}},
+			"--stream-duplicate-window (1h) must not be longer than --stream-max-age (1m)"},
+		{"window over the default max age", app.Config{Webhook: tok, Stream: events.StreamOptions{DuplicateWindow: 8 * 24 * time.Hour}}, "--stream-max-age (168h)"},
+		{"half TLS", app.Config{Webhook: tok, NATS: app.NATSConfig{URL: "nats://n:4222", TLSCert: "c"}}, "--nats-tls-cert and --nats-tls-key"},
+		{"state TTL under the ack wait", app.Config{Webhook: tok, Dispatcher: dispatcher.Options{StateTTL: time.Second}},
+			"--state-ttl (1s) must be longer than --ack-wait (30s)"},
+		{"state TTL under a set ack wait", app.Config{Webhook: tok, Dispatcher: dispatcher.Options{StateTTL: time.Minute, AckWait: 2 * time.Minute}},
+			"--state-ttl (1m) must be longer than --ack-wait (2m)"},
+		{"negative in flight", app.Config{Webhook: tok, Dispatcher: dispatcher.Options{MaxInFlight: -1}}, "--max-dispatch-in-flight"},
+		{"negative reconcile interval", app.Config{Webhook: tok, Dispatcher: dispatcher.Options{ReconcileInterval: -time.Second}}, "--reconcile-interval (-1s)"},
+		{"negative watchdog interval", app.Config{Webhook: tok, Watchdog: watchdog.Options{Interval: -time.Minute}}, "--watchdog-interval"},
+		{"short lease", app.Config{Webhook: tok, Watchdog: watchdog.Options{LeaseTTL: time.Millisecond}}, "--watchdog-lease-ttl"},
+		{"unknown scan", app.Config{Webhook: tok, Watchdog: watchdog.Options{Scan: "all"}}, "--watchdog-scan"},
+		{"negative shutdown timeout", app.Config{Webhook: tok, ShutdownTimeout: -time.Second}, "--shutdown-timeout"},
+		{"negative webhook body", app.Config{Webhook: events.WebhookOptions{Tokens: []string{"t"}, MaxBodyBytes: -1}}, "--webhook-max-body"},
+		{"empty token", app.Config{Webhook: events.WebhookOptions{Tokens: []string{" "}}}, "--webhook-token"},
+		{"slack URL", app.Config{Webhook: tok, Alerts: app.AlertsConfig{SlackURL: "https://hooks.example.com/SECRET\r"}}, "--alert-slack-url"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := app.New(tc.cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v, want an error mentioning %q", err, tc.want)
+			_, err := app.New(tc.cfg, zap.NewNop())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error saying %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("the error shows a secret: %v", err)
 			}
 		})
 	}
