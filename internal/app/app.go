@@ -121,14 +121,15 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return 0
 	}))
+	// The alert pipeline comes first: every part is given it when built.
+	notifier := a.alertPipeline(nc)
 	metrics := events.NewMetrics(a.registry)
-	webhook, err := events.NewWebhook(a.cfg.Webhook, events.NewPublisher(js, streamName), metrics, a.log.Named("webhook"))
+	webhookOpts := a.cfg.Webhook
+	webhookOpts.Alerts = notifier
+	webhook, err := events.NewWebhook(webhookOpts, events.NewPublisher(js, streamName), metrics, a.log.Named("webhook"))
 	if err != nil {
 		return err
 	}
-
-	notifier := a.alertPipeline(nc)
-	a.cfg.Webhook.Alerts = notifier
 	var disp *dispatcher.Dispatcher
 	var dog *watchdog.Watchdog
 	if a.cfg.TFE.Token != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
@@ -84,6 +85,17 @@ func start(t *testing.T, cfg app.Config) *daemon {
 }
 
 func (d *daemon) url(path string) string { return "http://" + d.HTTPAddr() + path }
+
+// connect opens a client connection of its own to the daemon's NATS.
+func connect(t *testing.T, d *daemon) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(d.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
 
 // stream opens the run event stream through a client connection of its own.
 func stream(t *testing.T, url string) jetstream.Stream {
@@ -276,6 +288,35 @@ func TestExternalNATS(t *testing.T) {
 	}
 	if n := count(t, stream(t, ns.ClientURL())); n != 1 {
 		t.Errorf("the outside server's stream holds %d messages, want 1", n)
+	}
+}
+
+// A rejected webhook raises webhook_rejected, seen where operators look:
+// on NATS and at the configured webhook sink, without the request's secrets.
+func TestWebhookRejectedAlert(t *testing.T) {
+	watch := testutil.NewAlertWatch(t)
+	d := start(t, app.Config{Alerts: app.AlertsConfig{WebhookURL: watch.SinkURL()}})
+	watch.Subscribe(t, connect(t, d))
+
+	body := runPayload("run-0000000000000001", "applied", time.Now().UTC())
+	req, _ := http.NewRequest("POST", d.url("/webhooks/tfe"), bytes.NewReader(body))
+	req.Header.Set(events.SignatureHeader, tfesim.Sign("a-guessed-token", body))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a badly signed webhook: got %d, want 401", res.StatusCode)
+	}
+	onNATS, atSink := watch.Expect(t, alerts.KindWebhookRejected, 15*time.Second)
+	for _, a := range []alerts.Alert{onNATS.Alert, atSink} {
+		if !strings.Contains(a.Message, events.ResultBadSignature) || a.Severity != alerts.SeverityWarning {
+			t.Errorf("alert %+v: want a warning naming %s", a, events.ResultBadSignature)
+		}
+		if strings.Contains(a.Message, webhookToken) || strings.Contains(a.Message, "a-guessed-token") {
+			t.Errorf("the alert shows a token: %s", a.Message)
+		}
 	}
 }
 
