@@ -123,6 +123,8 @@ func TestConfigurationRefusedBeforeStart(t *testing.T) {
 		{"NATS user without password", serve("--nats-url", "nats://n:4222", "--nats-user", "u"), nil, "--nats-user needs --nats-password"},
 		{"two NATS authentications", serve("--nats-url", "nats://n:4222", "--nats-user", "u", "--nats-password", "p", "--nats-token", "tok"), nil, "--nats-user and --nats-token"},
 		{"NATS credentials without a NATS URL", serve("--nats-token", "tok"), nil, "--nats-token applies to the NATS of --nats-url"},
+		{"NKey file that is not a seed", serve("--nats-url", "nats://n:4222", "--nats-nkey", writeFile(t, "SECRET\n")), nil, "--nats-nkey"},
+		{"NKey and user", serve("--nats-url", "nats://n:4222", "--nats-nkey", "f", "--nats-user", "u", "--nats-password", "p"), nil, "--nats-nkey and --nats-user"},
 		{"missing NATS creds file", serve("--nats-url", "nats://n:4222", "--nats-creds", "/does/not/exist"), nil, "--nats-creds"},
 		{"pending bytes under the body limit", serve("--webhook-max-pending-bytes", "1000"), nil, "--webhook-max-pending-bytes (1000) must be at least --webhook-max-body (1048576)"},
 		{"skip signature with a token", serve("--insecure-skip-signature"), nil, "--insecure-skip-signature with --webhook-token"},

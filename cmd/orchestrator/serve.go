@@ -37,6 +37,7 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.stringVar(&cfg.NATS.URL, "nats-url", "NATS_URL", "", "NATS server or cluster URL(s); empty runs an embedded JetStream server")
 	fs.stringVar(&cfg.NATS.EmbeddedListen, "embedded-nats-listen", "ORCHESTRATOR_EMBEDDED_NATS_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens for outside clients; off for none")
 	fs.stringVar(&cfg.NATS.CredsFile, "nats-creds", "NATS_CREDS", "", "NATS credentials file (JWT and seed)")
+	fs.stringVar(&cfg.NATS.NKeyFile, "nats-nkey", "NATS_NKEY", "", "file holding the NKey user seed (SU...) to sign in to NATS with")
 	fs.stringVar(&cfg.NATS.TLSCA, "nats-tls-ca", "NATS_TLS_CA", "", "CA certificate file to verify the NATS server")
 	fs.stringVar(&cfg.NATS.TLSCert, "nats-tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS")
 	fs.stringVar(&cfg.NATS.TLSKey, "nats-tls-key", "NATS_TLS_KEY", "", "client key file for NATS")

@@ -46,6 +46,7 @@ type App struct {
 	mu       sync.Mutex
 	httpAddr string
 	natsURL  string
+	embedded *natsembed.Server // while Run runs, when NATS is embedded
 }
 
 // New checks the configuration and returns the daemon, not yet running.
@@ -78,20 +79,16 @@ func (a *App) NATSURL() string {
 func (a *App) Run(ctx context.Context) error {
 	var embedded *natsembed.Server
 	if a.cfg.NATS.URL == "" {
-		dir := filepath.Join(a.cfg.DataDir, "nats")
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("create data directory: %w", err)
-		}
 		var err error
-		embedded, err = natsembed.Start(natsembed.Options{StoreDir: dir, Listen: a.cfg.NATS.EmbeddedListen, Logger: a.log.Named("nats")})
-		if err != nil {
+		if embedded, err = a.startEmbedded(); err != nil {
 			return err
 		}
-		defer embedded.Shutdown()
-		a.mu.Lock()
-		a.natsURL = embedded.ClientURL()
-		a.mu.Unlock()
-		a.log.Info("embedded NATS started", zap.String("store", dir), zap.String("url", embedded.ClientURL()))
+		defer func() {
+			a.mu.Lock()
+			a.embedded = nil
+			a.mu.Unlock()
+			embedded.Shutdown()
+		}()
 	}
 
 	nc, err := a.connect(embedded)
@@ -197,6 +194,93 @@ func (a *App) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// SeedFileName is the file in the data directory that holds the NKey user
+// seed of the embedded NATS server: the credentials of the daemon and of
+// the operator's nats CLI (--nkey).
+const SeedFileName = "nats-user.nk"
+
+// startEmbedded starts the embedded NATS server, with its store and the
+// seed of its one user in the data directory, both readable by the owner
+// only; the seed is made on the first start and kept.
+func (a *App) startEmbedded() (*natsembed.Server, error) {
+	store := filepath.Join(a.cfg.DataDir, "nats")
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	seedPath := filepath.Join(a.cfg.DataDir, SeedFileName)
+	seed, created, err := natsembed.LoadOrCreateSeed(seedPath)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		a.log.Info("embedded NATS user seed created", zap.String("file", seedPath))
+	}
+	embedded, err := natsembed.Start(natsembed.Options{StoreDir: store, Listen: a.cfg.NATS.EmbeddedListen, Seed: seed, Logger: a.log.Named("nats-server")})
+	if err != nil {
+		if a.cfg.NATS.EmbeddedListen != "off" {
+			return nil, fmt.Errorf("%w (--embedded-nats-listen %s)", err, a.cfg.NATS.EmbeddedListen)
+		}
+		return nil, err
+	}
+	a.mu.Lock()
+	a.embedded = embedded
+	a.natsURL = embedded.ClientURL()
+	a.mu.Unlock()
+	a.log.Info("embedded NATS started", zap.String("store", store), zap.String("url", embedded.ClientURL()),
+		zap.String("nkey_seed_file", seedPath))
+	return embedded, nil
+}
+
+// ConnectNATS opens a connection of the caller's own to the NATS the
+// daemon uses, with the daemon's credentials: in the process for the
+// embedded server, with the configured authentication for --nats-url. It
+// works once Ready and while Run runs.
+func (a *App) ConnectNATS(opts ...nats.Option) (*nats.Conn, error) {
+	a.mu.Lock()
+	embedded := a.embedded
+	a.mu.Unlock()
+	if embedded != nil {
+		return embedded.Connect(opts...)
+	}
+	if a.cfg.NATS.URL == "" {
+		return nil, errors.New("connect to NATS: the daemon is not running")
+	}
+	auth, err := a.natsAuth()
+	if err != nil {
+		return nil, err
+	}
+	return nats.Connect(a.cfg.NATS.URL, append(auth, opts...)...)
+}
+
+// natsAuth are the options that authenticate to the NATS of --nats-url.
+func (a *App) natsAuth() ([]nats.Option, error) {
+	c := a.cfg.NATS
+	var opts []nats.Option
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(c.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read --nats-nkey: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	return opts, nil
+}
+
 // alertPipeline sends alerts to the log, NATS and the configured sinks.
 func (a *App) alertPipeline(nc *nats.Conn) *alerts.Pipeline {
 	var sinks []alerts.Sink
@@ -295,10 +379,16 @@ func (a *App) shutdown(srv *http.Server, nc *nats.Conn) error {
 		return httpErr
 	}
 	closed := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	closedLog := nc.Opts.ClosedCB
+	nc.SetClosedHandler(func(c *nats.Conn) {
+		if closedLog != nil {
+			closedLog(c)
+		}
+		close(closed)
+	})
 	if err := nc.Drain(); err != nil {
 		// Not connected: nothing is in flight to drain.
-		a.log.Warn("NATS not drained", zap.Error(err))
+		a.log.Warn("nats not drained", zap.Error(err))
 		nc.Close()
 	}
 	select {
@@ -317,12 +407,30 @@ func (a *App) connect(embedded *natsembed.Server) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("tfe-orchestrator"),
 		nats.MaxReconnects(-1),
+		// What goes wrong on the connection after it is up is logged, once,
+		// here: slow consumers, permission violations, lost connections.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			fields := []zap.Field{zap.Error(err)}
+			if sub != nil {
+				fields = append(fields, zap.String("subject", sub.Subject))
+			}
+			log.Error("nats error", fields...)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("NATS disconnected", zap.Error(err))
+				log.Warn("nats disconnected", zap.Error(err))
+			} else {
+				log.Info("nats disconnected")
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ClosedHandler(func(c *nats.Conn) {
+			if err := c.LastError(); err != nil {
+				log.Warn("nats connection closed", zap.Error(err))
+			} else {
+				log.Info("nats connection closed")
+			}
+		}),
 	}
 	if embedded != nil {
 		nc, err := embedded.Connect(opts...)
@@ -331,27 +439,15 @@ func (a *App) connect(embedded *natsembed.Server) (*nats.Conn, error) {
 		}
 		return nc, nil
 	}
-	c := a.cfg.NATS
-	if c.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	auth, err := a.natsAuth()
+	if err != nil {
+		return nil, err
 	}
-	if c.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(c.TLSCA))
-	}
-	if c.TLSCert != "" {
-		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
-	}
-	if c.User != "" {
-		opts = append(opts, nats.UserInfo(c.User, c.Password))
-	}
-	if c.Token != "" {
-		opts = append(opts, nats.Token(c.Token))
-	}
-	nc, err := nats.Connect(c.URL, opts...)
+	nc, err := nats.Connect(a.cfg.NATS.URL, append(opts, auth...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
-	log.Info("NATS connected", zap.String("url", nc.ConnectedUrlRedacted()))
+	log.Info("nats connected", zap.String("url", nc.ConnectedUrlRedacted()))
 	return nc, nil
 }
 

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
@@ -36,6 +40,12 @@ type daemon struct {
 // start runs the daemon until the test ends or stop is called.
 func start(t *testing.T, cfg app.Config) *daemon {
 	t.Helper()
+	return startLogged(t, cfg, zap.NewNop())
+}
+
+// startLogged is start with the daemon's log going to log.
+func startLogged(t *testing.T, cfg app.Config, log *zap.Logger) *daemon {
+	t.Helper()
 	if cfg.HTTPListen == "" {
 		cfg.HTTPListen = "127.0.0.1:0"
 	}
@@ -48,7 +58,7 @@ func start(t *testing.T, cfg app.Config) *daemon {
 	if cfg.Webhook.Tokens == nil {
 		cfg.Webhook.Tokens = []string{webhookToken}
 	}
-	a, err := app.New(cfg, zap.NewNop())
+	a, err := app.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +99,7 @@ func (d *daemon) url(path string) string { return "http://" + d.HTTPAddr() + pat
 // connect opens a client connection of its own to the daemon's NATS.
 func connect(t *testing.T, d *daemon) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(d.NATSURL())
+	nc, err := d.ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,14 +107,9 @@ func connect(t *testing.T, d *daemon) *nats.Conn {
 	return nc
 }
 
-// stream opens the run event stream through a client connection of its own.
-func stream(t *testing.T, url string) jetstream.Stream {
+// stream opens the run event stream through nc.
+func stream(t *testing.T, nc *nats.Conn) jetstream.Stream {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +218,7 @@ func TestEndToEndWithSimulator(t *testing.T) {
 	}
 	sim.Advance(time.Second)
 
-	s := stream(t, d.NATSURL())
+	s := stream(t, connect(t, d))
 	waitFor(t, "five events in the stream", func() bool { return count(t, s) >= 5 })
 	sim.Flush()
 	if n := count(t, s); n != 5 {
@@ -251,7 +256,7 @@ func TestDuplicateDeliveryStoredOnce(t *testing.T) {
 			t.Fatalf("delivery %d: got %d", i, status)
 		}
 	}
-	if n := count(t, stream(t, d.NATSURL())); n != 1 {
+	if n := count(t, stream(t, connect(t, d))); n != 1 {
 		t.Errorf("stream holds %d messages after one delivery twice, want 1", n)
 	}
 }
@@ -268,26 +273,141 @@ func TestRestartKeepsEvents(t *testing.T) {
 	first.stop()
 
 	second := start(t, app.Config{DataDir: dir})
-	if n := count(t, stream(t, second.NATSURL())); n != 2 {
+	if n := count(t, stream(t, connect(t, second))); n != 2 {
 		t.Errorf("after a restart the stream holds %d messages, want 2", n)
 	}
 }
 
+// An outside NATS that requires authentication is reached with the NKey
+// seed the operator gives (--nats-nkey), and not without it.
 func TestExternalNATS(t *testing.T) {
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	seedPath := filepath.Join(t.TempDir(), "orchestrator.nk")
+	seed, _, err := natsembed.LoadOrCreateSeed(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown) // after the daemon stops
-	d := start(t, app.Config{NATS: app.NATSConfig{URL: ns.ClientURL()}})
+	cfg := app.Config{HTTPListen: "127.0.0.1:0", DataDir: t.TempDir(), Webhook: events.WebhookOptions{Tokens: []string{webhookToken}},
+		NATS: app.NATSConfig{URL: ns.ClientURL()}}
+	a, err := app.New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Errorf("without credentials: got %v, want an authorization violation", err)
+	}
+
+	d := start(t, app.Config{NATS: app.NATSConfig{URL: ns.ClientURL(), NKeyFile: seedPath}})
 	if d.NATSURL() != "" {
 		t.Errorf("with NATS_URL the daemon started an embedded server at %s", d.NATSURL())
 	}
 	if code := signedPost(t, d.url("/webhooks/tfe"), runPayload("run-0000000000000001", "applied", time.Now().UTC())); code != http.StatusOK {
 		t.Fatalf("post: got %d", code)
 	}
-	if n := count(t, stream(t, ns.ClientURL())); n != 1 {
+	nc, err := ns.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if n := count(t, stream(t, nc)); n != 1 {
 		t.Errorf("the outside server's stream holds %d messages, want 1", n)
+	}
+	if n := count(t, stream(t, connect(t, d))); n != 1 {
+		t.Errorf("through ConnectNATS the stream holds %d messages, want 1", n)
+	}
+}
+
+// What happens to the NATS connection after it is up goes to the log: a
+// lost server, the reconnection once it is back.
+func TestNATSConnectionEventsAreLogged(t *testing.T) {
+	seedPath := filepath.Join(t.TempDir(), "orchestrator.nk")
+	seed, _, err := natsembed.LoadOrCreateSeed(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := t.TempDir()
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: store, Listen: "127.0.0.1:0", Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(ns.ClientURL(), "nats://")
+	core, logs := observer.New(zap.InfoLevel)
+	startLogged(t, app.Config{NATS: app.NATSConfig{URL: ns.ClientURL(), NKeyFile: seedPath}}, zap.New(core))
+	seen := func(msg string) func() bool {
+		return func() bool { return logs.FilterLoggerName("nats").FilterMessage(msg).Len() > 0 }
+	}
+	ns.Shutdown()
+	waitFor(t, "the disconnection to be logged", seen("nats disconnected"))
+	again, err := natsembed.Start(natsembed.Options{StoreDir: store, Listen: addr, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Shutdown) // after the daemon stops
+	waitFor(t, "the reconnection to be logged", seen("nats reconnected"))
+}
+
+// The embedded NATS admits only the daemon and whoever holds the seed it
+// keeps in the data directory: a local process without it can neither
+// publish a run event nor delete the stream. The seed is made once,
+// readable by its owner only, and kept across restarts.
+func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
+	dir := t.TempDir()
+	first := start(t, app.Config{DataDir: dir})
+	if nc, err := nats.Connect(first.NATSURL()); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected to the embedded NATS")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("an anonymous client: got %v, want an authorization violation", err)
+	}
+	seedPath := filepath.Join(dir, app.SeedFileName)
+	st, err := os.Stat(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("the seed file's mode is %04o, want 0600", st.Mode().Perm())
+	}
+	seed, _ := os.ReadFile(seedPath)
+	// As the README tells operators: nats --server URL --nkey DATA_DIR/nats-user.nk
+	withSeed := func(d *daemon) *nats.Conn {
+		t.Helper()
+		opt, err := nats.NkeyOptionFromSeed(seedPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(d.NATSURL(), opt)
+		if err != nil {
+			t.Fatalf("with the seed: %v", err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	if n := count(t, stream(t, withSeed(first))); n != 0 {
+		t.Errorf("stream holds %d messages, want 0", n)
+	}
+	first.stop()
+
+	second := start(t, app.Config{DataDir: dir})
+	again, _ := os.ReadFile(seedPath)
+	if string(again) != string(seed) {
+		t.Error("the seed changed across a restart")
+	}
+	withSeed(second)
+	if err := os.Chmod(seedPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second.stop()
+	a, err := app.New(app.Config{HTTPListen: "127.0.0.1:0", DataDir: dir, NATS: app.NATSConfig{EmbeddedListen: "127.0.0.1:0"},
+		Webhook: events.WebhookOptions{Tokens: []string{webhookToken}}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("with a seed others may read: got %v, want refused", err)
 	}
 }
 

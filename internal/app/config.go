@@ -13,6 +13,7 @@ import (
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
+	"github.com/nats-io/nats.go"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
@@ -74,12 +75,14 @@ type NATSConfig struct {
 	// clients such as the nats CLI; "off" for none; default 127.0.0.1:4222.
 	EmbeddedListen string
 	CredsFile      string
-	TLSCA          string
-	TLSCert        string
-	TLSKey         string
-	User           string
-	Password       string
-	Token          string
+	// NKeyFile holds an NKey user seed (SU...) to sign in with.
+	NKeyFile string
+	TLSCA    string
+	TLSCert  string
+	TLSKey   string
+	User     string
+	Password string
+	Token    string
 }
 
 func (c *Config) withDefaults() Config {
@@ -165,7 +168,7 @@ func (c *Config) validateNATS() error {
 			return fmt.Errorf("--embedded-nats-listen %q: %w, or off", n.EmbeddedListen, err)
 		}
 	}
-	outside := map[string]string{"--nats-creds": n.CredsFile, "--nats-user": n.User, "--nats-password": n.Password,
+	outside := map[string]string{"--nats-creds": n.CredsFile, "--nats-nkey": n.NKeyFile, "--nats-user": n.User, "--nats-password": n.Password,
 		"--nats-token": n.Token, "--nats-tls-ca": n.TLSCA, "--nats-tls-cert": n.TLSCert, "--nats-tls-key": n.TLSKey}
 	if n.URL == "" {
 		for _, flag := range sortedKeys(outside) {
@@ -181,7 +184,7 @@ func (c *Config) validateNATS() error {
 		}
 	}
 	var methods []string
-	for _, m := range []struct{ flag, v string }{{"--nats-creds", n.CredsFile}, {"--nats-user", n.User}, {"--nats-token", n.Token}} {
+	for _, m := range []struct{ flag, v string }{{"--nats-creds", n.CredsFile}, {"--nats-nkey", n.NKeyFile}, {"--nats-user", n.User}, {"--nats-token", n.Token}} {
 		if m.v != "" {
 			methods = append(methods, m.flag)
 		}
@@ -195,6 +198,15 @@ func (c *Config) validateNATS() error {
 		return errors.New("--nats-user needs --nats-password (or --nats-password-file)")
 	case (n.TLSCert == "") != (n.TLSKey == ""):
 		return errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	if n.NKeyFile != "" {
+		// Read now, so that a wrong file is a usage error; never shown.
+		if _, err := nats.NkeyOptionFromSeed(n.NKeyFile); err != nil {
+			if _, serr := os.Stat(n.NKeyFile); serr != nil {
+				return fmt.Errorf("--nats-nkey: %w", serr)
+			}
+			return fmt.Errorf("--nats-nkey %s does not hold an NKey user seed (SU...)", n.NKeyFile)
+		}
 	}
 	for _, f := range []struct{ flag, path string }{{"--nats-creds", n.CredsFile}, {"--nats-tls-ca", n.TLSCA},
 		{"--nats-tls-cert", n.TLSCert}, {"--nats-tls-key", n.TLSKey}} {
