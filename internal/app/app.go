@@ -47,6 +47,7 @@ type App struct {
 	httpAddr string
 	natsURL  string
 	embedded *natsembed.Server // while Run runs, when NATS is embedded
+	dirLock  *dirLock          // held with embedded
 }
 
 // New checks the configuration and returns the daemon, not yet running.
@@ -86,8 +87,10 @@ func (a *App) Run(ctx context.Context) error {
 		defer func() {
 			a.mu.Lock()
 			a.embedded = nil
+			lock := a.dirLock
 			a.mu.Unlock()
 			embedded.Shutdown()
+			lock.release() // after the store is flushed
 		}()
 	}
 
@@ -207,6 +210,16 @@ func (a *App) startEmbedded() (*natsembed.Server, error) {
 	if err := os.MkdirAll(store, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	lock, err := lockDataDir(a.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			lock.release()
+		}
+	}()
 	seedPath := filepath.Join(a.cfg.DataDir, SeedFileName)
 	seed, created, err := natsembed.LoadOrCreateSeed(seedPath)
 	if err != nil {
@@ -222,8 +235,10 @@ func (a *App) startEmbedded() (*natsembed.Server, error) {
 		}
 		return nil, err
 	}
+	started = true
 	a.mu.Lock()
 	a.embedded = embedded
+	a.dirLock = lock
 	a.natsURL = embedded.ClientURL()
 	a.mu.Unlock()
 	a.log.Info("embedded NATS started", zap.String("store", store), zap.String("url", embedded.ClientURL()),

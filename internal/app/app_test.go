@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -537,4 +539,84 @@ func TestDaemonRunsCascade(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// run runs a daemon that is expected to fail to start, and returns its error.
+func runToFailure(t *testing.T, cfg app.Config) error {
+	t.Helper()
+	cfg.HTTPListen = "127.0.0.1:0"
+	if cfg.NATS.EmbeddedListen == "" {
+		cfg.NATS.EmbeddedListen = "127.0.0.1:0"
+	}
+	cfg.Webhook.Tokens = []string{webhookToken}
+	a, err := app.New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+		cancel()
+		<-done
+		t.Fatal("the daemon started")
+	case err := <-done:
+		return err
+	}
+	return nil
+}
+
+// Two daemons on one data directory would share one store and lose the
+// events one of them acknowledged: the second refuses at once and names
+// the first's process; the lock goes with the first, and a lock file left
+// by a process that is gone blocks nobody.
+func TestDataDirectoryLocked(t *testing.T) {
+	dir := t.TempDir()
+	first := start(t, app.Config{DataDir: dir})
+	began := time.Now()
+	err := runToFailure(t, app.Config{DataDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("a second daemon on the data directory: got %v, want refused naming pid %d", err, os.Getpid())
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("the refusal took %s", took)
+	}
+	if code := signedPost(t, first.url("/webhooks/tfe"), runPayload("run-0000000000000001", "applied", time.Now().UTC())); code != http.StatusOK {
+		t.Errorf("the first daemon after the second was refused: got %d, want 200", code)
+	}
+	first.stop()
+	second := start(t, app.Config{DataDir: dir})
+	if n := count(t, stream(t, connect(t, second))); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
+	}
+	second.stop()
+
+	stale := t.TempDir()
+	if err := os.WriteFile(filepath.Join(stale, app.LockFileName), []byte("999999999\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, app.Config{DataDir: stale})
+	pid, _ := os.ReadFile(filepath.Join(stale, app.LockFileName))
+	if strings.TrimSpace(string(pid)) != fmt.Sprint(os.Getpid()) {
+		t.Errorf("the lock file holds %q, want this process's pid", pid)
+	}
+}
+
+// An embedded NATS that cannot listen says so at once, with the flag.
+func TestEmbeddedNATSListenFailureReported(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	began := time.Now()
+	err = runToFailure(t, app.Config{DataDir: t.TempDir(), NATS: app.NATSConfig{EmbeddedListen: ln.Addr().String()}})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "--embedded-nats-listen") {
+		t.Errorf("got %v, want the address in use and the flag", err)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("the failure took %s to report", took)
+	}
 }
