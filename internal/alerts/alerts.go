@@ -1,6 +1,6 @@
 // Package alerts carries what the orchestrator tells operators: cycles,
 // blocked cascades, dispatch failures, stuck runs, cancels, rejected
-// webhooks. Every part of the product raises alerts through a Notifier; the
+// webhooks, a TFE token refused. Every part of the product raises alerts through a Notifier; the
 // sinks decide where they go.
 //
 // What it guarantees: Raise never blocks the caller on a sink and never
@@ -27,6 +27,7 @@ const (
 	KindRunCancelled    = "run_force_cancelled"
 	KindReminder        = "run_awaiting"
 	KindWebhookRejected = "webhook_rejected"
+	KindTFEUnauthorized = "tfe_unauthorized"
 )
 
 // Severities.

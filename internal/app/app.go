@@ -46,6 +46,7 @@ type App struct {
 	mu       sync.Mutex
 	httpAddr string
 	natsURL  string
+	tfeAuth  *tfeAuth          // set before Ready when a TFE token is given
 	embedded *natsembed.Server // while Run runs, when NATS is embedded
 	dirLock  *dirLock          // held with embedded
 }
@@ -132,11 +133,15 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	var disp *dispatcher.Dispatcher
 	var dog *watchdog.Watchdog
+	var client *tfe.Client
 	if a.cfg.TFE.Token != "" {
-		client, err := a.tfeClient()
-		if err != nil {
+		a.tfeAuth = newTFEAuth(a.log.Named("tfe"), notifier, a.registry)
+		if client, err = a.tfeClient(); err != nil {
 			return err
 		}
+		// Checked now, so that a wrong token shows at once in /readyz, the
+		// metric and an alert, not as runs that never come.
+		a.tfeAuth.check(ctx, client.Users)
 		if disp, err = a.newDispatcher(ctx, client, js, notifier); err != nil {
 			return err
 		}
@@ -178,6 +183,9 @@ func (a *App) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return notifier.Run(gctx) })
+	if client != nil {
+		g.Go(func() error { return a.tfeAuth.run(gctx, client.Users, a.cfg.TFE.CheckInterval) })
+	}
 	if disp != nil {
 		g.Go(func() error { return disp.Run(gctx) })
 	}
@@ -337,15 +345,23 @@ func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.
 }
 
 // tfeClient connects to TFE: one go-tfe client for the process, so one
-// rate limiter, capped process-wide when configured.
+// rate limiter, capped process-wide when configured, and one transport
+// where every request to TFE is counted and every refusal of the token
+// seen.
 func (a *App) tfeClient() (*tfe.Client, error) {
-	httpClient := &http.Client{Timeout: 60 * time.Second}
-	if a.cfg.TFE.RateLimit > 0 {
-		httpClient.Transport = &limitedTransport{
-			next:    http.DefaultTransport,
-			limiter: rate.NewLimiter(rate.Limit(a.cfg.TFE.RateLimit), max(1, int(a.cfg.TFE.RateLimit))),
-		}
+	transport := &tfeTransport{
+		next: http.DefaultTransport,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_tfe_requests_total",
+			Help: "Requests to the TFE API by endpoint (IDs and names written :id) and status code (error: no answer).",
+		}, []string{"endpoint", "code"}),
+		auth: a.tfeAuth,
 	}
+	a.registry.MustRegister(transport.requests)
+	if a.cfg.TFE.RateLimit > 0 {
+		transport.limiter = rate.NewLimiter(rate.Limit(a.cfg.TFE.RateLimit), max(1, int(a.cfg.TFE.RateLimit)))
+	}
+	httpClient := &http.Client{Timeout: 60 * time.Second, Transport: transport}
 	client, err := tfe.NewClient(&tfe.Config{Address: a.cfg.TFE.Address, Token: a.cfg.TFE.Token, HTTPClient: httpClient, RetryServerErrors: true})
 	if err != nil {
 		return nil, fmt.Errorf("connect to TFE at %s: %w", a.cfg.TFE.Address, err)
@@ -368,19 +384,6 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil),
 		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
 	})
-}
-
-// limitedTransport holds every request to TFE to one process-wide rate.
-type limitedTransport struct {
-	next    http.RoundTripper
-	limiter *rate.Limiter
-}
-
-func (t *limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if err := t.limiter.Wait(r.Context()); err != nil {
-		return nil, err
-	}
-	return t.next.RoundTrip(r)
 }
 
 // shutdown stops taking requests, waits for in-flight ones (and so their
@@ -478,6 +481,12 @@ func (a *App) readyz(nc *nats.Conn, js jetstream.JetStream, stream string) http.
 		if _, err := js.Stream(ctx, stream); err != nil {
 			http.Error(w, "stream "+stream+" unavailable", http.StatusServiceUnavailable)
 			return
+		}
+		if a.tfeAuth != nil {
+			if problem := a.tfeAuth.Problem(); problem != "" {
+				http.Error(w, problem, http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	}

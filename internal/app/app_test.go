@@ -10,9 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -618,5 +621,140 @@ func TestEmbeddedNATSListenFailureReported(t *testing.T) {
 	}
 	if took := time.Since(began); took > 10*time.Second {
 		t.Errorf("the failure took %s to report", took)
+	}
+}
+
+// get returns the status and body of a GET.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// A token TFE refuses is found at start, not left to runs that never come:
+// /readyz says why, orchestrator_tfe_token_valid is 0, and operators get a
+// tfe_unauthorized alert; the token appears nowhere.
+func TestWrongTFETokenShown(t *testing.T) {
+	const wrong = "wrong-tfe-token"
+	_, simURL, _ := startSim(t, tfesim.Options{})
+	// The check runs before the daemon is ready: the alert is watched for
+	// on a NATS of the test's, subscribed before the daemon starts.
+	seedPath := filepath.Join(t.TempDir(), "orchestrator.nk")
+	seed, _, err := natsembed.LoadOrCreateSeed(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := ns.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	watch := testutil.NewAlertWatch(t)
+	watch.Subscribe(t, nc)
+	core, logs := observer.New(zap.DebugLevel)
+	d := startLogged(t, app.Config{
+		NATS: app.NATSConfig{URL: ns.ClientURL(), NKeyFile: seedPath},
+		TFE:  app.TFEConfig{Address: simURL, Token: wrong}, Alerts: app.AlertsConfig{WebhookURL: watch.SinkURL()},
+	}, zap.New(core))
+
+	code, body := get(t, d.url("/readyz"))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "TFE refused the API token: 401") || !strings.Contains(body, "GET /api/v2/account/details") {
+		t.Errorf("/readyz: got %d %q, want 503 saying TFE refused the token", code, body)
+	}
+	_, metrics := get(t, d.url("/metrics"))
+	for _, want := range []string{"orchestrator_tfe_token_valid 0", `orchestrator_tfe_requests_total{code="401",endpoint="GET /api/v2/account/details"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics does not have %s", want)
+		}
+	}
+	onNATS, _ := watch.Expect(t, alerts.KindTFEUnauthorized, 15*time.Second)
+	if onNATS.Severity != alerts.SeverityCritical {
+		t.Errorf("tfe_unauthorized severity: got %s, want critical", onNATS.Severity)
+	}
+	for _, text := range []string{body, metrics, onNATS.Message} {
+		if strings.Contains(text, wrong) {
+			t.Errorf("the token is shown: %s", text)
+		}
+	}
+	for _, e := range logs.All() {
+		line, _ := json.Marshal(e.ContextMap())
+		if strings.Contains(e.Message+string(line), wrong) {
+			t.Errorf("the token is in the log: %s %s", e.Message, line)
+		}
+	}
+}
+
+// refusingProxy stands in front of the simulator and, while refuse is set,
+// answers every API request but ping 401 as TFE does for a revoked token.
+type refusingProxy struct {
+	*httptest.Server
+	refuse atomic.Bool
+}
+
+func newRefusingProxy(t *testing.T, target string) *refusingProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &refusingProxy{}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.refuse.Load() && r.URL.Path != "/api/v2/ping" {
+			w.Header().Set("Content-Type", "application/vnd.api+json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"errors":[{"status":"401","title":"unauthorized"}]}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Any 401 from TFE, on whatever endpoint, makes the daemon unready; once
+// TFE accepts the token again, the periodic check makes it ready again.
+// Every request to TFE is counted by endpoint and code.
+func TestTFETokenRefusedThenAcceptedAgain(t *testing.T) {
+	_, simURL, _ := startSim(t, tfesim.Options{})
+	proxy := newRefusingProxy(t, simURL)
+	d := start(t, app.Config{
+		TFE:      app.TFEConfig{Address: proxy.URL, Token: "sim-token", CheckInterval: 50 * time.Millisecond},
+		Watchdog: watchdog.Options{Interval: 100 * time.Millisecond},
+	})
+	ready := func() bool { code, _ := get(t, d.url("/readyz")); return code == http.StatusOK }
+	waitFor(t, "the daemon to be ready with a good token", ready)
+
+	proxy.refuse.Store(true)
+	waitFor(t, "a 401 on the watchdog's scan to make the daemon unready", func() bool {
+		code, body := get(t, d.url("/readyz"))
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "401 Unauthorized on GET /api/v2/admin/runs")
+	})
+	_, metrics := get(t, d.url("/metrics"))
+	if !strings.Contains(metrics, "orchestrator_tfe_token_valid 0") {
+		t.Error("orchestrator_tfe_token_valid is not 0 after a 401")
+	}
+	proxy.refuse.Store(false)
+	waitFor(t, "the check to find the token accepted again", ready)
+	_, metrics = get(t, d.url("/metrics"))
+	for _, want := range []string{
+		"orchestrator_tfe_token_valid 1",
+		`orchestrator_tfe_requests_total{code="200",endpoint="GET /api/v2/account/details"}`,
+		`orchestrator_tfe_requests_total{code="401",endpoint="GET /api/v2/admin/runs"}`,
+		`orchestrator_tfe_requests_total{code="204",endpoint="GET /api/v2/ping"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics does not have %s", want)
+		}
 	}
 }
