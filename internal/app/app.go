@@ -79,6 +79,10 @@ func (a *App) NATSURL() string {
 
 // Run starts the daemon and serves until ctx ends or a part fails.
 func (a *App) Run(ctx context.Context) error {
+	if a.cfg.Webhook.SkipSignature {
+		a.log.Warn("webhook signatures are not checked (--insecure-skip-signature): whoever reaches the http port can start cascades; never in production",
+			zap.String("http", a.cfg.HTTPListen))
+	}
 	var embedded *natsembed.Server
 	if a.cfg.NATS.URL == "" {
 		var err error

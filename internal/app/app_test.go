@@ -758,3 +758,21 @@ func TestTFETokenRefusedThenAcceptedAgain(t *testing.T) {
 		}
 	}
 }
+
+// Accepting unsigned webhooks is said loudly at start.
+func TestSkipSignatureWarns(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	d := startLogged(t, app.Config{Webhook: events.WebhookOptions{Tokens: []string{}, SkipSignature: true}}, zap.New(core))
+	if n := logs.FilterMessageSnippet("--insecure-skip-signature").FilterLevelExact(zap.WarnLevel).Len(); n != 1 {
+		t.Errorf("got %d warnings naming --insecure-skip-signature at start, want 1", n)
+	}
+	body := runPayload("run-0000000000000001", "applied", time.Now().UTC())
+	res, err := http.Post(d.url("/webhooks/tfe"), "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("an unsigned webhook with signatures skipped: got %d, want 200", res.StatusCode)
+	}
+}
