@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -122,6 +123,7 @@ func Start(opts Options) (*Server, error) {
 		default:
 		}
 		if ns.ReadyForConnections(100 * time.Millisecond) {
+			log.started.Store(true)
 			s.ns = ns
 			return s, nil
 		}
@@ -224,12 +226,14 @@ func createSeed(path string) ([]byte, error) {
 }
 
 // serverLog adapts zap to the server's logger: the server's own chatter
-// goes to debug, its warnings and errors keep their level. The first fatal
-// report (the server gives up starting) is also handed to Start.
+// goes to debug, its warnings and errors keep their level. A fatal report
+// while Start waits (the server gives up starting) is handed to Start, which
+// returns it as its error, rather than logged.
 type serverLog struct {
-	s     *zap.SugaredLogger // nil: discard
-	once  sync.Once
-	fatal chan string
+	s       *zap.SugaredLogger // nil: discard
+	started atomic.Bool
+	once    sync.Once
+	fatal   chan string
 }
 
 func (l *serverLog) Noticef(format string, v ...any) { l.log(zap.DebugLevel, format, v) }
@@ -239,7 +243,10 @@ func (l *serverLog) Debugf(format string, v ...any)  { l.log(zap.DebugLevel, for
 func (l *serverLog) Tracef(format string, v ...any)  {}
 
 func (l *serverLog) Fatalf(format string, v ...any) {
-	l.log(zap.ErrorLevel, format, v)
+	if l.started.Load() {
+		l.log(zap.ErrorLevel, format, v)
+		return
+	}
 	l.once.Do(func() { l.fatal <- fmt.Sprintf(format, v...) })
 }
 
