@@ -20,8 +20,10 @@ import (
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -775,4 +777,44 @@ func TestSkipSignatureWarns(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("an unsigned webhook with signatures skipped: got %d, want 200", res.StatusCode)
 	}
+}
+
+// An error NATS reports after the connection is up (here: the operator's
+// NATS denies publishing alerts) goes to the log, not nowhere.
+func TestNATSAsyncErrorsAreLogged(t *testing.T) {
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedPath := filepath.Join(t.TempDir(), "orchestrator.nk")
+	if err := os.WriteFile(seedPath, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Nkeys: []*server.NkeyUser{{Nkey: pub, Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{alerts.Subject + ".>"}},
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	core, logs := observer.New(zap.InfoLevel)
+	d := startLogged(t, app.Config{NATS: app.NATSConfig{URL: ns.ClientURL(), NKeyFile: seedPath}}, zap.New(core))
+
+	if code := signedPost(t, d.url("/webhooks/tfe"), []byte("not json")); code != http.StatusBadRequest {
+		t.Fatalf("a malformed webhook: got %d, want 400", code)
+	}
+	waitFor(t, "the denied alert publish to be logged", func() bool {
+		for _, e := range logs.FilterLoggerName("nats").FilterMessage("nats error").All() {
+			if strings.Contains(e.ContextMap()["error"].(string), "Permissions Violation") {
+				return true
+			}
+		}
+		return false
+	})
 }
