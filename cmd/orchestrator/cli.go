@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,14 +108,30 @@ func (l *listValue) Set(v string) error {
 	return nil
 }
 
+// secretList is a repeatable secret flag: each value, from the command
+// line or the environment, is one secret, never split (a token may hold a
+// comma).
+type secretList []string
+
+func (l *secretList) String() string { return "" }
+
+func (l *secretList) Set(v string) error {
+	if v = strings.TrimSpace(v); v == "" {
+		return errors.New("empty value")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
 // secrets defines a repeatable secret flag and its -file twin (one secret
-// per line), with environment mirrors, and returns a function that resolves
-// all of them after parsing.
+// per line; blank lines and lines starting with # are ignored), with
+// environment mirrors (the variable holds one secret), and returns a
+// function that resolves all of them after parsing.
 func (fs *flagSet) secrets(name, env, usage string) func() ([]string, error) {
-	var values listValue
+	var values secretList
 	var file string
-	fs.Var(&values, name, usage+" (repeatable; comma-separated in the environment)")
-	fs.StringVar(&file, name+"-file", "", "read "+name+"s from this file, one per line")
+	fs.Var(&values, name, usage+" (repeat the flag for several; $"+env+" holds one)")
+	fs.StringVar(&file, name+"-file", "", "read "+name+"s from this file, one per line (# starts a comment line)")
 	fs.mirror(name, env)
 	fs.mirror(name+"-file", env+"_FILE")
 	return func() ([]string, error) {
@@ -122,19 +141,33 @@ func (fs *flagSet) secrets(name, env, usage string) func() ([]string, error) {
 			if err != nil {
 				return nil, fmt.Errorf("read --%s-file: %w", name, err)
 			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if line = strings.TrimSpace(line); line != "" {
-					out = append(out, line)
-				}
+			lines := secretLines(b)
+			if len(lines) == 0 {
+				return nil, usagef("--%s-file %s holds no %s", name, file, name)
 			}
+			out = append(out, lines...)
 		}
 		return out, nil
 	}
 }
 
+// secretLines returns the secrets of a file: one per line, trimmed, blank
+// lines and # comment lines left out.
+func secretLines(b []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 // secret defines --name and --name-file (with env and env_FILE) for a
 // secret, and returns a function that resolves it after parsing. The value
-// itself is never printed: not in usage, not in errors.
+// itself is never printed: not in usage, not in errors. Values are trimmed
+// of surrounding whitespace wherever they come from; a file must hold one
+// line.
 func (fs *flagSet) secret(name, env, usage string) func() (string, error) {
 	var value, file string
 	fs.StringVar(&value, name, "", usage)
@@ -146,13 +179,17 @@ func (fs *flagSet) secret(name, env, usage string) func() (string, error) {
 			return "", usagef("give --%s or --%s-file, not both", name, name)
 		}
 		if file == "" {
-			return value, nil
+			return strings.TrimSpace(value), nil
 		}
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", fmt.Errorf("read --%s-file: %w", name, err)
 		}
-		return strings.TrimSpace(string(b)), nil
+		v := strings.TrimSpace(string(b))
+		if strings.ContainsAny(v, "\r\n") {
+			return "", usagef("--%s-file %s holds more than one line; it must hold the %s alone", name, file, name)
+		}
+		return v, nil
 	}
 }
 
@@ -171,12 +208,43 @@ func (fs *flagSet) parse(args []string, getenv func(string) string) error {
 	sort.Strings(names)
 	for _, name := range names {
 		env := fs.env[name]
-		v := getenv(env)
+		// Trimmed like a value read from a file: a trailing CR or newline
+		// from a Secret or an env file is never part of the value.
+		v := strings.TrimSpace(getenv(env))
 		if set[name] || v == "" {
 			continue
 		}
 		if err := fs.Set(name, v); err != nil {
 			return usagef("invalid value in $%s for --%s: %v", env, name, err)
+		}
+	}
+	return nil
+}
+
+// positive refuses zero or a negative value in the named flags (ints,
+// int64s, floats and durations). In the configuration a zero takes the
+// default; on the command line it is a mistake, not a way to say "default".
+func (fs *flagSet) positive(names ...string) error {
+	for _, name := range names {
+		f := fs.Lookup(name)
+		if f == nil {
+			panic("positive: undefined flag " + name)
+		}
+		bad := false
+		switch v := f.Value.(flag.Getter).Get().(type) {
+		case int:
+			bad = v <= 0
+		case int64:
+			bad = v <= 0
+		case float64:
+			bad = v <= 0
+		case time.Duration:
+			bad = v <= 0
+		default:
+			panic("positive: flag " + name + " is not a number or a duration")
+		}
+		if bad {
+			return usagef("--%s must be greater than 0, not %s", name, f.Value.String())
 		}
 	}
 	return nil
@@ -232,6 +300,36 @@ func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
 }
 
 var errHelp = flag.ErrHelp
+
+// listenAddress checks a host:port to listen on (the host may be empty,
+// port 0 picks one).
+func listenAddress(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:8081 or :8081")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("the port must be a number from 0 to 65535")
+	}
+	return nil
+}
+
+// httpURL checks an http:// or https:// URL with a host.
+func httpURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want an http:// or https:// URL")
+	}
+	return nil
+}
+
+// organizationName checks a TFE organization name: letters, digits, - and _.
+func organizationName(s string) error {
+	if s == "" || len(s) > 128 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
+		return errors.New("not a TFE organization name (letters, digits, - and _)")
+	}
+	return nil
+}
 
 func isUsage(err error) bool {
 	var ue *usageError

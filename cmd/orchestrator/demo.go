@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"path/filepath"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/demo"
 )
@@ -26,7 +27,12 @@ func demoCommand() *command {
 					if errors.Is(err, os.ErrNotExist) && scenario == defaultDemoScenario {
 						return usagef("%s not found: run the demo from the repository's root, or give --scenario", scenario)
 					}
-					return err
+					return usagef("--scenario: %v", err)
+				}
+				if picture != "" {
+					if st, err := os.Stat(filepath.Dir(picture)); err != nil || !st.IsDir() {
+						return usagef("--picture %s: the directory %s does not exist", picture, filepath.Dir(picture))
+					}
 				}
 				rep, err := demo.Run(env.ctx, demo.Options{
 					Scenario: sc, Out: env.stdout, Color: !noColor && isTerminal(env.stdout), Picture: picture,

@@ -23,13 +23,24 @@ func (f *tfeFlags) define(fs *flagSet) {
 	f.token = fs.secret("tfe-token", "TFE_TOKEN", "TFE API token")
 }
 
-func (f *tfeFlags) client() (*tfe.Client, error) {
-	token, err := f.token()
-	if err != nil {
-		return nil, err
+// check validates the flags before anything reaches TFE.
+func (f *tfeFlags) check() (token string, err error) {
+	if err := httpURL(f.address); err != nil {
+		return "", usagef("--tfe-address %q: %v", f.address, err)
+	}
+	if token, err = f.token(); err != nil {
+		return "", err
 	}
 	if token == "" {
-		return nil, usagef("--tfe-token (or $TFE_TOKEN, or --tfe-token-file) is required")
+		return "", usagef("--tfe-token (or $TFE_TOKEN, or --tfe-token-file) is required")
+	}
+	return token, nil
+}
+
+func (f *tfeFlags) client() (*tfe.Client, error) {
+	token, err := f.check()
+	if err != nil {
+		return nil, err
 	}
 	c, err := tfe.NewClient(&tfe.Config{Address: f.address, Token: token, RetryServerErrors: true})
 	if err != nil {
@@ -53,6 +64,14 @@ func graphCommand() *command {
 			return func(env *runEnv) error {
 				if (org == "") == (input == "") {
 					return usagef("give exactly one of --organization and --input")
+				}
+				if org != "" {
+					if err := organizationName(org); err != nil {
+						return usagef("--organization %q: %v", org, err)
+					}
+					if _, err := tf.check(); err != nil {
+						return err
+					}
 				}
 				switch format {
 				case "text", "json":

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 )
@@ -28,17 +27,30 @@ func notificationsInstallCommand() *command {
 				switch {
 				case o.Organization == "":
 					return usagef("--organization is required")
-				case !strings.HasPrefix(o.URL, "http://") && !strings.HasPrefix(o.URL, "https://"):
-					return usagef("--url must be the daemon's http(s) webhook URL")
+				case organizationName(o.Organization) != nil:
+					return usagef("--organization %q: %v", o.Organization, organizationName(o.Organization))
+				case httpURL(o.URL) != nil:
+					return usagef("--url %q must be the daemon's http:// or https:// webhook URL", o.URL)
 				case tokenFile == "":
 					return usagef("--token-file is required")
+				case o.Name == "":
+					return usagef("--name must not be empty")
+				}
+				if _, err := tf.check(); err != nil {
+					return err
 				}
 				b, err := os.ReadFile(tokenFile)
 				if err != nil {
 					return fmt.Errorf("read --token-file: %w", err)
 				}
-				if o.Token = strings.TrimSpace(string(b)); o.Token == "" {
-					return usagef("--token-file %s is empty", tokenFile)
+				// The file serve reads its tokens from: one per line, # comments.
+				switch tokens := secretLines(b); len(tokens) {
+				case 0:
+					return usagef("--token-file %s holds no token", tokenFile)
+				case 1:
+					o.Token = tokens[0]
+				default:
+					return usagef("--token-file %s holds %d tokens; give a file with the one token to install", tokenFile, len(tokens))
 				}
 				client, err := tf.client()
 				if err != nil {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 )
 
 func serveCommand() *command {
@@ -11,73 +12,10 @@ func serveCommand() *command {
 		name:    "serve",
 		summary: "run the daemon: TFE notifications into JetStream, cascades dispatched in dependency order",
 		setup: func(fs *flagSet) func(*runEnv) error {
-			var cfg app.Config
-			fs.stringVar(&cfg.HTTPListen, "http-listen", "ORCHESTRATOR_HTTP_LISTEN", ":8080", "address of the webhook, health and metrics server")
-			fs.stringVar(&cfg.DataDir, "data-dir", "ORCHESTRATOR_DATA_DIR", "data", "directory for the embedded NATS server's store")
-			fs.stringVar(&cfg.NATS.URL, "nats-url", "NATS_URL", "", "NATS server or cluster URL(s); empty runs an embedded JetStream server")
-			fs.stringVar(&cfg.NATS.EmbeddedListen, "embedded-nats-listen", "ORCHESTRATOR_EMBEDDED_NATS_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens for outside clients; off for none")
-			fs.stringVar(&cfg.NATS.CredsFile, "nats-creds", "NATS_CREDS", "", "NATS credentials file (JWT and seed)")
-			fs.stringVar(&cfg.NATS.TLSCA, "nats-tls-ca", "NATS_TLS_CA", "", "CA certificate file to verify the NATS server")
-			fs.stringVar(&cfg.NATS.TLSCert, "nats-tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS")
-			fs.stringVar(&cfg.NATS.TLSKey, "nats-tls-key", "NATS_TLS_KEY", "", "client key file for NATS")
-			fs.stringVar(&cfg.NATS.User, "nats-user", "NATS_USER", "", "NATS user name")
-			natsPassword := fs.secret("nats-password", "NATS_PASSWORD", "NATS password")
-			natsToken := fs.secret("nats-token", "NATS_TOKEN", "NATS authentication token")
-			tokens := fs.secrets("webhook-token", "ORCHESTRATOR_WEBHOOK_TOKEN", "token of the TFE notification configurations; webhooks must be signed with one")
-			fs.boolVar(&cfg.Webhook.SkipSignature, "insecure-skip-signature", "ORCHESTRATOR_INSECURE_SKIP_SIGNATURE", false, "accept unsigned webhooks when no token is set (never in production)")
-			fs.Int64Var(&cfg.Webhook.MaxBodyBytes, "webhook-max-body", 1<<20, "largest webhook body accepted, in bytes")
-			fs.mirror("webhook-max-body", "ORCHESTRATOR_WEBHOOK_MAX_BODY")
-			fs.stringVar(&cfg.Stream.Name, "stream-name", "ORCHESTRATOR_STREAM_NAME", "RUN_EVENTS", "JetStream stream of run events")
-			fs.stringVar(&cfg.Stream.Retention, "stream-retention", "ORCHESTRATOR_STREAM_RETENTION", "limits", "stream retention: limits, interest or workqueue")
-			fs.durationVar(&cfg.Stream.MaxAge, "stream-max-age", "ORCHESTRATOR_STREAM_MAX_AGE", 7*24*time.Hour, "how long run events are kept")
-			fs.durationVar(&cfg.Stream.DuplicateWindow, "stream-duplicate-window", "ORCHESTRATOR_STREAM_DUPLICATE_WINDOW", 10*time.Minute, "how long a redelivered notification is recognised as a duplicate")
-			fs.intVar(&cfg.Stream.Replicas, "stream-replicas", "ORCHESTRATOR_STREAM_REPLICAS", 1, "stream replicas (3 in a NATS cluster)")
-			fs.stringVar(&cfg.TFE.Address, "tfe-address", "TFE_ADDRESS", "https://app.terraform.io", "TFE or HCP Terraform address")
-			tfeToken := fs.secret("tfe-token", "TFE_TOKEN", "TFE API token the dispatcher creates runs with; without it the daemon only ingests")
-			fs.Float64Var(&cfg.TFE.RateLimit, "tfe-rate-limit", 0, "requests per second this process makes to TFE, shared by all its parts (0: go-tfe's 0.66 × TFE's advertised limit)")
-			fs.mirror("tfe-rate-limit", "ORCHESTRATOR_TFE_RATE_LIMIT")
-			fs.boolVar(&cfg.Dispatcher.DryRun, "dry-run", "ORCHESTRATOR_DRY_RUN", false, "decide and log every cascade step; write nothing to TFE")
-			fs.durationVar(&cfg.GraphCacheTTL, "graph-cache-ttl", "ORCHESTRATOR_GRAPH_CACHE_TTL", 5*time.Minute, "how long a workspace's run triggers are trusted before they are read again")
-			fs.intVar(&cfg.Dispatcher.MaxInFlight, "max-dispatch-in-flight", "ORCHESTRATOR_MAX_DISPATCH_IN_FLIGHT", 8, "run creations in flight at once")
-			fs.durationVar(&cfg.Dispatcher.AckWait, "ack-wait", "ORCHESTRATOR_ACK_WAIT", 30*time.Second, "how long an event may be processed before it is redelivered; a dispatch intent older than this is taken over")
-			fs.durationVar(&cfg.Dispatcher.ReconcileInterval, "reconcile-interval", "ORCHESTRATOR_RECONCILE_INTERVAL", 15*time.Second, "how often open cascades are checked")
-			fs.durationVar(&cfg.Dispatcher.ReconcileAfter, "reconcile-after", "ORCHESTRATOR_RECONCILE_AFTER", time.Minute, "read a dispatched run through the API after this long without an event")
-			fs.durationVar(&cfg.Dispatcher.LockedRetry, "locked-retry", "ORCHESTRATOR_LOCKED_RETRY", 30*time.Second, "how often a locked target is checked again")
-			fs.durationVar(&cfg.Dispatcher.LockedAlertAfter, "locked-alert-after", "ORCHESTRATOR_LOCKED_ALERT_AFTER", 10*time.Minute, "alert when a target stays locked this long")
-			fs.boolVar(&cfg.Dispatcher.NoChangesStarts, "no-changes-starts-cascade", "ORCHESTRATOR_NO_CHANGES_STARTS_CASCADE", false, "a run that finishes with no changes starts a cascade too")
-			fs.boolVar(&cfg.Dispatcher.NoChangesSatisfies, "no-changes-satisfies", "ORCHESTRATOR_NO_CHANGES_SATISFIES", false, "an upstream that finishes with no changes counts as applied (otherwise its downstream is skipped)")
-			fs.durationVar(&cfg.Dispatcher.StateTTL, "state-ttl", "ORCHESTRATOR_STATE_TTL", 7*24*time.Hour, "how long cascade state is kept")
-			alertWebhook := fs.secret("alert-webhook-url", "ORCHESTRATOR_ALERT_WEBHOOK_URL", "send alerts as JSON to this URL")
-			alertSlack := fs.secret("alert-slack-url", "ORCHESTRATOR_ALERT_SLACK_URL", "send alerts to this Slack-style incoming webhook")
-			fs.durationVar(&cfg.Alerts.Window, "alert-window", "ORCHESTRATOR_ALERT_WINDOW", 15*time.Minute, "an alert with the same key is sent once within this window")
-			fs.boolVar(&cfg.DisableWatchdog, "no-watchdog", "ORCHESTRATOR_NO_WATCHDOG", false, "do not run the stuck-run watchdog")
-			fs.durationVar(&cfg.Watchdog.Interval, "watchdog-interval", "ORCHESTRATOR_WATCHDOG_INTERVAL", time.Minute, "how often the watchdog scans runs (one admin runs list per 100 active runs)")
-			fs.Var(&cfg.Watchdog.Budgets, "watchdog-budget", "budget of a status group, GROUP=DURATION (repeatable; comma-separated in the environment); groups: queued, planning, applying, awaiting")
-			fs.mirror("watchdog-budget", "ORCHESTRATOR_WATCHDOG_BUDGET")
-			fs.boolVar(&cfg.Watchdog.AllowApplying, "watchdog-allow-applying", "ORCHESTRATOR_WATCHDOG_ALLOW_APPLYING", false, "let the watchdog force-cancel runs stuck in applying (can lose state)")
-			fs.stringVar(&cfg.Watchdog.Scan, "watchdog-scan", "ORCHESTRATOR_WATCHDOG_SCAN", "admin", "how the watchdog finds runs: admin (the admin runs API, TFE with a site-admin token) or workspaces (each workspace's current run)")
-			fs.Var((*listValue)(&cfg.Watchdog.Organizations), "watchdog-organization", "organizations the watchdog scans in workspaces mode (repeatable; comma-separated in the environment)")
-			fs.mirror("watchdog-organization", "ORCHESTRATOR_WATCHDOG_ORGANIZATION")
-			fs.durationVar(&cfg.Watchdog.LeaseTTL, "watchdog-lease-ttl", "ORCHESTRATOR_WATCHDOG_LEASE_TTL", 15*time.Second, "a watchdog leader that stops renewing loses the lease after this")
-			fs.durationVar(&cfg.ShutdownTimeout, "shutdown-timeout", "ORCHESTRATOR_SHUTDOWN_TIMEOUT", 20*time.Second, "how long an orderly shutdown may take")
+			config := serveFlags(fs)
 			return func(env *runEnv) error {
-				var err error
-				if cfg.Webhook.Tokens, err = tokens(); err != nil {
-					return err
-				}
-				if cfg.NATS.Password, err = natsPassword(); err != nil {
-					return err
-				}
-				if cfg.NATS.Token, err = natsToken(); err != nil {
-					return err
-				}
-				if cfg.TFE.Token, err = tfeToken(); err != nil {
-					return err
-				}
-				if cfg.Alerts.WebhookURL, err = alertWebhook(); err != nil {
-					return err
-				}
-				if cfg.Alerts.SlackURL, err = alertSlack(); err != nil {
+				cfg, err := config()
+				if err != nil {
 					return err
 				}
 				d, err := app.New(cfg, env.log)
@@ -87,5 +25,92 @@ func serveCommand() *command {
 				return d.Run(env.ctx)
 			}
 		},
+	}
+}
+
+// serveFlags defines serve's flags and returns the function that turns
+// them, once parsed, into the daemon's configuration.
+func serveFlags(fs *flagSet) func() (app.Config, error) {
+	var cfg app.Config
+	fs.stringVar(&cfg.HTTPListen, "http-listen", "ORCHESTRATOR_HTTP_LISTEN", ":8080", "address of the webhook, health and metrics server")
+	fs.stringVar(&cfg.DataDir, "data-dir", "ORCHESTRATOR_DATA_DIR", "data", "directory for the embedded NATS server's store")
+	fs.stringVar(&cfg.NATS.URL, "nats-url", "NATS_URL", "", "NATS server or cluster URL(s); empty runs an embedded JetStream server")
+	fs.stringVar(&cfg.NATS.EmbeddedListen, "embedded-nats-listen", "ORCHESTRATOR_EMBEDDED_NATS_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens for outside clients; off for none")
+	fs.stringVar(&cfg.NATS.CredsFile, "nats-creds", "NATS_CREDS", "", "NATS credentials file (JWT and seed)")
+	fs.stringVar(&cfg.NATS.NKeyFile, "nats-nkey", "NATS_NKEY", "", "file holding the NKey user seed (SU...) to sign in to NATS with")
+	fs.stringVar(&cfg.NATS.TLSCA, "nats-tls-ca", "NATS_TLS_CA", "", "CA certificate file to verify the NATS server")
+	fs.stringVar(&cfg.NATS.TLSCert, "nats-tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS")
+	fs.stringVar(&cfg.NATS.TLSKey, "nats-tls-key", "NATS_TLS_KEY", "", "client key file for NATS")
+	fs.stringVar(&cfg.NATS.User, "nats-user", "NATS_USER", "", "NATS user name")
+	natsPassword := fs.secret("nats-password", "NATS_PASSWORD", "NATS password")
+	natsToken := fs.secret("nats-token", "NATS_TOKEN", "NATS authentication token")
+	tokens := fs.secrets("webhook-token", "ORCHESTRATOR_WEBHOOK_TOKEN", "token of the TFE notification configurations; webhooks must be signed with one")
+	fs.boolVar(&cfg.Webhook.SkipSignature, "insecure-skip-signature", "ORCHESTRATOR_INSECURE_SKIP_SIGNATURE", false, "accept unsigned webhooks when no token is set (never in production)")
+	fs.Int64Var(&cfg.Webhook.MaxBodyBytes, "webhook-max-body", 1<<20, "largest webhook body accepted, in bytes")
+	fs.mirror("webhook-max-body", "ORCHESTRATOR_WEBHOOK_MAX_BODY")
+	fs.intVar(&cfg.Webhook.MaxConcurrent, "webhook-max-concurrent", "ORCHESTRATOR_WEBHOOK_MAX_CONCURRENT", events.DefaultMaxConcurrent, "webhook requests read at once before their signatures are checked; more get 503")
+	fs.Int64Var(&cfg.Webhook.MaxPendingBytes, "webhook-max-pending-bytes", events.DefaultMaxPendingBytes, "memory the bodies of webhook requests not yet verified may hold, in bytes; more get 503")
+	fs.mirror("webhook-max-pending-bytes", "ORCHESTRATOR_WEBHOOK_MAX_PENDING_BYTES")
+	fs.durationVar(&cfg.Webhook.ReadTimeout, "webhook-read-timeout", "ORCHESTRATOR_WEBHOOK_READ_TIMEOUT", events.DefaultReadTimeout, "how long a webhook may take to send its body")
+	fs.stringVar(&cfg.Stream.Name, "stream-name", "ORCHESTRATOR_STREAM_NAME", "RUN_EVENTS", "JetStream stream of run events")
+	fs.stringVar(&cfg.Stream.Retention, "stream-retention", "ORCHESTRATOR_STREAM_RETENTION", "limits", "stream retention: limits, interest or workqueue")
+	fs.durationVar(&cfg.Stream.MaxAge, "stream-max-age", "ORCHESTRATOR_STREAM_MAX_AGE", 7*24*time.Hour, "how long run events are kept")
+	fs.durationVar(&cfg.Stream.DuplicateWindow, "stream-duplicate-window", "ORCHESTRATOR_STREAM_DUPLICATE_WINDOW", 10*time.Minute, "how long a redelivered notification is recognised as a duplicate")
+	fs.intVar(&cfg.Stream.Replicas, "stream-replicas", "ORCHESTRATOR_STREAM_REPLICAS", 1, "stream replicas (3 in a NATS cluster)")
+	fs.stringVar(&cfg.TFE.Address, "tfe-address", "TFE_ADDRESS", "https://app.terraform.io", "TFE or HCP Terraform address")
+	tfeToken := fs.secret("tfe-token", "TFE_TOKEN", "TFE API token the dispatcher creates runs with; without it the daemon only ingests")
+	fs.Float64Var(&cfg.TFE.RateLimit, "tfe-rate-limit", 0, "requests per second this process makes to TFE, shared by all its parts (0: go-tfe's 0.66 × TFE's advertised limit)")
+	fs.mirror("tfe-rate-limit", "ORCHESTRATOR_TFE_RATE_LIMIT")
+	fs.boolVar(&cfg.Dispatcher.DryRun, "dry-run", "ORCHESTRATOR_DRY_RUN", false, "decide and log every cascade step; write nothing to TFE")
+	fs.durationVar(&cfg.GraphCacheTTL, "graph-cache-ttl", "ORCHESTRATOR_GRAPH_CACHE_TTL", 5*time.Minute, "how long a workspace's run triggers are trusted before they are read again")
+	fs.intVar(&cfg.Dispatcher.MaxInFlight, "max-dispatch-in-flight", "ORCHESTRATOR_MAX_DISPATCH_IN_FLIGHT", 8, "run creations in flight at once")
+	fs.durationVar(&cfg.Dispatcher.AckWait, "ack-wait", "ORCHESTRATOR_ACK_WAIT", 30*time.Second, "how long an event may be processed before it is redelivered; a dispatch intent older than this is taken over")
+	fs.durationVar(&cfg.Dispatcher.ReconcileInterval, "reconcile-interval", "ORCHESTRATOR_RECONCILE_INTERVAL", 15*time.Second, "how often open cascades are checked")
+	fs.durationVar(&cfg.Dispatcher.ReconcileAfter, "reconcile-after", "ORCHESTRATOR_RECONCILE_AFTER", time.Minute, "read a dispatched run through the API after this long without an event")
+	fs.durationVar(&cfg.Dispatcher.LockedRetry, "locked-retry", "ORCHESTRATOR_LOCKED_RETRY", 30*time.Second, "how often a locked target is checked again")
+	fs.durationVar(&cfg.Dispatcher.LockedAlertAfter, "locked-alert-after", "ORCHESTRATOR_LOCKED_ALERT_AFTER", 10*time.Minute, "alert when a target stays locked this long")
+	fs.boolVar(&cfg.Dispatcher.NoChangesStarts, "no-changes-starts-cascade", "ORCHESTRATOR_NO_CHANGES_STARTS_CASCADE", false, "a run that finishes with no changes starts a cascade too")
+	fs.boolVar(&cfg.Dispatcher.NoChangesSatisfies, "no-changes-satisfies", "ORCHESTRATOR_NO_CHANGES_SATISFIES", false, "an upstream that finishes with no changes counts as applied (otherwise its downstream is skipped)")
+	fs.durationVar(&cfg.Dispatcher.StateTTL, "state-ttl", "ORCHESTRATOR_STATE_TTL", 7*24*time.Hour, "how long cascade state is kept")
+	alertWebhook := fs.secret("alert-webhook-url", "ORCHESTRATOR_ALERT_WEBHOOK_URL", "send alerts as JSON to this URL")
+	alertSlack := fs.secret("alert-slack-url", "ORCHESTRATOR_ALERT_SLACK_URL", "send alerts to this Slack-style incoming webhook")
+	fs.durationVar(&cfg.Alerts.Window, "alert-window", "ORCHESTRATOR_ALERT_WINDOW", 15*time.Minute, "an alert with the same key is sent once within this window")
+	fs.boolVar(&cfg.DisableWatchdog, "no-watchdog", "ORCHESTRATOR_NO_WATCHDOG", false, "do not run the stuck-run watchdog")
+	fs.durationVar(&cfg.Watchdog.Interval, "watchdog-interval", "ORCHESTRATOR_WATCHDOG_INTERVAL", time.Minute, "how often the watchdog scans runs (one admin runs list per 100 active runs)")
+	fs.Var(&cfg.Watchdog.Budgets, "watchdog-budget", "budget of a status group, GROUP=DURATION (repeatable; comma-separated in the environment); groups: queued, planning, applying, awaiting")
+	fs.mirror("watchdog-budget", "ORCHESTRATOR_WATCHDOG_BUDGET")
+	fs.boolVar(&cfg.Watchdog.AllowApplying, "watchdog-allow-applying", "ORCHESTRATOR_WATCHDOG_ALLOW_APPLYING", false, "let the watchdog force-cancel runs stuck in applying (can lose state)")
+	fs.stringVar(&cfg.Watchdog.Scan, "watchdog-scan", "ORCHESTRATOR_WATCHDOG_SCAN", "admin", "how the watchdog finds runs: admin (the admin runs API, TFE with a site-admin token) or workspaces (each workspace's current run)")
+	fs.Var((*listValue)(&cfg.Watchdog.Organizations), "watchdog-organization", "organizations the watchdog scans in workspaces mode (repeatable; comma-separated in the environment)")
+	fs.mirror("watchdog-organization", "ORCHESTRATOR_WATCHDOG_ORGANIZATION")
+	fs.durationVar(&cfg.Watchdog.LeaseTTL, "watchdog-lease-ttl", "ORCHESTRATOR_WATCHDOG_LEASE_TTL", 15*time.Second, "a watchdog leader that stops renewing loses the lease after this")
+	fs.durationVar(&cfg.ShutdownTimeout, "shutdown-timeout", "ORCHESTRATOR_SHUTDOWN_TIMEOUT", 20*time.Second, "how long an orderly shutdown may take")
+	return func() (app.Config, error) {
+		if err := fs.positive("webhook-max-body", "webhook-max-concurrent", "webhook-max-pending-bytes", "webhook-read-timeout",
+			"stream-max-age", "stream-duplicate-window", "stream-replicas", "graph-cache-ttl", "max-dispatch-in-flight",
+			"ack-wait", "reconcile-interval", "reconcile-after", "locked-retry", "locked-alert-after", "state-ttl",
+			"alert-window", "watchdog-interval", "watchdog-lease-ttl", "shutdown-timeout"); err != nil {
+			return app.Config{}, err
+		}
+		var err error
+		if cfg.Webhook.Tokens, err = tokens(); err != nil {
+			return app.Config{}, err
+		}
+		if cfg.NATS.Password, err = natsPassword(); err != nil {
+			return app.Config{}, err
+		}
+		if cfg.NATS.Token, err = natsToken(); err != nil {
+			return app.Config{}, err
+		}
+		if cfg.TFE.Token, err = tfeToken(); err != nil {
+			return app.Config{}, err
+		}
+		if cfg.Alerts.WebhookURL, err = alertWebhook(); err != nil {
+			return app.Config{}, err
+		}
+		if cfg.Alerts.SlackURL, err = alertSlack(); err != nil {
+			return app.Config{}, err
+		}
+		return cfg, nil
 	}
 }

@@ -37,6 +37,25 @@ func tfesimCommand() *command {
 				if rateLimit == 0 {
 					return usagef("--rate-limit must not be 0; use a negative value to disable it")
 				}
+				if err := listenAddress(listen); err != nil {
+					return usagef("--listen %q: %v", listen, err)
+				}
+				if address != "" {
+					if err := httpURL(address); err != nil {
+						return usagef("--address %q: %v", address, err)
+					}
+				}
+				if scenario != "" {
+					// Loaded into a simulator of its own first, so that a bad
+					// scenario is a usage error before anything listens.
+					probe, err := tfesim.New(tfesim.Options{Token: tok})
+					if err != nil {
+						return err
+					}
+					if err := probe.LoadScenarioFile(scenario); err != nil {
+						return usagef("--scenario: %v", err)
+					}
+				}
 				return serveSim(env, listen, address, scenario, tok, rateLimit)
 			}
 		},

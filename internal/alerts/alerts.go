@@ -1,6 +1,6 @@
 // Package alerts carries what the orchestrator tells operators: cycles,
 // blocked cascades, dispatch failures, stuck runs, cancels, rejected
-// webhooks. Every part of the product raises alerts through a Notifier; the
+// webhooks, a TFE token refused. Every part of the product raises alerts through a Notifier; the
 // sinks decide where they go.
 //
 // What it guarantees: Raise never blocks the caller on a sink and never
@@ -31,6 +31,7 @@ const (
 	KindEventRejected   = "event_rejected"
 	KindEventDropped    = "event_dropped"
 	KindMalformedState  = "malformed_state"
+	KindTFEUnauthorized = "tfe_unauthorized"
 )
 
 // Severities.

@@ -251,7 +251,8 @@ func post(ctx context.Context, client *http.Client, target string, v any) error 
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return err
+		// The parse error quotes the URL, a secret: say what it is, not it.
+		return errors.New("post alert: the sink URL is not a valid URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	res, err := client.Do(req)

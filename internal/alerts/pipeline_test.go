@@ -166,3 +166,22 @@ func TestRepeatsWithinTheWindowSendOnce(t *testing.T) {
 		t.Errorf("got keys %v, want stuck/run-1 stuck/run-2 stuck/run-1", keys)
 	}
 }
+
+// A sink URL that does not parse (a trailing CR from a Secret, say) is
+// never quoted in the error: the URL of a Slack-style webhook is its
+// credential.
+func TestSinkErrorsHideTheURL(t *testing.T) {
+	for _, sink := range []alerts.Sink{
+		&alerts.Webhook{URL: "https://hooks.example.com/services/SECRET\r"},
+		&alerts.Slack{URL: "https://hooks.example.com/services/SECRET\r"},
+		&alerts.Slack{URL: "http://127.0.0.1:1/services/SECRET"}, // nothing listens
+	} {
+		err := sink.Send(context.Background(), alerts.Alert{Kind: alerts.KindCycle, Message: "m"})
+		if err == nil {
+			t.Fatalf("%s: sent to an unusable URL", sink.Name())
+		}
+		if strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "hooks.example.com") {
+			t.Errorf("%s: the error shows the URL: %v", sink.Name(), err)
+		}
+	}
+}

@@ -36,110 +36,6 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
 
-// Config is the daemon's configuration. Zero fields take the defaults.
-type Config struct {
-	// HTTPListen is the address of the webhook, health and metrics server;
-	// default ":8080".
-	HTTPListen string
-	// DataDir holds the embedded NATS server's store; default "data".
-	DataDir string
-	NATS    NATSConfig
-	Webhook events.WebhookOptions
-	Stream  events.StreamOptions
-	// TFE is where cascades create runs. Without a token the daemon only
-	// ingests.
-	TFE        TFEConfig
-	Dispatcher dispatcher.Options
-	// Watchdog configures the stuck-run watchdog; it runs when a TFE token
-	// is set, the installation has the admin API, and it is not disabled.
-	Watchdog        watchdog.Options
-	DisableWatchdog bool
-	Alerts          AlertsConfig
-	// GraphCacheTTL is how long a workspace's run triggers are trusted;
-	// default 5m.
-	GraphCacheTTL time.Duration
-	// ShutdownTimeout bounds the orderly shutdown; default 20s.
-	ShutdownTimeout time.Duration
-}
-
-// TFEConfig says how to reach TFE.
-type TFEConfig struct {
-	Address string
-	Token   string
-	// RateLimit caps this process's requests per second to TFE, shared by
-	// all its parts; 0 leaves only go-tfe's own limit (0.66 × what TFE
-	// advertises).
-	RateLimit float64
-}
-
-// AlertsConfig says where alerts go besides the log and NATS.
-type AlertsConfig struct {
-	WebhookURL string // generic JSON webhook
-	SlackURL   string // Slack-style incoming webhook
-	// Window: the same alert key is sent once within it; default 15m.
-	Window time.Duration
-}
-
-// NATSConfig says which NATS to use. Without a URL the daemon runs an
-// embedded JetStream server.
-type NATSConfig struct {
-	URL string
-	// EmbeddedListen is where the embedded server listens for outside
-	// clients such as the nats CLI; "off" for none; default 127.0.0.1:4222.
-	EmbeddedListen string
-	CredsFile      string
-	TLSCA          string
-	TLSCert        string
-	TLSKey         string
-	User           string
-	Password       string
-	Token          string
-}
-
-func (c *Config) withDefaults() Config {
-	out := *c
-	if out.HTTPListen == "" {
-		out.HTTPListen = ":8080"
-	}
-	if out.DataDir == "" {
-		out.DataDir = "data"
-	}
-	if out.NATS.EmbeddedListen == "" {
-		out.NATS.EmbeddedListen = "127.0.0.1:4222"
-	}
-	if out.ShutdownTimeout == 0 {
-		out.ShutdownTimeout = 20 * time.Second
-	}
-	if out.GraphCacheTTL == 0 {
-		out.GraphCacheTTL = 5 * time.Minute
-	}
-	if out.TFE.Address == "" {
-		out.TFE.Address = tfe.DefaultAddress
-	}
-	return out
-}
-
-// Validate reports the first setting that cannot work.
-func (c *Config) Validate() error {
-	d := c.withDefaults()
-	if err := d.Stream.Validate(); err != nil {
-		return err
-	}
-	if len(d.Webhook.Tokens) == 0 && !d.Webhook.SkipSignature {
-		return errors.New("no webhook token: set --webhook-token, or --insecure-skip-signature to accept unsigned webhooks")
-	}
-	if (d.NATS.TLSCert == "") != (d.NATS.TLSKey == "") {
-		return errors.New("NATS TLS needs both a certificate and a key")
-	}
-	if d.NATS.User != "" && d.NATS.Token != "" {
-		return errors.New("give a NATS user or a NATS token, not both")
-	}
-	if d.ShutdownTimeout < 0 || d.GraphCacheTTL < 0 || d.TFE.RateLimit < 0 {
-		return errors.New("shutdown timeout, graph cache TTL and TFE rate limit must not be negative")
-	}
-	return d.Dispatcher.Validate()
-}
-
 // App is the daemon.
 type App struct {
 	cfg      Config
@@ -150,6 +46,9 @@ type App struct {
 	mu       sync.Mutex
 	httpAddr string
 	natsURL  string
+	tfeAuth  *tfeAuth          // set before Ready when a TFE token is given
+	embedded *natsembed.Server // while Run runs, when NATS is embedded
+	dirLock  *dirLock          // held with embedded
 }
 
 // New checks the configuration and returns the daemon, not yet running.
@@ -180,22 +79,24 @@ func (a *App) NATSURL() string {
 
 // Run starts the daemon and serves until ctx ends or a part fails.
 func (a *App) Run(ctx context.Context) error {
+	if a.cfg.Webhook.SkipSignature {
+		a.log.Warn("webhook signatures are not checked (--insecure-skip-signature): whoever reaches the http port can start cascades; never in production",
+			zap.String("http", a.cfg.HTTPListen))
+	}
 	var embedded *natsembed.Server
 	if a.cfg.NATS.URL == "" {
-		dir := filepath.Join(a.cfg.DataDir, "nats")
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("create data directory: %w", err)
-		}
 		var err error
-		embedded, err = natsembed.Start(natsembed.Options{StoreDir: dir, Listen: a.cfg.NATS.EmbeddedListen, Logger: a.log.Named("nats")})
-		if err != nil {
+		if embedded, err = a.startEmbedded(); err != nil {
 			return err
 		}
-		defer embedded.Shutdown()
-		a.mu.Lock()
-		a.natsURL = embedded.ClientURL()
-		a.mu.Unlock()
-		a.log.Info("embedded NATS started", zap.String("store", dir), zap.String("url", embedded.ClientURL()))
+		defer func() {
+			a.mu.Lock()
+			a.embedded = nil
+			lock := a.dirLock
+			a.mu.Unlock()
+			embedded.Shutdown()
+			lock.release() // after the store is flushed
+		}()
 	}
 
 	nc, err := a.connect(embedded)
@@ -225,21 +126,26 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return 0
 	}))
+	// The alert pipeline comes first: every part is given it when built.
+	notifier := a.alertPipeline(nc)
 	metrics := events.NewMetrics(a.registry)
-	webhook, err := events.NewWebhook(a.cfg.Webhook, events.NewPublisher(js, streamName), metrics, a.log.Named("webhook"))
+	webhookOpts := a.cfg.Webhook
+	webhookOpts.Alerts = notifier
+	webhook, err := events.NewWebhook(webhookOpts, events.NewPublisher(js, streamName), metrics, a.log.Named("webhook"))
 	if err != nil {
 		return err
 	}
-
-	notifier := a.alertPipeline(nc)
-	a.cfg.Webhook.Alerts = notifier
 	var disp *dispatcher.Dispatcher
 	var dog *watchdog.Watchdog
+	var client *tfe.Client
 	if a.cfg.TFE.Token != "" {
-		client, err := a.tfeClient()
-		if err != nil {
+		a.tfeAuth = newTFEAuth(a.log.Named("tfe"), notifier, a.registry)
+		if client, err = a.tfeClient(); err != nil {
 			return err
 		}
+		// Checked now, so that a wrong token shows at once in /readyz, the
+		// metric and an alert, not as runs that never come.
+		a.tfeAuth.check(ctx, client.Users)
 		if disp, err = a.newDispatcher(ctx, client, js, notifier); err != nil {
 			return err
 		}
@@ -261,7 +167,18 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPListen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	srv := &http.Server{
+		Handler: mux,
+		// Headers are small (TFE's, a probe's, a scrape's): 64 KiB instead of
+		// net/http's 1 MiB, sent within 10s. The webhook bounds the time of
+		// its body itself (--webhook-read-timeout); ReadTimeout backs it.
+		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// An answer waits at most for a publish (5s) after the body.
+		WriteTimeout: time.Minute,
+		IdleTimeout:  2 * time.Minute,
+	}
 	a.mu.Lock()
 	a.httpAddr = ln.Addr().String()
 	a.mu.Unlock()
@@ -270,6 +187,9 @@ func (a *App) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return notifier.Run(gctx) })
+	if client != nil {
+		g.Go(func() error { return a.tfeAuth.run(gctx, client.Users, a.cfg.TFE.CheckInterval) })
+	}
 	if disp != nil {
 		g.Go(func() error { return disp.Run(gctx) })
 	}
@@ -287,6 +207,105 @@ func (a *App) Run(ctx context.Context) error {
 		return a.shutdown(srv, nc)
 	})
 	return g.Wait()
+}
+
+// SeedFileName is the file in the data directory that holds the NKey user
+// seed of the embedded NATS server: the credentials of the daemon and of
+// the operator's nats CLI (--nkey).
+const SeedFileName = "nats-user.nk"
+
+// startEmbedded starts the embedded NATS server, with its store and the
+// seed of its one user in the data directory, both readable by the owner
+// only; the seed is made on the first start and kept.
+func (a *App) startEmbedded() (*natsembed.Server, error) {
+	store := filepath.Join(a.cfg.DataDir, "nats")
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := lockDataDir(a.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			lock.release()
+		}
+	}()
+	seedPath := filepath.Join(a.cfg.DataDir, SeedFileName)
+	seed, created, err := natsembed.LoadOrCreateSeed(seedPath)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		a.log.Info("embedded NATS user seed created", zap.String("file", seedPath))
+	}
+	embedded, err := natsembed.Start(natsembed.Options{StoreDir: store, Listen: a.cfg.NATS.EmbeddedListen, Seed: seed, Logger: a.log.Named("nats-server")})
+	if err != nil {
+		if a.cfg.NATS.EmbeddedListen != "off" {
+			return nil, fmt.Errorf("%w (--embedded-nats-listen %s)", err, a.cfg.NATS.EmbeddedListen)
+		}
+		return nil, err
+	}
+	started = true
+	a.mu.Lock()
+	a.embedded = embedded
+	a.dirLock = lock
+	a.natsURL = embedded.ClientURL()
+	a.mu.Unlock()
+	a.log.Info("embedded NATS started", zap.String("store", store), zap.String("url", embedded.ClientURL()),
+		zap.String("nkey_seed_file", seedPath))
+	return embedded, nil
+}
+
+// ConnectNATS opens a connection of the caller's own to the NATS the
+// daemon uses, with the daemon's credentials: in the process for the
+// embedded server, with the configured authentication for --nats-url. It
+// works once Ready and while Run runs.
+func (a *App) ConnectNATS(opts ...nats.Option) (*nats.Conn, error) {
+	a.mu.Lock()
+	embedded := a.embedded
+	a.mu.Unlock()
+	if embedded != nil {
+		return embedded.Connect(opts...)
+	}
+	if a.cfg.NATS.URL == "" {
+		return nil, errors.New("connect to NATS: the daemon is not running")
+	}
+	auth, err := a.natsAuth()
+	if err != nil {
+		return nil, err
+	}
+	return nats.Connect(a.cfg.NATS.URL, append(auth, opts...)...)
+}
+
+// natsAuth are the options that authenticate to the NATS of --nats-url.
+func (a *App) natsAuth() ([]nats.Option, error) {
+	c := a.cfg.NATS
+	var opts []nats.Option
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(c.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read --nats-nkey: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	return opts, nil
 }
 
 // alertPipeline sends alerts to the log, NATS and the configured sinks.
@@ -330,15 +349,23 @@ func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.
 }
 
 // tfeClient connects to TFE: one go-tfe client for the process, so one
-// rate limiter, capped process-wide when configured.
+// rate limiter, capped process-wide when configured, and one transport
+// where every request to TFE is counted and every refusal of the token
+// seen.
 func (a *App) tfeClient() (*tfe.Client, error) {
-	httpClient := &http.Client{Timeout: 60 * time.Second}
-	if a.cfg.TFE.RateLimit > 0 {
-		httpClient.Transport = &limitedTransport{
-			next:    http.DefaultTransport,
-			limiter: rate.NewLimiter(rate.Limit(a.cfg.TFE.RateLimit), max(1, int(a.cfg.TFE.RateLimit))),
-		}
+	transport := &tfeTransport{
+		next: http.DefaultTransport,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_tfe_requests_total",
+			Help: "Requests to the TFE API by endpoint (IDs and names written :id) and status code (error: no answer).",
+		}, []string{"endpoint", "code"}),
+		auth: a.tfeAuth,
 	}
+	a.registry.MustRegister(transport.requests)
+	if a.cfg.TFE.RateLimit > 0 {
+		transport.limiter = rate.NewLimiter(rate.Limit(a.cfg.TFE.RateLimit), max(1, int(a.cfg.TFE.RateLimit)))
+	}
+	httpClient := &http.Client{Timeout: 60 * time.Second, Transport: transport}
 	client, err := tfe.NewClient(&tfe.Config{Address: a.cfg.TFE.Address, Token: a.cfg.TFE.Token, HTTPClient: httpClient, RetryServerErrors: true})
 	if err != nil {
 		return nil, fmt.Errorf("connect to TFE at %s: %w", a.cfg.TFE.Address, err)
@@ -363,19 +390,6 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	})
 }
 
-// limitedTransport holds every request to TFE to one process-wide rate.
-type limitedTransport struct {
-	next    http.RoundTripper
-	limiter *rate.Limiter
-}
-
-func (t *limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if err := t.limiter.Wait(r.Context()); err != nil {
-		return nil, err
-	}
-	return t.next.RoundTrip(r)
-}
-
 // shutdown stops taking requests, waits for in-flight ones (and so their
 // publishes), then drains the NATS connection.
 func (a *App) shutdown(srv *http.Server, nc *nats.Conn) error {
@@ -387,10 +401,16 @@ func (a *App) shutdown(srv *http.Server, nc *nats.Conn) error {
 		return httpErr
 	}
 	closed := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	closedLog := nc.Opts.ClosedCB
+	nc.SetClosedHandler(func(c *nats.Conn) {
+		if closedLog != nil {
+			closedLog(c)
+		}
+		close(closed)
+	})
 	if err := nc.Drain(); err != nil {
 		// Not connected: nothing is in flight to drain.
-		a.log.Warn("NATS not drained", zap.Error(err))
+		a.log.Warn("nats not drained", zap.Error(err))
 		nc.Close()
 	}
 	select {
@@ -409,12 +429,30 @@ func (a *App) connect(embedded *natsembed.Server) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("tfe-orchestrator"),
 		nats.MaxReconnects(-1),
+		// What goes wrong on the connection after it is up is logged, once,
+		// here: slow consumers, permission violations, lost connections.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			fields := []zap.Field{zap.Error(err)}
+			if sub != nil {
+				fields = append(fields, zap.String("subject", sub.Subject))
+			}
+			log.Error("nats error", fields...)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("NATS disconnected", zap.Error(err))
+				log.Warn("nats disconnected", zap.Error(err))
+			} else {
+				log.Info("nats disconnected")
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ClosedHandler(func(c *nats.Conn) {
+			if err := c.LastError(); err != nil {
+				log.Warn("nats connection closed", zap.Error(err))
+			} else {
+				log.Info("nats connection closed")
+			}
+		}),
 	}
 	if embedded != nil {
 		nc, err := embedded.Connect(opts...)
@@ -423,27 +461,15 @@ func (a *App) connect(embedded *natsembed.Server) (*nats.Conn, error) {
 		}
 		return nc, nil
 	}
-	c := a.cfg.NATS
-	if c.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	auth, err := a.natsAuth()
+	if err != nil {
+		return nil, err
 	}
-	if c.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(c.TLSCA))
-	}
-	if c.TLSCert != "" {
-		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
-	}
-	if c.User != "" {
-		opts = append(opts, nats.UserInfo(c.User, c.Password))
-	}
-	if c.Token != "" {
-		opts = append(opts, nats.Token(c.Token))
-	}
-	nc, err := nats.Connect(c.URL, opts...)
+	nc, err := nats.Connect(a.cfg.NATS.URL, append(opts, auth...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
-	log.Info("NATS connected", zap.String("url", nc.ConnectedUrlRedacted()))
+	log.Info("nats connected", zap.String("url", nc.ConnectedUrlRedacted()))
 	return nc, nil
 }
 
@@ -459,6 +485,12 @@ func (a *App) readyz(nc *nats.Conn, js jetstream.JetStream, stream string) http.
 		if _, err := js.Stream(ctx, stream); err != nil {
 			http.Error(w, "stream "+stream+" unavailable", http.StatusServiceUnavailable)
 			return
+		}
+		if a.tfeAuth != nil {
+			if problem := a.tfeAuth.Problem(); problem != "" {
+				http.Error(w, problem, http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	}

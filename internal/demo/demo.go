@@ -184,9 +184,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	p.say("notification configurations installed on %d workspaces (each verified by TFE)", len(installed))
 
-	nc, err := nats.Connect(d.NATSURL())
+	nc, err := d.ConnectNATS()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connect to the daemon's NATS: %w", err)
 	}
 	defer nc.Close()
 	var alertsMu sync.Mutex

@@ -14,6 +14,12 @@
 //     de-duplication ID derived from run, trigger, status and update time,
 //     so within the stream's duplicate window the same notification is
 //     stored once.
+//   - Unauthenticated work is bounded: before its signature is checked a
+//     request reserves its body's size against a cap on bytes and on
+//     requests (MaxPendingBytes, MaxConcurrent), and a request that does
+//     not fit is answered 503 with Retry-After without being read; a body
+//     declared over MaxBodyBytes is refused unread, and a sender that
+//     stalls is cut off after ReadTimeout.
 //   - Bad input gets a 4xx, is counted in the metrics and logged once, and
 //     publishes nothing. Payload versions and triggers it does not act on
 //     are accepted and counted, never failed.

@@ -142,8 +142,17 @@ func runEvent(p *payload, n *notification, receivedAt time.Time) (RunEvent, erro
 			return RunEvent{}, &ShapeError{Reason: f.name + " is missing for trigger " + n.Trigger}
 		}
 	}
-	if !validToken(p.OrganizationName) || !validToken(p.WorkspaceID) || !validToken(n.RunStatus) {
-		return RunEvent{}, &ShapeError{Reason: "organization_name, workspace_id and run_status must be plain names"}
+	switch {
+	case !validID(p.RunID, "run-"):
+		return RunEvent{}, &ShapeError{Reason: "run_id is not a TFE run ID (run- then 8 to 32 letters and digits)"}
+	case !validID(p.WorkspaceID, "ws-"):
+		return RunEvent{}, &ShapeError{Reason: "workspace_id is not a TFE workspace ID (ws- then 8 to 32 letters and digits)"}
+	case !validName(p.OrganizationName, maxOrganizationName):
+		return RunEvent{}, &ShapeError{Reason: "organization_name is not a TFE organization name (letters, digits, - and _)"}
+	case !validName(p.WorkspaceName, maxWorkspaceName):
+		return RunEvent{}, &ShapeError{Reason: "workspace_name is not a TFE workspace name (up to 90 letters, digits, - and _)"}
+	case !validToken(n.RunStatus):
+		return RunEvent{}, &ShapeError{Reason: "run_status must be a plain name"}
 	}
 	if n.RunUpdatedAt.IsZero() {
 		return RunEvent{}, &ShapeError{Reason: "notifications[].run_updated_at is missing for trigger " + n.Trigger}
@@ -174,6 +183,46 @@ func runEvent(p *payload, n *notification, receivedAt time.Time) (RunEvent, erro
 		}
 	}
 	return ev, nil
+}
+
+// TFE's limits on names. Workspace names are at most 90 characters; TFE
+// documents no length for organization names, so the bound here only keeps
+// junk out.
+const (
+	maxOrganizationName = 128
+	maxWorkspaceName    = 90
+)
+
+// validID reports whether id is prefix followed by 8 to 32 ASCII letters and
+// digits. TFE's IDs have 16 (run-FwnENkvDnrpyFC7M); the range leaves room
+// without letting anything else through.
+func validID(id, prefix string) bool {
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok || len(rest) < 8 || len(rest) > 32 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// validName reports whether s is a TFE organization or workspace name: 1 to
+// max ASCII letters, digits, - and _.
+func validName(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // validToken reports whether s can stand as one token of a NATS subject.

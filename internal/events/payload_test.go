@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -120,8 +121,19 @@ func TestDecodeErrors(t *testing.T) {
 		{"a bad time", valid(t, func(m map[string]any) { notif(m)["run_updated_at"] = "yesterday" }), false, "RFC 3339"},
 		{"a time before year 1 in UTC", valid(t, func(m map[string]any) { notif(m)["run_updated_at"] = "0001-01-01T00:30:00+01:00" }), false, "years 1 to 9999"},
 		{"a time after year 9999 in UTC", valid(t, func(m map[string]any) { m["run_created_at"] = "9999-12-31T23:30:00-01:00" }), false, "years 1 to 9999"},
-		{"a dot in a subject token", valid(t, func(m map[string]any) { m["organization_name"] = "acme.org" }), false, "plain names"},
-		{"a wildcard in a subject token", valid(t, func(m map[string]any) { notif(m)["run_status"] = ">" }), false, "plain names"},
+		{"a dot in a subject token", valid(t, func(m map[string]any) { m["organization_name"] = "acme.org" }), false, "organization_name"},
+		{"a wildcard in a subject token", valid(t, func(m map[string]any) { notif(m)["run_status"] = ">" }), false, "run_status"},
+		{"a run ID without its prefix", valid(t, func(m map[string]any) { m["run_id"] = "8F5JFydVYAmtTjET" }), false, "run_id"},
+		{"a run ID that is too short", valid(t, func(m map[string]any) { m["run_id"] = "run-1" }), false, "run_id"},
+		{"a run ID that is too long", valid(t, func(m map[string]any) { m["run_id"] = "run-" + strings.Repeat("a", 33) }), false, "run_id"},
+		{"a run ID with other characters", valid(t, func(m map[string]any) { m["run_id"] = "run-8F5JFydV/../mtTjET" }), false, "run_id"},
+		{"a workspace ID of another kind", valid(t, func(m map[string]any) { m["workspace_id"] = "run-2HRvNs49EWPjDqT1" }), false, "workspace_id"},
+		{"a workspace ID with a space", valid(t, func(m map[string]any) { m["workspace_id"] = "ws-2HRvNs49 EWPjDqT1" }), false, "workspace_id"},
+		{"a workspace ID that is too short", valid(t, func(m map[string]any) { m["workspace_id"] = "ws-1234567" }), false, "workspace_id"},
+		{"an organization name with a slash", valid(t, func(m map[string]any) { m["organization_name"] = "acme/org" }), false, "organization_name"},
+		{"an organization name that is too long", valid(t, func(m map[string]any) { m["organization_name"] = strings.Repeat("a", 129) }), false, "organization_name"},
+		{"a workspace name with markup", valid(t, func(m map[string]any) { m["workspace_name"] = "*network*" }), false, "workspace_name"},
+		{"a workspace name that is too long", valid(t, func(m map[string]any) { m["workspace_name"] = strings.Repeat("w", 91) }), false, "workspace_name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := events.Decode(tc.body, received)
@@ -138,6 +150,25 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+// IDs and names at the edges of what TFE's formats allow are accepted.
+func TestDecodeAcceptsTFEFormats(t *testing.T) {
+	for _, tc := range []struct{ field, value string }{
+		{"run_id", "run-12345678"},
+		{"run_id", "run-" + strings.Repeat("Z", 32)},
+		{"workspace_id", "ws-abcdefgh"},
+		{"workspace_id", "ws-" + strings.Repeat("9", 32)},
+		{"organization_name", "a"},
+		{"organization_name", "Acme_Platform-2"},
+		{"organization_name", strings.Repeat("o", 128)},
+		{"workspace_name", strings.Repeat("w", 90)},
+	} {
+		body := valid(t, func(m map[string]any) { m[tc.field] = tc.value })
+		if _, err := events.Decode(body, received); err != nil {
+			t.Errorf("%s %q: %v", tc.field, tc.value, err)
+		}
+	}
+}
+
 func TestDecodeUnknownTriggerIsIgnored(t *testing.T) {
 	body := valid(t, func(m map[string]any) {
 		extra := map[string]any{"message": "?", "trigger": "run:teleported", "run_status": "applied", "run_updated_at": "2024-05-02T10:03:12Z"}
@@ -151,6 +182,11 @@ func TestDecodeUnknownTriggerIsIgnored(t *testing.T) {
 		t.Errorf("got %d events and %d ignored, want 1 and 1", len(d.Events), d.Ignored)
 	}
 }
+
+var (
+	tfeID   = regexp.MustCompile(`^(run|ws)-[A-Za-z0-9]{8,32}$`)
+	tfeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+)
 
 // FuzzDecode checks that no input makes Decode panic, and that what it
 // accepts makes events the stream can take.
@@ -184,6 +220,9 @@ func FuzzDecode(f *testing.F) {
 			}
 			if ev.RunID == "" || ev.DedupID() == "" || ev.UpdatedAt.IsZero() {
 				t.Fatalf("accepted an event without run ID or update time: %+v", ev)
+			}
+			if !tfeID.MatchString(ev.RunID) || !tfeID.MatchString(ev.WorkspaceID) || !tfeName.MatchString(ev.Organization) || !tfeName.MatchString(ev.WorkspaceName) {
+				t.Fatalf("accepted IDs or names outside TFE's formats: %+v", ev)
 			}
 			checkAppendJSON(t, ev)
 		}

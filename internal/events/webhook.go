@@ -37,6 +37,8 @@ const (
 	ResultMethodNotAllowed = "method_not_allowed"
 	ResultNotFound         = "not_found"
 	ResultUnavailable      = "unavailable"
+	ResultBusy             = "busy"
+	ResultReadTimeout      = "read_timeout"
 )
 
 // EventPublisher stores a run event durably; *Publisher is one.
@@ -51,8 +53,22 @@ type WebhookOptions struct {
 	Tokens []string
 	// SkipSignature accepts unsigned requests. Only for when no token is set.
 	SkipSignature bool
-	// MaxBodyBytes limits the request body; default 1 MiB.
+	// MaxBodyBytes limits the request body; default 1 MiB. A body that
+	// declares more is refused before it is read.
 	MaxBodyBytes int64
+	// MaxConcurrent bounds the requests being read and checked at once.
+	// Until its signature verifies, a request is anyone's: beyond this,
+	// requests are answered 503 with Retry-After at once; default 64.
+	MaxConcurrent int
+	// MaxPendingBytes bounds the memory the bodies of those requests hold
+	// before their signatures are checked: a request reserves its
+	// Content-Length (MaxBodyBytes+1 without one) before reading, and is
+	// answered 503 when the reservation does not fit; default 16 MiB. It
+	// must be at least MaxBodyBytes.
+	MaxPendingBytes int64
+	// ReadTimeout bounds the time a request may take to send its body, so
+	// that a slow sender cannot keep its reservation; default 10s.
+	ReadTimeout time.Duration
 	// PublishTimeout bounds the wait for JetStream's acknowledgement;
 	// default 5s.
 	PublishTimeout time.Duration
@@ -73,11 +89,50 @@ func (o *WebhookOptions) validate() error {
 			return errors.New("a webhook token is empty")
 		}
 	}
-	if o.MaxBodyBytes < 0 || o.PublishTimeout < 0 {
+	if o.MaxBodyBytes < 0 || o.PublishTimeout < 0 || o.MaxConcurrent < 0 || o.MaxPendingBytes < 0 || o.ReadTimeout < 0 {
 		return errors.New("webhook limits must not be negative")
+	}
+	d := o.withDefaults()
+	if d.MaxPendingBytes < d.MaxBodyBytes {
+		return fmt.Errorf("webhook pending bytes (%d) must be at least the largest body (%d)", d.MaxPendingBytes, d.MaxBodyBytes)
 	}
 	return nil
 }
+
+// Defaults of WebhookOptions.
+const (
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultMaxConcurrent   = 64
+	DefaultMaxPendingBytes = 16 << 20
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultPublishTimeout  = 5 * time.Second
+)
+
+func (o *WebhookOptions) withDefaults() WebhookOptions {
+	d := *o
+	if d.MaxBodyBytes == 0 {
+		d.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if d.MaxConcurrent == 0 {
+		d.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if d.MaxPendingBytes == 0 {
+		d.MaxPendingBytes = max(DefaultMaxPendingBytes, d.MaxBodyBytes)
+	}
+	if d.ReadTimeout == 0 {
+		d.ReadTimeout = DefaultReadTimeout
+	}
+	if d.PublishTimeout == 0 {
+		d.PublishTimeout = DefaultPublishTimeout
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return d
+}
+
+// Validate reports the first option that cannot work.
+func (o *WebhookOptions) Validate() error { return o.validate() }
 
 // Webhook is the handler of POST /webhooks/tfe: it verifies, decodes and
 // publishes TFE notifications, and answers 2xx only once every event of the
@@ -88,6 +143,34 @@ type Webhook struct {
 	pub     EventPublisher
 	log     *zap.Logger
 	metrics *Metrics
+	budget  readBudget
+}
+
+// readBudget counts the requests being read before their signatures are
+// checked, and the body bytes they reserved.
+type readBudget struct {
+	mu                    sync.Mutex
+	requests, maxRequests int
+	bytes, maxBytes       int64
+}
+
+// take reserves a request and n bytes, or nothing when either would not fit.
+func (b *readBudget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.requests >= b.maxRequests || b.bytes+n > b.maxBytes {
+		return false
+	}
+	b.requests++
+	b.bytes += n
+	return true
+}
+
+func (b *readBudget) give(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.requests--
+	b.bytes -= n
 }
 
 // NewWebhook returns the handler. metrics may be shared with NotFound.
@@ -95,16 +178,9 @@ func NewWebhook(opts WebhookOptions, pub EventPublisher, metrics *Metrics, log *
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	if opts.MaxBodyBytes == 0 {
-		opts.MaxBodyBytes = 1 << 20
-	}
-	if opts.PublishTimeout == 0 {
-		opts.PublishTimeout = 5 * time.Second
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	h := &Webhook{opts: opts, pub: pub, log: log, metrics: metrics}
+	opts = opts.withDefaults()
+	h := &Webhook{opts: opts, pub: pub, log: log, metrics: metrics,
+		budget: readBudget{maxRequests: opts.MaxConcurrent, maxBytes: opts.MaxPendingBytes}}
 	for _, token := range opts.Tokens {
 		h.macs = append(h.macs, &sync.Pool{New: func() any { return hmac.New(sha512.New, []byte(token)) }})
 	}
@@ -118,15 +194,49 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	receivedAt := h.opts.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			h.reject(w, r, http.StatusRequestEntityTooLarge, ResultTooLarge,
-				"body exceeds "+strconv.FormatInt(h.opts.MaxBodyBytes, 10)+" bytes")
-			return
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		h.rejectTooLarge(w, r)
+		return
+	}
+	// Nothing is known of the sender until the signature verifies: the
+	// body's memory is reserved first, and a request that does not fit
+	// is answered at once rather than read.
+	reserved := r.ContentLength
+	if reserved < 0 {
+		reserved = h.opts.MaxBodyBytes + 1
+	}
+	if !h.budget.take(reserved) {
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close")
+		h.reject(w, r, http.StatusServiceUnavailable, ResultBusy, "too many webhook requests being read, retry later")
+		return
+	}
+	h.metrics.unverifiedRequests.Inc()
+	h.metrics.unverifiedBytes.Add(float64(reserved))
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			h.budget.give(reserved)
+			h.metrics.unverifiedRequests.Dec()
+			h.metrics.unverifiedBytes.Sub(float64(reserved))
 		}
-		h.reject(w, r, http.StatusBadRequest, ResultMalformed, "read body: "+err.Error())
+	}
+	defer release()
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.ReadTimeout))
+	body, err := readBody(r.Body, reserved, r.ContentLength >= 0)
+	if err != nil {
+		var netErr interface{ Timeout() bool }
+		switch {
+		case errors.Is(err, errBodyTooLarge):
+			h.rejectTooLarge(w, r)
+		case errors.As(err, &netErr) && netErr.Timeout():
+			w.Header().Set("Connection", "close")
+			h.reject(w, r, http.StatusRequestTimeout, ResultReadTimeout,
+				"body not received within "+h.opts.ReadTimeout.String())
+		default:
+			h.reject(w, r, http.StatusBadRequest, ResultMalformed, "read body: "+err.Error())
+		}
 		return
 	}
 	if result, ok := h.verify(r, body); !ok {
@@ -138,6 +248,10 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	decoded, err := Decode(body, receivedAt)
+	// The events hold copies of what they need: the body's reservation
+	// goes back before the publish waits on JetStream.
+	body = nil
+	release()
 	if err != nil {
 		result := ResultBadShape
 		if errors.Is(err, ErrMalformed) {
@@ -169,7 +283,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if dup {
 			duplicates++
 		}
-		h.metrics.events.WithLabelValues(ev.Trigger, ev.Status).Inc()
+		h.metrics.events.WithLabelValues(triggerLabel(ev.Trigger), statusLabel(ev.Status)).Inc()
 	}
 	switch {
 	case len(decoded.Events) > 0:
@@ -188,6 +302,34 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answer = strconv.AppendInt(append(answer, `,"ignored":`...), int64(decoded.Ignored), 10)
 	answer = strconv.AppendInt(append(answer, `,"stored":`...), int64(len(decoded.Events)-duplicates), 10)
 	_, _ = w.Write(append(answer, "}\n"...))
+}
+
+var errBodyTooLarge = errors.New("body too large")
+
+// readBody reads a body into one buffer of size bytes, so that what it
+// holds is what was reserved. A sized body is its Content-Length, which the
+// HTTP server holds it to; an unsized one gets the largest accepted plus
+// one, and filling that buffer means it is too large.
+func readBody(r io.Reader, size int64, sized bool) ([]byte, error) {
+	buf := make([]byte, size)
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case sized && err != nil:
+		return nil, err
+	case sized:
+		return buf, nil
+	case err == nil:
+		return nil, errBodyTooLarge
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return buf[:n], nil
+	}
+	return nil, err
+}
+
+func (h *Webhook) rejectTooLarge(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Connection", "close")
+	h.reject(w, r, http.StatusRequestEntityTooLarge, ResultTooLarge,
+		"body exceeds "+strconv.FormatInt(h.opts.MaxBodyBytes, 10)+" bytes")
 }
 
 // verify checks the signature against every configured token, each in
@@ -252,6 +394,35 @@ func (h *Webhook) NotFound() http.Handler {
 	})
 }
 
+// LabelOther stands, in a metric label, for a value that came from input
+// and is not one of those the label knows: a signed sender can make up run
+// statuses, and each new label value would be a series of its own.
+const LabelOther = "other"
+
+// statusLabel is the run status as a label value: one of TFE's run
+// statuses, or other.
+func statusLabel(s string) string {
+	switch s {
+	case "pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed", "queuing",
+		"plan_queued", "planning", "planned", "cost_estimating", "cost_estimated", "policy_checking",
+		"policy_override", "policy_soft_failed", "policy_checked", "confirmed", "post_plan_running",
+		"post_plan_completed", "post_plan_awaiting_decision", "planned_and_finished", "planned_and_saved",
+		"queuing_apply", "apply_queued", "pre_apply_running", "pre_apply_completed", "applying",
+		"post_apply_running", "post_apply_completed", "applied", "discarded", "errored", "canceled",
+		"force_canceled":
+		return s
+	}
+	return LabelOther
+}
+
+// triggerLabel is the trigger as a label value: a run trigger, or other.
+func triggerLabel(t string) string {
+	if isRunTrigger(t) {
+		return t
+	}
+	return LabelOther
+}
+
 // Metrics are the ingest side's Prometheus metrics.
 type Metrics struct {
 	webhooks       *prometheus.CounterVec
@@ -259,6 +430,9 @@ type Metrics struct {
 	duplicates     prometheus.Counter
 	ignored        prometheus.Counter
 	publishSeconds prometheus.Histogram
+	// What requests not yet verified hold.
+	unverifiedRequests prometheus.Gauge
+	unverifiedBytes    prometheus.Gauge
 }
 
 // NewMetrics registers the ingest metrics with reg.
@@ -285,7 +459,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from publishing a run event to JetStream's acknowledgement.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		unverifiedRequests: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orchestrator_webhook_unverified_requests",
+			Help: "Webhook requests being read whose signatures are not yet checked.",
+		}),
+		unverifiedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orchestrator_webhook_unverified_bytes",
+			Help: "Bytes reserved for the bodies of webhook requests whose signatures are not yet checked.",
+		}),
 	}
-	reg.MustRegister(m.webhooks, m.events, m.duplicates, m.ignored, m.publishSeconds)
+	reg.MustRegister(m.webhooks, m.events, m.duplicates, m.ignored, m.publishSeconds, m.unverifiedRequests, m.unverifiedBytes)
 	return m
 }

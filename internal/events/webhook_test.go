@@ -1,11 +1,17 @@
 package events_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +124,7 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[str
 func TestWebhookRejects(t *testing.T) {
 	in := newIngest(t, events.WebhookOptions{MaxBodyBytes: 4096})
 	good := payloadFile(t, "run-applied.json")
+	badRunID := bytes.Replace(good, []byte(`"run-8F5JFydVYAmtTjET"`), []byte(`"run-8F5J.>"`), 1)
 	for _, tc := range []struct {
 		name, method, path string
 		body               []byte
@@ -132,6 +139,7 @@ func TestWebhookRejects(t *testing.T) {
 		{"malformed JSON", "POST", "/webhooks/tfe", []byte(`{"payload_version":`), tfesim.Sign(newToken, []byte(`{"payload_version":`)), 400, events.ResultMalformed},
 		{"wrong shape", "POST", "/webhooks/tfe", []byte(`{"payload_version":1,"notifications":[{"trigger":"run:completed"}]}`),
 			tfesim.Sign(newToken, []byte(`{"payload_version":1,"notifications":[{"trigger":"run:completed"}]}`)), 400, events.ResultBadShape},
+		{"a run ID outside TFE's format", "POST", "/webhooks/tfe", badRunID, tfesim.Sign(newToken, badRunID), 400, events.ResultBadShape},
 		{"body over the limit", "POST", "/webhooks/tfe", bytes.Repeat([]byte(" "), 5000), tfesim.Sign(newToken, bytes.Repeat([]byte(" "), 5000)), 413, events.ResultTooLarge},
 		{"wrong method", "GET", "/webhooks/tfe", nil, "", 405, events.ResultMethodNotAllowed},
 		{"wrong path", "POST", "/webhooks/tfc", good, tfesim.Sign(newToken, good), 404, events.ResultNotFound},
@@ -233,5 +241,225 @@ func TestWebhookSkipSignature(t *testing.T) {
 	}
 	if _, err := events.NewWebhook(events.WebhookOptions{}, nil, nil, zap.NewNop()); err == nil {
 		t.Error("a webhook with no token and signatures not skipped was built")
+	}
+}
+
+// Run statuses a signed sender makes up are counted under one label value,
+// so input cannot grow the number of series.
+func TestWebhookBoundsStatusLabels(t *testing.T) {
+	in := newIngest(t, events.WebhookOptions{})
+	for i := range 50 {
+		body := valid(t, func(m map[string]any) { notif(m)["run_status"] = fmt.Sprintf("made_up_%d", i) })
+		if status, answer := in.post("POST", "/webhooks/tfe", body, tfesim.Sign(newToken, body)); status != http.StatusOK {
+			t.Fatalf("event %d: got %d %s, want 200", i, status, answer)
+		}
+	}
+	body := payloadFile(t, "run-applied.json")
+	if status, _ := in.post("POST", "/webhooks/tfe", body, tfesim.Sign(newToken, body)); status != http.StatusOK {
+		t.Fatalf("a known status: got %d, want 200", status)
+	}
+	families, err := in.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "orchestrator_run_events_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var key []string
+			for _, l := range m.GetLabel() {
+				key = append(key, l.GetName()+"="+l.GetValue())
+			}
+			series[strings.Join(key, ",")] = m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{"status=other,trigger=run:completed": 50, "status=applied,trigger=run:completed": 1}
+	if !maps.Equal(series, want) {
+		t.Errorf("orchestrator_run_events_total series: got %v, want %v", series, want)
+	}
+}
+
+// gauge returns the value of an unlabelled gauge.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// slowPost opens a connection, sends the head of a POST of declared
+// length and part of its body, and leaves it open. Its answer, if any, is
+// delivered on the channel, which is closed when the connection ends.
+func slowPost(t *testing.T, addr string, declared int, part []byte) (net.Conn, chan *http.Response) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST /webhooks/tfe HTTP/1.1\r\nHost: orchestrator\r\nContent-Length: %d\r\n\r\n", declared)
+	answers := make(chan *http.Response, 1)
+	go func() {
+		_, _ = conn.Write(part) // a refused request's connection may be closed under it
+	}()
+	go func() {
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err == nil {
+			res.Body.Close()
+			answers <- res
+		}
+		close(answers)
+	}()
+	return conn, answers
+}
+
+// Unsigned bodies held open by slow senders hold no more memory than the
+// cap: requests beyond it are answered 503 at once, without being read,
+// and a signed webhook gets through as soon as the senders are gone.
+func TestWebhookBoundsUnverifiedBodies(t *testing.T) {
+	const (
+		maxBody = 1 << 20
+		maxHeld = 4 << 20 // four bodies of the largest size
+		senders = 40
+	)
+	in := newIngest(t, events.WebhookOptions{MaxBodyBytes: maxBody, MaxPendingBytes: maxHeld, ReadTimeout: time.Minute})
+	addr := strings.TrimPrefix(in.srv.URL, "http://")
+	part := bytes.Repeat([]byte("x"), 3*maxBody/4)
+
+	before := heapInUse()
+	answers := make([]chan *http.Response, senders)
+	conns := make([]net.Conn, senders)
+	for i := range answers {
+		conns[i], answers[i] = slowPost(t, addr, maxBody, part)
+	}
+	var refused []*http.Response
+	held := map[int]bool{}
+	for i := range answers {
+		held[i] = true
+	}
+	testutil.WaitFor(t, "every sender beyond the cap to be answered", 20*time.Second, func() bool {
+		for i := range held {
+			select {
+			case res, ok := <-answers[i]:
+				if ok {
+					refused = append(refused, res)
+				}
+				delete(held, i)
+			default:
+			}
+		}
+		return len(refused) == senders-maxHeld/maxBody
+	})
+	for _, res := range refused {
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			t.Fatalf("a sender beyond the cap: got %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+		}
+	}
+	if got := gauge(t, in.reg, "orchestrator_webhook_unverified_bytes"); got != maxHeld {
+		t.Errorf("orchestrator_webhook_unverified_bytes: got %v, want %d", got, maxHeld)
+	}
+	// Without the cap, forty senders would hold 40 × 768 KiB = 30 MiB.
+	if grown := heapInUse() - before; grown > maxHeld+4<<20 {
+		t.Errorf("the heap grew by %d MiB with %d slow senders, want at most the cap (%d MiB) and some slack", grown>>20, senders, maxHeld>>20)
+	}
+	if got := counter(t, in.reg, "orchestrator_webhooks_total", map[string]string{"result": events.ResultBusy}); got != float64(len(refused)) {
+		t.Errorf("orchestrator_webhooks_total{result=busy}: got %v, want %d", got, len(refused))
+	}
+
+	// While the slow senders hold the capacity, TFE's webhook waits too.
+	body := payloadFile(t, "run-applied.json")
+	if status, _ := in.post("POST", "/webhooks/tfe", body, tfesim.Sign(newToken, body)); status != http.StatusServiceUnavailable {
+		t.Errorf("a signed webhook while full: got %d, want 503", status)
+	}
+	for i := range held {
+		conns[i].Close()
+	}
+	testutil.WaitFor(t, "the reservations to be given back", 10*time.Second, func() bool {
+		return gauge(t, in.reg, "orchestrator_webhook_unverified_bytes") == 0
+	})
+	if status, answer := in.post("POST", "/webhooks/tfe", body, tfesim.Sign(newToken, body)); status != http.StatusOK {
+		t.Errorf("a signed webhook once capacity freed: got %d %s, want 200", status, answer)
+	}
+	if n := in.messages(); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
+	}
+}
+
+// A sender that stops sending is cut off after the read timeout and gives
+// its reservation back; a body declared over the limit is refused unread.
+func TestWebhookSlowAndOversizedSenders(t *testing.T) {
+	in := newIngest(t, events.WebhookOptions{ReadTimeout: 200 * time.Millisecond})
+	addr := strings.TrimPrefix(in.srv.URL, "http://")
+	answer := func(ch chan *http.Response) *http.Response {
+		t.Helper()
+		select {
+		case res := <-ch:
+			if res == nil {
+				t.Fatal("the connection closed without an answer")
+			}
+			return res
+		case <-time.After(10 * time.Second):
+			t.Fatal("no answer in 10s")
+		}
+		return nil
+	}
+	_, slow := slowPost(t, addr, 1000, []byte(`{"payload_version":`))
+	if res := answer(slow); res.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("a stalled body: got %d, want 408", res.StatusCode)
+	}
+	testutil.WaitFor(t, "the stalled request's reservation to be given back", 5*time.Second, func() bool {
+		return gauge(t, in.reg, "orchestrator_webhook_unverified_bytes") == 0
+	})
+	if got := counter(t, in.reg, "orchestrator_webhooks_total", map[string]string{"result": events.ResultReadTimeout}); got != 1 {
+		t.Errorf("orchestrator_webhooks_total{result=read_timeout}: got %v, want 1", got)
+	}
+	_, huge := slowPost(t, addr, 1<<30, nil)
+	if res := answer(huge); res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a body declared at 1 GiB: got %d, want 413", res.StatusCode)
+	}
+}
+
+// A body sent without Content-Length (chunked) is read up to the limit.
+func TestWebhookChunkedBody(t *testing.T) {
+	in := newIngest(t, events.WebhookOptions{MaxBodyBytes: 4096})
+	post := func(body []byte) int {
+		t.Helper()
+		req, err := http.NewRequest("POST", in.srv.URL+"/webhooks/tfe", io.MultiReader(bytes.NewReader(body))) // no length known
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(events.SignatureHeader, tfesim.Sign(newToken, body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := post(payloadFile(t, "run-applied.json")); got != http.StatusOK {
+		t.Errorf("a chunked webhook: got %d, want 200", got)
+	}
+	if got := post(bytes.Repeat([]byte(" "), 4097)); got != http.StatusRequestEntityTooLarge {
+		t.Errorf("a chunked body over the limit: got %d, want 413", got)
+	}
+	if got := post(bytes.Repeat([]byte(" "), 4096)); got != http.StatusBadRequest {
+		t.Errorf("a chunked body at the limit: got %d, want 400 (read, then not JSON)", got)
 	}
 }

@@ -75,6 +75,7 @@ func (s *Sim) handleOpen(mux *http.ServeMux, pattern string, h func(http.Respons
 
 func (s *Sim) routes(mux *http.ServeMux) {
 	s.handleOpen(mux, "GET "+apiPrefix+"/ping", s.ping)
+	s.handle(mux, "GET /account/details", s.accountDetails)
 
 	s.handle(mux, "POST /organizations", s.createOrganization)
 	s.handle(mux, "GET /organizations/{org}", s.showOrganization)
