@@ -63,14 +63,22 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.mirror("tfe-rate-limit", "ORCHESTRATOR_TFE_RATE_LIMIT")
 	fs.boolVar(&cfg.Dispatcher.DryRun, "dry-run", "ORCHESTRATOR_DRY_RUN", false, "decide and log every cascade step; write nothing to TFE")
 	fs.durationVar(&cfg.GraphCacheTTL, "graph-cache-ttl", "ORCHESTRATOR_GRAPH_CACHE_TTL", 5*time.Minute, "how long a workspace's run triggers are trusted before they are read again")
-	fs.intVar(&cfg.Dispatcher.MaxInFlight, "max-dispatch-in-flight", "ORCHESTRATOR_MAX_DISPATCH_IN_FLIGHT", 8, "run creations in flight at once")
-	fs.durationVar(&cfg.Dispatcher.AckWait, "ack-wait", "ORCHESTRATOR_ACK_WAIT", 30*time.Second, "how long an event may be processed before it is redelivered; a dispatch intent older than this is taken over")
-	fs.durationVar(&cfg.Dispatcher.ReconcileInterval, "reconcile-interval", "ORCHESTRATOR_RECONCILE_INTERVAL", 15*time.Second, "how often open cascades are checked")
-	fs.durationVar(&cfg.Dispatcher.ReconcileAfter, "reconcile-after", "ORCHESTRATOR_RECONCILE_AFTER", time.Minute, "read a dispatched run through the API after this long without an event")
-	fs.durationVar(&cfg.Dispatcher.LockedRetry, "locked-retry", "ORCHESTRATOR_LOCKED_RETRY", 30*time.Second, "how often a locked target is checked again")
-	fs.durationVar(&cfg.Dispatcher.LockedAlertAfter, "locked-alert-after", "ORCHESTRATOR_LOCKED_ALERT_AFTER", 10*time.Minute, "alert when a target stays locked this long")
+	fs.intVar(&cfg.Dispatcher.MaxInFlight, "max-dispatch-in-flight", "ORCHESTRATOR_MAX_DISPATCH_IN_FLIGHT", 8, "TFE writes (run creations, discards, applies) in flight at once for one cascade")
+	fs.intVar(&cfg.Dispatcher.Workers, "reconcile-workers", "ORCHESTRATOR_RECONCILE_WORKERS", 4, "cascades this replica reconciles at once")
+	fs.durationVar(&cfg.Dispatcher.AckWait, "ack-wait", "ORCHESTRATOR_ACK_WAIT", 30*time.Second, "how long a run event may be handled before JetStream delivers it again")
+	fs.intVar(&cfg.Dispatcher.MaxDeliver, "max-event-deliveries", "ORCHESTRATOR_MAX_EVENT_DELIVERIES", 10, "deliveries of a run event that keeps failing before it is dropped with an alert")
+	fs.durationVar(&cfg.Dispatcher.Policy.Recheck, "reconcile-interval", "ORCHESTRATOR_RECONCILE_INTERVAL", time.Minute, "how often every open cascade is looked at in full, whatever the events say: a lost webhook delays a cascade at most this")
+	fs.durationVar(&cfg.Dispatcher.LeaseTTL, "lease-ttl", "ORCHESTRATOR_LEASE_TTL", 30*time.Second, "a replica that stops renewing its lease on a cascade is replaced after this")
+	fs.durationVar(&cfg.Dispatcher.Policy.LockedRetry, "locked-retry", "ORCHESTRATOR_LOCKED_RETRY", 30*time.Second, "how often a member held by a person's lock or run is checked again")
+	fs.durationVar(&cfg.Dispatcher.Policy.LockedAlertAfter, "locked-alert-after", "ORCHESTRATOR_LOCKED_ALERT_AFTER", 10*time.Minute, "alert when a member stays held by a person's lock or run this long")
+	applyPolicy := (*string)(&cfg.Dispatcher.Policy.Apply)
+	fs.stringVar(applyPolicy, "apply-policy", "ORCHESTRATOR_APPLY_POLICY", "workspace", "when cascade runs apply without a person: workspace (as TFE applies a run-trigger run: when the workspace has auto-apply-run-trigger), always or never")
+	fs.durationVar(&cfg.Dispatcher.Policy.ApprovalReminder, "approval-reminder", "ORCHESTRATOR_APPROVAL_REMINDER", time.Hour, "remind operators of a cascade run waiting for a person this often")
+	fs.durationVar(&cfg.Dispatcher.Policy.NativeGrace, "native-run-grace", "ORCHESTRATOR_NATIVE_RUN_GRACE", 10*time.Second, "how long after a member's last upstream applied the run TFE's run trigger queues is waited for before the cascade creates one")
+	fs.durationVar(&cfg.Dispatcher.RootMaxAge, "root-max-age", "ORCHESTRATOR_ROOT_MAX_AGE", 24*time.Hour, "a run that applied longer ago than this starts no cascade, however late its webhook comes")
+	fs.intVar(&cfg.Dispatcher.GuardLimit, "guard-limit", "ORCHESTRATOR_GUARD_LIMIT", 0, "blast-radius guard: a cascade of more members than this waits for an operator's go (0: no guard)")
 	fs.boolVar(&cfg.Dispatcher.NoChangesStarts, "no-changes-starts-cascade", "ORCHESTRATOR_NO_CHANGES_STARTS_CASCADE", false, "a run that finishes with no changes starts a cascade too")
-	fs.boolVar(&cfg.Dispatcher.NoChangesSatisfies, "no-changes-satisfies", "ORCHESTRATOR_NO_CHANGES_SATISFIES", false, "an upstream that finishes with no changes counts as applied (otherwise its downstream is skipped)")
+	fs.boolVar(&cfg.Dispatcher.Policy.RunUnchanged, "run-unchanged", "ORCHESTRATOR_RUN_UNCHANGED", false, "run a member whose upstreams all finished with no changes (by default it is skipped)")
 	fs.durationVar(&cfg.Dispatcher.StateTTL, "state-ttl", "ORCHESTRATOR_STATE_TTL", 7*24*time.Hour, "how long cascade state is kept")
 	alertWebhook := fs.secret("alert-webhook-url", "ORCHESTRATOR_ALERT_WEBHOOK_URL", "send alerts as JSON to this URL")
 	alertSlack := fs.secret("alert-slack-url", "ORCHESTRATOR_ALERT_SLACK_URL", "send alerts to this Slack-style incoming webhook")
@@ -88,7 +96,8 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	return func() (app.Config, error) {
 		if err := fs.positive("webhook-max-body", "webhook-max-concurrent", "webhook-max-pending-bytes", "webhook-read-timeout",
 			"stream-max-age", "stream-duplicate-window", "stream-replicas", "graph-cache-ttl", "max-dispatch-in-flight",
-			"ack-wait", "reconcile-interval", "reconcile-after", "locked-retry", "locked-alert-after", "state-ttl",
+			"ack-wait", "reconcile-interval", "locked-retry", "locked-alert-after", "state-ttl", "reconcile-workers",
+			"max-event-deliveries", "lease-ttl", "approval-reminder", "native-run-grace", "root-max-age",
 			"alert-window", "watchdog-interval", "watchdog-lease-ttl", "shutdown-timeout"); err != nil {
 			return app.Config{}, err
 		}

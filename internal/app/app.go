@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
@@ -49,6 +51,15 @@ type App struct {
 	tfeAuth  *tfeAuth          // set before Ready when a TFE token is given
 	embedded *natsembed.Server // while Run runs, when NATS is embedded
 	dirLock  *dirLock          // held with embedded
+	engine   *dispatcher.Dispatcher
+}
+
+// Cascades is the cascade engine, for its read model (Snapshot, List,
+// Watch) and its controls, once Ready; nil when the daemon only ingests.
+func (a *App) Cascades() *dispatcher.Dispatcher {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.engine
 }
 
 // New checks the configuration and returns the daemon, not yet running.
@@ -181,6 +192,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	a.httpAddr = ln.Addr().String()
+	a.engine = disp
 	a.mu.Unlock()
 	a.log.Info("serving", zap.String("http", ln.Addr().String()), zap.String("stream", streamName))
 	close(a.ready)
@@ -354,7 +366,7 @@ func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.
 // seen.
 func (a *App) tfeClient() (*tfe.Client, error) {
 	transport := &tfeTransport{
-		next: http.DefaultTransport,
+		next: tfeclient.Transport(http.DefaultTransport),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_tfe_requests_total",
 			Help: "Requests to the TFE API by endpoint (IDs and names written :id) and status code (error: no answer).",
@@ -382,6 +394,15 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	opts := a.cfg.Dispatcher
 	if opts.CacheTTL == 0 {
 		opts.CacheTTL = a.cfg.GraphCacheTTL
+	}
+	if opts.Replicas == 0 {
+		opts.Replicas = max(1, a.cfg.Stream.Replicas) // state as durable as the events
+	}
+	if opts.Stream == "" {
+		opts.Stream = a.cfg.Stream.Name
+	}
+	if opts.Address == "" {
+		opts.Address = strings.TrimRight(a.cfg.TFE.Address, "/")
 	}
 	return dispatcher.New(ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools,

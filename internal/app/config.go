@@ -15,6 +15,7 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
@@ -334,39 +335,63 @@ func httpURL(s string) error {
 
 func (c *Config) validateDispatcher() error {
 	o := c.Dispatcher
-	if o.MaxInFlight < 0 {
-		return fmt.Errorf("--max-dispatch-in-flight (%d) must be at least 1", o.MaxInFlight)
+	for _, f := range []struct {
+		flag string
+		v    int
+	}{{"--max-dispatch-in-flight", o.MaxInFlight}, {"--reconcile-workers", o.Workers}, {"--max-event-deliveries", o.MaxDeliver}, {"--guard-limit", o.GuardLimit}} {
+		if f.v < 0 {
+			return fmt.Errorf("%s (%d) must not be negative", f.flag, f.v)
+		}
+	}
+	if o.MaxDeliver == 1 {
+		return errors.New("--max-event-deliveries (1) must be at least 2: an event gets a second chance")
 	}
 	for _, f := range []struct {
 		flag string
 		v    time.Duration
 	}{
-		{"--state-ttl", o.StateTTL}, {"--ack-wait", o.AckWait}, {"--reconcile-interval", o.ReconcileInterval},
-		{"--reconcile-after", o.ReconcileAfter}, {"--locked-retry", o.LockedRetry}, {"--locked-alert-after", o.LockedAlertAfter},
+		{"--state-ttl", o.StateTTL}, {"--ack-wait", o.AckWait}, {"--reconcile-interval", o.Policy.Recheck}, {"--lease-ttl", o.LeaseTTL},
+		{"--locked-retry", o.Policy.LockedRetry}, {"--locked-alert-after", o.Policy.LockedAlertAfter}, {"--approval-reminder", o.Policy.ApprovalReminder},
+		{"--native-run-grace", o.Policy.NativeGrace}, {"--root-max-age", o.RootMaxAge},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%s (%s) must not be negative", f.flag, duration(f.v))
 		}
 	}
-	ackWait, stateTTL := o.AckWait, o.StateTTL
-	if ackWait == 0 {
-		ackWait = 30 * time.Second
+	switch o.Policy.Apply {
+	case "", cascade.ApplyLikeTFE, cascade.ApplyAlways, cascade.ApplyNever:
+	default:
+		return fmt.Errorf("--apply-policy must be workspace, always or never, not %q", o.Policy.Apply)
 	}
-	if stateTTL == 0 {
-		stateTTL = 7 * 24 * time.Hour
+	d := o
+	def := func(v, fallback time.Duration) time.Duration {
+		if v == 0 {
+			return fallback
+		}
+		return v
 	}
-	if ackWait < 100*time.Millisecond {
+	ackWait, stateTTL := def(d.AckWait, 30*time.Second), def(d.StateTTL, 7*24*time.Hour)
+	rootMaxAge, leaseTTL := def(d.RootMaxAge, 24*time.Hour), def(d.LeaseTTL, 30*time.Second)
+	maxDeliver := d.MaxDeliver
+	if maxDeliver == 0 {
+		maxDeliver = 10
+	}
+	switch {
+	case ackWait < 100*time.Millisecond:
 		return fmt.Errorf("--ack-wait (%s) must be at least 100ms", duration(ackWait))
-	}
-	// A redelivered event finds the cascade it belongs to only while the
-	// state is kept.
-	if stateTTL <= ackWait {
+	case leaseTTL < time.Second:
+		return fmt.Errorf("--lease-ttl (%s) must be at least 1s", duration(leaseTTL))
+	case stateTTL <= ackWait:
+		// A redelivered event finds the cascade it belongs to only while
+		// the state is kept.
 		return fmt.Errorf("--state-ttl (%s) must be longer than --ack-wait (%s)", duration(stateTTL), duration(ackWait))
+	case stateTTL <= time.Duration(maxDeliver)*ackWait:
+		return fmt.Errorf("--state-ttl (%s) must outlast every delivery of an event (--max-event-deliveries %d × --ack-wait %s)", duration(stateTTL), maxDeliver, duration(ackWait))
+	case stateTTL <= rootMaxAge:
+		// A replayed root is refused for its age, or recognised as handled.
+		return fmt.Errorf("--state-ttl (%s) must be longer than --root-max-age (%s): a replayed webhook must find its root handled", duration(stateTTL), duration(rootMaxAge))
 	}
-	if err := o.Validate(); err != nil {
-		return err
-	}
-	return nil
+	return o.Validate()
 }
 
 func (c *Config) validateWatchdog() error {

@@ -47,7 +47,9 @@ func plan(t *testing.T, root string, edges ...string) *Plan {
 
 // at is a time n seconds (and a few milliseconds, as TFE's created-at
 // times have) after the cascade started.
-func at(n float64) time.Time { return t0.Add(time.Duration(n*1000)*time.Millisecond + 7*time.Millisecond) }
+func at(n float64) time.Time {
+	return t0.Add(time.Duration(n*1000)*time.Millisecond + 7*time.Millisecond)
+}
 
 // sit is a situation: statuses by member name, workspaces observed.
 type sit struct {

@@ -28,7 +28,10 @@ type seen struct {
 }
 
 // tracker keeps, from the run events, when each run entered its status.
+// It holds at most max runs: past that, the one that entered its status
+// earliest is forgotten (a scan still finds it).
 type tracker struct {
+	max  int
 	mu   sync.Mutex
 	runs map[string]seen
 }
@@ -51,7 +54,29 @@ func (t *tracker) observe(ev *events.RunEvent) {
 	if ok && ev.UpdatedAt.Before(prev.entered) {
 		return // an older event, delivered late
 	}
+	if !ok && t.max > 0 && len(t.runs) >= t.max {
+		t.evictOldest()
+	}
 	t.runs[ev.RunID] = seen{status: tfe.RunStatus(ev.Status), entered: ev.UpdatedAt, wsID: ev.WorkspaceID, org: ev.Organization}
+}
+
+// evictOldest forgets the run that entered its status first. It is linear,
+// and runs only when the tracker is full.
+func (t *tracker) evictOldest() {
+	var oldest string
+	var at time.Time
+	for id, s := range t.runs {
+		if oldest == "" || s.entered.Before(at) {
+			oldest, at = id, s.entered
+		}
+	}
+	delete(t.runs, oldest)
+}
+
+func (t *tracker) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.runs)
 }
 
 // overdue lists the runs whose time in their status passes least(status).
@@ -142,6 +167,10 @@ func (w *Watchdog) CheckEvents(ctx context.Context) error {
 	var errs []error
 	for id, s := range w.tracker.overdue(w.opts.Now(), least) {
 		run, err := w.deps.Runs.Read(ctx, id)
+		if errors.Is(err, tfe.ErrResourceNotFound) {
+			w.tracker.forget(id) // TFE no longer knows it (its workspace was deleted)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -161,3 +190,6 @@ func (w *Watchdog) CheckEvents(ctx context.Context) error {
 
 // EventChecks counts the event checks made, for tests and debugging.
 func (w *Watchdog) EventChecks() int64 { return w.eventChecks.Load() }
+
+// Tracked is the number of runs followed from the events.
+func (w *Watchdog) Tracked() int { return w.tracker.size() }

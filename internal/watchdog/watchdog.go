@@ -1,19 +1,24 @@
 // Package watchdog finds runs that stay in one status longer than that
 // status's budget, force-cancels the ones that are safe to cancel, and
-// tells operators about all of them.
+// tells operators about all of them. It has the engine's shape: scan (read
+// TFE), decide (Judge, pure), act.
 //
 // What it guarantees:
 //
 //   - One replica acts at a time: the leader holds a lease in JetStream KV
 //     (the bucket's TTL expires it when the leader stops renewing) and stops
 //     acting as soon as a renewal fails.
-//   - A run is force-cancelled at most once, whichever replica leads: the
-//     cancel is claimed in KV before it is made.
+//   - A run is cancelled at most once, whichever replica leads and however
+//     leadership moves: each action is claimed in a bucket of its own, kept
+//     for ClaimTTL (days), long after any lease.
 //   - It sees status changes between scans by following the run event
-//     stream; a run the events say is overdue costs one read to confirm.
-//   - Runs waiting for a person, or queued behind a locked workspace, get
-//     reminders, never a cancel. A run in applying is never cancelled unless
-//     the operator opted in; it gets an alert.
+//     stream; a run the events say is overdue costs one read to confirm. A
+//     run TFE no longer knows is dropped, and the runs followed are bounded
+//     (MaxTracked).
+//   - Runs waiting for a person, or queued behind a person's lock, get
+//     reminders, never a cancel; a run queued behind another run waits its
+//     turn. A run in applying is never cancelled unless the operator opted
+//     in; it gets an alert.
 //   - With DryRun it decides and alerts, and cancels nothing.
 package watchdog
 
@@ -75,8 +80,19 @@ type Options struct {
 	// LeaseTTL: a leader that stops renewing loses the lease after this;
 	// default 15s.
 	LeaseTTL time.Duration
-	// Bucket of the lease and cancel claims; default "watchdog".
-	Bucket string
+	// Bucket of the lease; default "watchdog". ClaimsBucket keeps the
+	// cancel claims, for ClaimTTL (default 7 days), well past any lease: a
+	// run is cancelled once, whichever replica leads and whenever.
+	Bucket       string
+	ClaimsBucket string
+	ClaimTTL     time.Duration
+	// Replicas of both buckets: the stream's; default 1.
+	Replicas int
+	// Address is TFE's address, for run links in alerts.
+	Address string
+	// MaxTracked bounds the runs followed from the events; the oldest are
+	// forgotten first (a scan still finds them); default 100,000.
+	MaxTracked int
 	// AllowApplying lets the watchdog force-cancel runs stuck in applying.
 	AllowApplying bool
 	DryRun        bool
@@ -110,7 +126,8 @@ type Deps struct {
 type Watchdog struct {
 	opts        Options
 	deps        Deps
-	kv          jetstream.KeyValue
+	kv          jetstream.KeyValue // the lease
+	claims      jetstream.KeyValue
 	leader      atomic.Bool
 	metrics     *metrics
 	tracker     tracker
@@ -123,6 +140,7 @@ type Watchdog struct {
 type wsInfo struct {
 	name, org       string
 	locked          bool
+	lockedByRun     string
 	planAvg, appAvg time.Duration
 	at              time.Time
 }
@@ -137,6 +155,18 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	}
 	if opts.Bucket == "" {
 		opts.Bucket = "watchdog"
+	}
+	if opts.ClaimsBucket == "" {
+		opts.ClaimsBucket = "watchdog-claims"
+	}
+	if opts.ClaimTTL == 0 {
+		opts.ClaimTTL = 7 * 24 * time.Hour
+	}
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.MaxTracked == 0 {
+		opts.MaxTracked = 100_000
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -161,12 +191,20 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 		return nil, fmt.Errorf("watchdog: scan mode must be admin or workspaces, not %q", opts.Scan)
 	}
 	kv, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: opts.Bucket, Description: "watchdog lease and cancel claims", TTL: opts.LeaseTTL, History: 1,
+		Bucket: opts.Bucket, Description: "watchdog lease", TTL: opts.LeaseTTL, History: 1, Replicas: opts.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create KV bucket %s: %w", opts.Bucket, err)
 	}
-	return &Watchdog{opts: opts, deps: deps, kv: kv, metrics: newMetrics(deps.Registerer), cache: map[string]wsInfo{}}, nil
+	claims, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: opts.ClaimsBucket, Description: "runs the watchdog cancelled, so that none is cancelled twice", TTL: opts.ClaimTTL,
+		History: 1, Replicas: opts.Replicas, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create KV bucket %s: %w", opts.ClaimsBucket, err)
+	}
+	return &Watchdog{opts: opts, deps: deps, kv: kv, claims: claims, metrics: newMetrics(deps.Registerer), cache: map[string]wsInfo{},
+		tracker: tracker{max: opts.MaxTracked}}, nil
 }
 
 // Leader reports whether this replica holds the lease.
@@ -353,7 +391,7 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 			for _, ws := range page.Items {
 				// Workspaces.List, unlike Read, leaves the averages in
 				// milliseconds counted as nanoseconds.
-				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, at: now,
+				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, lockedByRun: lockingRun(ws), at: now,
 					planAvg: ws.PlanDurationAverage * time.Millisecond, appAvg: ws.ApplyDurationAverage * time.Millisecond}
 				w.mu.Lock()
 				w.cache[ws.ID] = info
@@ -377,64 +415,56 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 	return out, nil
 }
 
-// check decides about one run; it reports whether the run is over budget.
+// check decides about one run and acts on the verdict; it reports whether
+// the run is over budget. The workspace is read only for a run that may be
+// over budget: its averages set planning and applying budgets, its lock
+// changes what a pending run means, and its name goes into alerts.
 func (w *Watchdog) check(ctx context.Context, r candidate) (bool, error) {
-	group, ok := GroupOf(string(r.status))
-	if !ok {
-		return false, nil
-	}
-	age := w.opts.Now().Sub(r.entered)
-	// The workspace is read only for runs that may be over budget: its
-	// averages set planning and applying budgets, its lock changes what a
-	// pending run means, and its name goes into alerts.
-	// With no history a budget is at its smallest: a run younger than that
-	// is within budget whatever the workspace says.
-	least := w.opts.Budgets.For(group, 0, 0)
-	if r.status == tfe.RunPending {
-		least = min(least, w.opts.Budgets.For(GroupAwaiting, 0, 0))
-	}
-	if age <= least {
+	now := w.opts.Now()
+	if !MayBeOver(string(r.status), r.entered, w.opts.Budgets, now) {
 		return false, nil
 	}
 	info, err := w.workspace(ctx, r.workspaceID)
 	if err != nil {
 		return false, err
 	}
-	if r.status == tfe.RunPending && info.locked {
-		group = GroupAwaiting // behind a lock: a person has to act
-	}
-	budget := w.opts.Budgets.For(group, info.planAvg, info.appAvg)
-	if age <= budget {
-		return false, nil
-	}
+	v := Judge(Facts{Status: string(r.status), Entered: r.entered, HeldByPerson: info.locked && info.lockedByRun == "",
+		HeldByRun: info.locked && info.lockedByRun != "" && info.lockedByRun != r.id, PlanAvg: info.planAvg, ApplyAvg: info.appAvg},
+		w.opts.Budgets, w.opts.AllowApplying, now)
 	org := r.org
 	if org == "" {
 		org = info.org
 	}
-	base := alerts.Alert{Organization: org, Workspace: info.name, WorkspaceID: r.workspaceID, RunID: r.id}
-	switch {
-	case group == GroupAwaiting:
-		why := "waits for a person"
-		if r.status == tfe.RunPending && info.locked {
-			why = "is queued behind a locked workspace"
-		}
+	base := alerts.Alert{Organization: org, Workspace: info.name, WorkspaceID: r.workspaceID, RunID: r.id, RunURL: w.runURL(org, info.name, r.id)}
+	switch v.Action {
+	case None:
+		return false, nil
+	case Remind:
 		w.metrics.reminders.Inc()
 		a := base
 		a.Kind, a.Severity = alerts.KindReminder, alerts.SeverityInfo
-		a.Message = fmt.Sprintf("run %s in %s %s: %s for %s (reminder every %s)", r.id, info.name, why, r.status, roundAge(age), budget)
-		a.Key = fmt.Sprintf("reminder/%s/%s/%d", r.id, r.status, int64(age/budget))
+		a.Message = fmt.Sprintf("run %s in %s %s: %s for %s (reminder every %s)", r.id, info.name, v.Why, r.status, roundAge(v.Age), v.Budget)
+		a.Key = fmt.Sprintf("reminder/%s/%s/%d", r.id, r.status, int64(v.Age/v.Budget))
 		w.deps.Alerts.Raise(ctx, a)
-		return true, nil
-	case group == GroupApplying && !w.opts.AllowApplying:
+	case Alert:
 		a := base
 		a.Kind, a.Severity = alerts.KindStuckRun, alerts.SeverityCritical
 		a.Message = fmt.Sprintf("run %s in %s has been applying for %s (budget %s); not cancelled: cancelling an apply can lose state, cancel it by hand if it is truly stuck",
-			r.id, info.name, roundAge(age), budget)
+			r.id, info.name, roundAge(v.Age), v.Budget)
 		a.Key = "stuck/" + r.id + "/applying"
 		w.deps.Alerts.Raise(ctx, a)
-		return true, nil
+	case Cancel:
+		return true, w.forceCancel(ctx, r, base, v.Age, v.Budget)
 	}
-	return true, w.forceCancel(ctx, r, base, age, budget)
+	return true, nil
+}
+
+// runURL is where a person sees a run in TFE's UI.
+func (w *Watchdog) runURL(org, workspace, runID string) string {
+	if w.opts.Address == "" || org == "" || workspace == "" {
+		return ""
+	}
+	return w.opts.Address + "/app/" + org + "/workspaces/" + workspace + "/runs/" + runID
 }
 
 // forceCancel cancels a stuck run, once: through the admin API, or with
@@ -466,20 +496,20 @@ func (w *Watchdog) forceCancel(ctx context.Context, r candidate, base alerts.Ale
 	// One claim per run and action: a cancel request, then the
 	// force-cancel TFE allows after it, each happen once.
 	claim := "cancel." + r.id + "." + action
-	if _, err := w.kv.Create(ctx, claim, []byte(w.opts.Instance)); err != nil {
+	if _, err := w.claims.Create(ctx, claim, []byte(w.opts.Instance)); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return nil // done already, by this or another leader
 		}
 		return fmt.Errorf("claim the cancel of %s: %w", r.id, err)
 	}
 	if err := w.cancel(ctx, r, action, comment); err != nil {
-		_ = w.kv.Delete(ctx, claim) // let a later scan try again
+		_ = w.claims.Delete(ctx, claim) // let a later scan try again
 		return fmt.Errorf("%s %s: %w", action, r.id, err)
 	}
 	w.metrics.cancels.Inc()
 	w.deps.Log.Info("stuck run cancelled", zap.String("run_id", r.id), zap.String("workspace_id", r.workspaceID),
 		zap.String("status", string(r.status)), zap.String("action", action), zap.Duration("age", age), zap.Duration("budget", budget))
-	a.Kind = alerts.KindRunCancelled
+	a.Kind, a.Severity = alerts.KindRunCancelled, alerts.SeverityWarning // done: someone should look, nothing burns
 	a.Message = fmt.Sprintf("run %s in %s was %s", r.id, base.Workspace, comment)
 	if action != "force-cancel" {
 		a.Message += " (" + action + " requested: without the admin API a stuck run is force-cancelled once TFE allows it)"
@@ -536,7 +566,7 @@ func (w *Watchdog) workspace(ctx context.Context, id string) (wsInfo, error) {
 	if err != nil {
 		return wsInfo{}, fmt.Errorf("read workspace %s: %w", id, err)
 	}
-	info = wsInfo{name: ws.Name, locked: ws.Locked, planAvg: ws.PlanDurationAverage, appAvg: ws.ApplyDurationAverage, at: now}
+	info = wsInfo{name: ws.Name, locked: ws.Locked, lockedByRun: lockingRun(ws), planAvg: ws.PlanDurationAverage, appAvg: ws.ApplyDurationAverage, at: now}
 	if ws.Organization != nil {
 		info.org = ws.Organization.Name
 	}
@@ -544,6 +574,15 @@ func (w *Watchdog) workspace(ctx context.Context, id string) (wsInfo, error) {
 	w.cache[id] = info
 	w.mu.Unlock()
 	return info, nil
+}
+
+// lockingRun is the run holding a workspace's lock, "" when a person or
+// team holds it (or nobody).
+func lockingRun(ws *tfe.Workspace) string {
+	if ws.Locked && ws.LockedBy != nil && ws.LockedBy.Run != nil {
+		return ws.LockedBy.Run.ID
+	}
+	return ""
 }
 
 // roundAge keeps an age readable: to the second from a minute up, to the
