@@ -72,6 +72,9 @@ func newHarness(t testing.TB, o org, simOpts tfesim.Options) *harness {
 	if simOpts.RateLimit == 0 {
 		simOpts.RateLimit = -1
 	}
+	if simOpts.Timing == nil {
+		simOpts.Timing = &tfesim.Timing{} // each workspace sets its own durations
+	}
 	sim, err := tfesim.New(simOpts)
 	if err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ func (s *Sim) advanceRun(r *run, at time.Time) {
 	case StatusPlanQueued:
 		s.setStatus(r, StatusPlanning, at)
 		r.outcome = b.Outcome
-		s.waitUntil(r, at.Add(time.Duration(b.PlanDurationMS)*time.Millisecond))
+		s.waitUntil(r, at.Add(s.planDuration(r)))
 	case StatusPlanning:
 		switch {
 		case r.outcome == OutcomeErrored:
@@ -84,10 +84,10 @@ func (s *Sim) advanceRun(r *run, at time.Time) {
 		s.confirm(r, at)
 	case StatusConfirmed:
 		s.setStatus(r, StatusApplyQueued, at)
-		s.waitUntil(r, at)
+		s.waitUntil(r, at.Add(s.timing.Queue))
 	case StatusApplyQueued:
 		s.setStatus(r, StatusApplying, at)
-		s.waitUntil(r, at.Add(time.Duration(b.ApplyDurationMS)*time.Millisecond))
+		s.waitUntil(r, at.Add(s.applyDuration(r)))
 	case StatusApplying:
 		s.finish(r, StatusApplied, at)
 	default:
@@ -186,7 +186,7 @@ func (s *Sim) schedule(ws *workspace, at time.Time) {
 		if r.status == StatusPending {
 			ws.current = r
 			s.setStatus(r, StatusPlanQueued, at)
-			s.waitUntil(r, at)
+			s.waitUntil(r, at.Add(s.timing.Queue))
 			return
 		}
 	}

@@ -210,6 +210,8 @@ func (s *Sim) control(mux *http.ServeMux) {
 	s.handleOpen(mux, "GET /_sim/workspaces/{id}/behavior", guard(s.getBehavior))
 	s.handleOpen(mux, "GET /_sim/faults", guard(s.getFaults))
 	s.handleOpen(mux, "PUT /_sim/faults", guard(s.putFaults))
+	s.handleOpen(mux, "GET /_sim/timing", guard(s.getTiming))
+	s.handleOpen(mux, "PUT /_sim/timing", guard(s.putTiming))
 	s.handleOpen(mux, "GET /_sim/stats", guard(s.getStats))
 	s.handleOpen(mux, "DELETE /_sim/stats", guard(s.resetStats))
 }

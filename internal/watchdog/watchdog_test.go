@@ -34,7 +34,7 @@ func newEnv(t *testing.T, workspaces ...tfesim.WorkspaceSpec) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	clock := tfesim.NewManualClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
-	sim, err := tfesim.New(tfesim.Options{Token: "admin", Clock: clock, RateLimit: -1})
+	sim, err := tfesim.New(tfesim.Options{Token: "admin", Clock: clock, RateLimit: -1, Timing: &tfesim.Timing{}})
 	if err != nil {
 		t.Fatal(err)
 	}
