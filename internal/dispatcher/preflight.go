@@ -12,13 +12,15 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 )
 
-// preflight checks a target before its run is created (C8). A locked
-// target waits and is retried; one that cannot run remotely, or whose
-// Terraform version is disabled, is blocked with the reason. done reports
-// that the dispatch ends here; followUp are then the members to evaluate.
+// preflight checks a target before its run is created (C8). A target a
+// user or team locked waits and is retried; one a run holds is not waited
+// for, since TFE queues the new run behind that one. One that cannot run
+// remotely, or whose Terraform version is disabled, is blocked with the
+// reason. done reports that the dispatch ends here; followUp are then the
+// members to evaluate.
 func (d *Dispatcher) preflight(ctx context.Context, c *Cascade, wsID string, log *zap.Logger) (followUp []string, done bool, err error) {
 	info, err := d.ws.get(ctx, wsID, false)
-	if err == nil && info.locked {
+	if err == nil && info.manuallyLocked {
 		info, err = d.ws.get(ctx, wsID, true) // the lock may be gone: look again
 	}
 	if err != nil {
@@ -39,7 +41,7 @@ func (d *Dispatcher) preflight(ctx context.Context, c *Cascade, wsID string, log
 		return block("the workspace has no configuration version to run")
 	case info.tool.known && !info.tool.enabled:
 		return block("Terraform " + info.terraformVersion + " is disabled on this installation")
-	case info.locked:
+	case info.manuallyLocked:
 		return nil, true, d.locked(ctx, c, wsID, log)
 	}
 	if info.tool.deprecated {
@@ -93,7 +95,9 @@ type toolInfo struct {
 }
 
 type workspaceInfo struct {
-	locked           bool
+	// manuallyLocked: a user or team locked the workspace. A run holding
+	// it, as every active run does, does not count.
+	manuallyLocked   bool
 	executionMode    string
 	hasConfiguration bool
 	terraformVersion string
@@ -131,7 +135,7 @@ func (c *workspaceCache) get(ctx context.Context, id string, fresh bool) (worksp
 		return workspaceInfo{}, err
 	}
 	info := workspaceInfo{
-		locked:           w.Locked,
+		manuallyLocked:   w.Locked && (w.LockedBy == nil || w.LockedBy.Run == nil),
 		executionMode:    w.ExecutionMode,
 		hasConfiguration: w.CurrentConfigurationVersion != nil && w.CurrentConfigurationVersion.ID != "",
 		terraformVersion: w.TerraformVersion,

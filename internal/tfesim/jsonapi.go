@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -270,35 +269,4 @@ func baseURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
-}
-
-// includes parses the comma-separated include parameter.
-func includes(q url.Values) map[string]bool {
-	out := map[string]bool{}
-	for _, v := range q["include"] {
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				out[part] = true
-			}
-		}
-	}
-	return out
-}
-
-// includedSet collects included resources once each, in first-seen order.
-type includedSet struct {
-	seen  map[string]bool
-	items []resource
-}
-
-func (s *includedSet) add(r resource) {
-	if s.seen == nil {
-		s.seen = map[string]bool{}
-	}
-	key := r.Type + "/" + r.ID
-	if s.seen[key] {
-		return
-	}
-	s.seen[key] = true
-	s.items = append(s.items, r)
 }

@@ -117,7 +117,7 @@ func (s *Sim) notifyRun(r *run, at time.Time) {
 			RunID:                       ptr(r.id),
 			RunMessage:                  ptr(r.message),
 			RunCreatedAt:                ptr(rfc3339(r.createdAt)),
-			RunCreatedBy:                ptr(r.createdBy),
+			RunCreatedBy:                ptr(r.createdBy.username),
 			WorkspaceID:                 ptr(ws.id),
 			WorkspaceName:               ptr(ws.name),
 			OrganizationName:            ptr(ws.org),
@@ -126,7 +126,7 @@ func (s *Sim) notifyRun(r *run, at time.Time) {
 				Trigger:      trigger,
 				RunStatus:    ptr(r.status),
 				RunUpdatedAt: ptr(rfc3339(at)),
-				RunUpdatedBy: ptr(r.createdBy),
+				RunUpdatedBy: ptr(r.updatedBy.username),
 			}},
 		}
 		s.notify.enqueue(delivery{ncID: nc.id, url: nc.url, token: nc.token, payload: p})

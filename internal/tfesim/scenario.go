@@ -118,7 +118,7 @@ func (s *Sim) applyScenarioLocked(sc *Scenario) error {
 				return fmt.Errorf("organization %q: workspace %q: %w", o.Name, spec.Name, err)
 			}
 			if !spec.NoConfiguration {
-				s.addConfigVersion(ws, false, false, true)
+				s.addConfigVersion(ws, cvSpec{}, true)
 			}
 		}
 		for _, t := range o.RunTriggers {

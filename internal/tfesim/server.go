@@ -18,12 +18,12 @@ const (
 	apiPrefix       = "/api/v2"
 )
 
-const adminUser = "admin"
-
 type principal struct {
 	token string
-	admin bool
+	user  *user
 }
+
+func (p principal) admin() bool { return p.user != nil && p.user.siteAdmin }
 
 // Handler returns the simulator's HTTP handler: the TFE API under /api/v2,
 // the configuration-version upload URLs, and the control API under /_sim/.
@@ -53,11 +53,11 @@ func (s *Sim) handle(mux *http.ServeMux, pattern string, h func(http.ResponseWri
 		if s.injectFault(w) {
 			return
 		}
-		if adminOnly && !p.admin {
+		if adminOnly && !p.admin() {
 			writeError(w, errNotFound())
 			return
 		}
-		if err := h(w, r); err != nil {
+		if err := h(w, withPrincipal(r, p)); err != nil {
 			writeError(w, err)
 		}
 	})
@@ -75,6 +75,9 @@ func (s *Sim) handleOpen(mux *http.ServeMux, pattern string, h func(http.Respons
 
 func (s *Sim) routes(mux *http.ServeMux) {
 	s.handleOpen(mux, "GET "+apiPrefix+"/ping", s.ping)
+
+	s.handle(mux, "GET /account/details", s.accountDetails)
+	s.handle(mux, "GET /users/{id}", s.showUser)
 
 	s.handle(mux, "POST /organizations", s.createOrganization)
 	s.handle(mux, "GET /organizations/{org}", s.showOrganization)
@@ -107,6 +110,8 @@ func (s *Sim) routes(mux *http.ServeMux) {
 	s.handle(mux, "POST /runs/{id}/actions/discard", s.runAction(s.discardRun))
 	s.handle(mux, "POST /runs/{id}/actions/force-cancel", s.runAction(s.forceCancelRun))
 	s.handle(mux, "GET /runs/{id}/comments", s.listComments)
+	s.handle(mux, "POST /runs/{id}/comments", s.createComment)
+	s.handle(mux, "GET /comments/{id}", s.showComment)
 
 	s.handle(mux, "POST /workspaces/{id}/configuration-versions", s.createConfigVersion)
 	s.handle(mux, "GET /workspaces/{id}/configuration-versions", s.listConfigVersions)
@@ -156,15 +161,15 @@ func (s *Sim) authenticate(r *http.Request) (principal, bool) {
 	if !ok || token == "" {
 		return principal{}, false
 	}
-	if subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.Token)) == 1 {
-		return principal{token: token, admin: true}, true
-	}
-	for _, t := range s.opts.UserTokens {
-		if subtle.ConstantTimeCompare([]byte(token), []byte(t)) == 1 {
-			return principal{token: token}, true
+	// Compare with every token, in constant time, so that timing tells
+	// nothing about which one came close.
+	var found principal
+	for known, u := range s.users {
+		if subtle.ConstantTimeCompare([]byte(token), []byte(known)) == 1 {
+			found = principal{token: token, user: u}
 		}
 	}
-	return principal{}, false
+	return found, found.user != nil
 }
 
 // allow applies the per-token rate limit. It uses the wall clock whatever
@@ -200,7 +205,7 @@ func (s *Sim) allow(w http.ResponseWriter, p principal) bool {
 func (s *Sim) control(mux *http.ServeMux) {
 	guard := func(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
 		return func(w http.ResponseWriter, r *http.Request) error {
-			if p, ok := s.authenticate(r); !ok || !p.admin {
+			if p, ok := s.authenticate(r); !ok || !p.admin() {
 				return &httpError{http.StatusUnauthorized, "unauthorized", ""}
 			}
 			return h(w, r)
@@ -265,8 +270,12 @@ func (s *Sim) SetBehavior(id string, b Behavior) error {
 	}
 	now := s.now()
 	ws.behavior = b
-	// A run that was held in a status it is no longer told to stay in moves on.
-	if r := ws.current; r != nil && r.nextAt.IsZero() && r.status != StatusPlanned {
+	// A run that was held in a status it is no longer told to stay in moves
+	// on; one whose cancel it ignored ends canceled now.
+	for _, r := range ws.runs {
+		if !stuckable[r.status] || !r.nextAt.IsZero() || r.status == b.StuckIn {
+			continue
+		}
 		if r.cancelRequested {
 			s.finish(r, StatusCanceled, now)
 		} else {

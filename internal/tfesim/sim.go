@@ -79,7 +79,9 @@ type Sim struct {
 	cvs        map[string]*configVersion
 	ncs        map[string]*notificationConfig
 	tools      map[string]*toolVersion
-	comments   map[string]*run // comment ID → run
+	comments   map[string]*run  // comment ID → run
+	users      map[string]*user // token → user; fixed after New
+	admin      *user            // the site admin, Options.Token's user
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -92,8 +94,8 @@ type Sim struct {
 	stats   Stats
 }
 
-// New returns a simulator with no organizations and a list of Terraform
-// versions like a fresh TFE installation's.
+// New returns a simulator with no organizations, one user per token, and a
+// list of Terraform versions like a TFE installation's.
 func New(opts Options) (*Sim, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -137,10 +139,12 @@ func New(opts Options) (*Sim, error) {
 		ncs:        map[string]*notificationConfig{},
 		tools:      map[string]*toolVersion{},
 		comments:   map[string]*run{},
+		users:      newUsers(opts),
 		limiters:   map[string]*rate.Limiter{},
 		rng:        rand.New(rand.NewPCG(1, 2)),
 		stats:      newStats(),
 	}
+	s.admin = s.users[opts.Token]
 	s.notify = newNotifier(client, log, s.recordDelivery)
 	s.seedToolVersions()
 	return s, nil
