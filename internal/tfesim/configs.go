@@ -375,6 +375,8 @@ func (s *Sim) createNotificationConfig(w http.ResponseWriter, r *http.Request) e
 	return nil
 }
 
+// listNotificationConfigs lists a workspace's configurations: all of them,
+// with no pagination metadata, unless a page is asked for, as TFE does.
 func (s *Sim) listNotificationConfigs(w http.ResponseWriter, r *http.Request) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -382,16 +384,7 @@ func (s *Sim) listNotificationConfigs(w http.ResponseWriter, r *http.Request) er
 	if ws == nil {
 		return errNotFound()
 	}
-	list := s.workspaceNotifications(ws)
-	p := parsePage(r.URL.Query())
-	lo, hi := p.bounds(len(list))
-	data := make([]resource, 0, hi-lo)
-	for _, nc := range list[lo:hi] {
-		data = append(data, s.notificationResource(nc))
-	}
-	doc := document{Data: data}
-	paginate(&doc, r, p, len(list))
-	writeJSON(w, http.StatusOK, doc)
+	writePage(w, r, s.workspaceNotifications(ws), s.notificationResource, pageOnlyWhenAsked)
 	return nil
 }
 

@@ -258,6 +258,7 @@ func paginate(doc *document, r *http.Request, p page, total int) {
 		"current-page": p.number,
 		"prev-page":    prev,
 		"next-page":    next,
+		"page-size":    p.size,
 		"total-pages":  pages,
 		"total-count":  total,
 	}
@@ -269,4 +270,37 @@ func baseURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
+}
+
+// pagingMode says when a list answers with pagination links and metadata.
+type pagingMode int
+
+const (
+	// alwaysPaged: most TFE lists page, 20 items by default.
+	alwaysPaged pagingMode = iota
+	// pageOnlyWhenAsked: without page[number] or page[size] the whole list
+	// comes back with no pagination metadata, as TFE documents for
+	// notification configurations and organizations.
+	pageOnlyWhenAsked
+)
+
+// writePage answers a list of items rendered by render, paged per mode.
+func writePage[T any](w http.ResponseWriter, r *http.Request, list []T, render func(T) resource, mode pagingMode) {
+	q := r.URL.Query()
+	lo, hi := 0, len(list)
+	var p page
+	paged := mode == alwaysPaged || q.Has("page[number]") || q.Has("page[size]")
+	if paged {
+		p = parsePage(q)
+		lo, hi = p.bounds(len(list))
+	}
+	data := make([]resource, 0, hi-lo)
+	for _, item := range list[lo:hi] {
+		data = append(data, render(item))
+	}
+	doc := document{Data: data}
+	if paged {
+		paginate(&doc, r, p, len(list))
+	}
+	writeJSON(w, http.StatusOK, doc)
 }

@@ -105,12 +105,6 @@ func (b Behavior) validate() error {
 	return nil
 }
 
-type organization struct {
-	name      string
-	email     string
-	createdAt time.Time
-}
-
 type workspace struct {
 	id                  string
 	org                 string

@@ -80,7 +80,9 @@ func (s *Sim) routes(mux *http.ServeMux) {
 	s.handle(mux, "GET /users/{id}", s.showUser)
 
 	s.handle(mux, "POST /organizations", s.createOrganization)
+	s.handle(mux, "GET /organizations", s.listOrganizations)
 	s.handle(mux, "GET /organizations/{org}", s.showOrganization)
+	s.handle(mux, "PATCH /organizations/{org}", s.updateOrganization)
 	s.handle(mux, "DELETE /organizations/{org}", s.deleteOrganization)
 
 	s.handle(mux, "POST /organizations/{org}/workspaces", s.createWorkspace)
@@ -96,6 +98,9 @@ func (s *Sim) routes(mux *http.ServeMux) {
 	s.handle(mux, "POST /workspaces/{id}/actions/lock", s.lockWorkspace)
 	s.handle(mux, "POST /workspaces/{id}/actions/unlock", s.unlockWorkspace)
 	s.handle(mux, "POST /workspaces/{id}/actions/force-unlock", s.forceUnlockWorkspace)
+	s.handle(mux, "GET /workspaces/{id}/relationships/tags", s.listWorkspaceTags)
+	s.handle(mux, "POST /workspaces/{id}/relationships/tags", s.addWorkspaceTags)
+	s.handle(mux, "DELETE /workspaces/{id}/relationships/tags", s.removeWorkspaceTags)
 
 	s.handle(mux, "POST /workspaces/{id}/run-triggers", s.createRunTrigger)
 	s.handle(mux, "GET /workspaces/{id}/run-triggers", s.listRunTriggers)
