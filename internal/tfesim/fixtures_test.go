@@ -171,7 +171,7 @@ func TestSeedFixtures(t *testing.T) {
 			t.Fatalf("find 0.11.8: %v", err)
 		}
 		if _, err := e.client.Admin.TerraformVersions.Update(e.ctx, list.Items[0].ID, tfe.AdminTerraformVersionUpdateOptions{
-			URL: tfe.String(fromSeed.URL), Sha: tfe.String(fromSeed.Sha), Enabled: tfe.Bool(true), Official: tfe.Bool(true),
+			URL: tfe.String(fromSeed.URL), Sha: tfe.String(fromSeed.Sha), Enabled: tfe.Bool(true), Official: tfe.Bool(true), Deprecated: tfe.Bool(false),
 		}); err != nil {
 			t.Fatal(err)
 		}

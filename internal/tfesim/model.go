@@ -228,8 +228,9 @@ type deliveryResponse struct {
 type toolVersion struct {
 	id               string
 	version          string
-	url              string
+	url              string // the linux/amd64 build's, or empty
 	sha              string
+	archs            []toolArch
 	deprecated       bool
 	deprecatedReason string
 	official         bool
