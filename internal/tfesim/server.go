@@ -202,7 +202,8 @@ func (s *Sim) allow(w http.ResponseWriter, p principal) bool {
 	}
 	s.count(func(st *Stats) { st.RateLimited++ })
 	w.Header().Set(headerRateReset, fmt.Sprintf("%.3f", delay.Seconds()))
-	writeError(w, &httpError{http.StatusTooManyRequests, "too many requests", "rate limit exceeded"})
+	// The error object of TFE's API documentation (Rate Limiting).
+	writeError(w, &httpError{http.StatusTooManyRequests, "Too many requests", "You have exceeded the API's rate limit."})
 	return false
 }
 
