@@ -431,9 +431,10 @@ func check(e Expect, rep *Report) []string {
 	}
 	want(e.Applied, func(r Row) bool { return r.State == dispatcher.Applied }, "applied")
 	want(e.Failed, func(r Row) bool { return r.State == dispatcher.Failed }, "failed")
-	// TFE ends a run canceled after the admin force-cancel, force_canceled
-	// (its documentation differs) after a user's; the watchdog's alert is
-	// what tells a force-cancel from a person's cancel.
+	// TFE's admin force-cancel ends a run canceled; a user's force-cancel
+	// may end it force_canceled (TFE's pages say both). The watchdog's
+	// alert for the run is what tells its force-cancel from a person's
+	// cancel.
 	forceCancelled := func(r Row) bool {
 		return r.State == dispatcher.Failed && (r.RunStatus == "canceled" || r.RunStatus == "force_canceled") &&
 			slices.ContainsFunc(rep.Alerts, func(a alerts.Alert) bool { return a.Kind == alerts.KindRunCancelled && a.RunID == r.RunID })
