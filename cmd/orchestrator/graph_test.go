@@ -14,7 +14,7 @@ import (
 
 func simFromScenario(t *testing.T, path string) *httptest.Server {
 	t.Helper()
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: -1})
+	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: -1, Timing: &tfesim.Timing{}})
 	if err != nil {
 		t.Fatal(err)
 	}

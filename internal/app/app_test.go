@@ -159,6 +159,9 @@ func signedPost(t *testing.T, url string, body []byte) int {
 func startSim(t *testing.T, opts tfesim.Options) (*tfesim.Sim, string, *tfe.Client) {
 	t.Helper()
 	opts.Token, opts.RateLimit = "sim-token", -1
+	if opts.Timing == nil {
+		opts.Timing = &tfesim.Timing{} // instant unless a workspace sets durations
+	}
 	sim, err := tfesim.New(opts)
 	if err != nil {
 		t.Fatal(err)

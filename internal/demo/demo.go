@@ -431,7 +431,15 @@ func check(e Expect, rep *Report) []string {
 	}
 	want(e.Applied, func(r Row) bool { return r.State == dispatcher.Applied }, "applied")
 	want(e.Failed, func(r Row) bool { return r.State == dispatcher.Failed }, "failed")
-	want(e.ForceCancelled, func(r Row) bool { return r.State == dispatcher.Failed && r.RunStatus == "force_canceled" }, "been force-cancelled")
+	// TFE's admin force-cancel ends a run canceled; a user's force-cancel
+	// may end it force_canceled (TFE's pages say both). The watchdog's
+	// alert for the run is what tells its force-cancel from a person's
+	// cancel.
+	forceCancelled := func(r Row) bool {
+		return r.State == dispatcher.Failed && (r.RunStatus == "canceled" || r.RunStatus == "force_canceled") &&
+			slices.ContainsFunc(rep.Alerts, func(a alerts.Alert) bool { return a.Kind == alerts.KindRunCancelled && a.RunID == r.RunID })
+	}
+	want(e.ForceCancelled, forceCancelled, "been force-cancelled")
 	want(e.Blocked, func(r Row) bool { return r.State == dispatcher.Blocked && r.RunID == "" }, "been blocked and never dispatched")
 	want(e.Skipped, func(r Row) bool { return r.State == dispatcher.Skipped && r.RunID == "" }, "been skipped")
 	for _, kind := range e.Alerts {

@@ -46,7 +46,7 @@ func newSim(t *testing.T) (*tfesim.Sim, *tfe.Client) {
 	edge("a", "c")
 	edge("b", "d")
 	edge("c", "d")
-	sim, err := tfesim.New(tfesim.Options{Token: "t", RateLimit: -1})
+	sim, err := tfesim.New(tfesim.Options{Token: "t", RateLimit: -1, Timing: &tfesim.Timing{}})
 	if err != nil {
 		t.Fatal(err)
 	}

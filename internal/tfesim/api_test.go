@@ -357,23 +357,3 @@ func sourceBody(id string) string {
 
 // go-tfe's Users.ReadCurrent (GET /account/details) answers the token's
 // user, and 401 for a token the simulator does not know.
-func TestAccountDetails(t *testing.T) {
-	e := newEnv(t, tfesim.Options{UserTokens: []string{"user-token"}})
-	admin, err := e.client.Users.ReadCurrent(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if admin.Username != "admin" || admin.IsAdmin == nil || !*admin.IsAdmin || !strings.HasPrefix(admin.ID, "user-") {
-		t.Errorf("admin token: got %+v, want the site admin", admin)
-	}
-	user, err := e.newClient("user-token").Users.ReadCurrent(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if user.ID == admin.ID || user.IsAdmin == nil || *user.IsAdmin {
-		t.Errorf("user token: got %+v, want another user, not an admin", user)
-	}
-	if _, err := e.newClient("wrong").Users.ReadCurrent(e.ctx); !errors.Is(err, tfe.ErrUnauthorized) {
-		t.Errorf("wrong token: got %v, want ErrUnauthorized", err)
-	}
-}

@@ -2,6 +2,7 @@ package tfesim
 
 import (
 	"archive/tar"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -13,30 +14,31 @@ import (
 )
 
 // Configuration versions.
+//
+// As in TFE, a new configuration version that is neither speculative nor
+// provisional becomes its workspace's current one when it is created, even
+// before its upload; a provisional one becomes current only when a run
+// using it applies, unless a newer one exists by then; a speculative one
+// never does. The upload URL is in the create answer only, and accepts the
+// archive again after the first upload.
 
-// configVersionResource renders cv; base is the URL the client reached us at,
-// which the upload URL of a pending version points to.
-func (s *Sim) configVersionResource(cv *configVersion, base string) resource {
-	attrs := map[string]any{
-		"auto-queue-runs": cv.autoQueueRuns,
-		"error":           nil,
-		"error-message":   nil,
-		"source":          cv.source,
-		"speculative":     cv.speculative,
-		"provisional":     false,
-		"status":          cv.status,
-		"status-timestamps": map[string]any{
-			"queued-at":   nil,
-			"uploaded-at": timestamp(cv.uploadedAt),
-		},
-		"changed-files": []string{},
-	}
-	if cv.status == "pending" {
-		attrs["upload-url"] = base + "/_archivist/v1/object/" + cv.uploadSecret
-	}
+func (s *Sim) configVersionResource(cv *configVersion) resource {
 	return resource{
 		ID: cv.id, Type: "configuration-versions",
-		Attributes:    attrs,
+		Attributes: map[string]any{
+			"auto-queue-runs": cv.autoQueueRuns,
+			"error":           nil,
+			"error-message":   nil,
+			"source":          cv.source,
+			"speculative":     cv.speculative,
+			"provisional":     cv.provisional,
+			"status":          cv.status,
+			"status-timestamps": map[string]any{
+				"queued-at":   nil,
+				"uploaded-at": timestamp(cv.uploadedAt),
+			},
+			"changed-files": []string{},
+		},
 		Relationships: map[string]relationship{"ingress-attributes": {Data: nil}},
 		Links: map[string]any{
 			"self":     apiPrefix + "/configuration-versions/" + cv.id,
@@ -45,24 +47,47 @@ func (s *Sim) configVersionResource(cv *configVersion, base string) resource {
 	}
 }
 
-func (s *Sim) addConfigVersion(ws *workspace, autoQueue, speculative bool, uploaded bool) *configVersion {
+// cvSpec are the settable attributes of a configuration version.
+type cvSpec struct {
+	autoQueueRuns, speculative, provisional bool
+}
+
+// addConfigVersion creates a configuration version in ws, uploaded at once
+// when uploaded is set (scenario workspaces start with one).
+func (s *Sim) addConfigVersion(ws *workspace, spec cvSpec, uploaded bool) *configVersion {
 	now := s.clock.Now()
 	cv := &configVersion{
 		id:            s.uniqueID("cv", func(id string) bool { return s.cvs[id] != nil }),
+		seq:           s.nextSeq(),
 		ws:            ws,
 		status:        "pending",
 		source:        "tfe-api",
-		autoQueueRuns: autoQueue,
-		speculative:   speculative,
+		autoQueueRuns: spec.autoQueueRuns,
+		speculative:   spec.speculative,
+		provisional:   spec.provisional,
 		uploadSecret:  newID("u")[2:] + newID("u")[2:],
 		createdAt:     now,
 	}
 	s.cvs[cv.id] = cv
+	if !cv.speculative && !cv.provisional {
+		ws.currentCV = cv
+	}
 	if uploaded {
 		cv.status, cv.uploadedAt = "uploaded", now
-		ws.latestCV = cv
 	}
 	return cv
+}
+
+// promoteConfigVersion makes the provisional version of a run that applied
+// its workspace's current one, unless a newer one is current already.
+func promoteConfigVersion(r *run) {
+	cv, ws := r.cv, r.ws
+	if cv == nil || !cv.provisional || cv.ws != ws {
+		return
+	}
+	if ws.currentCV == nil || ws.currentCV.seq < cv.seq {
+		ws.currentCV = cv
+	}
 }
 
 func (s *Sim) createConfigVersion(w http.ResponseWriter, r *http.Request) error {
@@ -71,9 +96,10 @@ func (s *Sim) createConfigVersion(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	a := body.attrs()
-	autoQueue, speculative := true, false
-	a.boolean("auto-queue-runs", &autoQueue)
-	a.boolean("speculative", &speculative)
+	spec := cvSpec{autoQueueRuns: true}
+	a.boolean("auto-queue-runs", &spec.autoQueueRuns)
+	a.boolean("speculative", &spec.speculative)
+	a.boolean("provisional", &spec.provisional)
 	if a.err != nil {
 		return a.err
 	}
@@ -83,8 +109,11 @@ func (s *Sim) createConfigVersion(w http.ResponseWriter, r *http.Request) error 
 	if ws == nil {
 		return errNotFound()
 	}
-	cv := s.addConfigVersion(ws, autoQueue, speculative, false)
-	writeJSON(w, http.StatusCreated, document{Data: s.configVersionResource(cv, baseURL(r))})
+	cv := s.addConfigVersion(ws, spec, false)
+	res := s.configVersionResource(cv)
+	// Only this answer carries the upload URL; TFE hides it afterwards.
+	res.Attributes["upload-url"] = baseURL(r) + "/_archivist/v1/object/" + cv.uploadSecret
+	writeJSON(w, http.StatusCreated, document{Data: res})
 	return nil
 }
 
@@ -101,12 +130,12 @@ func (s *Sim) listConfigVersions(w http.ResponseWriter, r *http.Request) error {
 			list = append(list, cv)
 		}
 	}
-	slices.SortFunc(list, func(a, b *configVersion) int { return b.createdAt.Compare(a.createdAt) })
+	slices.SortFunc(list, func(a, b *configVersion) int { return cmp.Compare(b.seq, a.seq) })
 	p := parsePage(r.URL.Query())
 	lo, hi := p.bounds(len(list))
 	data := make([]resource, 0, hi-lo)
 	for _, cv := range list[lo:hi] {
-		data = append(data, s.configVersionResource(cv, baseURL(r)))
+		data = append(data, s.configVersionResource(cv))
 	}
 	doc := document{Data: data}
 	paginate(&doc, r, p, len(list))
@@ -121,13 +150,15 @@ func (s *Sim) showConfigVersion(w http.ResponseWriter, r *http.Request) error {
 	if cv == nil {
 		return errNotFound()
 	}
-	writeJSON(w, http.StatusOK, document{Data: s.configVersionResource(cv, baseURL(r))})
+	writeJSON(w, http.StatusOK, document{Data: s.configVersionResource(cv)})
 	return nil
 }
 
 // uploadConfigVersion takes the archive PUT to an upload URL. The archive
-// must be a gzipped tar; its contents are read through and discarded. A
-// configuration version with auto-queue-runs then queues a run, as in TFE.
+// must be a gzipped tar; its contents are read through and discarded. The
+// first upload makes the version usable and, with auto-queue-runs, queues
+// a run, as in TFE; another upload to the same URL is accepted, as TFE's
+// archivist accepts it, and replaces the archive without queueing again.
 func (s *Sim) uploadConfigVersion(w http.ResponseWriter, r *http.Request) error {
 	if err := checkTarGz(io.LimitReader(r.Body, 64<<20)); err != nil {
 		return errUnprocessable("archive is not a gzipped tar: " + err.Error())
@@ -138,18 +169,16 @@ func (s *Sim) uploadConfigVersion(w http.ResponseWriter, r *http.Request) error 
 	secret := r.PathValue("secret")
 	var cv *configVersion
 	for _, c := range s.cvs {
-		if c.uploadSecret == secret && c.status == "pending" {
+		if c.uploadSecret == secret {
 			cv = c
 		}
 	}
 	if cv == nil {
 		return errNotFound()
 	}
+	first := cv.status == "pending"
 	cv.status, cv.uploadedAt = "uploaded", now
-	if !cv.speculative {
-		cv.ws.latestCV = cv
-	}
-	if cv.autoQueueRuns && cv.ws.executionMode != "local" {
+	if first && cv.autoQueueRuns && cv.ws.executionMode != "local" {
 		s.newRun(cv.ws, runSpec{
 			cv: cv, message: "Queued manually using Terraform", source: "tfe-configuration-version",
 			autoApply: cv.ws.autoApply, planOnly: cv.speculative, triggerReason: "manual",
@@ -346,6 +375,8 @@ func (s *Sim) createNotificationConfig(w http.ResponseWriter, r *http.Request) e
 	return nil
 }
 
+// listNotificationConfigs lists a workspace's configurations: all of them,
+// with no pagination metadata, unless a page is asked for, as TFE does.
 func (s *Sim) listNotificationConfigs(w http.ResponseWriter, r *http.Request) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -353,16 +384,7 @@ func (s *Sim) listNotificationConfigs(w http.ResponseWriter, r *http.Request) er
 	if ws == nil {
 		return errNotFound()
 	}
-	list := s.workspaceNotifications(ws)
-	p := parsePage(r.URL.Query())
-	lo, hi := p.bounds(len(list))
-	data := make([]resource, 0, hi-lo)
-	for _, nc := range list[lo:hi] {
-		data = append(data, s.notificationResource(nc))
-	}
-	doc := document{Data: data}
-	paginate(&doc, r, p, len(list))
-	writeJSON(w, http.StatusOK, doc)
+	writePage(w, r, s.workspaceNotifications(ws), s.notificationResource, pageOnlyWhenAsked)
 	return nil
 }
 

@@ -43,6 +43,9 @@ func newEnv(t *testing.T, opts tfesim.Options) *testEnv {
 	if opts.Clock == nil {
 		opts.Clock = clock
 	}
+	if opts.Timing == nil {
+		opts.Timing = &tfesim.Timing{} // instant unless a test times its runs
+	}
 	sim, err := tfesim.New(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -88,7 +88,12 @@ func TestSeedFixtures(t *testing.T) {
 		Name: tfe.String("workspace-1"), Description: tfe.String("Example workspace for documentation."),
 		TerraformVersion: tfe.String("1.0.4"), ExecutionMode: tfe.String("agent"), AgentPoolID: tfe.String("apool-QxGd2tRjympfMvQc"),
 	})
-	e.run(ws1.ID, tfe.RunCreateOptions{})
+	// Like the sample's workspace, ws1 has a current run; it has finished,
+	// so that a user may lock the workspace.
+	applied := e.run(ws1.ID, tfe.RunCreateOptions{})
+	if err := e.client.Runs.Apply(e.ctx, applied.ID, tfe.RunApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	ws2 := e.workspace("my-organization", tfe.WorkspaceCreateOptions{Name: tfe.String("workspace-2")})
 
 	// The show-workspace sample of the Workspaces page is malformed (its
@@ -166,7 +171,7 @@ func TestSeedFixtures(t *testing.T) {
 			t.Fatalf("find 0.11.8: %v", err)
 		}
 		if _, err := e.client.Admin.TerraformVersions.Update(e.ctx, list.Items[0].ID, tfe.AdminTerraformVersionUpdateOptions{
-			URL: tfe.String(fromSeed.URL), Sha: tfe.String(fromSeed.Sha), Enabled: tfe.Bool(true), Official: tfe.Bool(true),
+			URL: tfe.String(fromSeed.URL), Sha: tfe.String(fromSeed.Sha), Enabled: tfe.Bool(true), Official: tfe.Bool(true), Deprecated: tfe.Bool(false),
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -259,6 +258,7 @@ func paginate(doc *document, r *http.Request, p page, total int) {
 		"current-page": p.number,
 		"prev-page":    prev,
 		"next-page":    next,
+		"page-size":    p.size,
 		"total-pages":  pages,
 		"total-count":  total,
 	}
@@ -272,33 +272,35 @@ func baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// includes parses the comma-separated include parameter.
-func includes(q url.Values) map[string]bool {
-	out := map[string]bool{}
-	for _, v := range q["include"] {
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				out[part] = true
-			}
-		}
-	}
-	return out
-}
+// pagingMode says when a list answers with pagination links and metadata.
+type pagingMode int
 
-// includedSet collects included resources once each, in first-seen order.
-type includedSet struct {
-	seen  map[string]bool
-	items []resource
-}
+const (
+	// alwaysPaged: most TFE lists page, 20 items by default.
+	alwaysPaged pagingMode = iota
+	// pageOnlyWhenAsked: without page[number] or page[size] the whole list
+	// comes back with no pagination metadata, as TFE documents for
+	// notification configurations and organizations.
+	pageOnlyWhenAsked
+)
 
-func (s *includedSet) add(r resource) {
-	if s.seen == nil {
-		s.seen = map[string]bool{}
+// writePage answers a list of items rendered by render, paged per mode.
+func writePage[T any](w http.ResponseWriter, r *http.Request, list []T, render func(T) resource, mode pagingMode) {
+	q := r.URL.Query()
+	lo, hi := 0, len(list)
+	var p page
+	paged := mode == alwaysPaged || q.Has("page[number]") || q.Has("page[size]")
+	if paged {
+		p = parsePage(q)
+		lo, hi = p.bounds(len(list))
 	}
-	key := r.Type + "/" + r.ID
-	if s.seen[key] {
-		return
+	data := make([]resource, 0, hi-lo)
+	for _, item := range list[lo:hi] {
+		data = append(data, render(item))
 	}
-	s.seen[key] = true
-	s.items = append(s.items, r)
+	doc := document{Data: data}
+	if paged {
+		paginate(&doc, r, p, len(list))
+	}
+	writeJSON(w, http.StatusOK, doc)
 }

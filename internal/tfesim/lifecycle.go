@@ -10,8 +10,10 @@ import (
 //	  confirmed → apply_queued → applying → applied
 //
 // A plan with no changes ends planned_and_finished, a failing one errored.
-// One run holds a workspace at a time; the others wait pending, in creation
-// order, and a locked workspace starts none.
+// A run holds its workspace's lock from the moment it leaves pending until
+// it ends, and stays the workspace's current run after that. The others
+// wait pending, in creation order, and a workspace a user locked starts
+// none. Plan-only runs, as in TFE, neither wait for nor take the lock.
 
 // step applies, in due-time order, every transition due at or before now.
 func (s *Sim) step(now time.Time) {
@@ -63,7 +65,7 @@ func (s *Sim) advanceRun(r *run, at time.Time) {
 	case StatusPlanQueued:
 		s.setStatus(r, StatusPlanning, at)
 		r.outcome = b.Outcome
-		s.waitUntil(r, at.Add(time.Duration(b.PlanDurationMS)*time.Millisecond))
+		s.waitUntil(r, at.Add(s.planDuration(r)))
 	case StatusPlanning:
 		switch {
 		case r.outcome == OutcomeErrored:
@@ -84,10 +86,10 @@ func (s *Sim) advanceRun(r *run, at time.Time) {
 		s.confirm(r, at)
 	case StatusConfirmed:
 		s.setStatus(r, StatusApplyQueued, at)
-		s.waitUntil(r, at)
+		s.waitUntil(r, at.Add(s.timing.Queue))
 	case StatusApplyQueued:
 		s.setStatus(r, StatusApplying, at)
-		s.waitUntil(r, at.Add(time.Duration(b.ApplyDurationMS)*time.Millisecond))
+		s.waitUntil(r, at.Add(s.applyDuration(r)))
 	case StatusApplying:
 		s.finish(r, StatusApplied, at)
 	default:
@@ -100,18 +102,17 @@ func (s *Sim) confirm(r *run, at time.Time) {
 	s.waitUntil(r, at)
 }
 
-// finish ends r in a final status, frees its workspace for the next run and,
-// when r applied, queues runs in the targets of its workspace's run triggers.
+// finish ends r in a final status, which releases its workspace's lock
+// for the next run and, when r applied, queues runs in the targets of its
+// workspace's run triggers.
 func (s *Sim) finish(r *run, status string, at time.Time) {
 	s.setStatus(r, status, at)
 	s.idle(r)
 	ws := r.ws
-	if ws.current == r {
-		ws.current = nil
-	}
 	ws.updatedAt = at
 	if status == StatusApplied {
 		ws.resourceCount++
+		promoteConfigVersion(r)
 		if !s.opts.NoNativeRunTriggers {
 			s.fireRunTriggers(ws, r, at)
 		}
@@ -125,15 +126,16 @@ func (s *Sim) finish(r *run, status string, at time.Time) {
 func (s *Sim) fireRunTriggers(ws *workspace, source *run, at time.Time) {
 	for _, t := range s.outboundTriggers(ws) {
 		target := t.target
-		if target.latestCV == nil {
-			continue
+		if target.currentCV == nil || target.currentCV.status != "uploaded" {
+			continue // TFE's behaviour here is unknown: see docs/tfesim.md
 		}
 		s.newRun(target, runSpec{
-			cv:            target.latestCV,
+			cv:            target.currentCV,
 			message:       "Triggered by run " + source.id + " in " + ws.name,
 			source:        "tfe-run-trigger",
 			triggerReason: "run_trigger",
 			autoApply:     target.autoApplyRunTrigger,
+			createdBy:     source.createdBy,
 		}, at)
 	}
 }
@@ -146,7 +148,7 @@ type runSpec struct {
 	autoApply     bool
 	isDestroy     bool
 	planOnly      bool
-	createdBy     string
+	createdBy     *user
 }
 
 // newRun creates a pending run in ws and starts it if ws is free.
@@ -166,30 +168,41 @@ func (s *Sim) newRun(ws *workspace, spec runSpec, at time.Time) *run {
 		createdBy:     spec.createdBy,
 		timestamps:    map[string]time.Time{},
 	}
-	if r.createdBy == "" {
-		r.createdBy = adminUser
+	if r.createdBy == nil {
+		r.createdBy = s.admin
 	}
+	r.updatedBy = r.createdBy
 	s.runs[r.id] = r
 	ws.runs = append(ws.runs, r)
 	ws.updatedAt = at
 	s.setStatus(r, StatusPending, at)
-	s.schedule(ws, at)
+	if r.planOnly {
+		s.start(r, at) // plan-only runs skip the queue and the lock
+	} else {
+		s.schedule(ws, at)
+	}
 	return r
 }
 
-// schedule starts the oldest pending run of ws when ws is free and unlocked.
+// schedule starts the oldest pending run of ws when no run holds ws and
+// no user locked it. The run takes the lock and becomes the current run.
 func (s *Sim) schedule(ws *workspace, at time.Time) {
-	if ws.current != nil || ws.locked {
+	if ws.activeRun() != nil || ws.userLock != nil {
 		return
 	}
 	for _, r := range ws.runs {
-		if r.status == StatusPending {
-			ws.current = r
-			s.setStatus(r, StatusPlanQueued, at)
-			s.waitUntil(r, at)
+		if r.status == StatusPending && !r.planOnly {
+			ws.currentRun = r
+			s.start(r, at)
 			return
 		}
 	}
+}
+
+// start takes r out of pending into the queue for a plan.
+func (s *Sim) start(r *run, at time.Time) {
+	s.setStatus(r, StatusPlanQueued, at)
+	s.waitUntil(r, at.Add(s.timing.Queue))
 }
 
 // positionInQueue is the number of pending runs ahead of r, as TFE reports it.
@@ -207,87 +220,6 @@ func positionInQueue(r *run) int {
 		}
 	}
 	return n
-}
-
-// Actions a user can take on a run. Each returns an error answered as 409
-// when the run's status does not allow it.
-
-func errTransition() error {
-	return errConflict("transition not allowed", "the run's current status does not allow this action")
-}
-
-func (s *Sim) addComment(r *run, body string) {
-	if body == "" {
-		return
-	}
-	c := comment{id: s.uniqueID("wsc", func(id string) bool { return s.comments[id] != nil }), body: body}
-	s.comments[c.id] = r
-	r.comments = append(r.comments, c)
-}
-
-func (s *Sim) applyRun(r *run, commentBody string, at time.Time) error {
-	if r.status != StatusPlanned {
-		return errTransition()
-	}
-	s.addComment(r, commentBody)
-	s.confirm(r, at)
-	return nil
-}
-
-var cancelable = map[string]bool{
-	StatusPlanQueued: true, StatusPlanning: true, StatusApplyQueued: true, StatusApplying: true,
-}
-
-// cancelRun interrupts a planning or applying run. A run that is stuck does
-// not react: it stays where it is, and after a cool-off can be force-cancelled.
-func (s *Sim) cancelRun(r *run, commentBody string, at time.Time) error {
-	if !cancelable[r.status] {
-		return errTransition()
-	}
-	s.addComment(r, commentBody)
-	r.cancelRequested = true
-	r.canceledAt = at
-	r.forceCancelAvailableAt = at.Add(forceCancelCoolOff)
-	if r.ws.behavior.StuckIn == r.status {
-		return nil
-	}
-	s.finish(r, StatusCanceled, at)
-	return nil
-}
-
-// forceCancelCoolOff is how long after a cancel request a user may force-cancel.
-const forceCancelCoolOff = time.Hour
-
-var discardable = map[string]bool{StatusPending: true, StatusPlanned: true}
-
-func (s *Sim) discardRun(r *run, commentBody string, at time.Time) error {
-	if !discardable[r.status] {
-		return errTransition()
-	}
-	s.addComment(r, commentBody)
-	s.finish(r, StatusDiscarded, at)
-	return nil
-}
-
-// forceCancelRun is the user's force-cancel: allowed only after a cancel
-// request and its cool-off.
-func (s *Sim) forceCancelRun(r *run, commentBody string, at time.Time) error {
-	if isFinal(r.status) || !r.cancelRequested || at.Before(r.forceCancelAvailableAt) {
-		return errTransition()
-	}
-	s.addComment(r, commentBody)
-	s.finish(r, StatusForceCanceled, at)
-	return nil
-}
-
-// adminForceCancelRun is the site admin's force-cancel: any run not yet final.
-func (s *Sim) adminForceCancelRun(r *run, commentBody string, at time.Time) error {
-	if isFinal(r.status) {
-		return errTransition()
-	}
-	s.addComment(r, commentBody)
-	s.finish(r, StatusForceCanceled, at)
-	return nil
 }
 
 // perf holds a workspace's performance attributes, computed as TFE does

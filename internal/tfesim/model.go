@@ -105,12 +105,6 @@ func (b Behavior) validate() error {
 	return nil
 }
 
-type organization struct {
-	name      string
-	email     string
-	createdAt time.Time
-}
-
 type workspace struct {
 	id                  string
 	org                 string
@@ -126,14 +120,33 @@ type workspace struct {
 	agentPoolID         string
 	resourceCount       int
 	tags                []string
-	locked              bool
-	lockedBy            string // user ID holding the lock
-	lockReason          string
+	userLock            *userLock // a lock a user took, nil when none
 	behavior            Behavior
 	runs                []*run // in creation order
-	current             *run   // the run that holds the workspace, if any
-	latestCV            *configVersion
+	// currentRun is the run that most recently left pending, kept after it
+	// ends until the next one starts; nil for a workspace that never ran.
+	currentRun *run
+	// currentCV is the configuration version runs use when they name none.
+	currentCV *configVersion
 }
+
+// userLock is a lock a user took through the API or a scenario.
+type userLock struct {
+	by     *user
+	reason string
+}
+
+// activeRun is the run that holds ws's lock: its current run, until that
+// run ends. Plan-only runs never hold it.
+func (ws *workspace) activeRun() *run {
+	if r := ws.currentRun; r != nil && !isFinal(r.status) {
+		return r
+	}
+	return nil
+}
+
+// locked reports whether a user or a run holds ws.
+func (ws *workspace) locked() bool { return ws.userLock != nil || ws.activeRun() != nil }
 
 type runTrigger struct {
 	id        string
@@ -146,6 +159,7 @@ type runTrigger struct {
 type comment struct {
 	id   string
 	body string
+	by   *user
 }
 
 type run struct {
@@ -162,7 +176,9 @@ type run struct {
 	planOnly               bool
 	hasChanges             bool
 	createdAt              time.Time
-	createdBy              string
+	createdBy              *user
+	confirmedBy            *user // who applied it by hand; nil when it auto-applied or never applied
+	updatedBy              *user // who caused its latest change, for notifications
 	timestamps             map[string]time.Time
 	nextAt                 time.Time // when the next automatic transition is due; zero while waiting
 	outcome                string
@@ -174,11 +190,13 @@ type run struct {
 
 type configVersion struct {
 	id            string
+	seq           uint64
 	ws            *workspace
 	status        string
 	source        string
 	autoQueueRuns bool
 	speculative   bool
+	provisional   bool
 	uploadSecret  string
 	createdAt     time.Time
 	uploadedAt    time.Time
@@ -210,8 +228,9 @@ type deliveryResponse struct {
 type toolVersion struct {
 	id               string
 	version          string
-	url              string
+	url              string // the linux/amd64 build's, or empty
 	sha              string
+	archs            []toolArch
 	deprecated       bool
 	deprecatedReason string
 	official         bool

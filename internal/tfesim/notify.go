@@ -16,7 +16,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// Notification triggers TFE sends for runs.
+// Notification triggers TFE sends for runs. go-tfe (v1.111.2, and its v2
+// models) and TFE's documentation (up to the 2025 pages) name no others:
+// no finer-grained triggers beside run:needs_attention and run:errored
+// were found, so none is simulated.
 const (
 	TriggerCreated        = "run:created"
 	TriggerPlanning       = "run:planning"
@@ -41,6 +44,8 @@ const SignatureHeader = "X-TFE-Notification-Signature"
 // triggerFor maps a status a run enters to the notification trigger TFE sends
 // for it, and the message it sends with it. Statuses with no trigger send
 // nothing; that includes discarded, for which TFE documents no notification.
+// "Run Canceled" is the message of TFE's documented sample payload; the
+// other messages are the simulator's own.
 func triggerFor(status string) (trigger, message string) {
 	switch status {
 	case StatusPending:
@@ -58,7 +63,7 @@ func triggerFor(status string) (trigger, message string) {
 	case StatusErrored:
 		return TriggerErrored, "Errored"
 	case StatusCanceled, StatusForceCanceled:
-		return TriggerErrored, "Run canceled"
+		return TriggerErrored, "Run Canceled"
 	}
 	return "", ""
 }
@@ -96,9 +101,11 @@ func rfc3339(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.00
 
 // notifyRun queues the notification for r's new status to every enabled
 // configuration of its workspace that subscribes to the trigger.
+// Plan-only runs notify no one: TFE documents that speculative plans do
+// not support notifications.
 func (s *Sim) notifyRun(r *run, at time.Time) {
 	trigger, message := triggerFor(r.status)
-	if trigger == "" {
+	if trigger == "" || r.planOnly {
 		return
 	}
 	ws := r.ws
@@ -117,7 +124,7 @@ func (s *Sim) notifyRun(r *run, at time.Time) {
 			RunID:                       ptr(r.id),
 			RunMessage:                  ptr(r.message),
 			RunCreatedAt:                ptr(rfc3339(r.createdAt)),
-			RunCreatedBy:                ptr(r.createdBy),
+			RunCreatedBy:                ptr(r.createdBy.username),
 			WorkspaceID:                 ptr(ws.id),
 			WorkspaceName:               ptr(ws.name),
 			OrganizationName:            ptr(ws.org),
@@ -126,7 +133,7 @@ func (s *Sim) notifyRun(r *run, at time.Time) {
 				Trigger:      trigger,
 				RunStatus:    ptr(r.status),
 				RunUpdatedAt: ptr(rfc3339(at)),
-				RunUpdatedBy: ptr(r.createdBy),
+				RunUpdatedBy: ptr(r.updatedBy.username),
 			}},
 		}
 		s.notify.enqueue(delivery{ncID: nc.id, url: nc.url, token: nc.token, payload: p})

@@ -279,3 +279,80 @@ func TestNotificationConfigurations(t *testing.T) {
 		t.Errorf("after delete and a failed create: got %d configurations, want 0", len(list.Items))
 	}
 }
+
+// Notification configurations are listed whole, with no pagination
+// metadata, unless a page is asked for, as TFE documents.
+func TestNotificationConfigurationPaging(t *testing.T) {
+	e := newEnv(t, tfesim.Options{})
+	rc := newReceiver(t, "secret")
+	e.org("acme")
+	ws := e.workspace("acme", tfe.WorkspaceCreateOptions{Name: tfe.String("net")})
+	for range 3 {
+		e.subscribe(ws.ID, rc)
+	}
+	all, err := e.client.NotificationConfigurations.List(e.ctx, ws.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Items) != 3 || all.Pagination != nil && all.TotalCount != 0 {
+		t.Errorf("unpaged: got %d items and pagination %+v, want 3 and none", len(all.Items), all.Pagination)
+	}
+	_, body := e.raw("GET", "/api/v2/workspaces/"+ws.ID+"/notification-configurations", adminToken, "")
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["meta"] != nil || doc["links"] != nil {
+		t.Errorf("unpaged: got meta %v and links %v, want neither", doc["meta"], doc["links"])
+	}
+	paged, err := e.client.NotificationConfigurations.List(e.ctx, ws.ID, &tfe.NotificationConfigurationListOptions{ListOptions: tfe.ListOptions{PageSize: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paged.Items) != 2 || paged.Pagination == nil || paged.TotalCount != 3 || paged.NextPage != 2 {
+		t.Errorf("paged: got %d items and pagination %+v, want 2 of 3 with a next page", len(paged.Items), paged.Pagination)
+	}
+}
+
+// Each status a run enters and the trigger TFE sends for it (nothing for
+// the others); a plan-only run sends nothing.
+func TestNotificationTriggersByStatus(t *testing.T) {
+	e := newEnv(t, tfesim.Options{})
+	rc := newReceiver(t, "secret")
+	e.org("acme")
+	ws := e.workspace("acme", tfe.WorkspaceCreateOptions{Name: tfe.String("net")})
+	e.subscribe(ws.ID, rc)
+	for _, tc := range []struct {
+		name   string
+		play   func() string // runs a run, returns its ID
+		events []string
+	}{
+		{"confirmed and applied", func() string {
+			r := e.run(ws.ID, tfe.RunCreateOptions{})
+			e.must(e.client.Runs.Apply(e.ctx, r.ID, tfe.RunApplyOptions{}))
+			return r.ID
+		}, []string{"run:created/pending", "run:planning/planning", "run:needs_attention/planned", "run:applying/applying", "run:completed/applied"}},
+		{"discarded", func() string {
+			r := e.run(ws.ID, tfe.RunCreateOptions{})
+			e.must(e.client.Runs.Discard(e.ctx, r.ID, tfe.RunDiscardOptions{}))
+			return r.ID
+		}, []string{"run:created/pending", "run:planning/planning", "run:needs_attention/planned"}},
+		{"force-cancelled by an admin", func() string {
+			r := e.run(ws.ID, tfe.RunCreateOptions{})
+			e.must(e.client.Admin.Runs.ForceCancel(e.ctx, r.ID, tfe.AdminRunForceCancelOptions{}))
+			return r.ID
+		}, []string{"run:created/pending", "run:planning/planning", "run:needs_attention/planned", "run:errored/canceled"}},
+		{"plan-only", func() string {
+			return e.run(ws.ID, tfe.RunCreateOptions{PlanOnly: tfe.Bool(true)}).ID
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := tc.play()
+			e.sim.Tick() // what the action set due happens at the clock's time
+			e.sim.Flush()
+			if got := rc.events(id); !equalStrings(got, tc.events) {
+				t.Errorf("got %v, want %v", got, tc.events)
+			}
+		})
+	}
+}

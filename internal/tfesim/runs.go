@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"slices"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -36,8 +36,6 @@ func (s *Sim) runResource(r *run) resource {
 		ts["plan-queueable-at"] = rfc3339(r.timestamps[StatusPlanQueued])
 	}
 	now := s.clock.Now()
-	final := isFinal(r.status)
-	forceCancelable := !final && r.cancelRequested && !now.Before(r.forceCancelAvailableAt)
 	var forceAt any
 	if !r.forceCancelAvailableAt.IsZero() {
 		forceAt = timestamp(r.forceCancelAvailableAt)
@@ -56,9 +54,9 @@ func (s *Sim) runResource(r *run) resource {
 		Attributes: map[string]any{
 			"actions": map[string]any{
 				"is-cancelable":       cancelable[r.status],
-				"is-confirmable":      r.status == StatusPlanned,
+				"is-confirmable":      isConfirmable(r),
 				"is-discardable":      discardable[r.status],
-				"is-force-cancelable": forceCancelable,
+				"is-force-cancelable": isForceCancelable(r, now),
 			},
 			"auto-apply":                r.autoApply,
 			"allow-empty-apply":         false,
@@ -80,23 +78,35 @@ func (s *Sim) runResource(r *run) resource {
 			"terraform-version":         r.ws.terraformVersion,
 			"trigger-reason":            r.triggerReason,
 			"variables":                 []any{},
+			// What the user may do in general; actions say what the
+			// run's status allows now. Every simulated user is a
+			// workspace admin.
 			"permissions": map[string]any{
-				"can-apply": true, "can-cancel": true, "can-discard": true,
-				"can-force-cancel": true, "can-force-execute": true,
+				"can-apply": true, "can-cancel": true, "can-comment": true, "can-discard": true,
+				"can-force-cancel": true, "can-force-execute": true, "can-override-policy-check": true,
 			},
 		},
 		Relationships: map[string]relationship{
 			"workspace":             toOne("workspaces", r.ws.id),
 			"configuration-version": toOne("configuration-versions", cvID),
-			"created-by":            toOne("users", adminUserID),
+			"created-by":            userRel(r.createdBy),
+			"confirmed-by":          userRel(r.confirmedBy),
 			"comments":              {Data: comments},
 		},
 		Links: map[string]any{"self": apiPrefix + "/runs/" + r.id},
 	}
 }
 
+func userRel(u *user) relationship {
+	if u == nil {
+		return relationship{Data: nil}
+	}
+	return relationship{Data: resourceID{ID: u.id, Type: "users"}, Links: map[string]string{"related": apiPrefix + "/users/" + u.id}}
+}
+
 // CreateRun queues a run in workspace id as the API does, with the given
-// message, and returns its ID. It is a shortcut for tests and the demo.
+// message, and returns its ID. It is a shortcut for tests and the demo; the
+// site admin creates the run.
 func (s *Sim) CreateRun(workspaceID, message string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -118,7 +128,7 @@ func (s *Sim) queueRun(ws *workspace, cv *configVersion, spec runSpec, now time.
 		return nil, errUnprocessable("workspace uses local execution mode and cannot run remotely")
 	}
 	if cv == nil {
-		cv = ws.latestCV
+		cv = ws.currentCV
 	}
 	if cv == nil {
 		return nil, errUnprocessable("workspace has no configuration version to run")
@@ -136,7 +146,7 @@ func (s *Sim) createRun(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a := body.attrs()
-	spec := runSpec{source: "tfe-api", triggerReason: "manual"}
+	spec := runSpec{source: "tfe-api", triggerReason: "manual", createdBy: actor(r)}
 	a.str("message", &spec.message)
 	a.boolean("is-destroy", &spec.isDestroy)
 	a.boolean("plan-only", &spec.planOnly)
@@ -182,6 +192,10 @@ func (s *Sim) createRun(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Sim) showRun(w http.ResponseWriter, r *http.Request) error {
+	inc, err := parseIncludes(r.URL.Query(), runIncludes)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now()
@@ -189,17 +203,70 @@ func (s *Sim) showRun(w http.ResponseWriter, r *http.Request) error {
 	if run == nil {
 		return errNotFound()
 	}
-	doc := document{Data: s.runResource(run)}
-	if includes(r.URL.Query())["workspace"] {
-		doc.Included = []resource{s.workspaceResource(run.ws)}
-	}
-	writeJSON(w, http.StatusOK, doc)
+	var set includedSet
+	s.includeForRun(&set, run, inc)
+	writeJSON(w, http.StatusOK, document{Data: s.runResource(run), Included: set.items})
 	return nil
 }
 
-// listRuns lists a workspace's runs, newest first, as TFE does; it filters
-// on filter[status] and on search[basic] (run ID or message).
+// operation is the run operation TFE's filter[operation] matches.
+func (r *run) operation() string {
+	switch {
+	case r.planOnly:
+		return "plan_only"
+	case r.isDestroy:
+		return "destroy"
+	}
+	return "plan_and_apply"
+}
+
+// runFilter holds a runs list's filter and search parameters.
+type runFilter struct {
+	statuses, operations, sources []string
+	user, commit, basic           string
+}
+
+func parseRunFilter(q url.Values) runFilter {
+	return runFilter{
+		statuses:   splitList(q.Get("filter[status]")),
+		operations: splitList(q.Get("filter[operation]")),
+		sources:    splitList(q.Get("filter[source]")),
+		user:       q.Get("search[user]"),
+		commit:     q.Get("search[commit]"),
+		basic:      strings.ToLower(q.Get("search[basic]")),
+	}
+}
+
+func (f runFilter) match(r *run) bool {
+	if len(f.statuses) > 0 && !contains(f.statuses, r.status) {
+		return false
+	}
+	// TFE leaves plan-only runs out unless filter[operation] asks for them.
+	if len(f.operations) > 0 && !contains(f.operations, r.operation()) || len(f.operations) == 0 && r.planOnly {
+		return false
+	}
+	if len(f.sources) > 0 && !contains(f.sources, r.source) {
+		return false
+	}
+	// search[user] and search[commit] match a run's VCS user and commit,
+	// which simulated runs never have. Either takes precedence over
+	// search[basic], as TFE documents.
+	if f.user != "" || f.commit != "" {
+		return false
+	}
+	return f.basic == "" || strings.Contains(strings.ToLower(r.id+" "+r.message), f.basic)
+}
+
+// listRuns lists a workspace's runs, newest first, as TFE does, with its
+// filter[status], filter[operation], filter[source], search[user],
+// search[commit] and search[basic] (run ID or message) parameters.
 func (s *Sim) listRuns(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	inc, err := parseIncludes(q, runIncludes)
+	if err != nil {
+		return err
+	}
+	filter := parseRunFilter(q)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now()
@@ -207,39 +274,24 @@ func (s *Sim) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if ws == nil {
 		return errNotFound()
 	}
-	q := r.URL.Query()
-	statuses := splitList(q.Get("filter[status]"))
-	search := strings.ToLower(q.Get("search[basic]"))
 	var list []*run
 	for i := len(ws.runs) - 1; i >= 0; i-- {
-		run := ws.runs[i]
-		if len(statuses) > 0 && !slices.Contains(statuses, run.status) {
-			continue
+		if run := ws.runs[i]; filter.match(run) {
+			list = append(list, run)
 		}
-		if search != "" && !strings.Contains(strings.ToLower(run.id+" "+run.message), search) {
-			continue
-		}
-		list = append(list, run)
 	}
-	s.writeRunPage(w, r, list, nil)
+	s.writeRunPage(w, r, list, inc, nil)
 	return nil
 }
 
-func (s *Sim) writeRunPage(w http.ResponseWriter, r *http.Request, list []*run, meta map[string]any) {
-	q := r.URL.Query()
-	p := parsePage(q)
+func (s *Sim) writeRunPage(w http.ResponseWriter, r *http.Request, list []*run, inc map[string]bool, meta map[string]any) {
+	p := parsePage(r.URL.Query())
 	lo, hi := p.bounds(len(list))
-	inc := includes(q)
 	data := make([]resource, 0, hi-lo)
 	var set includedSet
 	for _, run := range list[lo:hi] {
 		data = append(data, s.runResource(run))
-		if inc["workspace"] {
-			set.add(s.workspaceResource(run.ws))
-		}
-		if inc["workspace.organization"] {
-			set.add(s.orgResource(s.orgs[run.ws.org]))
-		}
+		s.includeForRun(&set, run, inc)
 	}
 	doc := document{Data: data, Included: set.items, Meta: meta}
 	paginate(&doc, r, p, len(list))
@@ -266,7 +318,7 @@ func actionComment(r *http.Request) string {
 }
 
 // runAction serves a run action: 202 with no body when the status allows it.
-func (s *Sim) runAction(act func(*run, string, time.Time) error) func(http.ResponseWriter, *http.Request) error {
+func (s *Sim) runAction(act runAct) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		comment := actionComment(r)
 		s.mu.Lock()
@@ -276,94 +328,10 @@ func (s *Sim) runAction(act func(*run, string, time.Time) error) func(http.Respo
 		if run == nil {
 			return errNotFound()
 		}
-		if err := act(run, comment, now); err != nil {
+		if err := act(run, actor(r), comment, now); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusAccepted)
 		return nil
 	}
-}
-
-func (s *Sim) listComments(w http.ResponseWriter, r *http.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	run := s.runs[r.PathValue("id")]
-	if run == nil {
-		return errNotFound()
-	}
-	data := make([]resource, 0, len(run.comments))
-	for _, c := range run.comments {
-		data = append(data, resource{
-			ID: c.id, Type: "comments",
-			Attributes:    map[string]any{"body": c.body},
-			Relationships: map[string]relationship{"run-event": {Data: nil}},
-			Links:         map[string]any{"self": apiPrefix + "/comments/" + c.id},
-		})
-	}
-	writeJSON(w, http.StatusOK, document{Data: data})
-	return nil
-}
-
-// Admin runs.
-
-// adminStatusCounts are the keys of meta.status-counts, spelled as TFE spells them.
-var adminStatusCounts = []string{
-	StatusPending, StatusPlanQueued, StatusPlanning, StatusPlanned, StatusConfirmed,
-	StatusApplyQueued, StatusApplying, StatusApplied, StatusDiscarded, StatusErrored,
-	StatusCanceled, StatusForceCanceled, StatusPlannedAndFinished,
-	"policy_checking", "policy_override", "policy_checked",
-}
-
-// adminListRuns lists every run of the installation, newest first. q matches
-// run ID, workspace name and organization name; meta.status-counts counts
-// the runs q matches, by status, before filter[status] is applied.
-func (s *Sim) adminListRuns(w http.ResponseWriter, r *http.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now()
-	q := r.URL.Query()
-	statuses := splitList(q.Get("filter[status]"))
-	query := strings.ToLower(q.Get("q"))
-	all := make([]*run, 0, len(s.runs))
-	for _, run := range s.runs {
-		all = append(all, run)
-	}
-	slices.SortFunc(all, func(a, b *run) int { return int(b.seq) - int(a.seq) })
-	counts := map[string]any{}
-	for _, st := range adminStatusCounts {
-		counts[strings.ReplaceAll(st, "_", "-")] = 0
-	}
-	total := 0
-	var list []*run
-	for _, run := range all {
-		if query != "" && !strings.Contains(strings.ToLower(run.id+" "+run.ws.name+" "+run.ws.org), query) {
-			continue
-		}
-		key := strings.ReplaceAll(run.status, "_", "-")
-		counts[key] = counts[key].(int) + 1
-		total++
-		if len(statuses) > 0 && !slices.Contains(statuses, run.status) {
-			continue
-		}
-		list = append(list, run)
-	}
-	counts["total"] = total
-	s.writeRunPage(w, r, list, map[string]any{"status-counts": counts})
-	return nil
-}
-
-func (s *Sim) adminForceCancel(w http.ResponseWriter, r *http.Request) error {
-	comment := actionComment(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	run := s.runs[r.PathValue("id")]
-	if run == nil {
-		return errNotFound()
-	}
-	if err := s.adminForceCancelRun(run, comment, now); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, document{Data: s.runResource(run)})
-	return nil
 }

@@ -101,13 +101,17 @@ func (s *Sim) createRunTrigger(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Sim) listRunTriggers(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	inc, err := parseIncludes(q, runTriggerIncludes)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ws := s.workspaces[r.PathValue("id")]
 	if ws == nil {
 		return errNotFound()
 	}
-	q := r.URL.Query()
 	var list []*runTrigger
 	switch q.Get("filter[run-trigger][type]") {
 	case "inbound":
@@ -124,7 +128,7 @@ func (s *Sim) listRunTriggers(w http.ResponseWriter, r *http.Request) error {
 	for _, t := range page {
 		data = append(data, s.runTriggerResource(t))
 	}
-	doc := document{Data: data, Included: s.triggerIncludes(page, includes(q))}
+	doc := document{Data: data, Included: s.triggerIncludes(page, inc)}
 	paginate(&doc, r, p, len(list))
 	writeJSON(w, http.StatusOK, doc)
 	return nil
@@ -145,13 +149,17 @@ func (s *Sim) triggerIncludes(list []*runTrigger, inc map[string]bool) []resourc
 }
 
 func (s *Sim) showRunTrigger(w http.ResponseWriter, r *http.Request) error {
+	inc, err := parseIncludes(r.URL.Query(), runTriggerIncludes)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.triggers[r.PathValue("id")]
 	if t == nil {
 		return errNotFound()
 	}
-	doc := document{Data: s.runTriggerResource(t), Included: s.triggerIncludes([]*runTrigger{t}, includes(r.URL.Query()))}
+	doc := document{Data: s.runTriggerResource(t), Included: s.triggerIncludes([]*runTrigger{t}, inc)}
 	writeJSON(w, http.StatusOK, doc)
 	return nil
 }

@@ -10,10 +10,14 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Scenario is the YAML description of a simulated installation: its
-// organizations, their workspaces with settings and behaviour, run triggers
-// and notification configurations. See examples/scenario.yaml.
+// Scenario is the YAML description of a simulated installation: how long
+// run phases take, its organizations, their workspaces with settings and
+// behaviour, run triggers and notification configurations. See
+// examples/scenario.yaml.
 type Scenario struct {
+	// Timing, when set, replaces the simulator's phase durations as the
+	// scenario loads.
+	Timing        *Timing            `yaml:"timing"`
 	Organizations []OrganizationSpec `yaml:"organizations"`
 }
 
@@ -98,6 +102,12 @@ func (s *Sim) applyScenario(sc *Scenario) error {
 }
 
 func (s *Sim) applyScenarioLocked(sc *Scenario) error {
+	if sc.Timing != nil {
+		if err := sc.Timing.validate(); err != nil {
+			return fmt.Errorf("timing: %w", err)
+		}
+		s.timing = *sc.Timing
+	}
 	for _, o := range sc.Organizations {
 		if _, err := s.addOrganization(o.Name, o.Email); err != nil {
 			return fmt.Errorf("organization %q: %w", o.Name, err)
@@ -108,7 +118,7 @@ func (s *Sim) applyScenarioLocked(sc *Scenario) error {
 				return fmt.Errorf("organization %q: workspace %q: %w", o.Name, spec.Name, err)
 			}
 			if !spec.NoConfiguration {
-				s.addConfigVersion(ws, false, false, true)
+				s.addConfigVersion(ws, cvSpec{}, true)
 			}
 		}
 		for _, t := range o.RunTriggers {

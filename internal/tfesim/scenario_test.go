@@ -44,13 +44,37 @@ func TestExampleScenario(t *testing.T) {
 		t.Errorf("apps: got %d notification configurations, want the orchestrator's", len(ncs.Items))
 	}
 
-	// The scenario's behaviours hold: network applies after 1.5s.
+	// The scenario's timing and behaviours hold: network queues 1s, plans
+	// 0.5s, queues 1s, applies 1s.
+	if got := e.sim.Timing(); got != (tfesim.Timing{Queue: time.Second, Plan: 4 * time.Second, Apply: 4 * time.Second}) {
+		t.Errorf("timing: got %+v, want queue 1s, plan 4s, apply 4s", got)
+	}
 	network := e.sim.WorkspaceID("acme", "network")
 	r := e.run(network, tfe.RunCreateOptions{})
-	e.sim.Advance(1499 * time.Millisecond)
+	e.sim.Advance(3499 * time.Millisecond)
 	e.wantStatus(r.ID, tfe.RunApplying)
 	e.sim.Advance(time.Millisecond)
 	e.wantStatus(r.ID, tfe.RunApplied)
+
+	// Its run triggers: cluster (auto_apply_run_trigger) applies on its
+	// own, dns has no changes, apps (neither setting) waits for a person.
+	e.sim.Advance(time.Minute)
+	for name, want := range map[string]tfe.RunStatus{"cluster": tfe.RunApplied, "dns": tfe.RunPlannedAndFinished, "apps": tfe.RunPlanned} {
+		list, err := e.client.Runs.List(e.ctx, e.sim.WorkspaceID("acme", name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) != 1 || list.Items[0].Status != want {
+			t.Errorf("%s: got %d runs, the newest %v; want one %s", name, len(list.Items), runID(first(list.Items)), want)
+		}
+	}
+}
+
+func first(rs []*tfe.Run) *tfe.Run {
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs[0]
 }
 
 func TestScenarioErrors(t *testing.T) {

@@ -18,12 +18,12 @@ const (
 	apiPrefix       = "/api/v2"
 )
 
-const adminUser = "admin"
-
 type principal struct {
 	token string
-	admin bool
+	user  *user
 }
+
+func (p principal) admin() bool { return p.user != nil && p.user.siteAdmin }
 
 // Handler returns the simulator's HTTP handler: the TFE API under /api/v2,
 // the configuration-version upload URLs, and the control API under /_sim/.
@@ -53,11 +53,11 @@ func (s *Sim) handle(mux *http.ServeMux, pattern string, h func(http.ResponseWri
 		if s.injectFault(w) {
 			return
 		}
-		if adminOnly && !p.admin {
+		if adminOnly && !p.admin() {
 			writeError(w, errNotFound())
 			return
 		}
-		if err := h(w, r); err != nil {
+		if err := h(w, withPrincipal(r, p)); err != nil {
 			writeError(w, err)
 		}
 	})
@@ -75,10 +75,14 @@ func (s *Sim) handleOpen(mux *http.ServeMux, pattern string, h func(http.Respons
 
 func (s *Sim) routes(mux *http.ServeMux) {
 	s.handleOpen(mux, "GET "+apiPrefix+"/ping", s.ping)
+
 	s.handle(mux, "GET /account/details", s.accountDetails)
+	s.handle(mux, "GET /users/{id}", s.showUser)
 
 	s.handle(mux, "POST /organizations", s.createOrganization)
+	s.handle(mux, "GET /organizations", s.listOrganizations)
 	s.handle(mux, "GET /organizations/{org}", s.showOrganization)
+	s.handle(mux, "PATCH /organizations/{org}", s.updateOrganization)
 	s.handle(mux, "DELETE /organizations/{org}", s.deleteOrganization)
 
 	s.handle(mux, "POST /organizations/{org}/workspaces", s.createWorkspace)
@@ -94,6 +98,9 @@ func (s *Sim) routes(mux *http.ServeMux) {
 	s.handle(mux, "POST /workspaces/{id}/actions/lock", s.lockWorkspace)
 	s.handle(mux, "POST /workspaces/{id}/actions/unlock", s.unlockWorkspace)
 	s.handle(mux, "POST /workspaces/{id}/actions/force-unlock", s.forceUnlockWorkspace)
+	s.handle(mux, "GET /workspaces/{id}/relationships/tags", s.listWorkspaceTags)
+	s.handle(mux, "POST /workspaces/{id}/relationships/tags", s.addWorkspaceTags)
+	s.handle(mux, "DELETE /workspaces/{id}/relationships/tags", s.removeWorkspaceTags)
 
 	s.handle(mux, "POST /workspaces/{id}/run-triggers", s.createRunTrigger)
 	s.handle(mux, "GET /workspaces/{id}/run-triggers", s.listRunTriggers)
@@ -108,6 +115,8 @@ func (s *Sim) routes(mux *http.ServeMux) {
 	s.handle(mux, "POST /runs/{id}/actions/discard", s.runAction(s.discardRun))
 	s.handle(mux, "POST /runs/{id}/actions/force-cancel", s.runAction(s.forceCancelRun))
 	s.handle(mux, "GET /runs/{id}/comments", s.listComments)
+	s.handle(mux, "POST /runs/{id}/comments", s.createComment)
+	s.handle(mux, "GET /comments/{id}", s.showComment)
 
 	s.handle(mux, "POST /workspaces/{id}/configuration-versions", s.createConfigVersion)
 	s.handle(mux, "GET /workspaces/{id}/configuration-versions", s.listConfigVersions)
@@ -157,15 +166,15 @@ func (s *Sim) authenticate(r *http.Request) (principal, bool) {
 	if !ok || token == "" {
 		return principal{}, false
 	}
-	if subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.Token)) == 1 {
-		return principal{token: token, admin: true}, true
-	}
-	for _, t := range s.opts.UserTokens {
-		if subtle.ConstantTimeCompare([]byte(token), []byte(t)) == 1 {
-			return principal{token: token}, true
+	// Compare with every token, in constant time, so that timing tells
+	// nothing about which one came close.
+	var found principal
+	for known, u := range s.users {
+		if subtle.ConstantTimeCompare([]byte(token), []byte(known)) == 1 {
+			found = principal{token: token, user: u}
 		}
 	}
-	return principal{}, false
+	return found, found.user != nil
 }
 
 // allow applies the per-token rate limit. It uses the wall clock whatever
@@ -193,7 +202,8 @@ func (s *Sim) allow(w http.ResponseWriter, p principal) bool {
 	}
 	s.count(func(st *Stats) { st.RateLimited++ })
 	w.Header().Set(headerRateReset, fmt.Sprintf("%.3f", delay.Seconds()))
-	writeError(w, &httpError{http.StatusTooManyRequests, "too many requests", "rate limit exceeded"})
+	// The error object of TFE's API documentation (Rate Limiting).
+	writeError(w, &httpError{http.StatusTooManyRequests, "Too many requests", "You have exceeded the API's rate limit."})
 	return false
 }
 
@@ -201,7 +211,7 @@ func (s *Sim) allow(w http.ResponseWriter, p principal) bool {
 func (s *Sim) control(mux *http.ServeMux) {
 	guard := func(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
 		return func(w http.ResponseWriter, r *http.Request) error {
-			if p, ok := s.authenticate(r); !ok || !p.admin {
+			if p, ok := s.authenticate(r); !ok || !p.admin() {
 				return &httpError{http.StatusUnauthorized, "unauthorized", ""}
 			}
 			return h(w, r)
@@ -211,6 +221,8 @@ func (s *Sim) control(mux *http.ServeMux) {
 	s.handleOpen(mux, "GET /_sim/workspaces/{id}/behavior", guard(s.getBehavior))
 	s.handleOpen(mux, "GET /_sim/faults", guard(s.getFaults))
 	s.handleOpen(mux, "PUT /_sim/faults", guard(s.putFaults))
+	s.handleOpen(mux, "GET /_sim/timing", guard(s.getTiming))
+	s.handleOpen(mux, "PUT /_sim/timing", guard(s.putTiming))
 	s.handleOpen(mux, "GET /_sim/stats", guard(s.getStats))
 	s.handleOpen(mux, "DELETE /_sim/stats", guard(s.resetStats))
 }
@@ -264,8 +276,12 @@ func (s *Sim) SetBehavior(id string, b Behavior) error {
 	}
 	now := s.now()
 	ws.behavior = b
-	// A run that was held in a status it is no longer told to stay in moves on.
-	if r := ws.current; r != nil && r.nextAt.IsZero() && r.status != StatusPlanned {
+	// A run that was held in a status it is no longer told to stay in moves
+	// on; one whose cancel it ignored ends canceled now.
+	for _, r := range ws.runs {
+		if !stuckable[r.status] || !r.nextAt.IsZero() || r.status == b.StuckIn {
+			continue
+		}
 		if r.cancelRequested {
 			s.finish(r, StatusCanceled, now)
 		} else {

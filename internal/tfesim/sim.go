@@ -26,6 +26,10 @@ type Options struct {
 	RateLimit int
 	// Clock drives the run lifecycle. Nil means the wall clock.
 	Clock Clock
+	// Timing is how long runs spend queued, planning and applying where
+	// their workspace's Behavior sets no duration. Nil means
+	// DefaultTiming(); &Timing{} makes every phase instant.
+	Timing *Timing
 	// TickInterval is how often Run advances the lifecycle on the wall
 	// clock. Zero means 10ms.
 	TickInterval time.Duration
@@ -49,6 +53,9 @@ func (o *Options) validate() error {
 	if o.TickInterval < 0 {
 		return errors.New("tfesim: tick interval must not be negative")
 	}
+	if o.Timing != nil && o.Timing.validate() != nil {
+		return errors.New("tfesim: timing durations must not be negative")
+	}
 	return nil
 }
 
@@ -62,6 +69,7 @@ type Sim struct {
 	notify *notifier
 
 	mu         sync.Mutex
+	timing     Timing
 	seq        uint64
 	orgs       map[string]*organization
 	workspaces map[string]*workspace
@@ -71,7 +79,9 @@ type Sim struct {
 	cvs        map[string]*configVersion
 	ncs        map[string]*notificationConfig
 	tools      map[string]*toolVersion
-	comments   map[string]*run // comment ID → run
+	comments   map[string]*run  // comment ID → run
+	users      map[string]*user // token → user; fixed after New
+	admin      *user            // the site admin, Options.Token's user
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -84,8 +94,8 @@ type Sim struct {
 	stats   Stats
 }
 
-// New returns a simulator with no organizations and a list of Terraform
-// versions like a fresh TFE installation's.
+// New returns a simulator with no organizations, one user per token, and a
+// list of Terraform versions like a TFE installation's.
 func New(opts Options) (*Sim, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -111,8 +121,13 @@ func New(opts Options) (*Sim, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
+	timing := DefaultTiming()
+	if opts.Timing != nil {
+		timing = *opts.Timing
+	}
 	s := &Sim{
 		opts:       opts,
+		timing:     timing,
 		clock:      clock,
 		log:        log,
 		orgs:       map[string]*organization{},
@@ -124,10 +139,12 @@ func New(opts Options) (*Sim, error) {
 		ncs:        map[string]*notificationConfig{},
 		tools:      map[string]*toolVersion{},
 		comments:   map[string]*run{},
+		users:      newUsers(opts),
 		limiters:   map[string]*rate.Limiter{},
 		rng:        rand.New(rand.NewPCG(1, 2)),
 		stats:      newStats(),
 	}
+	s.admin = s.users[opts.Token]
 	s.notify = newNotifier(client, log, s.recordDelivery)
 	s.seedToolVersions()
 	return s, nil

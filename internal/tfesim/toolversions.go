@@ -1,6 +1,9 @@
 package tfesim
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -12,27 +15,81 @@ import (
 
 var validVersion = regexp.MustCompile(`^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$`)
 
-// seedToolVersions installs the versions a fresh installation lists.
+// seedToolVersions installs a list like a TFE installation's that has
+// been upgraded for a few years: most releases enabled, old ones
+// deprecated or disabled, a release candidate marked beta, and one build
+// of the organization's own (not official). Each has linux/amd64 and
+// linux/arm64 builds, as the releases site offers.
 func (s *Sim) seedToolVersions() {
+	const eol = "Terraform %s is past its end of support; upgrade to 1.x"
 	for _, v := range []struct {
 		version    string
 		enabled    bool
 		deprecated string
+		official   bool
+		beta       bool
 	}{
-		{"0.11.8", false, ""},
-		{"0.12.31", true, "Terraform 0.12 is no longer supported"},
-		{"1.5.7", true, ""},
-		{"1.9.8", true, ""},
+		{"0.11.8", false, "", true, false},
+		{"0.12.31", true, fmt.Sprintf(eol, "0.12"), true, false},
+		{"0.13.7", false, fmt.Sprintf(eol, "0.13"), true, false},
+		{"0.14.11", true, fmt.Sprintf(eol, "0.14"), true, false},
+		{"0.15.5", true, fmt.Sprintf(eol, "0.15"), true, false},
+		{"1.0.11", true, "use 1.5 or later", true, false},
+		{"1.1.9", true, "", true, false},
+		{"1.2.9", true, "", true, false},
+		{"1.3.10", true, "", true, false},
+		{"1.4.7", true, "", true, false},
+		{"1.5.7", true, "", true, false},
+		{"1.6.6", true, "", true, false},
+		{"1.6.6-acme", true, "", false, false},
+		{"1.7.5", true, "", true, false},
+		{"1.8.5", true, "", true, false},
+		{"1.9.8", true, "", true, false},
+		{"1.10.5", true, "", true, false},
+		{"1.11.4", true, "", true, false},
+		{"1.12.0-rc1", true, "", true, true},
 	} {
-		_, _ = s.addToolVersion(toolVersion{
+		tv := toolVersion{
 			version:          v.version,
-			url:              "https://releases.hashicorp.com/terraform/" + v.version + "/terraform_" + v.version + "_linux_amd64.zip",
-			sha:              strings.Repeat("0", 64),
-			official:         true,
+			archs:            []toolArch{releaseArch(v.version, "amd64"), releaseArch(v.version, "arm64")},
+			official:         v.official,
 			enabled:          v.enabled,
+			beta:             v.beta,
 			deprecated:       v.deprecated != "",
 			deprecatedReason: v.deprecated,
-		})
+		}
+		tv.setTopLevelFromArchs()
+		_, _ = s.addToolVersion(tv)
+	}
+}
+
+// releaseArch is the download of a version for linux/arch from the
+// releases site, with a SHA-256 that looks like one.
+func releaseArch(version, arch string) toolArch {
+	file := "terraform_" + version + "_linux_" + arch + ".zip"
+	sum := sha256.Sum256([]byte(file))
+	return toolArch{
+		URL: "https://releases.hashicorp.com/terraform/" + version + "/" + file,
+		Sha: hex.EncodeToString(sum[:]), OS: "linux", Arch: arch,
+	}
+}
+
+// toolArch is one build of a Terraform version.
+type toolArch struct {
+	URL  string `json:"url"`
+	Sha  string `json:"sha"`
+	OS   string `json:"os"`
+	Arch string `json:"arch"`
+}
+
+// setTopLevelFromArchs sets url and sha from the linux/amd64 build, as
+// TFE does; without one they are empty (go-tfe's integration tests).
+func (tv *toolVersion) setTopLevelFromArchs() {
+	tv.url, tv.sha = "", ""
+	for _, a := range tv.archs {
+		if a.OS == "linux" && a.Arch == "amd64" {
+			tv.url, tv.sha = a.URL, a.Sha
+		}
 	}
 }
 
@@ -40,11 +97,8 @@ func (s *Sim) addToolVersion(tv toolVersion) (*toolVersion, error) {
 	if !validVersion.MatchString(tv.version) {
 		return nil, errUnprocessable("version must be a semantic version, N.N.N or N.N.N-name")
 	}
-	if tv.url == "" {
-		return nil, errUnprocessable("url can't be blank")
-	}
-	if tv.sha == "" {
-		return nil, errUnprocessable("sha can't be blank")
+	if err := tv.validArchs(); err != nil {
+		return nil, err
 	}
 	for _, o := range s.tools {
 		if o.version == tv.version {
@@ -109,6 +163,7 @@ func (s *Sim) toolResource(tv *toolVersion) resource {
 			"beta":              tv.beta,
 			"usage":             s.toolUsage(tv.version),
 			"created-at":        timestamp(tv.createdAt),
+			"archs":             slices.Clone(tv.archs),
 		},
 	}
 }
@@ -158,20 +213,32 @@ func applyToolAttrs(tv *toolVersion, body *requestBody) error {
 	if !tv.deprecated {
 		tv.deprecatedReason = ""
 	}
-	var archs []struct {
-		URL  string `json:"url"`
-		Sha  string `json:"sha"`
-		OS   string `json:"os"`
-		Arch string `json:"arch"`
+	// Builds: given archs replace the list; url and sha alone stand for
+	// a single linux/amd64 build, as go-tfe's integration tests show TFE
+	// doing. url and sha then follow the linux/amd64 build.
+	var archs []toolArch
+	switch {
+	case a.decode("archs", &archs):
+		tv.archs = archs
+	case a.has("url") || a.has("sha"):
+		tv.archs = []toolArch{{URL: tv.url, Sha: tv.sha, OS: "linux", Arch: "amd64"}}
 	}
-	if a.decode("archs", &archs) {
-		for _, arch := range archs {
-			if arch.OS == "linux" && arch.Arch == "amd64" {
-				tv.url, tv.sha = arch.URL, arch.Sha
-			}
+	tv.setTopLevelFromArchs()
+	return a.err
+}
+
+// validArchs checks that a version has at least one build, each complete
+// and for an OS and architecture TFE runs on.
+func (tv *toolVersion) validArchs() error {
+	if len(tv.archs) == 0 {
+		return errUnprocessable("url and sha, or archs, are required")
+	}
+	for _, a := range tv.archs {
+		if a.URL == "" || a.Sha == "" || a.OS != "linux" || (a.Arch != "amd64" && a.Arch != "arm64" && a.Arch != "s390x") {
+			return errUnprocessable("each of archs needs a url, a sha, os linux and arch amd64, arm64 or s390x")
 		}
 	}
-	return a.err
+	return nil
 }
 
 func (s *Sim) createToolVersion(w http.ResponseWriter, r *http.Request) error {
@@ -221,6 +288,9 @@ func (s *Sim) updateToolVersion(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !validVersion.MatchString(draft.version) {
 		return errUnprocessable("version must be a semantic version, N.N.N or N.N.N-name")
+	}
+	if err := draft.validArchs(); err != nil {
+		return err
 	}
 	for _, o := range s.tools {
 		if o != tv && o.version == draft.version {

@@ -12,98 +12,6 @@ import (
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// Organizations.
-
-func (s *Sim) orgResource(o *organization) resource {
-	return resource{
-		ID:   o.name,
-		Type: "organizations",
-		Attributes: map[string]any{
-			"name":                     o.name,
-			"email":                    o.email,
-			"created-at":               timestamp(o.createdAt),
-			"collaborator-auth-policy": "password",
-			"cost-estimation-enabled":  false,
-			"default-execution-mode":   "remote",
-			"permissions":              map[string]any{"can-update": true, "can-destroy": true, "can-create-workspace": true},
-		},
-		Links: map[string]any{"self": apiPrefix + "/organizations/" + o.name},
-	}
-}
-
-// AddOrganization creates an organization, as POST /organizations does.
-func (s *Sim) AddOrganization(name, email string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, err := s.addOrganization(name, email)
-	return err
-}
-
-func (s *Sim) addOrganization(name, email string) (*organization, error) {
-	if !validName.MatchString(name) {
-		return nil, errUnprocessable("name is invalid: only letters, numbers, - and _ are allowed")
-	}
-	if email == "" {
-		return nil, errUnprocessable("email can't be blank")
-	}
-	if s.orgs[name] != nil {
-		return nil, errUnprocessable("name has already been taken")
-	}
-	o := &organization{name: name, email: email, createdAt: s.clock.Now()}
-	s.orgs[name] = o
-	return o, nil
-}
-
-func (s *Sim) createOrganization(w http.ResponseWriter, r *http.Request) error {
-	body, err := decodeBody(r)
-	if err != nil {
-		return err
-	}
-	a := body.attrs()
-	var name, email string
-	a.str("name", &name)
-	a.str("email", &email)
-	if a.err != nil {
-		return a.err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, err := s.addOrganization(name, email)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, document{Data: s.orgResource(o)})
-	return nil
-}
-
-func (s *Sim) showOrganization(w http.ResponseWriter, r *http.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o := s.orgs[r.PathValue("org")]
-	if o == nil {
-		return errNotFound()
-	}
-	writeJSON(w, http.StatusOK, document{Data: s.orgResource(o)})
-	return nil
-}
-
-func (s *Sim) deleteOrganization(w http.ResponseWriter, r *http.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	name := r.PathValue("org")
-	if s.orgs[name] == nil {
-		return errNotFound()
-	}
-	for _, ws := range s.workspaces {
-		if ws.org == name {
-			s.removeWorkspace(ws)
-		}
-	}
-	delete(s.orgs, name)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
 // Workspaces.
 
 // WorkspaceSpec describes a workspace to create; zero fields take TFE's defaults.
@@ -160,13 +68,11 @@ func (s *Sim) addWorkspace(org string, spec WorkspaceSpec) (*workspace, error) {
 		ws.terraformVersion = s.latestToolVersion()
 	}
 	if spec.Locked {
-		ws.locked, ws.lockedBy = true, adminUserID
+		ws.userLock = &userLock{by: s.admin}
 	}
 	s.workspaces[ws.id] = ws
 	return ws, nil
 }
-
-const adminUserID = "user-admin0000000000000"
 
 func validExecutionMode(m string) error {
 	switch m {
@@ -236,23 +142,19 @@ func (s *Sim) removeWorkspace(ws *workspace) {
 
 func (s *Sim) workspaceResource(ws *workspace) resource {
 	p := workspacePerf(ws)
-	var lockedBy any
-	if ws.locked {
-		lockedBy = resourceID{ID: ws.lockedBy, Type: "users"}
-	}
-	var currentRun, latestRun string
-	if ws.current != nil {
-		currentRun = ws.current.id
+	var currentRun, latestRun, lockReason string
+	if ws.currentRun != nil {
+		currentRun = ws.currentRun.id
 	}
 	if n := len(ws.runs); n > 0 {
 		latestRun = ws.runs[n-1].id
-		if currentRun == "" {
-			currentRun = latestRun
-		}
+	}
+	if ws.userLock != nil {
+		lockReason = ws.userLock.reason
 	}
 	var cvID string
-	if ws.latestCV != nil {
-		cvID = ws.latestCV.id
+	if ws.currentCV != nil {
+		cvID = ws.currentCV.id
 	}
 	self := apiPrefix + "/organizations/" + ws.org + "/workspaces/" + ws.name
 	return resource{
@@ -271,8 +173,9 @@ func (s *Sim) workspaceResource(ws *workspace) resource {
 			"execution-mode":                ws.executionMode,
 			"file-triggers-enabled":         true,
 			"global-remote-state":           false,
-			"latest-change-at":              timestamp(ws.updatedAt),
-			"locked":                        ws.locked,
+			"latest-change-at":              timestamp(latestChangeAt(ws)),
+			"locked":                        ws.locked(),
+			"locked-reason":                 lockReason,
 			"name":                          ws.name,
 			"operations":                    ws.executionMode != "local",
 			"permissions":                   workspacePermissions,
@@ -301,10 +204,22 @@ func (s *Sim) workspaceResource(ws *workspace) resource {
 			"current-run":                   toOne("runs", currentRun),
 			"latest-run":                    toOne("runs", latestRun),
 			"current-configuration-version": toOne("configuration-versions", cvID),
-			"locked-by":                     {Data: lockedBy},
+			"locked-by":                     lockedBy(ws),
 		},
 		Links: map[string]any{"self": self},
 	}
+}
+
+// lockedBy is the locked-by relationship: the run that holds ws, or the
+// user who locked it; null when it is not locked.
+func lockedBy(ws *workspace) relationship {
+	if r := ws.activeRun(); r != nil {
+		return toOne("runs", r.id)
+	}
+	if ws.userLock != nil {
+		return toOne("users", ws.userLock.by.id)
+	}
+	return relationship{Data: nil}
 }
 
 var workspacePermissions = map[string]any{
@@ -423,64 +338,6 @@ func (s *Sim) withWorkspace(r *http.Request, f func(ws *workspace, now time.Time
 	return f(ws, now)
 }
 
-func (s *Sim) showWorkspace(w http.ResponseWriter, r *http.Request) error {
-	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
-		writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
-		return nil
-	})
-}
-
-func (s *Sim) listWorkspaces(w http.ResponseWriter, r *http.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now()
-	org := r.PathValue("org")
-	if s.orgs[org] == nil {
-		return errNotFound()
-	}
-	q := r.URL.Query()
-	search := strings.ToLower(q.Get("search[name]"))
-	var wantTags []string
-	if t := q.Get("search[tags]"); t != "" {
-		wantTags = normaliseTags(strings.Split(t, ","))
-	}
-	var list []*workspace
-	for _, ws := range s.workspaces {
-		if ws.org != org || !strings.Contains(strings.ToLower(ws.name), search) {
-			continue
-		}
-		if !hasAll(ws.tags, wantTags) {
-			continue
-		}
-		list = append(list, ws)
-	}
-	slices.SortFunc(list, func(a, b *workspace) int { return strings.Compare(a.name, b.name) })
-	p := parsePage(q)
-	lo, hi := p.bounds(len(list))
-	data := make([]resource, 0, hi-lo)
-	withRun := includes(q)["current_run"]
-	var set includedSet
-	for _, ws := range list[lo:hi] {
-		data = append(data, s.workspaceResource(ws))
-		if withRun && ws.current != nil {
-			set.add(s.runResource(ws.current))
-		}
-	}
-	doc := document{Data: data, Included: set.items}
-	paginate(&doc, r, p, len(list))
-	writeJSON(w, http.StatusOK, doc)
-	return nil
-}
-
-func hasAll(have, want []string) bool {
-	for _, t := range want {
-		if !slices.Contains(have, t) {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Sim) deleteWorkspace(w http.ResponseWriter, r *http.Request) error {
 	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
 		s.removeWorkspace(ws)
@@ -492,9 +349,9 @@ func (s *Sim) deleteWorkspace(w http.ResponseWriter, r *http.Request) error {
 func (s *Sim) safeDeleteWorkspace(w http.ResponseWriter, r *http.Request) error {
 	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
 		switch {
-		case ws.locked:
+		case ws.userLock != nil:
 			return errConflict("conflict", "Workspace is currently locked and cannot be deleted")
-		case ws.current != nil:
+		case ws.activeRun() != nil:
 			return errConflict("conflict", "Workspace is currently being processed")
 		case ws.resourceCount > 0:
 			return errConflict("conflict", "Workspace is not safe to delete because it is managing resources")
@@ -505,46 +362,67 @@ func (s *Sim) safeDeleteWorkspace(w http.ResponseWriter, r *http.Request) error 
 	})
 }
 
+// Locks. A user may lock a workspace no one holds; a run holds its
+// workspace while it is active, and neither unlock nor force-unlock
+// releases a run's lock (cancelling the run does). Only the user who
+// locked may unlock; force-unlock releases any user's lock.
+
 func (s *Sim) lockWorkspace(w http.ResponseWriter, r *http.Request) error {
 	var b struct {
 		Reason string `json:"reason"`
 	}
 	_ = json.NewDecoder(io.LimitReader(r.Body, maxRequestBody)).Decode(&b) // the body is optional
 	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
-		if ws.locked {
+		if ws.locked() {
 			return errConflict("conflict", "Unable to lock workspace. The workspace is already locked.")
 		}
-		ws.locked, ws.lockedBy, ws.lockReason = true, adminUserID, b.Reason
+		ws.userLock = &userLock{by: actor(r), reason: b.Reason}
 		writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
 		return nil
 	})
 }
 
 func (s *Sim) unlockWorkspace(w http.ResponseWriter, r *http.Request) error {
-	return s.unlock(w, r, "Unable to unlock workspace. The workspace is not locked.")
-}
-
-func (s *Sim) forceUnlockWorkspace(w http.ResponseWriter, r *http.Request) error {
-	return s.unlock(w, r, "Unable to force-unlock workspace. The workspace is not locked.")
-}
-
-func (s *Sim) unlock(w http.ResponseWriter, r *http.Request, notLocked string) error {
 	return s.withWorkspace(r, func(ws *workspace, now time.Time) error {
-		if !ws.locked {
-			return errConflict("conflict", notLocked)
+		if err := errUnlock("unlock", ws); err != nil {
+			return err
 		}
-		s.setLocked(ws, false, now)
+		if by := ws.userLock.by; by != actor(r) {
+			// go-tfe reads "is locked by User" as ErrWorkspaceLockedByUser.
+			return errConflict("conflict", "Unable to unlock workspace. The workspace is locked by User "+by.username+".")
+		}
+		s.unlock(ws, now)
 		writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
 		return nil
 	})
 }
 
-func (s *Sim) setLocked(ws *workspace, locked bool, now time.Time) {
-	ws.locked = locked
-	if locked {
-		ws.lockedBy = adminUserID
-		return
+func (s *Sim) forceUnlockWorkspace(w http.ResponseWriter, r *http.Request) error {
+	return s.withWorkspace(r, func(ws *workspace, now time.Time) error {
+		if err := errUnlock("force-unlock", ws); err != nil {
+			return err
+		}
+		s.unlock(ws, now)
+		writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws)})
+		return nil
+	})
+}
+
+// errUnlock is the 409 for an unlock of a workspace a run holds or no one
+// holds. go-tfe reads "is locked by Run" in an unlock's answer as
+// ErrWorkspaceLockedByRun.
+func errUnlock(action string, ws *workspace) error {
+	if r := ws.activeRun(); r != nil {
+		return errConflict("conflict", "Unable to "+action+" workspace. The workspace is locked by Run "+r.id+".")
 	}
-	ws.lockedBy, ws.lockReason = "", ""
+	if ws.userLock == nil {
+		return errConflict("conflict", "Unable to "+action+" workspace. The workspace is not locked.")
+	}
+	return nil
+}
+
+// unlock releases a user's lock and starts the next pending run.
+func (s *Sim) unlock(ws *workspace, now time.Time) {
+	ws.userLock = nil
 	s.schedule(ws, now)
 }

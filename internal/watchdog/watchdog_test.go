@@ -34,7 +34,7 @@ func newEnv(t *testing.T, workspaces ...tfesim.WorkspaceSpec) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	clock := tfesim.NewManualClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
-	sim, err := tfesim.New(tfesim.Options{Token: "admin", Clock: clock, RateLimit: -1})
+	sim, err := tfesim.New(tfesim.Options{Token: "admin", Clock: clock, RateLimit: -1, Timing: &tfesim.Timing{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +138,8 @@ func TestStuckPlanningIsCancelledOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := e.status(stuckRun); got != "force_canceled" {
-		t.Errorf("stuck run: got %s, want force_canceled", got)
+	if got := e.status(stuckRun); got != tfe.RunCanceled { // TFE's admin force-cancel ends a run canceled
+		t.Errorf("stuck run: got %s, want canceled", got)
 	}
 	if c := e.comments(stuckRun); len(c) != 1 || !strings.Contains(c[0], "planning for 2h0m0s, over its budget of 30m0s") {
 		t.Errorf("stuck run comments: %q", c)
@@ -166,7 +166,7 @@ func TestStuckApplyingAlertsUnlessOptedIn(t *testing.T) {
 			}
 			want, kind := tfe.RunStatus("applying"), alerts.KindStuckRun
 			if allow {
-				want, kind = "force_canceled", alerts.KindRunCancelled
+				want, kind = tfe.RunCanceled, alerts.KindRunCancelled
 			}
 			if got := e.status(r); got != want {
 				t.Errorf("got %s, want %s", got, want)
@@ -239,7 +239,7 @@ func TestTwoWatchdogs(t *testing.T) {
 
 	first := e.run("one")
 	e.sim.Advance(time.Hour)
-	waitFor(t, "the first stuck run to be cancelled", func() bool { return e.status(first) == "force_canceled" })
+	waitFor(t, "the first stuck run to be cancelled", func() bool { return e.status(first) == tfe.RunCanceled })
 	if b.Leader() {
 		t.Fatal("two watchdogs lead at once")
 	}
@@ -248,7 +248,7 @@ func TestTwoWatchdogs(t *testing.T) {
 	second := e.run("two")
 	e.sim.Advance(time.Hour)
 	waitFor(t, "b to take over", b.Leader)
-	waitFor(t, "the second stuck run to be cancelled", func() bool { return e.status(second) == "force_canceled" })
+	waitFor(t, "the second stuck run to be cancelled", func() bool { return e.status(second) == tfe.RunCanceled })
 	stopB()
 	for _, r := range []string{first, second} {
 		if c := e.comments(r); len(c) != 1 {
@@ -362,7 +362,7 @@ func TestRunEventsBetweenScans(t *testing.T) {
 		t.Fatalf("%d run reads while nothing was overdue", n)
 	}
 	e.sim.Advance(time.Hour) // past the 30m planning floor
-	waitFor(t, "the stuck run to be cancelled from the events", func() bool { return e.status(stuckRun) == "force_canceled" })
+	waitFor(t, "the stuck run to be cancelled from the events", func() bool { return e.status(stuckRun) == tfe.RunCanceled })
 	if n := e.sim.Stats().Requests["GET /api/v2/admin/runs"]; n != 0 {
 		t.Errorf("%d scans ran; the events alone should have found the run", n)
 	}
