@@ -134,21 +134,35 @@ func NewPlan(g *graph.Graph, gp *graph.Plan, root Root, org string, startedAt ti
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+	p.buildIndex()
 	return p
 }
 
 // Index returns the position of workspace id among the members, or -1.
+// It reads an index built by NewPlan and Validate; a plan made otherwise
+// is searched.
 func (p *Plan) Index(id string) int {
 	if p.index == nil {
-		p.index = make(map[string]int, len(p.Members))
 		for i, m := range p.Members {
-			p.index[m.WorkspaceID] = i
+			if m.WorkspaceID == id {
+				return i
+			}
 		}
+		return -1
 	}
 	if i, ok := p.index[id]; ok {
 		return i
 	}
 	return -1
+}
+
+// buildIndex makes Index fast. A plan is shared by goroutines once built,
+// so the index is made before, never lazily.
+func (p *Plan) buildIndex() {
+	p.index = make(map[string]int, len(p.Members))
+	for i, m := range p.Members {
+		p.index[m.WorkspaceID] = i
+	}
 }
 
 // Name returns the name of a member or of the root.
@@ -185,6 +199,7 @@ func (p *Plan) Validate() error {
 	case p.StartedAt.IsZero():
 		return fmt.Errorf("plan %s: no start time", p.ID)
 	}
+	p.index = nil // checked by search: the members may be out of order or repeated
 	seen := make(map[string]bool, len(p.Members)+1)
 	seen[p.Root.WorkspaceID] = true
 	for _, m := range p.Members {
@@ -208,6 +223,6 @@ func (p *Plan) Validate() error {
 			}
 		}
 	}
-	p.index = nil
+	p.buildIndex()
 	return nil
 }

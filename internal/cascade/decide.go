@@ -268,10 +268,16 @@ func (d *decider) member(i int) {
 	}
 	d.settleStop(i)
 	switch s := d.next[i]; {
-	case s.State == Waiting, s.State == Skipped && s.Cause != CauseOperator,
-		s.State == Blocked && (s.Cause != CauseOperator || d.in.Controls.CancelRuns):
+	case s.State == Waiting, s.State == Running, s.State == AwaitingApproval, s.State.Final() && !handsOff(s, d.in.Controls):
 		d.strays(i)
 	}
+}
+
+// handsOff reports whether the cascade leaves a final member's workspace
+// alone: excluded by an operator, or in a cancelled cascade whose runs
+// operators did not ask to stop.
+func handsOff(s Status, c Controls) bool {
+	return s.Cause == CauseOperator && (s.State == Skipped || !c.CancelRuns)
 }
 
 func retriable(s Status) bool {
@@ -486,7 +492,9 @@ func (d *decider) pick(i int, runs []Run, ws Workspace, listed bool) (*Run, bool
 		if !d.eligible(i, r, ws) {
 			continue
 		}
-		if best == nil || r.CreatedAt.After(best.CreatedAt) {
+		// The newest; of two queued in the same instant (two upstreams that
+		// applied at once), the one already running.
+		if best == nil || r.CreatedAt.After(best.CreatedAt) || (r.CreatedAt.Equal(best.CreatedAt) && best.Status == "pending" && r.Status != "pending") {
 			best = r
 		}
 	}
@@ -531,6 +539,8 @@ func (d *decider) whyStop(i int, r Run) string {
 	s := d.next[i]
 	m := &d.p.Members[i]
 	switch {
+	case s.RunID != "" && r.ID != s.RunID:
+		return fmt.Sprintf("superseded by cascade %s: %s runs once in it, and its run is %s", d.p.ID, m.Name, s.RunID)
 	case s.State == Ready && !r.CreatedAt.Before(s.ReadyAt):
 		return fmt.Sprintf("stopped by cascade %s: this run would apply on its own, and the apply policy (%s) leaves %s's cascade run to a person", d.p.ID, d.pol.Apply, m.Name)
 	case s.State == Ready || s.State == Waiting:
@@ -746,18 +756,23 @@ func (d *decider) busy(i int, why string) {
 	d.wakeIn(d.pol.LockedRetry)
 }
 
-// strays stops runs TFE's run triggers queued in a member that waits for
-// its upstreams or will not run: they would run out of order, or at all.
-// A member that does not run is swept once its upstreams have finished:
-// looked at, and found with nothing of the cascade left to stop.
+// strays stops the runs TFE's run triggers queued in a member that are not
+// its run: queued before its upstreams finished, in a member that will
+// not run, or a second one beside the member's own (two upstreams that
+// applied at once queue two). Each upstream that applied queues one run:
+// while the runs seen and handled are fewer than that, the member's runs
+// are listed to find the others (queued behind another run, or behind a
+// lock). A final member is swept once its upstreams are quiet: looked at,
+// and nothing of the cascade's left going in it.
 func (d *decider) strays(i int) {
 	m := &d.p.Members[i]
+	s := d.next[i]
 	if d.p.DryRun || d.in.Facts.HeldBy[m.WorkspaceID] != "" {
 		return
 	}
 	ws, seen := d.in.Facts.Workspaces[m.WorkspaceID]
 	if !seen {
-		if d.next[i].State.Final() && d.upstreamsQuiet(i) && !Done(d.p, d.next, i) {
+		if s.State.Final() && d.upstreamsQuiet(i) && !Done(d.p, d.next, i) {
 			d.needWorkspace(i) // to sweep it
 		}
 		return
@@ -767,13 +782,13 @@ func (d *decider) strays(i int) {
 	for _, r := range runs {
 		id, ours := OfMessage(r.Message)
 		ours = ours && id == d.p.ID
-		if (!r.Native() && !ours) || r.ID == d.next[i].RunID || r.CreatedAt.Before(d.p.Root.FinishedAt) {
+		if (!r.Native() && !ours) || r.ID == s.RunID || !d.inWindow(i, r) {
 			continue
 		}
 		clean = false
 		// Judge a run of a waiting member on fresh news of its upstreams:
 		// one may have applied since, which makes the run its own.
-		if d.next[i].State == Waiting && !d.upstreamsObserved(i) {
+		if s.State == Waiting && !d.upstreamsObserved(i) {
 			continue
 		}
 		if Final(r.Status) {
@@ -783,17 +798,61 @@ func (d *decider) strays(i int) {
 		}
 		d.stop(i, r, d.whyStop(i, r))
 	}
-	if !clean || !d.upstreamsQuiet(i) {
+	s = d.next[i]
+	accounted := s.Counted || d.accounted(i) >= d.expected(i)
+	if listed && s.RunID != "" && !s.Counted {
+		s.Counted = true // what the list showed is handled above
+		d.set(i, s)
+		accounted = true
+	}
+	if !accounted && s.RunID != "" && !listed {
+		d.needList(i) // find the rest early, while they wait behind the member's run
 		return
 	}
-	// Only the list of the workspace's runs shows a run queued behind
-	// another or behind a lock, or one that escaped and is no longer
-	// current.
-	if !listed {
+	if !clean || !s.State.Final() || !d.upstreamsQuiet(i) {
+		return
+	}
+	// A member whose own run holds the workspace last, finished, with no
+	// lock, and every run queued in it by the cascade accounted for, has
+	// nothing queued behind it; otherwise only a list shows what may be.
+	cur := ws.Current
+	idle := !ws.Locked && (cur == nil || Final(cur.Status))
+	if !listed && !(idle && accounted && s.RunID != "" && cur != nil && cur.ID == s.RunID) {
 		d.needList(i)
 		return
 	}
 	d.swept(i)
+}
+
+// expected is how many runs the cascade's run triggers queue in member i:
+// one for each upstream run that applied.
+func (d *decider) expected(i int) int {
+	n := 0
+	for _, u := range d.p.Members[i].Upstreams {
+		j := d.p.Index(u)
+		switch {
+		case j < 0:
+			if d.p.Root.fired() {
+				n++
+			}
+		case d.next[j].State == Applied:
+			n += 1 + d.next[j].Escaped
+		default:
+			n += d.next[j].Escaped
+		}
+	}
+	return n
+}
+
+// accounted is how many of those the cascade has seen and handled: its
+// run, those it stopped, and those that escaped.
+func (d *decider) accounted(i int) int {
+	s := d.next[i]
+	n := s.Stopped + s.Escaped
+	if s.Adopted {
+		n++
+	}
+	return n
 }
 
 func (d *decider) swept(i int) {
@@ -801,6 +860,19 @@ func (d *decider) swept(i int) {
 		s.Swept = true
 		d.set(i, s)
 	}
+}
+
+// inWindow reports whether r was created while the cascade's upstreams of
+// member i could queue runs in it: from the root's apply until the member
+// was ready (and the grace TFE may take to queue a run after an apply). A
+// run TFE's triggers queued later comes from elsewhere (another cascade's
+// follow-up), and is not this cascade's to stop once the member ran.
+func (d *decider) inWindow(i int, r Run) bool {
+	s := d.next[i]
+	if r.CreatedAt.Before(d.p.Root.FinishedAt) {
+		return false
+	}
+	return s.ReadyAt.IsZero() || !r.CreatedAt.After(s.ReadyAt.Add(d.pol.NativeGrace))
 }
 
 // upstreamsObserved reports whether every upstream of member i that has
@@ -1047,8 +1119,9 @@ func (d *decider) wakeAt(t time.Time) {
 
 // Done reports whether member i of p needs nothing more of its cascade: it
 // is final, so are its upstreams (no run trigger of the cascade can queue
-// a run in it any more), no run it stops is still to end, and, if it did
-// not run although an upstream applied, it was swept of what that queued.
+// a run in it any more), no run it stops is still to end, and, when an
+// upstream applied, it was swept: looked at once final, with no other run
+// that the cascade's triggers queued left in it.
 func Done(p *Plan, st []Status, i int) bool {
 	s := st[i]
 	if !s.State.Final() || s.Stopping != "" {
@@ -1066,8 +1139,7 @@ func Done(p *Plan, st []Status, i int) bool {
 			fired = true
 		}
 	}
-	handsOff := s.Cause == CauseOperator || s.Cause == CauseDryRun || p.DryRun
-	return s.RunID != "" || s.Swept || !fired || handsOff
+	return s.Swept || !fired || s.Cause == CauseOperator || s.Cause == CauseDryRun || p.DryRun
 }
 
 func (d *decider) conclude() {
@@ -1115,7 +1187,7 @@ func (s Status) equal(o Status) bool {
 		s.Changed == o.Changed && s.Attempts == o.Attempts && s.AttemptDeadline.Equal(o.AttemptDeadline) &&
 		s.Stopping == o.Stopping && s.StoppingCreatedAt.Equal(o.StoppingCreatedAt) && s.Stopped == o.Stopped &&
 		s.BusySince.Equal(o.BusySince) && s.Alerted == o.Alerted && s.Cause == o.Cause && s.Retry == o.Retry && s.Swept == o.Swept &&
-		s.Escaped == o.Escaped && s.LastEscaped == o.LastEscaped &&
+		s.Escaped == o.Escaped && s.LastEscaped == o.LastEscaped && s.Counted == o.Counted &&
 		slices.Equal(s.PastRuns, o.PastRuns)
 }
 

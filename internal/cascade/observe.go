@@ -24,7 +24,7 @@ func Observe(p *Plan, st []Status, dirty func(workspaceID string) bool, full boo
 			continue
 		}
 		s := st[i]
-		look := full || dirty(m.WorkspaceID) || s.Stopping != "" || (s.State.Final() && !s.Swept && s.RunID == "")
+		look := full || dirty(m.WorkspaceID) || s.Stopping != "" || (s.State.Final() && !s.Swept)
 		switch s.State {
 		case Ready, Dispatching:
 			look = true

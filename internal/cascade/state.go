@@ -129,6 +129,9 @@ type Status struct {
 	Swept       bool   `json:"swept,omitempty"`
 	Escaped     int    `json:"escaped,omitempty"`
 	LastEscaped string `json:"last_escaped,omitempty"`
+	// Counted: its runs were listed once it had its run, and every run
+	// the cascade's triggers queued there was handled.
+	Counted bool `json:"counted,omitempty"`
 
 	// BusySince is when the member was first seen held by something else
 	// (a person's lock or run); Alerted counts the alerts about it, or the

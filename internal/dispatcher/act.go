@@ -15,10 +15,6 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
-// minWrite is the least lease time left for a TFE write to start: a write
-// never runs past the lease, so a replica that takes the cascade over
-// never writes beside this one.
-const minWrite = 2 * time.Second
 
 // act carries a decision's actions out: alerts at once, TFE writes at most
 // MaxInFlight at a time, each bounded by the lease. A failed stop or apply
@@ -56,7 +52,10 @@ func (d *Dispatcher) act(ctx context.Context, l *lease, p *cascade.Plan, dec cas
 
 // writeContext bounds a TFE write by the lease and by timeout.
 func (d *Dispatcher) writeContext(ctx context.Context, l *lease, timeout time.Duration) (context.Context, context.CancelFunc, error) {
-	until, err := l.deadline(minWrite)
+	// A write starts only with a quarter of the lease left, and never runs
+	// past it: a replica that takes the cascade over never writes beside
+	// this one.
+	until, err := l.deadline(l.ttl / 4)
 	if err != nil {
 		return nil, nil, err
 	}
