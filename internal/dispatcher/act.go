@@ -15,7 +15,6 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
-
 // act carries a decision's actions out: alerts at once, TFE writes at most
 // MaxInFlight at a time, each bounded by the lease. A failed stop or apply
 // is left to the next look, which sees where the run stands; a creation's
