@@ -961,7 +961,9 @@ func (d *decider) stop(i int, r Run, why string) {
 		d.set(i, s)
 	}
 	d.out.Actions = append(d.out.Actions, Action{Kind: ActStop, Member: m.WorkspaceID, RunID: r.ID, Discard: discard, Message: why})
-	d.wakeIn(d.pol.Soon)
+	if s := d.next[i]; s.State == Ready || s.State.Final() {
+		d.wakeIn(d.pol.Soon) // it waits on the stop to go on
+	}
 }
 
 // watch records a run of the cascade's triggers that must end before the
@@ -995,10 +997,15 @@ func (d *decider) settleStop(i int) {
 		d.set(i, s)
 		return
 	}
-	if seen {
-		d.needRun(s.Stopping)
+	// Only a read of the run tells now; it is worth one when the member
+	// waits on it (to take its own run, or to be done). A running member's
+	// final look settles it.
+	if s.State == Ready || (s.State.Final() && d.upstreamsQuiet(i)) {
+		if seen {
+			d.needRun(s.Stopping)
+		}
+		d.wakeIn(d.pol.Soon)
 	}
-	d.wakeIn(d.pol.Soon)
 }
 
 // cancel ends an open member of a cancelled cascade, stopping its run

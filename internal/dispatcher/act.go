@@ -143,9 +143,9 @@ func (d *Dispatcher) stop(ctx context.Context, l *lease, p *cascade.Plan, a casc
 		if tfeclient.Classify(err, status) == tfeclient.Unauthorized {
 			return fmt.Errorf("%s run %s: %w", verb, a.RunID, errUnauthorized)
 		}
-		d.log.Info("stopping a run did not work now; the next look sees where it stands", zap.String("cascade_id", p.ID),
+		d.log.Info("stopping a run did not work now; looking again soon", zap.String("cascade_id", p.ID),
 			zap.String("workspace", name), zap.String("run_id", a.RunID), zap.String("action", verb), zap.Error(err))
-		return nil
+		return d.store.markDirty(ctx, p.ID, a.Member, d.opts.Now().Add(d.opts.Policy.Soon), false)
 	}
 	d.metrics.superseded.Inc()
 	d.log.Info("run stopped", zap.String("cascade_id", p.ID), zap.String("workspace", name), zap.String("workspace_id", a.Member),

@@ -23,7 +23,7 @@ import (
 //	ctl.freeze                scheduled freeze windows
 //	ctl.exclude               workspaces (by name or tag) cascades never run
 //	ctl.cancel.<cascade>      the cascade is cancelled
-//	ctl.retry.<cascade>.<ws>  run a failed member again
+//	ctl.retry.<cascade>       members to run again (failed ones), by workspace
 //	ctl.approve.<cascade>     the blast-radius guard lets the cascade go
 //
 // Controls never expire with the state TTL's other records: they are
@@ -173,19 +173,13 @@ func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, e
 			}
 		}
 	}
-	c.Retries = map[string]string{}
-	lister, err := d.store.kv.ListKeysFiltered(ctx, "ctl.retry."+p.ID+".*")
-	if err != nil {
+	var retries map[string]Control
+	if err := d.store.readList(ctx, "ctl.retry."+p.ID, &retries); err != nil && !errors.Is(err, errMalformed) {
 		return c, err
 	}
-	for key := range lister.Keys() {
-		rc, err := d.store.readControl(ctx, key)
-		if err != nil && !errors.Is(err, errMalformed) {
-			return c, err
-		}
-		if rc != nil {
-			c.Retries[strings.TrimPrefix(key, "ctl.retry."+p.ID+".")] = rc.ID
-		}
+	c.Retries = map[string]string{}
+	for ws, rc := range retries {
+		c.Retries[ws] = rc.ID
 	}
 	if limit := d.opts.GuardLimit; limit > 0 && len(p.Members) > limit {
 		ac, err := d.store.readControl(ctx, "ctl.approve."+p.ID)
@@ -333,10 +327,43 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	if p.Index(workspaceID) < 0 {
 		return fmt.Errorf("workspace %s is not a member of cascade %s", workspaceID, id)
 	}
-	c.ID = strconv.FormatInt(d.opts.Now().UnixNano(), 36)
-	if err := d.putControl(ctx, "ctl.retry."+id+"."+workspaceID, c); err != nil {
+	if err := c.validate(); err != nil {
 		return err
 	}
+	c.ID, c.At = strconv.FormatInt(d.opts.Now().UnixNano(), 36), d.opts.Now()
+	key := "ctl.retry." + id
+	for {
+		var retries map[string]Control
+		e, err := d.store.get(ctx, key)
+		var rev uint64
+		switch {
+		case isMissing(err):
+		case err != nil:
+			return err
+		default:
+			rev = e.Revision()
+			if decode(e.Value(), &retries) != nil {
+				retries = nil // unreadable: start over
+			}
+		}
+		if retries == nil {
+			retries = map[string]Control{}
+		}
+		retries[workspaceID] = c
+		data, _ := json.Marshal(retries)
+		if rev == 0 {
+			_, err = d.store.kv.Create(ctx, key, data)
+		} else {
+			_, err = d.store.kv.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			break
+		}
+		if !isConflict(err) {
+			return fmt.Errorf("store the retry of %s in %s: %w", workspaceID, id, err)
+		}
+	}
+	d.log.Info("operator control set", zap.String("control", key), zap.String("workspace_id", workspaceID), zap.String("by", c.By), zap.String("why", c.Why))
 	if err := d.reopen(ctx, id); err != nil {
 		return err
 	}

@@ -14,19 +14,19 @@ import (
 
 // Cascades as operators run them: TFE's native run triggers fire (they
 // always do: they are the graph), and workspaces auto-apply, apply only
-// what their run triggers queue, or wait for a person. Runs plan for 300ms
-// at least: a run TFE's triggers queue too early must be stopped before it
+// what their run triggers queue, or wait for a person. Runs plan for a
+// second at least: a run TFE's triggers queue too early must be stopped before it
 // applies, and real plans take far longer.
 func TestCascadesWithNativeRunTriggers(t *testing.T) {
 	diamond := func(kind approval) org {
 		return org{
-			workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 300, 20), wsKind("b", kind, 300, 20), wsKind("c", kind, 500, 80), wsKind("d", kind, 300, 20)},
+			workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", kind, 1000, 20), wsKind("c", kind, 1500, 80), wsKind("d", kind, 1000, 20)},
 			edges:      [][2]string{{"a", "b"}, {"a", "c"}, {"b", "d"}, {"c", "d"}},
 		}
 	}
 	fanIn := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 300, 20), wsKind("fast", triggerApply, 300, 20), wsKind("medium", autoApply, 400, 60),
-			wsKind("slow", personApproves, 500, 120), wsKind("sink", triggerApply, 300, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 1000, 20), wsKind("fast", triggerApply, 1000, 20), wsKind("medium", autoApply, 1200, 60),
+			wsKind("slow", personApproves, 1500, 120), wsKind("sink", triggerApply, 1000, 20)},
 		edges: [][2]string{{"root", "fast"}, {"root", "medium"}, {"root", "slow"}, {"fast", "sink"}, {"medium", "sink"}, {"slow", "sink"}},
 	}
 	for _, tc := range []struct {
@@ -35,13 +35,13 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 		root    string
 		persons []string // workspaces whose runs a person confirms
 	}{
-		{"a chain of 10 with auto-apply-run-trigger only", chain(10, triggerApply, 300), "c00", nil},
-		{"a chain of 5 that a person confirms", chain(5, personApproves, 300), "c00", []string{"c01", "c02", "c03", "c04"}},
+		{"a chain of 6 with auto-apply-run-trigger only", chain(6, triggerApply, 1000), "c00", nil},
+		{"a chain of 4 that a person confirms", chain(4, personApproves, 1000), "c00", []string{"c01", "c02", "c03"}},
 		{"a diamond of auto-applying workspaces", diamond(autoApply), "a", nil},
 		{"a diamond with auto-apply-run-trigger only", diamond(triggerApply), "a", nil},
 		{"a diamond a person confirms", diamond(personApproves), "a", []string{"b", "c", "d"}},
 		{"a fan-in of three upstreams of every kind", fanIn, "root", []string{"slow"}},
-		{"layers where each member has two upstreams", layered(3, 4, triggerApply, 300, 20), "root", nil},
+		{"layers where each member has two upstreams", layered(3, 4, triggerApply, 1000, 20), "root", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.org, tfesim.Options{})
@@ -69,7 +69,7 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 // person, what depends on it is blocked, in one alert.
 func TestApprovalDiscardedBlocksDownstream(t *testing.T) {
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 300, 20), wsKind("b", personApproves, 300, 20), wsKind("c", triggerApply, 300, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", personApproves, 1000, 20), wsKind("c", triggerApply, 1000, 20)},
 		edges:      [][2]string{{"a", "b"}, {"b", "c"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})
@@ -116,10 +116,10 @@ func TestApplyPolicyAlways(t *testing.T) {
 
 // An upstream that errors blocks what depends on it; the rest proceeds.
 func TestFailedUpstreamBlocksDownstream(t *testing.T) {
-	b := wsKind("b", triggerApply, 300, 20)
+	b := wsKind("b", triggerApply, 1000, 20)
 	b.Behavior.Outcome = tfesim.OutcomeErrored
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 300, 20), b, wsKind("c", triggerApply, 500, 60), wsKind("d", triggerApply, 300, 20), wsKind("e", triggerApply, 300, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), b, wsKind("c", triggerApply, 1500, 60), wsKind("d", triggerApply, 1000, 20), wsKind("e", triggerApply, 1000, 20)},
 		edges:      [][2]string{{"a", "b"}, {"a", "c"}, {"b", "d"}, {"c", "d"}, {"d", "e"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})
@@ -142,7 +142,7 @@ func TestFailedUpstreamBlocksDownstream(t *testing.T) {
 // stopped; the rest proceeds; the alert names the cycle.
 func TestCycleInClosure(t *testing.T) {
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{ws("root", 300, 20), ws("app", 300, 20), ws("db", 300, 20), ws("after", 300, 20), ws("side", 300, 20), ws("side2", 300, 20)},
+		workspaces: []tfesim.WorkspaceSpec{ws("root", 1000, 20), ws("app", 1000, 20), ws("db", 1000, 20), ws("after", 1000, 20), ws("side", 1000, 20), ws("side2", 1000, 20)},
 		edges:      [][2]string{{"root", "app"}, {"app", "db"}, {"db", "app"}, {"db", "after"}, {"root", "side"}, {"side", "side2"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})

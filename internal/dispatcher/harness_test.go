@@ -139,7 +139,17 @@ func fastOptions() dispatcher.Options {
 // stop ends it and waits.
 func (h *harness) engine(opts dispatcher.Options) (*dispatcher.Dispatcher, func()) {
 	h.t.Helper()
-	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: tfeclient.Transport(http.DefaultTransport)}
+	return h.engineWith(opts, nil)
+}
+
+// engineWith starts an engine whose requests to TFE go through transport
+// (nil: straight).
+func (h *harness) engineWith(opts dispatcher.Options, transport http.RoundTripper) (*dispatcher.Dispatcher, func()) {
+	h.t.Helper()
+	if transport == nil {
+		transport = http.DefaultTransport
+	}
+	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: tfeclient.Transport(transport)}
 	client, err := tfe.NewClient(&tfe.Config{Address: h.simURL, Token: "sim-token", HTTPClient: httpClient, RetryServerErrors: true})
 	if err != nil {
 		h.t.Fatal(err)
@@ -329,7 +339,9 @@ func layered(layers, width int, kind approval, planMS, applyMS int64) org {
 	name := func(l, i int) string { return fmt.Sprintf("l%02d-%03d", l, i) }
 	for l := range layers {
 		for i := range width {
-			o.workspaces = append(o.workspaces, wsKind(name(l, i), kind, planMS, applyMS))
+			// Upstreams finish a little apart, as they do in life.
+			jitter := int64((l*7+i*13)%10) * 15
+			o.workspaces = append(o.workspaces, wsKind(name(l, i), kind, planMS+jitter, applyMS))
 			if l == 0 {
 				o.edges = append(o.edges, [2]string{"root", name(l, i)})
 				continue

@@ -100,7 +100,13 @@ func (d *Dispatcher) worthALook(ctx context.Context, id string, ev *events.RunEv
 		return false, err
 	}
 	var st cascade.Status
-	if decode(e.Value(), &st) != nil || st.RunID != ev.RunID {
+	if decode(e.Value(), &st) != nil {
+		return true, nil
+	}
+	if st.Stopping == ev.RunID && (ev.Status == "canceled" || ev.Status == "discarded") {
+		return false, nil // the run the cascade stopped ended as it should
+	}
+	if st.RunID != ev.RunID {
 		return true, nil
 	}
 	if cascade.Final(ev.Status) {
@@ -144,7 +150,7 @@ func (d *Dispatcher) maybeStart(ctx context.Context, ev *events.RunEvent) error 
 	if handled, err := d.store.rootHandled(ctx, ev.RunID); err != nil || handled {
 		return err
 	}
-	root, err := d.verifyRoot(ctx, ev)
+	root, recent, err := d.verifyRoot(ctx, ev)
 	if err != nil || root == nil {
 		return err
 	}
@@ -172,6 +178,12 @@ func (d *Dispatcher) maybeStart(ctx context.Context, ev *events.RunEvent) error 
 		return err
 	}
 	d.metrics.started.Inc()
+	// The first look at once, with the list the root's check read: it
+	// shows the runs the root's apply queued in its targets. Should it
+	// fail, the cascade is due and another look follows.
+	if err := d.lookNow(ctx, id, recent); err != nil && !errors.Is(err, errLeaseHeld) && ctx.Err() == nil {
+		d.log.Warn("a new cascade's first look failed; looking again later", zap.String("cascade_id", id), zap.Error(err))
+	}
 	d.log.Info("cascade started", zap.String("cascade_id", id), zap.String("workspace_id", root.WorkspaceID),
 		zap.String("workspace", root.WorkspaceName), zap.String("run_id", root.RunID), zap.Int("members", len(p.Members)),
 		zap.Bool("dry_run", p.DryRun))
@@ -238,58 +250,82 @@ func (d *Dispatcher) restart(ctx context.Context, id string) error {
 // verifyRoot reads the run an applied event names and checks that it
 // applied, recently, in the workspace and organization the event says. It
 // returns nil (and no error) when the run is not, or not yet, a root.
-func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*cascade.Root, error) {
-	rctx, status := tfeclient.Record(ctx)
-	run, err := d.deps.Runs.ReadWithOptions(rctx, ev.RunID, &tfe.RunReadOptions{Include: []tfe.RunIncludeOpt{tfe.RunWorkspace}})
-	if err != nil {
-		return nil, d.tfeError(err, status, fmt.Sprintf("read run %s, which an event says applied in %s/%s", ev.RunID, ev.Organization, ev.WorkspaceName), "root/"+ev.RunID)
-	}
-	wsID, wsName, org := "", "", ""
-	if run.Workspace != nil {
-		wsID, wsName = run.Workspace.ID, run.Workspace.Name
-		if run.Workspace.Organization != nil {
-			org = run.Workspace.Organization.Name
+//
+// It reads the organization's workspace list, newest current run first:
+// a run that just applied is its workspace's current run, at the top, and
+// the same page shows the runs its apply queued downstream, which the new
+// cascade's first look needs (recent). Otherwise it reads the run.
+func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*cascade.Root, map[string]cascade.Workspace, error) {
+	recent := map[string]cascade.Workspace{}
+	var cur *cascade.Run
+	var wsName string
+	if d.opts.WalkPages > 0 {
+		_, err := d.recent(ctx, ev.Organization, 1, func(w cascade.Workspace, _ time.Time) bool {
+			recent[w.ID] = w
+			if w.ID == ev.WorkspaceID {
+				cur, wsName = w.Current, w.Name
+			}
+			return false
+		})
+		if err != nil && errors.Is(err, errUnauthorized) {
+			return nil, nil, err
 		}
 	}
-	if wsID != "" && org == "" {
-		ws, err := d.deps.Workspaces.ReadByIDWithOptions(rctx, wsID, nil)
+	var st cascade.Run
+	if cur != nil && cur.ID == ev.RunID {
+		st = *cur // the workspace is in the organization, the run is its current one
+	} else {
+		rctx, status := tfeclient.Record(ctx)
+		run, err := d.deps.Runs.ReadWithOptions(rctx, ev.RunID, &tfe.RunReadOptions{Include: []tfe.RunIncludeOpt{tfe.RunWorkspace}})
 		if err != nil {
-			return nil, d.tfeError(err, status, "read workspace "+wsID, "root/"+ev.RunID)
+			return nil, nil, d.tfeError(err, status, fmt.Sprintf("read run %s, which an event says applied in %s/%s", ev.RunID, ev.Organization, ev.WorkspaceName), "root/"+ev.RunID)
 		}
-		wsName = ws.Name
-		if ws.Organization != nil {
-			org = ws.Organization.Name
+		wsID, org := "", ""
+		if run.Workspace != nil {
+			wsID, wsName = run.Workspace.ID, run.Workspace.Name
+			if run.Workspace.Organization != nil {
+				org = run.Workspace.Organization.Name
+			}
 		}
+		if wsID != "" && org == "" {
+			ws, err := d.deps.Workspaces.ReadByIDWithOptions(rctx, wsID, nil)
+			if err != nil {
+				return nil, nil, d.tfeError(err, status, "read workspace "+wsID, "root/"+ev.RunID)
+			}
+			wsName = ws.Name
+			if ws.Organization != nil {
+				org = ws.Organization.Name
+			}
+		}
+		if wsID != ev.WorkspaceID || org != ev.Organization {
+			return nil, nil, permanent("mismatch/"+ev.RunID, "an event says run %s applied in %s/%s (%s), but TFE has it in %s/%s (%s): no cascade starts",
+				ev.RunID, ev.Organization, ev.WorkspaceName, ev.WorkspaceID, org, wsName, wsID)
+		}
+		st = runFacts(run)
 	}
-	if wsID != ev.WorkspaceID || org != ev.Organization {
-		return nil, permanent("mismatch/"+ev.RunID, "an event says run %s applied in %s/%s (%s), but TFE has it in %s/%s (%s): no cascade starts",
-			ev.RunID, ev.Organization, ev.WorkspaceName, ev.WorkspaceID, org, wsName, wsID)
+	if _, ours := cascade.OfMessage(st.Message); ours {
+		return nil, nil, nil // a cascade's run: its downstream belongs to that cascade
 	}
-	if _, ours := cascade.OfMessage(run.Message); ours {
-		return nil, nil // a cascade's run: its downstream belongs to that cascade
-	}
-	var finished time.Time
 	switch {
-	case run.Status == tfe.RunApplied:
-		finished = run.StatusTimestamps.AppliedAt
-	case run.Status == tfe.RunPlannedAndFinished && d.opts.NoChangesStarts:
-		finished = run.StatusTimestamps.PlannedAndFinishedAt
+	case st.Status == string(tfe.RunApplied):
+	case st.Status == string(tfe.RunPlannedAndFinished) && d.opts.NoChangesStarts:
 	default:
-		d.log.Info("an event says a run finished, TFE says otherwise: no cascade starts yet", zap.String("run_id", run.ID),
-			zap.String("workspace", wsName), zap.String("event_status", ev.Status), zap.String("status", string(run.Status)))
-		return nil, nil
+		d.log.Info("an event says a run finished, TFE says otherwise: no cascade starts yet", zap.String("run_id", ev.RunID),
+			zap.String("workspace", wsName), zap.String("event_status", ev.Status), zap.String("status", st.Status))
+		return nil, nil, nil
 	}
 	now := d.opts.Now()
+	finished := st.StatusAt
 	if finished.IsZero() {
 		finished = now // later than TFE's: what follows waits longer, never less
 	}
 	if age := now.Sub(finished); age > d.opts.RootMaxAge {
-		d.log.Warn("a run that applied too long ago starts no cascade", zap.String("run_id", run.ID), zap.String("workspace", wsName),
+		d.log.Warn("a run that applied too long ago starts no cascade", zap.String("run_id", ev.RunID), zap.String("workspace", wsName),
 			zap.Duration("age", age.Round(time.Second)), zap.Duration("max_age", d.opts.RootMaxAge))
-		_, err := d.store.markRoot(ctx, run.ID, "applied too long ago")
-		return nil, err
+		_, err := d.store.markRoot(ctx, ev.RunID, "applied too long ago")
+		return nil, nil, err
 	}
-	return &cascade.Root{WorkspaceID: wsID, WorkspaceName: wsName, RunID: run.ID, FinishedAt: finished, Status: string(run.Status)}, nil
+	return &cascade.Root{WorkspaceID: ev.WorkspaceID, WorkspaceName: wsName, RunID: ev.RunID, FinishedAt: finished, Status: st.Status}, recent, nil
 }
 
 // tfeError classifies a failed TFE call made while handling an event: what

@@ -18,7 +18,10 @@ import (
 // compare-and-swap, then carry the actions out. Every step is safe to
 // repeat: a look cut short anywhere is made again by whichever replica
 // holds the lease next.
-func (d *Dispatcher) look(ctx context.Context, l *lease, id string) error {
+//
+// Workspaces read moments before (pre, may be nil) stand for those members:
+// the check of a new cascade's root read the list its first look needs.
+func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[string]cascade.Workspace) error {
 	start := time.Now()
 	defer func() { d.metrics.lookSeconds.Observe(time.Since(start).Seconds()) }()
 	now := d.opts.Now()
@@ -61,8 +64,14 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string) error {
 	dirty := func(ws string) bool { return slices.Contains(dueRec.Dirty, ws) }
 	facts := cascade.Facts{Workspaces: map[string]cascade.Workspace{}, Quiet: map[string]time.Time{}, Runs: map[string]cascade.Run{},
 		Lists: map[string][]cascade.Run{}, HeldBy: map[string]string{}}
+	for wsID, w := range pre {
+		if p.Index(wsID) >= 0 {
+			facts.Workspaces[wsID] = w
+		}
+	}
 	var reads int
 	watches := cascade.Observe(p, st, dirty, full, pol, now)
+	d.log.Debug("look", zap.String("cascade_id", id), zap.Bool("full", full), zap.Strings("dirty", names(p, dueRec.Dirty)), zap.Int("watches", len(watches)))
 	if n, err := d.observe(ctx, p, watches, &facts); err != nil {
 		return err
 	} else {
@@ -81,6 +90,8 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string) error {
 		if dec.Need.Empty() || round == 3 {
 			break
 		}
+		d.log.Debug("a look needs more of TFE", zap.String("cascade_id", id), zap.Int("round", round),
+			zap.Strings("workspaces", names(p, dec.Need.Workspaces)), zap.Strings("runs", dec.Need.Runs), zap.Strings("lists", names(p, dec.Need.Lists)))
 		n, err := d.fetch(ctx, dec.Need, &facts)
 		if err != nil {
 			return err
@@ -258,4 +269,12 @@ func (d *Dispatcher) holders(ctx context.Context, p *cascade.Plan, st []cascade.
 		}
 	}
 	return nil
+}
+
+func names(p *cascade.Plan, ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = p.Name(id)
+	}
+	return out
 }

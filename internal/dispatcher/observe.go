@@ -23,13 +23,13 @@ const clockSkew = 5 * time.Second
 // observe reads the members a look watches into f, and returns the number
 // of API calls it made.
 func (d *Dispatcher) observe(ctx context.Context, p *cascade.Plan, watches []cascade.Watch, f *cascade.Facts) (int, error) {
-	if len(watches) == 0 {
-		return 0, nil
-	}
 	want := make(map[string]time.Time, len(watches))
 	var floor time.Time
 	for _, w := range watches {
 		id := p.Members[w.Member].WorkspaceID
+		if _, known := f.Workspaces[id]; known {
+			continue // read already (the root's check read the list just now)
+		}
 		want[id] = w.Since
 		if floor.IsZero() || w.Since.Before(floor) {
 			floor = w.Since
@@ -37,7 +37,7 @@ func (d *Dispatcher) observe(ctx context.Context, p *cascade.Plan, watches []cas
 	}
 	calls := 0
 	if len(want) > 1 && d.opts.WalkPages > 0 {
-		n, err := d.walk(ctx, p.Organization, want, floor.Add(-clockSkew), f)
+		n, err := d.walk(ctx, p, want, floor.Add(-clockSkew), f)
 		calls += n
 		if err != nil {
 			return calls, err
@@ -57,49 +57,72 @@ func (d *Dispatcher) observe(ctx context.Context, p *cascade.Plan, watches []cas
 
 // walk reads the workspace list newest current run first until every
 // wanted member was seen, the list is older than floor, or the page budget
-// is spent. Members not seen once the list went past their time are quiet:
-// no run created since then holds them.
-func (d *Dispatcher) walk(ctx context.Context, org string, want map[string]time.Time, floor time.Time, f *cascade.Facts) (int, error) {
+// is spent. Every member it meets is kept (a later round of the decision
+// may want it, at no cost); members wanted and not seen once the list went
+// past their time are quiet: no run created since then holds them.
+func (d *Dispatcher) walk(ctx context.Context, p *cascade.Plan, want map[string]time.Time, floor time.Time, f *cascade.Facts) (int, error) {
+	seen := 0
+	r, err := d.recent(ctx, p.Organization, d.opts.WalkPages, func(w cascade.Workspace, reached time.Time) bool {
+		if p.Index(w.ID) >= 0 {
+			if _, ok := want[w.ID]; ok {
+				if _, dup := f.Workspaces[w.ID]; !dup {
+					seen++
+				}
+			}
+			f.Workspaces[w.ID] = w
+		}
+		return seen == len(want) || (!reached.IsZero() && reached.Before(floor))
+	})
+	if err != nil || r.reached.IsZero() {
+		return r.calls, err
+	}
+	for id, since := range want {
+		if _, ok := f.Workspaces[id]; !ok && r.reached.Before(since.Add(-clockSkew)) {
+			f.Quiet[id] = since
+		}
+	}
+	return r.calls, nil
+}
+
+// recentList is what a read of the workspace list newest first found.
+type recentList struct {
+	calls   int
+	reached time.Time // the oldest current run seen
+}
+
+// recent reads an organization's workspace list newest current run first,
+// with the current runs, a page at a time, giving each workspace to seen
+// (with the oldest current run met so far), until seen says enough, the
+// list ends, or pages were read.
+func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen func(w cascade.Workspace, reached time.Time) bool) (recentList, error) {
 	opts := &tfe.WorkspaceListOptions{
 		Include:     []tfe.WSIncludeOpt{tfe.WSCurrentRun},
 		Sort:        "-current-run.created-at",
 		ListOptions: tfe.ListOptions{PageSize: 100},
 	}
-	var reached time.Time // the oldest current run seen so far
-	seen, calls := 0, 0
-	for page := 0; page < d.opts.WalkPages; page++ {
+	var r recentList
+	for page := 0; page < pages; page++ {
 		rctx, status := tfeclient.Record(ctx)
 		list, err := d.deps.Workspaces.List(rctx, org, opts)
-		calls++
+		r.calls++
 		if err != nil {
-			return calls, d.readError(err, status, "list the workspaces of "+org)
+			return r, d.readError(err, status, "list the workspaces of "+org)
 		}
+		enough := false
 		for _, w := range list.Items {
-			if _, ok := want[w.ID]; ok {
-				if _, dup := f.Workspaces[w.ID]; !dup {
-					seen++
-				}
-				f.Workspaces[w.ID] = workspaceFacts(w)
+			if w.CurrentRun != nil && !w.CurrentRun.CreatedAt.IsZero() && (r.reached.IsZero() || w.CurrentRun.CreatedAt.Before(r.reached)) {
+				r.reached = w.CurrentRun.CreatedAt
 			}
-			if w.CurrentRun != nil && !w.CurrentRun.CreatedAt.IsZero() && (reached.IsZero() || w.CurrentRun.CreatedAt.Before(reached)) {
-				reached = w.CurrentRun.CreatedAt
+			if seen(workspaceFacts(w), r.reached) {
+				enough = true
 			}
 		}
-		last := list.Pagination == nil || list.NextPage == 0
-		if seen == len(want) || last || (!reached.IsZero() && reached.Before(floor)) {
+		if enough || list.Pagination == nil || list.NextPage == 0 {
 			break
 		}
 		opts.PageNumber = list.NextPage
 	}
-	if reached.IsZero() {
-		return calls, nil
-	}
-	for id, since := range want {
-		if _, ok := f.Workspaces[id]; !ok && reached.Before(since.Add(-clockSkew)) {
-			f.Quiet[id] = since
-		}
-	}
-	return calls, nil
+	return r, nil
 }
 
 // readWorkspaces reads members one by one, with their current runs.

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 )
 
 // schedule runs looks at cascades when they are due. Every replica follows
@@ -133,6 +135,12 @@ var errLeaseHeld = errors.New("another replica holds the cascade's lease")
 
 // lookWhenDue takes a cascade's lease and looks at it.
 func (d *Dispatcher) lookWhenDue(ctx context.Context, id string) error {
+	return d.lookNow(ctx, id, nil)
+}
+
+// lookNow takes a cascade's lease and looks at it, with workspaces read
+// moments before (pre, may be nil).
+func (d *Dispatcher) lookNow(ctx context.Context, id string, pre map[string]cascade.Workspace) error {
 	l, ok, err := acquire(ctx, d.leases, id, d.opts.Instance, d.opts.LeaseTTL, d.opts.Now)
 	if err != nil {
 		return err
@@ -145,7 +153,7 @@ func (d *Dispatcher) lookWhenDue(ctx context.Context, id string) error {
 		stop()
 		l.release(context.WithoutCancel(ctx))
 	}()
-	return d.look(ctx, l, id)
+	return d.look(ctx, l, id, pre)
 }
 
 // Reconcile looks at a cascade now, as the scheduler would when it is due.

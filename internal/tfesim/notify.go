@@ -108,6 +108,9 @@ func (s *Sim) notifyRun(r *run, at time.Time) {
 	if trigger == "" || r.planOnly {
 		return
 	}
+	if r.status == StatusPlanned && r.autoApply {
+		return // it goes on at once: nothing needs a person's attention
+	}
 	ws := r.ws
 	for _, nc := range s.workspaceNotifications(ws) {
 		if !nc.enabled || !contains(nc.triggers, trigger) {
