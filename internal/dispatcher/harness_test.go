@@ -69,11 +69,16 @@ func wsKind(name string, kind approval, planMS, applyMS int64) tfesim.WorkspaceS
 
 func newHarness(t testing.TB, o org, simOpts tfesim.Options) *harness {
 	t.Helper()
+	js, _ := testutil.JetStream(t)
+	return newHarnessOn(t, js, events.StreamOptions{}, o, simOpts)
+}
+
+// newHarnessOn builds the harness on a JetStream of the test's (a cluster).
+func newHarnessOn(t testing.TB, js jetstream.JetStream, stream events.StreamOptions, o org, simOpts tfesim.Options) *harness {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-
-	js, _ := testutil.JetStream(t)
-	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{}); err != nil {
+	if _, err := events.EnsureStream(ctx, js, stream); err != nil {
 		t.Fatal(err)
 	}
 	wh, err := events.NewWebhook(events.WebhookOptions{Tokens: []string{webhookToken}}, events.NewPublisher(js, events.DefaultStreamName),
@@ -146,6 +151,12 @@ func (h *harness) engine(opts dispatcher.Options) (*dispatcher.Dispatcher, func(
 // (nil: straight).
 func (h *harness) engineWith(opts dispatcher.Options, transport http.RoundTripper) (*dispatcher.Dispatcher, func()) {
 	h.t.Helper()
+	return h.engineOn(h.js, opts, transport)
+}
+
+// engineOn starts an engine on a JetStream connection of its own.
+func (h *harness) engineOn(js jetstream.JetStream, opts dispatcher.Options, transport http.RoundTripper) (*dispatcher.Dispatcher, func()) {
+	h.t.Helper()
 	if transport == nil {
 		transport = http.DefaultTransport
 	}
@@ -156,7 +167,7 @@ func (h *harness) engineWith(opts dispatcher.Options, transport http.RoundTrippe
 	}
 	opts.Address = h.simURL
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
-		JetStream: h.js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions,
+		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions,
 		Planner: tfegraph.NewCache(client.RunTriggers, time.Minute, nil), Alerts: h.alerts,
 		Log: zaptest.NewLogger(h.t, zaptest.Level(zap.WarnLevel)),
 	})

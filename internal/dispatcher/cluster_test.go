@@ -1,0 +1,131 @@
+package dispatcher_test
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+)
+
+// cluster starts three NATS servers with JetStream, clustered over routes
+// on loopback, in the test's process.
+func cluster(t *testing.T) []*server.Server {
+	t.Helper()
+	ports := make([]int, 3)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var servers []*server.Server
+	for i := range ports {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+			Cluster: server.ClusterOpts{Name: "orchestrator", Host: "127.0.0.1", Port: ports[i]},
+			Routes:  server.RoutesFromStr(joinRoutes(routes)),
+		}
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ns.Start()
+		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+		servers = append(servers, ns)
+	}
+	for _, ns := range servers {
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatal("a NATS server did not start")
+		}
+	}
+	waitFor(t, "the cluster to elect a JetStream leader", func() bool {
+		for _, ns := range servers {
+			if ns.JetStreamIsLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	return servers
+}
+
+func joinRoutes(routes []string) string {
+	out := ""
+	for i, r := range routes {
+		if i > 0 {
+			out += ","
+		}
+		out += r
+	}
+	return out
+}
+
+// connect opens a JetStream connection to the cluster, preferring server i.
+func connect(t *testing.T, servers []*server.Server, i int) jetstream.JetStream {
+	t.Helper()
+	urls := servers[i].ClientURL()
+	for j, ns := range servers {
+		if j != i {
+			urls += "," + ns.ClientURL()
+		}
+	}
+	nc, err := nats.Connect(urls, nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// Three replicas on a three-node NATS cluster, stream and state replicated
+// three times: a replica and a NATS node die in the middle of a cascade,
+// and it completes, each member applied once.
+func TestClusterNodeAndReplicaLostMidCascade(t *testing.T) {
+	servers := cluster(t)
+	h := newHarnessOn(t, connect(t, servers, 0), events.StreamOptions{Replicas: 3}, layered(3, 3, triggerApply, 1000, 20), tfesim.Options{})
+	opts := fastOptions()
+	opts.Replicas = 3
+	d, _ := h.engineOn(connect(t, servers, 0), opts, nil)
+	_, stopB := h.engineOn(connect(t, servers, 1), opts, nil)
+	h.engineOn(connect(t, servers, 2), opts, nil)
+	for _, bucket := range []string{"KV_cascades", "KV_cascade-leases"} {
+		st, err := h.js.Stream(h.ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CachedInfo().Config.Replicas; got != 3 {
+			t.Errorf("%s: got %d replicas, want 3", bucket, got)
+		}
+	}
+	root := h.start("root")
+	id := cascade.ID(root)
+	waitFor(t, "the first layer to apply", func() bool {
+		v, err := d.Snapshot(h.ctx, id)
+		return err == nil && v.Counts[string(cascade.Applied)] >= 3
+	})
+	stopB()
+	servers[1].Shutdown()
+	v := h.done(d, id, 120*time.Second)
+	if v.Outcome != cascade.OutcomeApplied {
+		t.Fatalf("got %s:%s", v.Outcome, states(v))
+	}
+	h.checkOnce(v, root)
+}
