@@ -104,7 +104,7 @@ func TestConfigurationRefusedBeforeStart(t *testing.T) {
 		{"state TTL under the ack wait", serve("--state-ttl", "1s"), nil, "--state-ttl (1s) must be longer than --ack-wait (30s)"},
 		{"no dispatch in flight", serve("--max-dispatch-in-flight", "0"), nil, "--max-dispatch-in-flight must be greater than 0"},
 		{"negative in flight from the environment", serve(), map[string]string{"ORCHESTRATOR_MAX_DISPATCH_IN_FLIGHT": "-3"}, "--max-dispatch-in-flight"},
-		{"negative duration", serve("--reconcile-after", "-1m"), nil, "--reconcile-after must be greater than 0"},
+		{"negative duration", serve("--root-max-age", "-1m"), nil, "--root-max-age must be greater than 0"},
 		{"zero ack wait", serve("--ack-wait", "0s"), nil, "--ack-wait must be greater than 0"},
 		{"ack wait too short", serve("--ack-wait", "10ms"), nil, "--ack-wait (10ms) must be at least 100ms"},
 		{"duplicate window over max age", serve("--stream-max-age", "1h", "--stream-duplicate-window", "2h"), nil, "--stream-duplicate-window (2h) must not be longer than --stream-max-age (1h)"},

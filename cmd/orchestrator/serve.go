@@ -65,6 +65,7 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.durationVar(&cfg.GraphCacheTTL, "graph-cache-ttl", "ORCHESTRATOR_GRAPH_CACHE_TTL", 5*time.Minute, "how long a workspace's run triggers are trusted before they are read again")
 	fs.intVar(&cfg.Dispatcher.MaxInFlight, "max-dispatch-in-flight", "ORCHESTRATOR_MAX_DISPATCH_IN_FLIGHT", 8, "TFE writes (run creations, discards, applies) in flight at once for one cascade")
 	fs.intVar(&cfg.Dispatcher.Workers, "reconcile-workers", "ORCHESTRATOR_RECONCILE_WORKERS", 4, "cascades this replica reconciles at once")
+	fs.durationVar(&cfg.Dispatcher.Debounce, "reconcile-debounce", "ORCHESTRATOR_RECONCILE_DEBOUNCE", time.Second, "events about a cascade that come within this long are read in one look (fewer API calls; keep it well under a plan's duration)")
 	fs.durationVar(&cfg.Dispatcher.AckWait, "ack-wait", "ORCHESTRATOR_ACK_WAIT", 30*time.Second, "how long a run event may be handled before JetStream delivers it again")
 	fs.intVar(&cfg.Dispatcher.MaxDeliver, "max-event-deliveries", "ORCHESTRATOR_MAX_EVENT_DELIVERIES", 10, "deliveries of a run event that keeps failing before it is dropped with an alert")
 	fs.durationVar(&cfg.Dispatcher.Policy.Recheck, "reconcile-interval", "ORCHESTRATOR_RECONCILE_INTERVAL", time.Minute, "how often every open cascade is looked at in full, whatever the events say: a lost webhook delays a cascade at most this")
@@ -97,7 +98,7 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 		if err := fs.positive("webhook-max-body", "webhook-max-concurrent", "webhook-max-pending-bytes", "webhook-read-timeout",
 			"stream-max-age", "stream-duplicate-window", "stream-replicas", "graph-cache-ttl", "max-dispatch-in-flight",
 			"ack-wait", "reconcile-interval", "locked-retry", "locked-alert-after", "state-ttl", "reconcile-workers",
-			"max-event-deliveries", "lease-ttl", "approval-reminder", "native-run-grace", "root-max-age",
+			"max-event-deliveries", "lease-ttl", "approval-reminder", "native-run-grace", "root-max-age", "reconcile-debounce",
 			"alert-window", "watchdog-interval", "watchdog-lease-ttl", "shutdown-timeout"); err != nil {
 			return app.Config{}, err
 		}

@@ -25,10 +25,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
@@ -483,7 +485,7 @@ func TestConfigErrors(t *testing.T) {
 		{"state TTL under a set ack wait", app.Config{Webhook: tok, Dispatcher: dispatcher.Options{StateTTL: time.Minute, AckWait: 2 * time.Minute}},
 			"--state-ttl (1m) must be longer than --ack-wait (2m)"},
 		{"negative in flight", app.Config{Webhook: tok, Dispatcher: dispatcher.Options{MaxInFlight: -1}}, "--max-dispatch-in-flight"},
-		{"negative reconcile interval", app.Config{Webhook: tok, Dispatcher: dispatcher.Options{ReconcileInterval: -time.Second}}, "--reconcile-interval (-1s)"},
+		{"negative reconcile interval", app.Config{Webhook: tok, Dispatcher: dispatcher.Options{Policy: cascade.Policy{Recheck: -time.Second}}}, "--reconcile-interval (-1s)"},
 		{"negative watchdog interval", app.Config{Webhook: tok, Watchdog: watchdog.Options{Interval: -time.Minute}}, "--watchdog-interval"},
 		{"short lease", app.Config{Webhook: tok, Watchdog: watchdog.Options{LeaseTTL: time.Millisecond}}, "--watchdog-lease-ttl"},
 		{"unknown scan", app.Config{Webhook: tok, Watchdog: watchdog.Options{Scan: "all"}}, "--watchdog-scan"},
@@ -510,14 +512,17 @@ func TestDaemonRunsCascade(t *testing.T) {
 	sim, simURL, client := startSim(t, tfesim.Options{NoNativeRunTriggers: true})
 	ctx := context.Background()
 
-	d := start(t, app.Config{TFE: app.TFEConfig{Address: simURL, Token: "sim-token"}})
+	// Without TFE's own run triggers, no run is queued downstream: the
+	// cascade creates them once a short grace for those runs passed.
+	d := startLogged(t, app.Config{TFE: app.TFEConfig{Address: simURL, Token: "sim-token"},
+		Dispatcher: dispatcher.Options{Policy: cascade.Policy{NativeGrace: 100 * time.Millisecond}}}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	spec := tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test",
 		Notifications: []tfesim.ScenarioNotification{{NotificationSpec: tfesim.NotificationSpec{
 			Name: "orchestrator", URL: d.url("/webhooks/tfe"), Token: webhookToken,
 			Triggers: []string{"run:created", "run:planning", "run:needs_attention", "run:applying", "run:completed", "run:errored"},
 		}}}}
 	for _, n := range []string{"network", "cluster", "apps"} {
-		spec.Workspaces = append(spec.Workspaces, tfesim.WorkspaceSpec{Name: n, AutoApply: true})
+		spec.Workspaces = append(spec.Workspaces, tfesim.WorkspaceSpec{Name: n, AutoApply: true, AutoApplyRunTrigger: true})
 	}
 	spec.RunTriggers = []tfesim.RunTriggerSpec{{Source: "network", Target: "cluster"}, {Source: "cluster", Target: "apps"}}
 	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{spec}}); err != nil {

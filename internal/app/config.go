@@ -352,7 +352,7 @@ func (c *Config) validateDispatcher() error {
 	}{
 		{"--state-ttl", o.StateTTL}, {"--ack-wait", o.AckWait}, {"--reconcile-interval", o.Policy.Recheck}, {"--lease-ttl", o.LeaseTTL},
 		{"--locked-retry", o.Policy.LockedRetry}, {"--locked-alert-after", o.Policy.LockedAlertAfter}, {"--approval-reminder", o.Policy.ApprovalReminder},
-		{"--native-run-grace", o.Policy.NativeGrace}, {"--root-max-age", o.RootMaxAge},
+		{"--native-run-grace", o.Policy.NativeGrace}, {"--root-max-age", o.RootMaxAge}, {"--reconcile-debounce", o.Debounce},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%s (%s) must not be negative", f.flag, duration(f.v))

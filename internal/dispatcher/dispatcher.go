@@ -73,7 +73,9 @@ type Options struct {
 	// per reconcile. Defaults 4, 8, 8.
 	Workers, EventWorkers, MaxInFlight int
 	// Debounce: events are gathered this long before a cascade is looked
-	// at, so that a burst costs one look; default 300ms.
+	// at, so that a burst costs one look; default 1s. It must stay well
+	// under a plan's duration: a run TFE queued too early is stopped while
+	// it plans.
 	Debounce time.Duration
 	// RootMaxAge: a run that applied longer ago than this does not start a
 	// cascade, however its event arrives; default 24h.
@@ -133,7 +135,7 @@ func (o *Options) withDefaults() Options {
 	defInt(&d.Workers, 4)
 	defInt(&d.EventWorkers, 8)
 	defInt(&d.MaxInFlight, 8)
-	def(&d.Debounce, 300*time.Millisecond)
+	def(&d.Debounce, time.Second)
 	def(&d.RootMaxAge, 24*time.Hour)
 	defInt(&d.WalkPages, 3)
 	def(&d.CacheTTL, 5*time.Minute)

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -106,6 +107,9 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 				dv.At = now
 			}
 			dueAt[id] = dv.At
+			// Whoever held the lease wrote this, or an event did: try
+			// again as it says, not as a held lease made us wait.
+			delete(retry, id)
 		case r := <-finished:
 			delete(running, r.id)
 			switch {
@@ -117,12 +121,23 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 				if ctx.Err() == nil {
 					d.log.Warn("cascade look failed; looking again later", zap.String("cascade_id", r.id), zap.Error(r.err))
 				}
-				retry[r.id] = d.opts.Now().Add(backoff(2, errors.Is(r.err, errUnauthorized)))
+				retry[r.id] = d.opts.Now().Add(retryLook(errors.Is(r.err, errUnauthorized)))
 			}
 		case <-d.wake:
 		case <-timer.C:
 		}
 	}
+}
+
+// retryLook is how soon a look that failed is made again: a second, with
+// jitter (NATS electing a leader, TFE answering 5xx: a run queued too early
+// must still be stopped while it plans), or a minute while TFE refuses
+// the token.
+func retryLook(unauthorized bool) time.Duration {
+	if unauthorized {
+		return backoff(6, true)
+	}
+	return 750*time.Millisecond + time.Duration(rand.Int64N(int64(500*time.Millisecond)))
 }
 
 type lookResult struct {

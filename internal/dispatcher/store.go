@@ -55,14 +55,23 @@ func membersPrefix(id string) string { return "m." + id + "." }
 func wsKey(ws string) string         { return "ws." + ws }
 func runKey(run string) string       { return "run." + run }
 func rootKey(run string) string      { return "root." + run }
-func isConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
-}
-func isMissing(err error) bool { return errors.Is(err, jetstream.ErrKeyNotFound) }
-func (s *store) count(n int)   { s.ops.Add(int64(n)) }
+func isMissing(err error) bool       { return errors.Is(err, jetstream.ErrKeyNotFound) }
+func (s *store) count(n int)         { s.ops.Add(int64(n)) }
 func (s *store) get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	s.count(1)
 	return s.kv.Get(ctx, key)
+}
+
+// isConflict reports a compare-and-swap that lost: another writer got there
+// first. Replicated buckets report it with another error code than single
+// ones; both count.
+func isConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) &&
+		(api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // errMalformed marks a record that cannot be used.
