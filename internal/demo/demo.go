@@ -18,19 +18,18 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
@@ -48,14 +47,19 @@ type Scenario struct {
 	Timeout      time.Duration    `yaml:"timeout"`
 	Budgets      watchdog.Budgets `yaml:"-"`
 	BudgetSpec   []string         `yaml:"watchdog_budgets"`
-	Expect       Expect           `yaml:"expect"`
-	Simulator    tfesim.Scenario  `yaml:"simulator"`
+	// Approve lists the workspaces whose cascade runs a person confirms
+	// when they wait for one (the demo plays that person).
+	Approve   []string        `yaml:"approve"`
+	Expect    Expect          `yaml:"expect"`
+	Simulator tfesim.Scenario `yaml:"simulator"`
 }
 
 // Expect lists workspaces by the state their cascade member must end in,
 // and the alert kinds that must be raised.
 type Expect struct {
-	Applied        []string `yaml:"applied"`
+	Applied []string `yaml:"applied"`
+	// Approved: applied after a person confirmed the run.
+	Approved       []string `yaml:"approved"`
 	Failed         []string `yaml:"failed"`
 	ForceCancelled []string `yaml:"force_cancelled"`
 	Blocked        []string `yaml:"blocked"`
@@ -104,11 +108,13 @@ type Options struct {
 type Row struct {
 	Workspace string
 	RunID     string
-	State     dispatcher.MemberState
+	State     cascade.State
 	RunStatus string
 	Reason    string
 	WaitedFor []string
 	Duration  time.Duration
+	// Approved: a person confirmed its run.
+	Approved bool
 }
 
 // Report is how a demo ended.
@@ -150,8 +156,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		TFE:     app.TFEConfig{Address: simURL, Token: simToken},
 		Webhook: events.WebhookOptions{Tokens: []string{hookToken}},
 		Dispatcher: dispatcher.Options{
-			AckWait: 5 * time.Second, ReconcileInterval: time.Second, ReconcileAfter: 5 * time.Second,
-			LockedRetry: time.Second, LockedAlertAfter: 10 * time.Second,
+			AckWait: 5 * time.Second, Debounce: 100 * time.Millisecond, LeaseTTL: 5 * time.Second,
+			Policy: cascade.Policy{Recheck: 5 * time.Second, LockedRetry: time.Second, LockedAlertAfter: 10 * time.Second,
+				NativeGrace: time.Second, Soon: 200 * time.Millisecond},
 		},
 		Watchdog:      watchdog.Options{Interval: 500 * time.Millisecond, LeaseTTL: 3 * time.Second, Budgets: sc.Budgets},
 		GraphCacheTTL: time.Minute,
@@ -204,30 +211,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
 
 	rootID := sim.WorkspaceID(sc.Organization, sc.Root)
 	if rootID == "" {
 		return nil, fmt.Errorf("root workspace %q is not in the scenario", sc.Root)
 	}
-	run, err := client.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: rootID}, Message: tfe.String("demo: apply " + sc.Root)})
+	run, err := client.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: rootID}, Message: tfe.String("demo: apply " + sc.Root),
+		AutoApply: tfe.Bool(true)})
 	if err != nil {
 		return nil, fmt.Errorf("start the root run: %w", err)
 	}
-	id := dispatcher.CascadeID(run.ID)
+	id := cascade.ID(run.ID)
 	p.say("%s: run %s queued by a person; when it applies, cascade %s starts", sc.Root, run.ID, id)
 
-	c, err := follow(ctx, js, id, p)
+	engine := d.Cascades()
+	if engine == nil {
+		return nil, errors.New("the daemon runs no cascade engine")
+	}
+	v, approved, err := follow(ctx, engine, client.Runs, id, sc.Approve, p)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{CascadeID: id}
-	if rep.Rows, err = rows(ctx, js, client, c); err != nil {
-		return nil, err
-	}
+	rep := &Report{CascadeID: id, Rows: rows(v, approved)}
 	alertsMu.Lock()
 	rep.Alerts = append(rep.Alerts, raised...)
 	alertsMu.Unlock()
@@ -284,134 +289,93 @@ func startSimulator(ctx context.Context, sc *Scenario, token string) (*tfesim.Si
 	return sim, url, stop, nil
 }
 
-// follow prints each member's state change until the cascade is done.
-func follow(ctx context.Context, js jetstream.JetStream, id string, p *printer) (*dispatcher.Cascade, error) {
-	var kv jetstream.KeyValue
-	for {
-		var err error
-		if kv, err = js.KeyValue(ctx, "cascades"); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("the cascades bucket never appeared: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	w, err := kv.Watch(ctx, "cascade."+id)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = w.Stop() }()
-	members, err := kv.Watch(ctx, "m."+id+".*")
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = members.Stop() }()
-	done, err := kv.Watch(ctx, "done."+id)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = done.Stop() }()
+// Approver is the part of go-tfe's Runs the demo's person uses.
+type Approver interface {
+	Apply(ctx context.Context, runID string, options tfe.RunApplyOptions) error
+}
 
-	var c *dispatcher.Cascade
-	last := map[string]dispatcher.MemberState{}
+// follow prints each member's state change, through the engine's read
+// model, until the cascade is done. Runs waiting for a person in the
+// workspaces of approve are confirmed, as that person would, after a
+// moment. It returns the last view and the runs the person confirmed.
+func follow(ctx context.Context, engine *dispatcher.Dispatcher, runs Approver, id string, approve []string, p *printer) (*dispatcher.View, map[string]bool, error) {
+	var views <-chan *dispatcher.View
+	for views == nil {
+		w, err := engine.Watch(ctx, id)
+		switch {
+		case err == nil:
+			views = w
+		case !errors.Is(err, dispatcher.ErrNoCascade):
+			return nil, nil, err
+		default:
+			select { // the root has not applied yet
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("cascade %s never started: %w", id, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	approved := map[string]bool{}
+	last := map[string]string{}
+	announced := false
 	for {
+		var v *dispatcher.View
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cascade %s did not finish in time: %w", id, ctx.Err())
-		case e := <-w.Updates():
-			if e == nil || c != nil {
-				continue
+			return nil, nil, fmt.Errorf("cascade %s did not finish in time: %w", id, ctx.Err())
+		case got, ok := <-views:
+			if !ok {
+				return nil, nil, fmt.Errorf("cascade %s: the view ended", id)
 			}
-			c = &dispatcher.Cascade{}
-			if err := json.Unmarshal(e.Value(), c); err != nil {
-				return nil, err
-			}
-			p.say("cascade %s: %d workspaces downstream of %s", id, len(c.Members), c.RootName)
-			for _, cy := range c.Cycles {
+			v = got
+		}
+		if !announced {
+			announced = true
+			p.say("cascade %s: %d workspaces downstream of %s", id, len(v.Members), v.Root)
+			for _, cy := range v.Cycles {
 				p.say("cycle found: %s", cy)
 			}
-		case e := <-members.Updates():
-			if e == nil || c == nil {
+		}
+		for _, m := range v.Members {
+			key := string(m.State) + "/" + m.RunID + "/" + m.RunStatus
+			if last[m.Name] == key {
 				continue
 			}
-			var st dispatcher.Status
-			if json.Unmarshal(e.Value(), &st) != nil {
-				continue
+			last[m.Name] = key
+			p.member(m)
+			if m.State == cascade.AwaitingApproval && slices.Contains(approve, m.Name) && !approved[m.RunID] {
+				approved[m.RunID] = true
+				go func(name, runID string) {
+					select { // a person reads the plan first
+					case <-ctx.Done():
+						return
+					case <-time.After(time.Second):
+					}
+					if err := runs.Apply(ctx, runID, tfe.RunApplyOptions{Comment: tfe.String("plan reviewed: approved")}); err == nil {
+						p.say("%s: a person reviewed run %s's plan and confirmed it", name, runID)
+					}
+				}(m.Name, m.RunID)
 			}
-			wsID := strings.TrimPrefix(e.Key(), "m."+id+".")
-			if last[wsID] == st.State {
-				continue
-			}
-			last[wsID] = st.State
-			sp := c.Members[wsID]
-			p.member(sp.Name, st)
-		case e := <-done.Updates():
-			if e == nil {
-				continue
-			}
-			p.say("cascade %s done: %s", id, e.Value())
-			if c == nil {
-				entry, err := kv.Get(ctx, "cascade."+id)
-				if err != nil {
-					return nil, err
-				}
-				c = &dispatcher.Cascade{}
-				if err := json.Unmarshal(entry.Value(), c); err != nil {
-					return nil, err
-				}
-			}
-			return c, nil
+		}
+		if v.State == dispatcher.StateDone {
+			p.say("cascade %s done: %s", id, v.Outcome)
+			return v, approved, nil
 		}
 	}
 }
 
-// rows builds the summary from the cascade's state and the runs.
-func rows(ctx context.Context, js jetstream.JetStream, client *tfe.Client, c *dispatcher.Cascade) ([]Row, error) {
-	kv, err := js.KeyValue(ctx, "cascades")
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, 0, len(c.Members))
-	for id := range c.Members {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, b := c.Members[ids[i]], c.Members[ids[j]]
-		if a.Layer != b.Layer {
-			return a.Layer < b.Layer
-		}
-		return a.Name < b.Name
-	})
-	var out []Row
-	for _, id := range ids {
-		sp := c.Members[id]
-		st := dispatcher.Status{State: sp.Initial, Reason: sp.Reason}
-		if e, err := kv.Get(ctx, "m."+c.ID+"."+id); err == nil {
-			_ = json.Unmarshal(e.Value(), &st)
-		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, err
-		}
-		r := Row{Workspace: sp.Name, RunID: st.RunID, State: st.State, RunStatus: st.RunStatus, Reason: st.Reason}
-		for _, up := range sp.Barrier {
-			if u := c.Members[up]; u != nil {
-				r.WaitedFor = append(r.WaitedFor, u.Name)
-			} else {
-				r.WaitedFor = append(r.WaitedFor, c.RootName)
-			}
-		}
-		if st.RunID != "" {
-			if run, err := client.Runs.Read(ctx, st.RunID); err == nil {
-				r.RunStatus = string(run.Status)
-				if !st.FinishedAt.IsZero() {
-					r.Duration = st.FinishedAt.Sub(st.DispatchedAt)
-				}
-			}
+// rows builds the summary from the cascade's last view.
+func rows(v *dispatcher.View, approved map[string]bool) []Row {
+	out := make([]Row, 0, len(v.Members))
+	for _, m := range v.Members {
+		r := Row{Workspace: m.Name, RunID: m.RunID, State: m.State, RunStatus: m.RunStatus, Reason: m.Reason,
+			WaitedFor: m.WaitsFor, Approved: approved[m.RunID]}
+		if !m.FinishedAt.IsZero() && !m.ReadyAt.IsZero() && m.RunID != "" {
+			r.Duration = m.FinishedAt.Sub(m.ReadyAt)
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out
 }
 
 // check compares the outcome with the expectations.
@@ -429,19 +393,20 @@ func check(e Expect, rep *Report) []string {
 			}
 		}
 	}
-	want(e.Applied, func(r Row) bool { return r.State == dispatcher.Applied }, "applied")
-	want(e.Failed, func(r Row) bool { return r.State == dispatcher.Failed }, "failed")
+	want(e.Applied, func(r Row) bool { return r.State == cascade.Applied }, "applied")
+	want(e.Approved, func(r Row) bool { return r.State == cascade.Applied && r.Approved }, "applied after a person approved it")
+	want(e.Failed, func(r Row) bool { return r.State == cascade.Failed }, "failed")
 	// TFE's admin force-cancel ends a run canceled; a user's force-cancel
 	// may end it force_canceled (TFE's pages say both). The watchdog's
 	// alert for the run is what tells its force-cancel from a person's
 	// cancel.
 	forceCancelled := func(r Row) bool {
-		return r.State == dispatcher.Failed && (r.RunStatus == "canceled" || r.RunStatus == "force_canceled") &&
+		return r.State == cascade.Failed && (r.RunStatus == "canceled" || r.RunStatus == "force_canceled") &&
 			slices.ContainsFunc(rep.Alerts, func(a alerts.Alert) bool { return a.Kind == alerts.KindRunCancelled && a.RunID == r.RunID })
 	}
 	want(e.ForceCancelled, forceCancelled, "been force-cancelled")
-	want(e.Blocked, func(r Row) bool { return r.State == dispatcher.Blocked && r.RunID == "" }, "been blocked and never dispatched")
-	want(e.Skipped, func(r Row) bool { return r.State == dispatcher.Skipped && r.RunID == "" }, "been skipped")
+	want(e.Blocked, func(r Row) bool { return r.State == cascade.Blocked && r.RunID == "" }, "been blocked and never dispatched")
+	want(e.Skipped, func(r Row) bool { return r.State == cascade.Skipped && r.RunID == "" }, "been skipped")
 	for _, kind := range e.Alerts {
 		if !slices.ContainsFunc(rep.Alerts, func(a alerts.Alert) bool { return a.Kind == kind }) {
 			fails = append(fails, "no "+kind+" alert was raised")

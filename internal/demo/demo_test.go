@@ -26,7 +26,8 @@ func TestShippedScenario(t *testing.T) {
 	if len(rep.Failures) > 0 {
 		t.Fatalf("expectations failed: %v\n%s", rep.Failures, out.String())
 	}
-	for _, want := range []string{"WORKSPACE", "WAITED FOR", "cluster, dns", "on cycle app → db → app", "alerts", "done: incomplete"} {
+	for _, want := range []string{"WORKSPACE", "WAITED FOR", "cluster, dns", "on run-trigger cycle app → db → app", "alerts", "done: incomplete",
+		"waits for a person to confirm it", "a person reviewed run", "approved by a person", "taken as its run"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 )
 
@@ -45,23 +46,27 @@ func (p *printer) line(s string) {
 
 func (p *printer) say(format string, args ...any) { p.line(fmt.Sprintf(format, args...)) }
 
-var stateColor = map[dispatcher.MemberState]string{
-	dispatcher.Dispatching: cyan, dispatcher.Dispatched: cyan, dispatcher.Applied: green,
-	dispatcher.NoChanges: green, dispatcher.Failed: red, dispatcher.Blocked: yellow, dispatcher.Skipped: yellow,
+var stateColor = map[cascade.State]string{
+	cascade.Ready: cyan, cascade.Dispatching: cyan, cascade.Running: cyan, cascade.AwaitingApproval: bold,
+	cascade.Applied: green, cascade.NoChanges: green, cascade.Failed: red, cascade.Blocked: yellow, cascade.Skipped: yellow,
 }
 
-// member prints one workspace's state change.
-func (p *printer) member(name string, st dispatcher.Status) {
-	detail := ""
-	switch st.State {
-	case dispatcher.Dispatched:
-		detail = "run " + st.RunID
-	case dispatcher.Applied, dispatcher.Failed, dispatcher.NoChanges:
-		detail = "run " + st.RunID + " " + st.RunStatus
-	case dispatcher.Blocked, dispatcher.Skipped, dispatcher.Waiting:
-		detail = st.Reason
+// member prints one workspace's change.
+func (p *printer) member(m dispatcher.MemberView) {
+	detail := m.Reason
+	switch m.State {
+	case cascade.Running:
+		how := "created by the cascade"
+		if m.Adopted {
+			how = "queued by TFE's run trigger, taken as its run"
+		}
+		detail = "run " + m.RunID + " " + m.RunStatus + " (" + how + ")"
+	case cascade.AwaitingApproval:
+		detail = "run " + m.RunID + " planned: waits for a person to confirm it"
+	case cascade.Applied, cascade.NoChanges, cascade.Failed:
+		detail = "run " + m.RunID + " " + m.RunStatus
 	}
-	p.line(fmt.Sprintf("%-14s %s %s", name, p.paint(stateColor[st.State], fmt.Sprintf("%-11s", st.State)), detail))
+	p.line(fmt.Sprintf("%-14s %s %s", m.Name, p.paint(stateColor[m.State], fmt.Sprintf("%-17s", m.State)), detail))
 }
 
 func (p *printer) alert(a alerts.Alert) {
@@ -92,8 +97,11 @@ func (p *printer) summary(rep *Report) {
 			status += " (" + r.RunStatus + ")"
 		}
 		note := ""
-		if r.State == dispatcher.Blocked || r.State == dispatcher.Skipped {
+		switch {
+		case r.State == cascade.Blocked || r.State == cascade.Skipped:
 			note = r.Reason
+		case r.Approved:
+			note = "approved by a person"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Workspace, run, status, strings.Join(r.WaitedFor, ", "), dur, note)
 	}
