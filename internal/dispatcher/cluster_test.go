@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -35,13 +36,16 @@ func cluster(t *testing.T) []*server.Server {
 	var servers []*server.Server
 	for i := range ports {
 		opts := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: os.Getenv("NATS_LOG") == "",
 			Cluster: server.ClusterOpts{Name: "orchestrator", Host: "127.0.0.1", Port: ports[i]},
 			Routes:  server.RoutesFromStr(joinRoutes(routes)),
 		}
 		ns, err := server.NewServer(opts)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if os.Getenv("NATS_LOG") != "" {
+			ns.ConfigureLogger()
 		}
 		go ns.Start()
 		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
@@ -52,9 +56,11 @@ func cluster(t *testing.T) []*server.Server {
 			t.Fatal("a NATS server did not start")
 		}
 	}
-	waitFor(t, "the cluster to elect a JetStream leader", func() bool {
+	// A stream of three replicas can be placed once the meta leader sees
+	// all three peers online, not as soon as a leader is elected.
+	waitFor(t, "the JetStream leader to see three peers", func() bool {
 		for _, ns := range servers {
-			if ns.JetStreamIsLeader() {
+			if ns.JetStreamIsLeader() && len(ns.JetStreamClusterPeers()) == 3 {
 				return true
 			}
 		}
@@ -98,9 +104,15 @@ func connect(t *testing.T, servers []*server.Server, i int) jetstream.JetStream 
 // Three replicas on a three-node NATS cluster, stream and state replicated
 // three times: a replica and a NATS node die in the middle of a cascade,
 // and it completes, each member applied once.
+//
+// Plans take 8s here, as they take tens of seconds in TFE: while the
+// cluster replaces a lost stream leader (a request to the dead one times
+// out after 5s), no replica can act, and a run TFE queued too early must
+// still be planning when they can again. A shorter plan would apply
+// uncontrolled, which is what the README's limits say.
 func TestClusterNodeAndReplicaLostMidCascade(t *testing.T) {
 	servers := cluster(t)
-	h := newHarnessOn(t, connect(t, servers, 0), events.StreamOptions{Replicas: 3}, layered(3, 3, triggerApply, 1000, 20), tfesim.Options{})
+	h := newHarnessOn(t, connect(t, servers, 0), events.StreamOptions{Replicas: 3}, layered(2, 3, triggerApply, 8000, 20), tfesim.Options{})
 	opts := fastOptions()
 	opts.Replicas = 3
 	d, _ := h.engineOn(connect(t, servers, 0), opts, nil)

@@ -198,6 +198,9 @@ type Dispatcher struct {
 	wake chan struct{} // the scheduler's: a due entry changed
 }
 
+// setupTimeout bounds setting the buckets up.
+const setupTimeout = 30 * time.Second
+
 // New checks the options and sets the KV buckets up, with the configured
 // replicas.
 func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
@@ -205,6 +208,10 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		return nil, err
 	}
 	o := opts.withDefaults()
+	// Creating a replicated bucket waits for its peers to elect a leader:
+	// longer than the client's default timeout on a busy cluster.
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
 	kv, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: o.Bucket, Description: "cascade state of the run-trigger orchestrator",
 		TTL: o.StateTTL, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,

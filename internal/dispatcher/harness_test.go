@@ -82,7 +82,7 @@ func newHarnessOn(t testing.TB, js jetstream.JetStream, stream events.StreamOpti
 		t.Fatal(err)
 	}
 	wh, err := events.NewWebhook(events.WebhookOptions{Tokens: []string{webhookToken}}, events.NewPublisher(js, events.DefaultStreamName),
-		events.NewMetrics(prometheus.NewRegistry()), zap.NewNop())
+		events.NewMetrics(prometheus.NewRegistry()), zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named("webhook"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,6 +263,16 @@ func (h *harness) person(d *dispatcher.Dispatcher, id string, names ...string) {
 // checkOnce checks C2, C3 and C7 from TFE's own records: every member that
 // applied has exactly one applied run since the cascade started, created
 // after every upstream's run applied, and no member has a run left going.
+// describeRuns says what each run was, for a failure's message.
+func describeRuns(runs []*tfe.Run) string {
+	var b strings.Builder
+	for _, r := range runs {
+		fmt.Fprintf(&b, "\n\t%s %s source=%s created=%s applied=%s message=%q", r.ID, r.Status, r.Source,
+			r.CreatedAt.Format("15:04:05.000"), r.StatusTimestamps.AppliedAt.Format("15:04:05.000"), r.Message)
+	}
+	return b.String()
+}
+
 func (h *harness) checkOnce(v *dispatcher.View, rootRun string) {
 	h.t.Helper()
 	root, err := h.client.Runs.Read(h.ctx, rootRun)
@@ -289,7 +299,7 @@ func (h *harness) checkOnce(v *dispatcher.View, rootRun string) {
 		}
 		switch {
 		case m.State == cascade.Applied && (len(applied) != 1 || applied[0].ID != m.RunID):
-			h.t.Errorf("%s: applied %s, but TFE has %d applied runs since the cascade started", m.Name, m.RunID, len(applied))
+			h.t.Errorf("%s: applied %s, but TFE has %d applied runs since the cascade started: %s", m.Name, m.RunID, len(applied), describeRuns(applied))
 		case m.State != cascade.Applied && len(applied) > 0:
 			h.t.Errorf("%s: %s, but run %s applied there", m.Name, m.State, applied[0].ID)
 		}

@@ -111,6 +111,10 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, opts StreamOption
 	if err != nil {
 		return nil, err
 	}
+	// A replicated stream waits for its peers to elect a leader: longer
+	// than the client's default timeout on a busy cluster.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	s, err := js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", cfg.Name, err)

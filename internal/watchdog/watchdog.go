@@ -190,6 +190,10 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	default:
 		return nil, fmt.Errorf("watchdog: scan mode must be admin or workspaces, not %q", opts.Scan)
 	}
+	// Creating a replicated bucket waits for its peers to elect a leader:
+	// longer than the client's default timeout on a busy cluster.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	kv, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: opts.Bucket, Description: "watchdog lease", TTL: opts.LeaseTTL, History: 1, Replicas: opts.Replicas,
 	})
