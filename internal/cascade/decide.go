@@ -507,13 +507,14 @@ func (d *decider) pick(i int, runs []Run, ws Workspace, listed bool) (*Run, bool
 
 // eligible reports whether r may be the member's run: queued by TFE's run
 // triggers (or by another cascade) after the member's upstreams finished,
-// one that plans and applies, and, for a run that would apply on its own,
-// allowed to by the apply policy.
+// one that plans and applies, not stopped (by the cascade while it was
+// paused or held, or by a person), and, for a run that would apply on its
+// own, allowed to by the apply policy.
 func (d *decider) eligible(i int, r *Run, ws Workspace) bool {
 	s := d.next[i]
 	_, other := OfMessage(r.Message)
 	switch {
-	case !r.Native() && !other, r.IsDestroy, r.PlanOnly, r.ID == s.Stopping, slices.Contains(s.PastRuns, r.ID):
+	case !r.Native() && !other, r.IsDestroy, r.PlanOnly, r.ID == s.Stopping, slices.Contains(s.PastRuns, r.ID), r.stopped():
 		return false
 	case r.CreatedAt.Before(s.ReadyAt):
 		return false

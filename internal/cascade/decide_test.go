@@ -524,6 +524,20 @@ func TestControls(t *testing.T) {
 			t.Errorf("b: got %+v, stops %+v; want waiting, paused, run stopped", got, actions(d, ActStop))
 		}
 	})
+	t.Run("resumed: a run stopped while paused is not the member's run; the cascade creates one", func(t *testing.T) {
+		s := newSit(p)
+		stopped := native("run-b1", "canceled", at(0.001), true)
+		s.seen("b", stopped)
+		s.list["ws-b"] = []Run{*stopped}
+		s.status("b").Stopped = 1
+		s.now = at(30)
+		d := s.decide()
+		noRefused(t, d)
+		state(t, d, p, "b", Dispatching)
+		if creates := actions(d, ActCreate); len(creates) != 1 {
+			t.Errorf("creates: got %+v, want one", creates)
+		}
+	})
 	t.Run("held by the blast-radius guard", func(t *testing.T) {
 		s := newSit(p).seen("b", nil)
 		s.ctl.Held = "3 members, more than 2"

@@ -79,7 +79,13 @@ const SourceRunTrigger = "tfe-run-trigger"
 // Native reports whether TFE's run triggers queued the run.
 func (r *Run) Native() bool { return r.Source == SourceRunTrigger }
 
-// Final reports whether a run status is final.
+// stopped reports whether the run ended by being stopped, not by its own
+// plan or apply.
+func (r Run) stopped() bool {
+	return r.Status == "canceled" || r.Status == "force_canceled" || r.Status == "discarded"
+}
+
+// Final reports whether a run status is one a run never leaves.
 func Final(status string) bool {
 	switch status {
 	case "applied", "planned_and_finished", "planned_and_saved", "errored", "canceled", "force_canceled", "discarded":

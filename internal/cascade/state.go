@@ -2,6 +2,7 @@ package cascade
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -37,6 +38,9 @@ const (
 	Skipped State = "skipped"
 )
 
+// States are the member states in the order a member goes through them.
+var States = []State{Waiting, Ready, Dispatching, Running, AwaitingApproval, Applied, NoChanges, Failed, Blocked, Skipped}
+
 // Final reports whether a member in state s will not change again (unless
 // an operator retries it).
 func (s State) Final() bool {
@@ -47,13 +51,7 @@ func (s State) Final() bool {
 	return false
 }
 
-func (s State) valid() bool {
-	switch s {
-	case Waiting, Ready, Dispatching, Running, AwaitingApproval, Applied, NoChanges, Failed, Blocked, Skipped:
-		return true
-	}
-	return false
-}
+func (s State) valid() bool { return slices.Contains(States, s) }
 
 // Transitions is the transition table: for each state, the states Decide
 // may move a member to. Retrying (an operator's action) may also move a
