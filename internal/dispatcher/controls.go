@@ -10,13 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 )
 
-// Operators' controls, stored in the cascades bucket so that every replica
-// honours them, each with who decided and why:
+// Operators' controls, stored in JetStream so that every replica honours
+// them, each with who decided and why:
 //
 //	ctl.pause                 dispatching paused everywhere
 //	ctl.pause.<org>           dispatching paused in one organization
@@ -26,8 +27,9 @@ import (
 //	ctl.retry.<cascade>       members to run again (failed ones), by workspace
 //	ctl.approve.<cascade>     the blast-radius guard lets the cascade go
 //
-// Controls never expire with the state TTL's other records: they are
-// written again whenever they change.
+// Those of one cascade go with its other records (the state TTL); the
+// others live in the controls bucket, which has no TTL: a pause stays
+// until someone lifts it.
 
 // Control is an operator's decision.
 type Control struct {
@@ -62,11 +64,27 @@ type Exclusion struct {
 	At           time.Time `json:"at"`
 }
 
+// ErrBadControl marks a control the engine refuses: what is wrong is in
+// the error's text.
+var ErrBadControl = errors.New("control refused")
+
 func (c *Control) validate() error {
 	if c.By == "" || len(c.By) > 200 || len(c.Why) > 2000 {
-		return errors.New("a control needs who (at most 200 characters) and why (at most 2000)")
+		return fmt.Errorf("%w: a control needs who (at most 200 characters) and why (at most 2000)", ErrBadControl)
 	}
 	return nil
+}
+
+// cascadePlan reads the plan of the cascade a control names.
+func (d *Dispatcher) cascadePlan(ctx context.Context, id string) (*cascade.Plan, error) {
+	p, err := d.store.plan(ctx, id)
+	if isMissing(err) {
+		return nil, fmt.Errorf("cascade %s: %w", id, ErrNoCascade)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cascade %s: %w", id, err)
+	}
+	return p, nil
 }
 
 func (c Control) describe() string {
@@ -229,7 +247,7 @@ func (d *Dispatcher) putControl(ctx context.Context, key string, c Control) erro
 	}
 	data, _ := json.Marshal(c)
 	d.store.count(1)
-	if _, err := d.store.kv.Put(ctx, key, data); err != nil {
+	if _, err := d.store.bucket(key).Put(ctx, key, data); err != nil {
 		return fmt.Errorf("store control %s: %w", key, err)
 	}
 	d.log.Info("operator control set", zap.String("control", key), zap.String("by", c.By), zap.String("why", c.Why))
@@ -238,7 +256,7 @@ func (d *Dispatcher) putControl(ctx context.Context, key string, c Control) erro
 
 func (d *Dispatcher) deleteControl(ctx context.Context, key, by, why string) error {
 	d.store.count(1)
-	if err := d.store.kv.Delete(ctx, key); err != nil && !isMissing(err) {
+	if err := d.store.bucket(key).Delete(ctx, key); err != nil && !isMissing(err) {
 		return fmt.Errorf("remove control %s: %w", key, err)
 	}
 	d.log.Info("operator control removed", zap.String("control", key), zap.String("by", by), zap.String("why", why))
@@ -290,7 +308,10 @@ func pauseKey(org string) string {
 // organization.
 func (d *Dispatcher) Paused(ctx context.Context) (map[string]Control, error) {
 	out := map[string]Control{}
-	lister, err := d.store.kv.ListKeysFiltered(ctx, "ctl.pause", "ctl.pause.*")
+	lister, err := d.store.ctl.ListKeysFiltered(ctx, "ctl.pause", "ctl.pause.*")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return out, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -307,8 +328,8 @@ func (d *Dispatcher) Paused(ctx context.Context) (map[string]Control, error) {
 // Cancel stops a cascade; with c.StopRuns, its runs that have not started
 // applying are stopped too.
 func (d *Dispatcher) Cancel(ctx context.Context, id string, c Control) error {
-	if _, err := d.store.plan(ctx, id); err != nil {
-		return fmt.Errorf("cascade %s: %w", id, err)
+	if _, err := d.cascadePlan(ctx, id); err != nil {
+		return err
 	}
 	if err := d.putControl(ctx, "ctl.cancel."+id, c); err != nil {
 		return err
@@ -320,12 +341,12 @@ func (d *Dispatcher) Cancel(ctx context.Context, id string, c Control) error {
 // Retry runs a failed (or preflight-blocked) member again, and resumes
 // what it blocked.
 func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Control) error {
-	p, err := d.store.plan(ctx, id)
+	p, err := d.cascadePlan(ctx, id)
 	if err != nil {
-		return fmt.Errorf("cascade %s: %w", id, err)
+		return err
 	}
 	if p.Index(workspaceID) < 0 {
-		return fmt.Errorf("workspace %s is not a member of cascade %s", workspaceID, id)
+		return fmt.Errorf("%w: workspace %s is not a member of cascade %s", ErrBadControl, workspaceID, id)
 	}
 	if err := c.validate(); err != nil {
 		return err
@@ -390,8 +411,8 @@ func (d *Dispatcher) reopen(ctx context.Context, id string) error {
 
 // Approve lets a cascade the blast-radius guard holds go.
 func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
-	if _, err := d.store.plan(ctx, id); err != nil {
-		return fmt.Errorf("cascade %s: %w", id, err)
+	if _, err := d.cascadePlan(ctx, id); err != nil {
+		return err
 	}
 	if err := d.putControl(ctx, "ctl.approve."+id, c); err != nil {
 		return err
@@ -404,12 +425,12 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion) error {
 	for _, x := range excl {
 		if (x.Name == "") == (x.Tag == "") || x.By == "" {
-			return errors.New("an exclusion names a workspace or a tag (not both), and who decided")
+			return fmt.Errorf("%w: an exclusion names a workspace or a tag (not both), and who decided", ErrBadControl)
 		}
 	}
 	data, _ := json.Marshal(excl)
 	d.store.count(1)
-	if _, err := d.store.kv.Put(ctx, "ctl.exclude", data); err != nil {
+	if _, err := d.store.ctl.Put(ctx, "ctl.exclude", data); err != nil {
 		return err
 	}
 	return d.lookAtRunning(ctx, "")
@@ -426,12 +447,12 @@ func (d *Dispatcher) Exclusions(ctx context.Context) ([]Exclusion, error) {
 func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze) error {
 	for _, f := range fs {
 		if !f.End.After(f.Start) || f.By == "" {
-			return errors.New("a freeze window ends after it starts, and says who decided")
+			return fmt.Errorf("%w: a freeze window ends after it starts, and says who decided", ErrBadControl)
 		}
 	}
 	data, _ := json.Marshal(fs)
 	d.store.count(1)
-	if _, err := d.store.kv.Put(ctx, "ctl.freeze", data); err != nil {
+	if _, err := d.store.ctl.Put(ctx, "ctl.freeze", data); err != nil {
 		return err
 	}
 	return d.lookAtRunning(ctx, "")

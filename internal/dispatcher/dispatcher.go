@@ -54,6 +54,10 @@ type Options struct {
 	Consumer    string // its durable consumer; default "dispatcher"
 	Bucket      string // KV bucket of cascade state; default "cascades"
 	LeaseBucket string // KV bucket of cascade leases; default "cascade-leases"
+	// ControlBucket holds the operators' controls that outlive cascades
+	// (pauses, freeze windows, exclusions): no TTL; default
+	// "cascade-controls".
+	ControlBucket string
 	// Replicas of the KV buckets: the stream's, so that losing a NATS node
 	// loses no cascade; default 1.
 	Replicas int
@@ -126,6 +130,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if d.LeaseBucket == "" {
 		d.LeaseBucket = "cascade-leases"
+	}
+	if d.ControlBucket == "" {
+		d.ControlBucket = "cascade-controls"
 	}
 	defInt(&d.Replicas, 1)
 	def(&d.StateTTL, 7*24*time.Hour)
@@ -226,6 +233,13 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create KV bucket %s: %w", o.LeaseBucket, err)
 	}
+	ctl, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: o.ControlBucket, Description: "operators' controls of the run-trigger orchestrator, with who changed them",
+		History: 10, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create KV bucket %s: %w", o.ControlBucket, err)
+	}
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
 	}
@@ -233,7 +247,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		deps.Log = zap.NewNop()
 	}
 	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
-	d.store = newStore(kv, d.malformedRecord)
+	d.store = newStore(kv, ctl, d.malformedRecord)
 	d.tools = &toolCache{list: deps.ToolVersions, ttl: o.CacheTTL, now: o.Now}
 	return d, nil
 }

@@ -260,9 +260,6 @@ func (h *harness) person(d *dispatcher.Dispatcher, id string, names ...string) {
 	}()
 }
 
-// checkOnce checks C2, C3 and C7 from TFE's own records: every member that
-// applied has exactly one applied run since the cascade started, created
-// after every upstream's run applied, and no member has a run left going.
 // describeRuns says what each run was, for a failure's message.
 func describeRuns(runs []*tfe.Run) string {
 	var b strings.Builder
@@ -273,6 +270,9 @@ func describeRuns(runs []*tfe.Run) string {
 	return b.String()
 }
 
+// checkOnce checks C2, C3 and C7 from TFE's own records: every member that
+// applied has exactly one applied run since the cascade started, created
+// after every upstream's run applied, and no member has a run left going.
 func (h *harness) checkOnce(v *dispatcher.View, rootRun string) {
 	h.t.Helper()
 	root, err := h.client.Runs.Read(h.ctx, rootRun)

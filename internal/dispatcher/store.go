@@ -28,23 +28,45 @@ import (
 //	run.<run>                the cascade a run belongs to (created or taken)
 //	root.<run>               a root handled without a cascade (nothing
 //	                         downstream)
-//	ctl.<...>                operators' controls
+//	ctl.cancel.<cascade>     operators' controls of one cascade (they go
+//	ctl.retry.<cascade>      with its other records)
+//	ctl.approve.<cascade>
+//
+// and in the controls bucket, which keeps its records until they are
+// changed (no TTL) with a short history of who changed them:
+//
+//	ctl.pause, ctl.pause.<org>, ctl.freeze, ctl.exclude
 //
 // Every record read back is validated: a malformed one is reported once and
 // set aside, never acted on, and never panics the daemon.
 type store struct {
 	kv  jetstream.KeyValue
-	ops atomic.Int64 // KV operations, for tests and benchmarks
+	ctl jetstream.KeyValue // the operators' controls that outlive cascades
+	ops atomic.Int64       // KV operations, for tests and benchmarks
 
-	mu    sync.Mutex
-	plans map[string]*cascade.Plan // immutable once written: cached for good
-	bad   map[string]bool          // malformed keys already reported
+	mu        sync.Mutex
+	plans     map[string]*cascade.Plan // immutable once written: cached
+	planOrder []string                 // oldest first, to bound the cache
+	bad       map[string]bool          // malformed keys already reported
 
 	onMalformed func(key string, err error)
 }
 
-func newStore(kv jetstream.KeyValue, onMalformed func(string, error)) *store {
-	return &store{kv: kv, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
+// maxCachedPlans bounds the plans kept in memory (a plan of a thousand
+// members is about 150 KB).
+const maxCachedPlans = 128
+
+func newStore(kv, ctl jetstream.KeyValue, onMalformed func(string, error)) *store {
+	return &store{kv: kv, ctl: ctl, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
+}
+
+// bucket is where a key lives: the controls that outlive cascades in the
+// controls bucket, everything else with the cascades.
+func (s *store) bucket(key string) jetstream.KeyValue {
+	if s.ctl != nil && (key == "ctl.freeze" || key == "ctl.exclude" || key == "ctl.pause" || strings.HasPrefix(key, "ctl.pause.")) {
+		return s.ctl
+	}
+	return s.kv
 }
 
 func planKey(id string) string       { return "plan." + id }
@@ -59,7 +81,7 @@ func isMissing(err error) bool       { return errors.Is(err, jetstream.ErrKeyNot
 func (s *store) count(n int)         { s.ops.Add(int64(n)) }
 func (s *store) get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	s.count(1)
-	return s.kv.Get(ctx, key)
+	return s.bucket(key).Get(ctx, key)
 }
 
 // isConflict reports a compare-and-swap that lost: another writer got there
@@ -129,7 +151,14 @@ func (s *store) plan(ctx context.Context, id string) (*cascade.Plan, error) {
 		return nil, s.malformed(e.Key(), err)
 	}
 	s.mu.Lock()
-	s.plans[id] = p
+	if _, ok := s.plans[id]; !ok {
+		s.plans[id] = p
+		s.planOrder = append(s.planOrder, id)
+		if len(s.planOrder) > maxCachedPlans {
+			delete(s.plans, s.planOrder[0])
+			s.planOrder = s.planOrder[1:]
+		}
+	}
 	s.mu.Unlock()
 	return p, nil
 }

@@ -32,8 +32,14 @@ type View struct {
 	FinishedAt   time.Time       `json:"finished_at,omitzero"`
 	DryRun       bool            `json:"dry_run,omitempty"`
 	Cycles       []string        `json:"cycles,omitempty"`
-	Counts       map[string]int  `json:"counts"`
-	Members      []MemberView    `json:"members"`
+	// Operators' controls in force on a running cascade: who paused
+	// dispatching and why, what the blast-radius guard holds, who
+	// cancelled it.
+	Paused    string         `json:"paused,omitempty"`
+	Held      string         `json:"held,omitempty"`
+	Cancelled string         `json:"cancelled,omitempty"`
+	Counts    map[string]int `json:"counts"`
+	Members   []MemberView   `json:"members"`
 }
 
 // MemberView is one workspace of a cascade.
@@ -95,7 +101,21 @@ func (d *Dispatcher) Snapshot(ctx context.Context, id string) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.view(p, meta, st), nil
+	v := d.view(p, meta, st)
+	d.withControls(ctx, p, v)
+	return v, nil
+}
+
+// withControls adds the operators' controls in force to a view.
+func (d *Dispatcher) withControls(ctx context.Context, p *cascade.Plan, v *View) {
+	c, err := d.controls(ctx, p)
+	if err != nil {
+		return // the view is still right about the members
+	}
+	v.Cancelled = c.Cancelled
+	if v.State == StateRunning {
+		v.Paused, v.Held = c.Paused, c.Held
+	}
 }
 
 func (d *Dispatcher) view(p *cascade.Plan, meta Meta, st []cascade.Status) *View {
@@ -223,6 +243,7 @@ func (d *Dispatcher) Watch(ctx context.Context, id string) (<-chan *View, error)
 		ready := false
 		send := func() {
 			v := d.view(p, meta, slices.Clone(st))
+			d.withControls(ctx, p, v)
 			select {
 			case <-out: // drop a view nobody read yet
 			default:

@@ -69,6 +69,9 @@ func (g *Graph) danglingEnd(e Edge) string {
 type Document struct {
 	Workspaces []Workspace `json:"workspaces"`
 	Edges      []Edge      `json:"edges"`
+	// Findings are the graph's lints (cycles first), for tools that read
+	// the document; reading a document ignores them.
+	Findings []Finding `json:"findings"`
 }
 
 // Document returns the graph as a Document, dangling edges included, so
@@ -78,7 +81,11 @@ func (g *Graph) Document() Document {
 	if edges == nil {
 		edges = []Edge{}
 	}
-	return Document{Workspaces: g.Workspaces(), Edges: edges}
+	findings := g.Lint()
+	if findings == nil {
+		findings = []Finding{}
+	}
+	return Document{Workspaces: g.Workspaces(), Edges: edges, Findings: findings}
 }
 
 // FromDocument builds the graph a Document describes.
