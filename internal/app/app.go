@@ -30,6 +30,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/api"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
@@ -172,6 +173,9 @@ func (a *App) Run(ctx context.Context) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.readyz(nc, js, streamName))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
+	if err := a.mountAPI(mux, disp, ctx.Done()); err != nil {
+		return err
+	}
 	mux.Handle("/", webhook.NotFound())
 
 	ln, err := net.Listen("tcp", a.cfg.HTTPListen)
@@ -219,6 +223,35 @@ func (a *App) Run(ctx context.Context) error {
 		return a.shutdown(srv, nc)
 	})
 	return g.Wait()
+}
+
+// mountAPI serves the operator API under /api/ when it has tokens; without
+// any it answers that it is off.
+func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, stop <-chan struct{}) error {
+	tokens, err := a.cfg.API.tokens()
+	if err != nil {
+		return err
+	}
+	if len(tokens) == 0 {
+		mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error": "the operator API is off: start serve with --api-read-token or --api-operate-token"}` + "\n"))
+		})
+		return nil
+	}
+	srv, err := api.New(api.Options{Tokens: tokens, Stop: stop, Log: a.log.Named("api"), Registerer: a.registry,
+		Engine: func() api.Engine {
+			if disp == nil {
+				return nil
+			}
+			return disp
+		}})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/api/", srv)
+	return nil
 }
 
 // SeedFileName is the file in the data directory that holds the NKey user

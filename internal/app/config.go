@@ -15,6 +15,7 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/api"
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
@@ -40,6 +41,8 @@ type Config struct {
 	Watchdog        watchdog.Options
 	DisableWatchdog bool
 	Alerts          AlertsConfig
+	// API is the operator API and its web page; off without tokens.
+	API APIConfig
 	// GraphCacheTTL is how long a workspace's run triggers are trusted;
 	// default 5m.
 	GraphCacheTTL time.Duration
@@ -58,6 +61,26 @@ type TFEConfig struct {
 	// CheckInterval is how often a token TFE refused is tried again, so
 	// that a fixed token recovers without a restart; default 1m.
 	CheckInterval time.Duration
+}
+
+// APIConfig holds the operator API's bearer tokens, by role, as operators
+// give them ("name:secret" or a bare secret).
+type APIConfig struct {
+	ReadTokens    []string
+	OperateTokens []string
+}
+
+// tokens parses the API tokens of both roles.
+func (c APIConfig) tokens() ([]api.Token, error) {
+	read, err := api.ParseTokens(api.RoleRead, c.ReadTokens)
+	if err != nil {
+		return nil, fmt.Errorf("--api-read-token: %w", err)
+	}
+	operate, err := api.ParseTokens(api.RoleOperate, c.OperateTokens)
+	if err != nil {
+		return nil, fmt.Errorf("--api-operate-token: %w", err)
+	}
+	return append(read, operate...), nil
 }
 
 // AlertsConfig says where alerts go besides the log and NATS.
@@ -121,7 +144,7 @@ func (c *Config) withDefaults() Config {
 func (c *Config) Validate() error {
 	d := c.withDefaults()
 	for _, check := range []func() error{d.validateListeners, d.validateNATS, d.validateWebhook, d.validateStream,
-		d.validateTFE, d.validateDispatcher, d.validateWatchdog, d.validateAlerts} {
+		d.validateTFE, d.validateDispatcher, d.validateWatchdog, d.validateAlerts, d.validateAPI} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -135,6 +158,18 @@ func (c *Config) Validate() error {
 		if f.v < 0 {
 			return fmt.Errorf("%s (%s) must not be negative", f.flag, duration(f.v))
 		}
+	}
+	return nil
+}
+
+func (c *Config) validateAPI() error {
+	tokens, err := c.API.tokens()
+	if err != nil {
+		return err
+	}
+	_, err = api.New(api.Options{Tokens: tokens})
+	if err != nil {
+		return fmt.Errorf("--api-read-token, --api-operate-token: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,204 @@
+// Package api is the operator API: cascades as the engine's read model
+// shows them, "why" for a workspace, and the operators' controls, over
+// versioned JSON on HTTP (documented in docs/api.md). The CLI and the web
+// page use it, through Client or from the browser.
+//
+// It guarantees that nothing is read or changed without a bearer token of
+// the right role (tokens compared in constant time, never logged), that
+// every error is JSON a person can act on, and that it never touches the
+// engine's storage: it calls the engine's read model and controls.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
+)
+
+// Engine is what the API uses of the cascade engine (*dispatcher.Dispatcher).
+type Engine interface {
+	List(ctx context.Context, f dispatcher.Filter) ([]dispatcher.Summary, error)
+	Snapshot(ctx context.Context, id string) (*dispatcher.View, error)
+	Watch(ctx context.Context, id string) (<-chan *dispatcher.View, error)
+	Why(ctx context.Context, org, workspace string) (*dispatcher.Why, error)
+	Pause(ctx context.Context, org string, c dispatcher.Control) error
+	Resume(ctx context.Context, org, by, why string) error
+	Paused(ctx context.Context) (map[string]dispatcher.Control, error)
+	Cancel(ctx context.Context, id string, c dispatcher.Control) error
+	Retry(ctx context.Context, id, workspaceID string, c dispatcher.Control) error
+	Approve(ctx context.Context, id string, c dispatcher.Control) error
+	SetExclusions(ctx context.Context, excl []dispatcher.Exclusion) error
+	Exclusions(ctx context.Context) ([]dispatcher.Exclusion, error)
+	SetFreezes(ctx context.Context, fs []dispatcher.Freeze) error
+	Freezes(ctx context.Context) ([]dispatcher.Freeze, error)
+}
+
+// Options configure the API.
+type Options struct {
+	Tokens []Token
+	// Engine returns the engine, or nil while there is none (the daemon
+	// ingests only, without a TFE token).
+	Engine func() Engine
+	// Stop ends the watch streams (the server is shutting down).
+	Stop <-chan struct{}
+	// KeepAlive is how often a watch stream sends a comment; default 15s.
+	KeepAlive time.Duration
+	Log       *zap.Logger
+	// Registerer receives orchestrator_api_requests_total; nil: none.
+	Registerer prometheus.Registerer
+}
+
+// Server is the API's HTTP handler, for the paths under /api/.
+type Server struct {
+	opts     Options
+	keys     *keyring
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+}
+
+// New checks the tokens and returns the API.
+func New(opts Options) (*Server, error) {
+	keys, err := newKeyring(opts.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = 15 * time.Second
+	}
+	if opts.Engine == nil {
+		opts.Engine = func() Engine { return nil }
+	}
+	s := &Server{opts: opts, keys: keys, mux: http.NewServeMux(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_api_requests_total",
+			Help: "Operator API requests by route and status code.",
+		}, []string{"route", "code"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(s.requests)
+	}
+	s.route("GET /api/v1/whoami", RoleRead, s.whoami)
+	s.route("GET /api/v1/cascades", RoleRead, s.list)
+	s.route("GET /api/v1/cascades/{id}", RoleRead, s.show)
+	s.route("GET /api/v1/cascades/{id}/watch", RoleRead, s.watch)
+	s.route("GET /api/v1/why/{workspace}", RoleRead, s.why)
+	s.route("GET /api/v1/controls", RoleRead, s.controls)
+	s.route("POST /api/v1/pause", RoleOperate, s.pause)
+	s.route("POST /api/v1/resume", RoleOperate, s.resume)
+	s.route("POST /api/v1/cascades/{id}/cancel", RoleOperate, s.cancel)
+	s.route("POST /api/v1/cascades/{id}/retry", RoleOperate, s.retry)
+	s.route("POST /api/v1/cascades/{id}/approve", RoleOperate, s.approve)
+	s.route("PUT /api/v1/freezes", RoleOperate, s.setFreezes)
+	s.route("PUT /api/v1/exclusions", RoleOperate, s.setExclusions)
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.requests.WithLabelValues("other", "404").Inc()
+		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path+" (see docs/api.md)")
+	})
+	return s, nil
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// call is one authenticated request: who made it, with what role.
+type call struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	who    string
+	role   Role
+	engine Engine
+}
+
+// route registers a handler that runs only for a token of at least role,
+// with the engine running.
+func (s *Server) route(pattern string, role Role, h func(*call) (int, any)) {
+	label := pattern[strings.Index(pattern, " ")+1:]
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		code := s.serve(w, r, role, h)
+		s.requests.WithLabelValues(label, strconv.Itoa(code)).Inc()
+	})
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, role Role, h func(*call) (int, any)) int {
+	w.Header().Set("Cache-Control", "no-store")
+	who, got := s.keys.who(r)
+	switch {
+	case got == 0:
+		s.opts.Log.Warn("API request refused: no valid token", zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr))
+		w.Header().Set("WWW-Authenticate", `Bearer realm="orchestrator"`)
+		return writeError(w, http.StatusUnauthorized, "a bearer token is needed (Authorization: Bearer <token>)")
+	case got < role:
+		s.opts.Log.Warn("API request refused: role too weak", zap.String("path", r.URL.Path), zap.String("token", who))
+		return writeError(w, http.StatusForbidden, fmt.Sprintf("token %s has the %s role; this needs %s", who, got, role))
+	}
+	engine := s.opts.Engine()
+	if engine == nil {
+		return writeError(w, http.StatusServiceUnavailable, "the cascade engine is not running here (the daemon has no --tfe-token)")
+	}
+	code, body := h(&call{w: w, r: r, who: who, role: got, engine: engine})
+	if code == 0 { // the handler answered itself (a stream)
+		return http.StatusOK
+	}
+	if err, ok := body.(error); ok {
+		if code >= 500 {
+			s.opts.Log.Error("API request failed", zap.String("path", r.URL.Path), zap.Error(err))
+		}
+		return writeError(w, code, err.Error())
+	}
+	return writeJSON(w, code, body)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+	return code
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) int {
+	return writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// failed maps an engine error to a status: an unknown cascade is a 404,
+// a refused control a 400, the rest the engine's trouble.
+func failed(err error) (int, any) {
+	switch {
+	case errors.Is(err, dispatcher.ErrNoCascade):
+		return http.StatusNotFound, err
+	case errors.Is(err, dispatcher.ErrBadControl):
+		return http.StatusBadRequest, err
+	}
+	return http.StatusServiceUnavailable, fmt.Errorf("the engine could not answer: %w", err)
+}
+
+// decodeBody reads a JSON body of at most 64 KiB into v, refusing unknown
+// fields, with errors that name what is wrong.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("the request needs a JSON body")
+		}
+		return fmt.Errorf("the body is not what this request takes: %v", err)
+	}
+	return nil
+}
+
+// jsonLine is v as JSON on one line, for an event stream's data field.
+func jsonLine(v any) ([]byte, error) { return json.Marshal(v) }

@@ -1,0 +1,340 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
+)
+
+// WhoAmI is the token's name and role: the page shows the controls only
+// to the operate role.
+type WhoAmI struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+func (s *Server) whoami(c *call) (int, any) {
+	return http.StatusOK, WhoAmI{Name: c.who, Role: c.role.String()}
+}
+
+// CascadeList is the answer to a list.
+type CascadeList struct {
+	Cascades []dispatcher.Summary `json:"cascades"`
+}
+
+func (s *Server) list(c *call) (int, any) {
+	q := c.r.URL.Query()
+	f := dispatcher.Filter{Organization: q.Get("organization"), Workspace: q.Get("workspace"), State: q.Get("state")}
+	switch f.State {
+	case "", dispatcher.StateRunning, dispatcher.StateDone, dispatcher.StateSetAside:
+	default:
+		return http.StatusBadRequest, fmt.Errorf("state %q: want running, done or set_aside", f.State)
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return http.StatusBadRequest, fmt.Errorf("since %q: want a time as RFC 3339 (2026-11-23T10:00:00Z)", v)
+		}
+		f.Since = t
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return http.StatusBadRequest, fmt.Errorf("limit %q: want a number from 1 to 1000", v)
+		}
+		limit = n
+	}
+	list, err := c.engine.List(c.r.Context(), f)
+	if err != nil {
+		return failed(err)
+	}
+	if len(list) > limit {
+		list = list[:limit]
+	}
+	if list == nil {
+		list = []dispatcher.Summary{}
+	}
+	return http.StatusOK, CascadeList{Cascades: list}
+}
+
+func (s *Server) show(c *call) (int, any) {
+	v, err := c.engine.Snapshot(c.r.Context(), c.r.PathValue("id"))
+	if err != nil {
+		return failed(err)
+	}
+	return http.StatusOK, v
+}
+
+// watch streams a cascade's views as server-sent events until the client
+// goes, or the server stops.
+func (s *Server) watch(c *call) (int, any) {
+	ctx := c.r.Context()
+	views, err := c.engine.Watch(ctx, c.r.PathValue("id"))
+	if err != nil {
+		return failed(err)
+	}
+	rc := http.NewResponseController(c.w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
+	h := c.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("X-Accel-Buffering", "no")
+	c.w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	tick := time.NewTicker(s.opts.KeepAlive)
+	defer tick.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return 0, nil
+		case <-s.opts.Stop:
+			return 0, nil
+		case <-tick.C:
+			_, err = fmt.Fprint(c.w, ": keep-alive\n\n")
+		case v, ok := <-views:
+			if !ok {
+				return 0, nil
+			}
+			data, merr := jsonLine(v)
+			if merr != nil {
+				return 0, nil
+			}
+			_, err = fmt.Fprintf(c.w, "event: view\ndata: %s\n\n", data)
+		}
+		if err == nil {
+			err = rc.Flush()
+		}
+		if err != nil {
+			return 0, nil // the client went away
+		}
+	}
+}
+
+func (s *Server) why(c *call) (int, any) {
+	w, err := c.engine.Why(c.r.Context(), c.r.URL.Query().Get("organization"), c.r.PathValue("workspace"))
+	if err != nil {
+		return failed(err)
+	}
+	return http.StatusOK, w
+}
+
+// Controls is what operators decided that holds now.
+type Controls struct {
+	// Paused: by organization, "" for everywhere.
+	Paused     map[string]dispatcher.Control `json:"paused"`
+	Freezes    []dispatcher.Freeze           `json:"freezes"`
+	Exclusions []dispatcher.Exclusion        `json:"exclusions"`
+}
+
+func (s *Server) controls(c *call) (int, any) {
+	ctx := c.r.Context()
+	paused, err := c.engine.Paused(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	freezes, err := c.engine.Freezes(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	excl, err := c.engine.Exclusions(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	if freezes == nil {
+		freezes = []dispatcher.Freeze{}
+	}
+	if excl == nil {
+		excl = []dispatcher.Exclusion{}
+	}
+	return http.StatusOK, Controls{Paused: paused, Freezes: freezes, Exclusions: excl}
+}
+
+// Decision is the body of a control: who (optional: the token's name
+// stands for it) and why (required).
+type Decision struct {
+	By  string `json:"by,omitempty"`
+	Why string `json:"why"`
+}
+
+// control turns a decision into the engine's record of it: the person's
+// name as given, and the token it came with.
+func (c *call) control(d Decision) (dispatcher.Control, error) {
+	if d.Why == "" {
+		return dispatcher.Control{}, errors.New("why: say why (it is recorded with the control)")
+	}
+	by := c.who
+	if d.By != "" && d.By != c.who {
+		by = d.By + " (token " + c.who + ")"
+	}
+	return dispatcher.Control{By: by, Why: d.Why}, nil
+}
+
+// PauseRequest pauses or resumes one organization, or everything.
+type PauseRequest struct {
+	Decision
+	Organization string `json:"organization,omitempty"`
+}
+
+func (s *Server) pause(c *call) (int, any) {
+	var req PauseRequest
+	if err := decodeBody(c.r, &req); err != nil {
+		return http.StatusBadRequest, err
+	}
+	ctl, err := c.control(req.Decision)
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	if err := c.engine.Pause(c.r.Context(), req.Organization, ctl); err != nil {
+		return failed(err)
+	}
+	s.opts.Log.Info("dispatching paused", zap.String("organization", req.Organization), zap.String("by", ctl.By), zap.String("why", ctl.Why))
+	return s.controls(c)
+}
+
+func (s *Server) resume(c *call) (int, any) {
+	var req PauseRequest
+	if err := decodeBody(c.r, &req); err != nil {
+		return http.StatusBadRequest, err
+	}
+	ctl, err := c.control(req.Decision)
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	if err := c.engine.Resume(c.r.Context(), req.Organization, ctl.By, ctl.Why); err != nil {
+		return failed(err)
+	}
+	s.opts.Log.Info("dispatching resumed", zap.String("organization", req.Organization), zap.String("by", ctl.By), zap.String("why", ctl.Why))
+	return s.controls(c)
+}
+
+// CancelRequest cancels a cascade.
+type CancelRequest struct {
+	Decision
+	// StopRuns: also stop its runs that have not started applying.
+	StopRuns bool `json:"stop_runs,omitempty"`
+}
+
+func (s *Server) cancel(c *call) (int, any) {
+	var req CancelRequest
+	if err := decodeBody(c.r, &req); err != nil {
+		return http.StatusBadRequest, err
+	}
+	ctl, err := c.control(req.Decision)
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	ctl.StopRuns = req.StopRuns
+	id := c.r.PathValue("id")
+	if err := c.engine.Cancel(c.r.Context(), id, ctl); err != nil {
+		return failed(err)
+	}
+	return s.show(c)
+}
+
+// RetryRequest runs a failed or blocked member again.
+type RetryRequest struct {
+	Decision
+	// Workspace: the member, by name or ID.
+	Workspace string `json:"workspace"`
+}
+
+func (s *Server) retry(c *call) (int, any) {
+	var req RetryRequest
+	if err := decodeBody(c.r, &req); err != nil {
+		return http.StatusBadRequest, err
+	}
+	ctl, err := c.control(req.Decision)
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	id := c.r.PathValue("id")
+	v, err := c.engine.Snapshot(c.r.Context(), id)
+	if err != nil {
+		return failed(err)
+	}
+	i := slices.IndexFunc(v.Members, func(m dispatcher.MemberView) bool {
+		return req.Workspace != "" && (m.Name == req.Workspace || m.WorkspaceID == req.Workspace)
+	})
+	if i < 0 {
+		return http.StatusBadRequest, fmt.Errorf("workspace: %q is not a member of cascade %s", req.Workspace, id)
+	}
+	if err := c.engine.Retry(c.r.Context(), id, v.Members[i].WorkspaceID, ctl); err != nil {
+		return failed(err)
+	}
+	return s.show(c)
+}
+
+func (s *Server) approve(c *call) (int, any) {
+	var req Decision
+	if err := decodeBody(c.r, &req); err != nil {
+		return http.StatusBadRequest, err
+	}
+	ctl, err := c.control(req)
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	if err := c.engine.Approve(c.r.Context(), c.r.PathValue("id"), ctl); err != nil {
+		return failed(err)
+	}
+	return s.show(c)
+}
+
+// FreezesRequest replaces the freeze windows.
+type FreezesRequest struct {
+	Freezes []dispatcher.Freeze `json:"freezes"`
+}
+
+func (s *Server) setFreezes(c *call) (int, any) {
+	var req FreezesRequest
+	if err := decodeBody(c.r, &req); err != nil {
+		return http.StatusBadRequest, err
+	}
+	for i := range req.Freezes {
+		f := &req.Freezes[i]
+		ctl, err := c.control(Decision{By: f.By, Why: f.Why})
+		if err != nil {
+			return http.StatusBadRequest, fmt.Errorf("freezes[%d].%v", i, err)
+		}
+		f.By = ctl.By
+	}
+	if err := c.engine.SetFreezes(c.r.Context(), req.Freezes); err != nil {
+		return failed(err)
+	}
+	return s.controls(c)
+}
+
+// ExclusionsRequest replaces the exclusions.
+type ExclusionsRequest struct {
+	Exclusions []dispatcher.Exclusion `json:"exclusions"`
+}
+
+func (s *Server) setExclusions(c *call) (int, any) {
+	var req ExclusionsRequest
+	if err := decodeBody(c.r, &req); err != nil {
+		return http.StatusBadRequest, err
+	}
+	now := time.Now()
+	for i := range req.Exclusions {
+		x := &req.Exclusions[i]
+		ctl, err := c.control(Decision{By: x.By, Why: x.Why})
+		if err != nil {
+			return http.StatusBadRequest, fmt.Errorf("exclusions[%d].%v", i, err)
+		}
+		x.By = ctl.By
+		if x.At.IsZero() {
+			x.At = now
+		}
+	}
+	if err := c.engine.SetExclusions(c.r.Context(), req.Exclusions); err != nil {
+		return failed(err)
+	}
+	return s.controls(c)
+}
