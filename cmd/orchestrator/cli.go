@@ -31,6 +31,9 @@ func usagef(format string, args ...any) error {
 type command struct {
 	name    string
 	summary string
+	// args names the positional arguments the command takes, in usage
+	// ("ID WORKSPACE"); a command without takes none.
+	args string
 	// setup defines the command's flags and returns the function that runs
 	// it once they are parsed.
 	setup func(fs *flagSet) func(env *runEnv) error
@@ -38,6 +41,7 @@ type command struct {
 
 // runEnv is what a command runs with.
 type runEnv struct {
+	args   []string // positional arguments, as many as the command names
 	ctx    context.Context
 	log    *zap.Logger
 	stdout io.Writer
@@ -48,7 +52,8 @@ type runEnv struct {
 // that sets them when the command line does not.
 type flagSet struct {
 	*flag.FlagSet
-	env map[string]string // flag name → environment variable
+	env        map[string]string // flag name → environment variable
+	positional []string          // the arguments that are not flags, in order
 }
 
 func newFlagSet(name string, stderr io.Writer) *flagSet {
@@ -196,8 +201,22 @@ func (fs *flagSet) secret(name, env, usage string) func() (string, error) {
 // parse parses args, then applies environment variables to the flags the
 // command line did not set.
 func (fs *flagSet) parse(args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+	// Flags may come after positional arguments too ("show ID --output
+	// json"); "--" ends the flags.
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			fs.positional = append(fs.positional, rest...)
+			break
+		}
+		fs.positional = append(fs.positional, rest[0])
+		args = rest[1:]
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -254,7 +273,11 @@ func (fs *flagSet) positive(names ...string) error {
 func (fs *flagSet) usage(cmd *command) func() {
 	return func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: orchestrator %s [flags]\n\n%s\n\nFlags:\n", cmd.name, cmd.summary)
+		args := ""
+		if cmd.args != "" {
+			args = " " + cmd.args
+		}
+		fmt.Fprintf(w, "Usage: orchestrator %s%s [flags]\n\n%s\n\nFlags:\n", cmd.name, args, cmd.summary)
 		fs.VisitAll(func(f *flag.Flag) {
 			line := "  --" + f.Name
 			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {

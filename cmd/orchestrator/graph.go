@@ -160,7 +160,10 @@ func printGraph(env *runEnv, g *graph.Graph, format, root string) error {
 	}
 	findings := g.Lint()
 	out := env.stdout
-	if format != "text" {
+	switch {
+	case format == "json" && root == "":
+		out = io.Discard // the document holds them
+	case format != "text":
 		out = env.stderr
 	}
 	cycles := 0

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/graph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
 
@@ -48,9 +51,16 @@ func TestGraphFromTFEAndFromItsJSON(t *testing.T) {
 		}
 	}
 
-	_, jsonOut, stderr := runCmd(t, env, "graph", "--organization", "acme", "--format", "json")
-	if !strings.Contains(stderr, "cycle: app → db → app") {
-		t.Errorf("findings of the JSON format do not go to stderr: %q", stderr)
+	code, jsonOut, _ := runCmd(t, env, "graph", "--organization", "acme", "--format", "json")
+	var doc struct {
+		Findings []graph.Finding `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(jsonOut), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if code != exitFindings || !slices.Contains(doc.Findings, graph.Finding{Kind: graph.FindingCycle, Message: "app → db → app"}) ||
+		!slices.Contains(doc.Findings, graph.Finding{Kind: graph.FindingLocalTarget, Message: "network → laptop: laptop uses local execution and cannot run remotely"}) {
+		t.Errorf("the JSON format's findings (exit %d): %+v; want the cycle and the local target, exit 3", code, doc.Findings)
 	}
 	file := filepath.Join(t.TempDir(), "graph.json")
 	if err := os.WriteFile(file, []byte(jsonOut), 0o600); err != nil {

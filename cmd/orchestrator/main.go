@@ -32,7 +32,9 @@ func main() {
 }
 
 func commands() []*command {
-	return []*command{demoCommand(), serveCommand(), graphCommand(), notificationsInstallCommand(), tfesimCommand(), versionCommand()}
+	return []*command{demoCommand(), serveCommand(), cascadesListCommand(), cascadesShowCommand(), cascadesWatchCommand(),
+		cascadesCancelCommand(), cascadesRetryCommand(), cascadesApproveCommand(), pauseCommand(false), pauseCommand(true), whyCommand(),
+		graphCommand(), notificationsInstallCommand(), tfesimCommand(), versionCommand()}
 }
 
 // run runs the command that args name and returns the exit code.
@@ -72,8 +74,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "orchestrator %s: %v\n", cmd.name, err)
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "orchestrator %s: unexpected arguments: %v\n", cmd.name, fs.Args())
+	if want := len(strings.Fields(cmd.args)); len(fs.positional) != want {
+		if want == 0 {
+			fmt.Fprintf(stderr, "orchestrator %s: unexpected arguments: %v\n", cmd.name, fs.positional)
+		} else {
+			fmt.Fprintf(stderr, "orchestrator %s: want %s, got %d arguments (see --help)\n", cmd.name, cmd.args, len(fs.positional))
+		}
 		return exitUsage
 	}
 	log, err := lf.logger(stderr)
@@ -82,7 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitUsage
 	}
 	defer func() { _ = log.Sync() }()
-	err = exec(&runEnv{ctx: ctx, log: log.Named(cmd.name), stdout: stdout, stderr: stderr})
+	err = exec(&runEnv{args: fs.positional, ctx: ctx, log: log.Named(cmd.name), stdout: stdout, stderr: stderr})
 	switch {
 	case err == nil:
 		return exitOK
@@ -105,7 +111,7 @@ func printUsage(w io.Writer, cmds []*command) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-22s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-28s %s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'orchestrator <command> --help' for a command's flags.")

@@ -45,6 +45,8 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	natsPassword := fs.secret("nats-password", "NATS_PASSWORD", "NATS password")
 	natsToken := fs.secret("nats-token", "NATS_TOKEN", "NATS authentication token")
 	tokens := fs.secrets("webhook-token", "ORCHESTRATOR_WEBHOOK_TOKEN", "token of the TFE notification configurations; webhooks must be signed with one")
+	apiRead := fs.secrets("api-read-token", "ORCHESTRATOR_API_READ_TOKEN", "bearer token of the operator API and web page that may read cascades (name:secret or secret)")
+	apiOperate := fs.secrets("api-operate-token", "ORCHESTRATOR_API_OPERATE_TOKEN", "bearer token of the operator API and web page that may also use the controls: pause, cancel, retry (name:secret or secret)")
 	fs.boolVar(&cfg.Webhook.SkipSignature, "insecure-skip-signature", "ORCHESTRATOR_INSECURE_SKIP_SIGNATURE", false, "accept unsigned webhooks when no token is set (never in production)")
 	fs.Int64Var(&cfg.Webhook.MaxBodyBytes, "webhook-max-body", 1<<20, "largest webhook body accepted, in bytes")
 	fs.mirror("webhook-max-body", "ORCHESTRATOR_WEBHOOK_MAX_BODY")
@@ -103,6 +105,12 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 			return app.Config{}, err
 		}
 		var err error
+		if cfg.API.ReadTokens, err = apiRead(); err != nil {
+			return app.Config{}, err
+		}
+		if cfg.API.OperateTokens, err = apiOperate(); err != nil {
+			return app.Config{}, err
+		}
 		if cfg.Webhook.Tokens, err = tokens(); err != nil {
 			return app.Config{}, err
 		}

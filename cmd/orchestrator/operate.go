@@ -1,0 +1,471 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/api"
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
+)
+
+// The operators' commands: clients of serve's API (docs/api.md).
+
+// apiFlags are the flags every API command takes.
+type apiFlags struct {
+	server, output, by string
+	token              func() (string, error)
+}
+
+func (a *apiFlags) define(fs *flagSet) {
+	fs.stringVar(&a.server, "server", "ORCHESTRATOR_SERVER", "http://127.0.0.1:8080", "the orchestrator's HTTP address (serve --http-listen)")
+	a.token = fs.secret("token", "ORCHESTRATOR_API_TOKEN", "bearer token of the operator API (serve --api-read-token or --api-operate-token)")
+	fs.stringVar(&a.output, "output", "", "table", "output: table or json")
+}
+
+// client checks the flags and returns the API client.
+func (a *apiFlags) client() (*api.Client, error) {
+	if a.output != "table" && a.output != "json" {
+		return nil, usagef("--output must be table or json, not %q", a.output)
+	}
+	if err := httpURL(a.server); err != nil {
+		return nil, usagef("--server %q: %v", a.server, err)
+	}
+	token, err := a.token()
+	if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		return nil, usagef("give the API token: --token, --token-file or $ORCHESTRATOR_API_TOKEN")
+	}
+	return &api.Client{Server: a.server, Token: token}, nil
+}
+
+// print writes v as JSON with --output json, else calls table.
+func (a *apiFlags) print(w io.Writer, v any, table func(io.Writer) error) error {
+	if a.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if err := table(tw); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// decisionFlags are who (optional) and why (required) of a control.
+type decisionFlags struct{ by, why string }
+
+func (d *decisionFlags) define(fs *flagSet) {
+	fs.stringVar(&d.by, "by", "ORCHESTRATOR_OPERATOR", "", "who decides (recorded with the control; default: the token's name)")
+	fs.stringVar(&d.why, "why", "", "", "why (required; recorded with the control and shown to everyone)")
+}
+
+func (d *decisionFlags) decision() (api.Decision, error) {
+	if strings.TrimSpace(d.why) == "" {
+		return api.Decision{}, usagef("--why is required: say why, it is recorded with the control")
+	}
+	return api.Decision{By: d.by, Why: d.why}, nil
+}
+
+// apiError words an API failure for a person.
+func apiError(err error) error {
+	var e *api.Error
+	if errors.As(err, &e) {
+		switch e.Status {
+		case 401:
+			return fmt.Errorf("the server refused the token: %s", e.Message)
+		case 403:
+			return fmt.Errorf("not allowed: %s", e.Message)
+		}
+		return errors.New(e.Message)
+	}
+	return err
+}
+
+func cascadesListCommand() *command {
+	return &command{
+		name:    "cascades list",
+		summary: "list the cascades the orchestrator keeps, newest first",
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var af apiFlags
+			af.define(fs)
+			var o api.ListOptions
+			var since string
+			fs.stringVar(&o.Organization, "organization", "", "", "only this organization's")
+			fs.stringVar(&o.Workspace, "workspace", "", "", "only those with this workspace (name or ID) as root or member")
+			fs.stringVar(&o.State, "state", "", "", "only those running, done or set_aside")
+			fs.stringVar(&since, "since", "", "", "only those started since: a duration (2h) or a time (2026-11-23T10:00:00Z)")
+			fs.intVar(&o.Limit, "limit", "", 50, "at most this many")
+			return func(env *runEnv) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				if since != "" {
+					if o.Since, err = parseSince(since, time.Now()); err != nil {
+						return err
+					}
+				}
+				list, err := c.List(env.ctx, o)
+				if err != nil {
+					return apiError(err)
+				}
+				return af.print(env.stdout, map[string]any{"cascades": list}, func(w io.Writer) error {
+					fmt.Fprintln(w, "ID\tORGANIZATION\tROOT\tSTATE\tSTARTED\tMEMBERS\tPROGRESS")
+					for _, s := range list {
+						state := s.State
+						if s.Outcome != "" {
+							state += " (" + string(s.Outcome) + ")"
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Organization, s.Root, state,
+							s.StartedAt.Local().Format("2006-01-02 15:04:05"), s.Members, counts(s.Counts))
+					}
+					if len(list) == 0 {
+						fmt.Fprintln(w, "(no cascades)")
+					}
+					return nil
+				})
+			}
+		},
+	}
+}
+
+// parseSince reads a duration back from now, or a time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, usagef("--since %q: want a duration (2h, 30m) or a time (2026-11-23T10:00:00Z)", s)
+}
+
+// counts prints member counts in the order of a cascade's progress.
+func counts(c map[string]int) string {
+	var parts []string
+	for _, st := range cascade.States {
+		if n := c[string(st)]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func cascadesShowCommand() *command {
+	return &command{
+		name:    "cascades show",
+		args:    "ID",
+		summary: "show a cascade: its members in order, their states, reasons and runs",
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var af apiFlags
+			af.define(fs)
+			return func(env *runEnv) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				v, err := c.Show(env.ctx, env.args[0])
+				if err != nil {
+					return apiError(err)
+				}
+				return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+			}
+		},
+	}
+}
+
+// writeView writes a cascade as a person reads it.
+func writeView(w io.Writer, v *dispatcher.View) error {
+	state := v.State
+	if v.Outcome != "" {
+		state += " (" + string(v.Outcome) + ")"
+	}
+	fmt.Fprintf(w, "cascade %s from %s in %s: %s\n", v.ID, v.Root, v.Organization, state)
+	fmt.Fprintf(w, "root run:\t%s\n", orID(v.RootRunURL, v.RootRunID))
+	fmt.Fprintf(w, "started:\t%s\n", v.StartedAt.Local().Format(time.RFC3339))
+	if !v.FinishedAt.IsZero() {
+		fmt.Fprintf(w, "finished:\t%s (took %s)\n", v.FinishedAt.Local().Format(time.RFC3339), v.FinishedAt.Sub(v.StartedAt).Round(time.Second))
+	}
+	for _, l := range []struct{ label, v string }{{"paused", v.Paused}, {"held", v.Held}, {"cancelled", v.Cancelled}, {"reason", v.Reason}} {
+		if l.v != "" {
+			fmt.Fprintf(w, "%s:\t%s\n", l.label, l.v)
+		}
+	}
+	for _, c := range v.Cycles {
+		fmt.Fprintf(w, "cycle:\t%s\n", c)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "LAYER\tWORKSPACE\tSTATE\tRUN\tREASON")
+	for _, m := range v.Members {
+		run := m.RunID
+		if m.Adopted {
+			run += " (TFE's)"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", m.Layer, m.Name, m.State, run, m.Reason)
+	}
+	return nil
+}
+
+func orID(url, id string) string {
+	if url != "" {
+		return url
+	}
+	return id
+}
+
+func cascadesWatchCommand() *command {
+	return &command{
+		name:    "cascades watch",
+		args:    "ID",
+		summary: "follow a cascade until it ends: a line per member that changes (exit 3 if it did not apply)",
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var af apiFlags
+			af.define(fs)
+			return func(env *runEnv) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				last := map[string]string{}
+				var end *dispatcher.View
+				enc := json.NewEncoder(env.stdout)
+				err = c.Watch(env.ctx, env.args[0], func(v *dispatcher.View) bool {
+					if af.output == "json" {
+						_ = enc.Encode(v) // one view per line
+					} else {
+						for _, m := range v.Members {
+							line := fmt.Sprintf("%s %s %s", m.State, m.RunID, m.Reason)
+							if last[m.Name] != line {
+								last[m.Name] = line
+								fmt.Fprintf(env.stdout, "%s  %-24s %-18s %s  %s\n", time.Now().Format("15:04:05"), m.Name, m.State, m.RunID, m.Reason)
+							}
+						}
+					}
+					if v.State == dispatcher.StateRunning {
+						return true
+					}
+					end = v
+					return false
+				})
+				if err != nil {
+					return apiError(err)
+				}
+				if end == nil {
+					return errors.New("the stream ended before the cascade did")
+				}
+				if af.output != "json" {
+					fmt.Fprintf(env.stdout, "cascade %s %s: %s\n", end.ID, end.State, end.Outcome)
+				}
+				if end.Outcome != cascade.OutcomeApplied {
+					return errFindings // told above; exit 1 is for errors
+				}
+				return nil
+			}
+		},
+	}
+}
+
+func cascadesCancelCommand() *command {
+	return &command{
+		name:    "cascades cancel",
+		args:    "ID",
+		summary: "cancel a cascade: it dispatches nothing more (with --stop-runs, its runs that have not started applying are stopped)",
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var af apiFlags
+			af.define(fs)
+			var df decisionFlags
+			df.define(fs)
+			var stop bool
+			fs.boolVar(&stop, "stop-runs", "", false, "also discard or cancel its runs that have not started applying")
+			return func(env *runEnv) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				d, err := df.decision()
+				if err != nil {
+					return err
+				}
+				v, err := c.Cancel(env.ctx, env.args[0], api.CancelRequest{Decision: d, StopRuns: stop})
+				if err != nil {
+					return apiError(err)
+				}
+				return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+			}
+		},
+	}
+}
+
+func cascadesRetryCommand() *command {
+	return &command{
+		name:    "cascades retry",
+		args:    "ID WORKSPACE",
+		summary: "run a failed or blocked member of a cascade again, and resume what it blocked",
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var af apiFlags
+			af.define(fs)
+			var df decisionFlags
+			df.define(fs)
+			return func(env *runEnv) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				d, err := df.decision()
+				if err != nil {
+					return err
+				}
+				v, err := c.Retry(env.ctx, env.args[0], api.RetryRequest{Decision: d, Workspace: env.args[1]})
+				if err != nil {
+					return apiError(err)
+				}
+				return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+			}
+		},
+	}
+}
+
+func cascadesApproveCommand() *command {
+	return &command{
+		name:    "cascades approve",
+		args:    "ID",
+		summary: "let a cascade the blast-radius guard holds (serve --guard-limit) go",
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var af apiFlags
+			af.define(fs)
+			var df decisionFlags
+			df.define(fs)
+			return func(env *runEnv) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				d, err := df.decision()
+				if err != nil {
+					return err
+				}
+				v, err := c.Approve(env.ctx, env.args[0], d)
+				if err != nil {
+					return apiError(err)
+				}
+				return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+			}
+		},
+	}
+}
+
+// pauseCommand is pause or resume.
+func pauseCommand(resume bool) *command {
+	name, summary := "pause", "pause dispatching (everywhere, or in one organization): no cascade starts a run until resume"
+	if resume {
+		name, summary = "resume", "resume dispatching: the paused cascades go on where they stopped"
+	}
+	return &command{
+		name:    name,
+		summary: summary,
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var af apiFlags
+			af.define(fs)
+			var df decisionFlags
+			df.define(fs)
+			var org string
+			fs.stringVar(&org, "organization", "", "", "only this organization (default: everywhere)")
+			return func(env *runEnv) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				if org != "" {
+					if err := organizationName(org); err != nil {
+						return usagef("--organization %q: %v", org, err)
+					}
+				}
+				d, err := df.decision()
+				if err != nil {
+					return err
+				}
+				var ctl *api.Controls
+				if resume {
+					ctl, err = c.Resume(env.ctx, org, d)
+				} else {
+					ctl, err = c.Pause(env.ctx, org, d)
+				}
+				if err != nil {
+					return apiError(err)
+				}
+				return af.print(env.stdout, ctl, func(w io.Writer) error { return writePauses(w, ctl) })
+			}
+		},
+	}
+}
+
+func writePauses(w io.Writer, ctl *api.Controls) error {
+	if len(ctl.Paused) == 0 {
+		fmt.Fprintln(w, "dispatching is not paused anywhere")
+		return nil
+	}
+	orgs := make([]string, 0, len(ctl.Paused))
+	for org := range ctl.Paused {
+		orgs = append(orgs, org)
+	}
+	sort.Strings(orgs)
+	fmt.Fprintln(w, "PAUSED\tBY\tSINCE\tWHY")
+	for _, org := range orgs {
+		p := ctl.Paused[org]
+		if org == "" {
+			org = "everywhere"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", org, p.By, p.At.Local().Format("2006-01-02 15:04"), p.Why)
+	}
+	return nil
+}
+
+func whyCommand() *command {
+	return &command{
+		name:    "why",
+		args:    "WORKSPACE",
+		summary: "say what the cascades kept did to a workspace (by name or ID), and why",
+		setup: func(fs *flagSet) func(*runEnv) error {
+			var af apiFlags
+			af.define(fs)
+			var org string
+			fs.stringVar(&org, "organization", "", "", "the workspace's organization (names are unique only inside one)")
+			return func(env *runEnv) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				why, err := c.Why(env.ctx, org, env.args[0])
+				if err != nil {
+					return apiError(err)
+				}
+				return af.print(env.stdout, why, func(w io.Writer) error {
+					if why.Explanation != "" {
+						fmt.Fprintln(w, why.Explanation)
+					}
+					for _, e := range why.Cascades {
+						fmt.Fprintf(w, "%s  %s  %s\n", e.StartedAt.Local().Format("2006-01-02 15:04:05"), e.CascadeID, e.State)
+						fmt.Fprintf(w, "    %s\n", e.Explanation)
+						if e.RunURL != "" {
+							fmt.Fprintf(w, "    %s\n", e.RunURL)
+						}
+					}
+					if why.Excluded != nil && why.Explanation == "" {
+						fmt.Fprintf(w, "It is excluded from cascades (%s: %s).\n", why.Excluded.By, why.Excluded.Why)
+					}
+					return nil
+				})
+			}
+		},
+	}
+}
