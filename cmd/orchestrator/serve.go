@@ -31,7 +31,7 @@ func serveCommand() *command {
 // serveFlags defines serve's flags and returns the function that turns
 // them, once parsed, into the daemon's configuration.
 func serveFlags(fs *flagSet) func() (app.Config, error) {
-	var cfg app.Config
+	cfg := app.Config{Version: version}
 	fs.stringVar(&cfg.HTTPListen, "http-listen", "ORCHESTRATOR_HTTP_LISTEN", ":8080", "address of the webhook, health and metrics server")
 	fs.stringVar(&cfg.DataDir, "data-dir", "ORCHESTRATOR_DATA_DIR", "data", "directory for the embedded NATS server's store")
 	fs.stringVar(&cfg.NATS.URL, "nats-url", "NATS_URL", "", "NATS server or cluster URL(s); empty runs an embedded JetStream server")

@@ -34,6 +34,12 @@ const (
 	KindTFEUnauthorized = "tfe_unauthorized"
 )
 
+// Kinds lists every kind of alert, for metric labels (anything else counts
+// as "other").
+var Kinds = []string{KindCycle, KindCascadeBlocked, KindDispatchFailed, KindWorkspaceLocked, KindDeprecated, KindStuckRun,
+	KindRunCancelled, KindReminder, KindWebhookRejected, KindUncontrolledRun, KindEventRejected, KindEventDropped,
+	KindMalformedState, KindTFEUnauthorized}
+
 // Severities.
 const (
 	SeverityInfo     = "info"
@@ -86,6 +92,9 @@ func (b *Basic) Raise(_ context.Context, a Alert) {
 	fields := []zap.Field{zap.String("kind", a.Kind), zap.String("severity", a.Severity), zap.String("key", a.Key)}
 	if a.CascadeID != "" {
 		fields = append(fields, zap.String("cascade_id", a.CascadeID))
+	}
+	if a.Workspace != "" {
+		fields = append(fields, zap.String("workspace", a.Workspace))
 	}
 	if a.WorkspaceID != "" {
 		fields = append(fields, zap.String("workspace_id", a.WorkspaceID))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ type Pipeline struct {
 	log     *zap.Logger
 	sinks   []*sinkQueue
 	metrics *prometheus.CounterVec
+	raised  *prometheus.CounterVec
 
 	mu   sync.Mutex
 	sent map[string]time.Time // key → when last let through
@@ -60,7 +62,8 @@ type sinkQueue struct {
 }
 
 // NewPipeline returns a pipeline over basic and sinks; reg, when not nil,
-// receives the orchestrator_alerts_total counter.
+// receives the orchestrator_alerts_total and
+// orchestrator_alerts_raised_total counters.
 func NewPipeline(opts PipelineOptions, basic *Basic, sinks []Sink, reg prometheus.Registerer) *Pipeline {
 	if opts.Window == 0 {
 		opts.Window = 15 * time.Minute
@@ -83,9 +86,13 @@ func NewPipeline(opts PipelineOptions, basic *Basic, sinks []Sink, reg prometheu
 			Name: "orchestrator_alerts_total",
 			Help: "Alerts by sink (log, nats, webhook, slack, ...) and result (sent, failed, deduplicated, dropped).",
 		}, []string{"sink", "result"}),
+		raised: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_alerts_raised_total",
+			Help: "Alerts raised (after de-duplication), by kind and severity.",
+		}, []string{"kind", "severity"}),
 	}
 	if reg != nil {
-		reg.MustRegister(p.metrics)
+		reg.MustRegister(p.metrics, p.raised)
 	}
 	for _, s := range sinks {
 		p.sinks = append(p.sinks, &sinkQueue{sink: s, wake: make(chan struct{}, 1)})
@@ -118,6 +125,14 @@ func (p *Pipeline) Raise(ctx context.Context, a Alert) {
 	}
 	p.basic.Raise(ctx, a)
 	p.metrics.WithLabelValues("log", "sent").Inc()
+	kind, severity := a.Kind, a.Severity
+	if !slices.Contains(Kinds, kind) {
+		kind = "other"
+	}
+	if severity != SeverityInfo && severity != SeverityWarning && severity != SeverityCritical {
+		severity = "other"
+	}
+	p.raised.WithLabelValues(kind, severity).Inc()
 	for _, q := range p.sinks {
 		q.mu.Lock()
 		if len(q.queue) >= p.opts.Queue {

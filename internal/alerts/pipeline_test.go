@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -183,5 +185,26 @@ func TestSinkErrorsHideTheURL(t *testing.T) {
 		if strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "hooks.example.com") {
 			t.Errorf("%s: the error shows the URL: %v", sink.Name(), err)
 		}
+	}
+}
+
+// Alerts raised are counted by kind and severity, once each however often
+// they repeat within the window; a kind nobody declared counts as other.
+func TestRaisedAlertsAreCountedByKind(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := alerts.NewPipeline(alerts.PipelineOptions{Window: time.Minute}, &alerts.Basic{Log: zap.NewNop()}, nil, reg)
+	p.Raise(context.Background(), sample)
+	p.Raise(context.Background(), sample)
+	odd := sample
+	odd.Kind, odd.Severity, odd.Key = "made_up", "dire", "odd"
+	p.Raise(context.Background(), odd)
+	want := `
+# HELP orchestrator_alerts_raised_total Alerts raised (after de-duplication), by kind and severity.
+# TYPE orchestrator_alerts_raised_total counter
+orchestrator_alerts_raised_total{kind="other",severity="other"} 1
+orchestrator_alerts_raised_total{kind="` + sample.Kind + `",severity="` + sample.Severity + `"} 1
+`
+	if err := promtest.GatherAndCompare(reg, strings.NewReader(want), "orchestrator_alerts_raised_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -68,7 +68,9 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &App{cfg: cfg.withDefaults(), log: log, registry: prometheus.NewRegistry(), ready: make(chan struct{})}, nil
+	a := &App{cfg: cfg.withDefaults(), log: log, registry: prometheus.NewRegistry(), ready: make(chan struct{})}
+	a.registerBuildInfo()
+	return a, nil
 }
 
 // Ready is closed once the daemon serves HTTP.
@@ -91,6 +93,7 @@ func (a *App) NATSURL() string {
 
 // Run starts the daemon and serves until ctx ends or a part fails.
 func (a *App) Run(ctx context.Context) error {
+	a.logStart()
 	if a.cfg.Webhook.SkipSignature {
 		a.log.Warn("webhook signatures are not checked (--insecure-skip-signature): whoever reaches the http port can start cascades; never in production",
 			zap.String("http", a.cfg.HTTPListen))

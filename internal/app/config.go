@@ -24,6 +24,9 @@ import (
 
 // Config is the daemon's configuration. Zero fields take the defaults.
 type Config struct {
+	// Version is the binary's version, for the startup line and
+	// orchestrator_build_info.
+	Version string
 	// HTTPListen is the address of the webhook, health and metrics server;
 	// default ":8080".
 	HTTPListen string
@@ -113,6 +116,9 @@ func (c *Config) withDefaults() Config {
 	out := *c
 	if out.HTTPListen == "" {
 		out.HTTPListen = ":8080"
+	}
+	if out.Version == "" {
+		out.Version = "dev"
 	}
 	if out.DataDir == "" {
 		out.DataDir = "data"

@@ -157,6 +157,13 @@ func (o *operators) appliedOnce(v *dispatcher.View, name string) {
 	}
 }
 
+// scrape returns d's /metrics.
+func scrape(t *testing.T, d *daemon) string {
+	t.Helper()
+	_, body := get(t, d.url("/metrics"))
+	return body
+}
+
 func done(v *dispatcher.View) bool { return v.State == dispatcher.StateDone }
 
 // states says how each member stands, for a failure's message.
@@ -273,6 +280,13 @@ func TestPauseHoldsEveryReplicaAndResumeContinues(t *testing.T) {
 	if n := o.created("net", id); n != 0 {
 		t.Fatalf("a paused cascade created %d runs in net", n)
 	}
+	for _, d := range []*daemon{o.a, o.b} {
+		waitFor(t, "every replica's metrics to show the paused cascade", func() bool {
+			m := scrape(t, d)
+			return strings.Contains(m, `orchestrator_cascades_open{state="running"} 1`) &&
+				strings.Contains(m, `orchestrator_cascade_members{state="waiting"} 2`)
+		})
+	}
 	ctl, err := reader.Controls(o.ctx)
 	if err != nil || ctl.Paused[""].By != "alice" {
 		t.Fatalf("controls: %+v, %v", ctl, err)
@@ -287,6 +301,10 @@ func TestPauseHoldsEveryReplicaAndResumeContinues(t *testing.T) {
 	}
 	o.appliedOnce(v, "net")
 	o.appliedOnce(v, "app")
+	waitFor(t, "the metrics to show no open cascade", func() bool {
+		m := scrape(t, o.b)
+		return strings.Contains(m, `orchestrator_cascades_open{state="running"} 0`) && strings.Contains(m, `orchestrator_cascade_members{state="waiting"} 0`)
+	})
 	if list, err := reader.List(o.ctx, api.ListOptions{Organization: "acme"}); err != nil || len(list) != 1 || list[0].ID != id {
 		t.Errorf("resume continued another cascade: %+v, %v", list, err)
 	}
@@ -474,5 +492,39 @@ func TestWatchStreamsACascadeToItsEnd(t *testing.T) {
 	}
 	if err := c.Watch(ctx, "c-run-nosuchrun", func(*dispatcher.View) bool { return false }); !api.IsStatus(err, http.StatusNotFound) {
 		t.Errorf("watch of an unknown cascade: %v, want 404", err)
+	}
+}
+
+// The daemon says at start what it is and how it is configured, with no
+// secret in the line, and exports what it is as orchestrator_build_info.
+func TestStartupLineAndBuildInfo(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	_, simURL, _ := startSim(t, tfesim.Options{})
+	d := startLogged(t, app.Config{Version: "1.2.3", TFE: app.TFEConfig{Address: simURL, Token: "sim-token"}, DisableWatchdog: true,
+		Alerts: app.AlertsConfig{SlackURL: "https://hooks.slack.example/T000/B000/secret-slack-path"},
+		API:    app.APIConfig{OperateTokens: []string{"alice:" + operateSecret}}}, zap.New(core))
+	lines := logs.FilterMessage("starting").All()
+	if len(lines) != 1 {
+		t.Fatalf("got %d startup lines", len(lines))
+	}
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	buf, err := enc.EncodeEntry(lines[0].Entry, lines[0].Context)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := buf.String()
+	for _, want := range []string{`"version":"1.2.3"`, `"revision":`, `"apply_policy":"workspace"`, `"operate_tokens":["alice"]`,
+		`"slack":true`, `"token":true`, `"reconcile_interval":`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the startup line does not say %s:\n%s", want, line)
+		}
+	}
+	for _, secret := range []string{"sim-token", operateSecret, "secret-slack-path", webhookToken} {
+		if strings.Contains(line, secret) {
+			t.Errorf("the startup line holds a secret: %s", line)
+		}
+	}
+	if m := scrape(t, d); !strings.Contains(m, `orchestrator_build_info{go_version="go`) || !strings.Contains(m, `version="1.2.3"} 1`) {
+		t.Errorf("no build info in /metrics")
 	}
 }

@@ -384,7 +384,8 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 			return fmt.Errorf("store the retry of %s in %s: %w", workspaceID, id, err)
 		}
 	}
-	d.log.Info("operator control set", zap.String("control", key), zap.String("workspace_id", workspaceID), zap.String("by", c.By), zap.String("why", c.Why))
+	d.log.Info("operator control set", zap.String("control", key), zap.String("workspace", p.Name(workspaceID)), zap.String("workspace_id", workspaceID),
+		zap.String("by", c.By), zap.String("why", c.Why))
 	if err := d.reopen(ctx, id); err != nil {
 		return err
 	}

@@ -289,10 +289,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		d.schedule(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		d.gauges(ctx)
 	}()
 
 	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * d.opts.EventWorkers))

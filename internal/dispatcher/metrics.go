@@ -15,6 +15,8 @@ type Metrics struct {
 	malformed     prometheus.Counter
 	createSeconds prometheus.Histogram
 	lookSeconds   prometheus.Histogram
+	open          *prometheus.GaugeVec
+	members       *prometheus.GaugeVec
 }
 
 // NewMetrics registers the engine's metrics with reg; nil registers
@@ -56,9 +58,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orchestrator_cascade_look_duration_seconds", Help: "Time one reconciliation of a cascade took, TFE calls included.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orchestrator_cascades_open", Help: "Cascades the engine keeps that are not done, by state (running, set_aside); the same on every replica.",
+		}, []string{"state"}),
+		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orchestrator_cascade_members", Help: "Members of the open cascades, by member state; the same on every replica.",
+		}, []string{"state"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.started, m.finished, m.dispatched, m.adopted, m.superseded, m.looks, m.reads, m.events, m.malformed, m.createSeconds, m.lookSeconds)
+		reg.MustRegister(m.started, m.finished, m.dispatched, m.adopted, m.superseded, m.looks, m.reads, m.events, m.malformed, m.createSeconds, m.lookSeconds, m.open, m.members)
 	}
 	return m
 }

@@ -269,13 +269,13 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		dup, err := h.pub.Publish(ctx, ev)
 		if ce := h.log.Check(zap.DebugLevel, "run event stored"); ce != nil && err == nil { // no fields built unless debug is on
-			ce.Write(zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID),
+			ce.Write(zap.String("run_id", ev.RunID), zap.String("workspace", ev.WorkspaceName), zap.String("workspace_id", ev.WorkspaceID),
 				zap.String("trigger", ev.Trigger), zap.String("status", ev.Status), zap.Bool("duplicate", dup))
 		}
 		h.metrics.publishSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {
 			h.metrics.webhooks.WithLabelValues(ResultUnavailable).Inc()
-			h.log.Error("webhook not stored", zap.String("run_id", ev.RunID),
+			h.log.Error("webhook not stored", zap.String("run_id", ev.RunID), zap.String("workspace", ev.WorkspaceName),
 				zap.String("workspace_id", ev.WorkspaceID), zap.Error(err))
 			writeStatus(w, http.StatusServiceUnavailable, "event store unavailable, retry later")
 			return

@@ -511,7 +511,7 @@ func (w *Watchdog) forceCancel(ctx context.Context, r candidate, base alerts.Ale
 		return fmt.Errorf("%s %s: %w", action, r.id, err)
 	}
 	w.metrics.cancels.Inc()
-	w.deps.Log.Info("stuck run cancelled", zap.String("run_id", r.id), zap.String("workspace_id", r.workspaceID),
+	w.deps.Log.Info("stuck run cancelled", zap.String("run_id", r.id), zap.String("workspace", base.Workspace), zap.String("workspace_id", r.workspaceID),
 		zap.String("status", string(r.status)), zap.String("action", action), zap.Duration("age", age), zap.Duration("budget", budget))
 	a.Kind, a.Severity = alerts.KindRunCancelled, alerts.SeverityWarning // done: someone should look, nothing burns
 	a.Message = fmt.Sprintf("run %s in %s was %s", r.id, base.Workspace, comment)
