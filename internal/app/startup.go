@@ -115,4 +115,3 @@ func natsAuth(n NATSConfig) string {
 	}
 	return "none"
 }
-
