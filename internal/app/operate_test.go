@@ -528,3 +528,33 @@ func TestStartupLineAndBuildInfo(t *testing.T) {
 		t.Errorf("no build info in /metrics")
 	}
 }
+
+// A freeze window in force holds dispatching as a pause does, saying until
+// when; lifting it lets the same cascade go on.
+func TestFreezeWindowHoldsDispatching(t *testing.T) {
+	o := newOperators(t, []tfesim.WorkspaceSpec{ws("root", 0), ws("net", 1000)}, []string{"root>net"}, dispatcher.Options{})
+	c := o.api(o.a, operateSecret)
+	now := time.Now().UTC()
+	if _, err := c.SetFreezes(o.ctx, []dispatcher.Freeze{{Organization: "acme", Start: now.Add(-time.Minute), End: now.Add(time.Hour), Why: "quarter close"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetFreezes(o.ctx, []dispatcher.Freeze{{Start: now, End: now.Add(-time.Hour), Why: "backwards"}}); !api.IsStatus(err, 400) {
+		t.Errorf("a window that ends before it starts: %v, want 400", err)
+	}
+	id := o.start("root")
+	o.view(c, id, "the freeze to hold net", func(v *dispatcher.View) bool {
+		m := member(v, "net")
+		return m.State == cascade.Waiting && strings.Contains(m.Reason, "freeze window until") && strings.Contains(m.Reason, "quarter close")
+	})
+	if n := o.created("net", id); n != 0 {
+		t.Fatalf("a frozen cascade created %d runs", n)
+	}
+	if _, err := c.SetFreezes(o.ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	v := o.view(c, id, "the cascade to finish once the freeze is lifted", done)
+	if v.Outcome != cascade.OutcomeApplied {
+		t.Fatalf("outcome %s:%s", v.Outcome, states(v))
+	}
+	o.appliedOnce(v, "net")
+}
