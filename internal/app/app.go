@@ -374,6 +374,9 @@ func (a *App) alertPipeline(nc *nats.Conn) *alerts.Pipeline {
 func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.JetStream, notifier alerts.Notifier) (*watchdog.Watchdog, error) {
 	opts := a.cfg.Watchdog
 	opts.DryRun = opts.DryRun || a.cfg.Dispatcher.DryRun
+	if opts.Address == "" {
+		opts.Address = strings.TrimRight(a.cfg.TFE.Address, "/") // run links in its alerts
+	}
 	if opts.Stream == "" {
 		opts.Stream = a.cfg.Stream.Name
 		if opts.Stream == "" {

@@ -687,10 +687,9 @@ func TestWrongTFETokenShown(t *testing.T) {
 			t.Errorf("/metrics does not have %s", want)
 		}
 	}
-	onNATS, _ := watch.Expect(t, alerts.KindTFEUnauthorized, 15*time.Second)
-	if onNATS.Severity != alerts.SeverityCritical {
-		t.Errorf("tfe_unauthorized severity: got %s, want critical", onNATS.Severity)
-	}
+	// On NATS and at the sink, critical, about no workspace or run.
+	onNATS := expectAlert(t, watch, wantAlert{Kind: alerts.KindTFEUnauthorized, Severity: alerts.SeverityCritical,
+		Message: "TFE refused the API token: 401 Unauthorized on GET /api/v2/account/details"})
 	for _, text := range []string{body, metrics, onNATS.Message} {
 		if strings.Contains(text, wrong) {
 			t.Errorf("the token is shown: %s", text)
@@ -738,10 +737,13 @@ func newRefusingProxy(t *testing.T, target string) *refusingProxy {
 func TestTFETokenRefusedThenAcceptedAgain(t *testing.T) {
 	_, simURL, _ := startSim(t, tfesim.Options{})
 	proxy := newRefusingProxy(t, simURL)
+	watch := testutil.NewAlertWatch(t)
 	d := start(t, app.Config{
 		TFE:      app.TFEConfig{Address: proxy.URL, Token: "sim-token", CheckInterval: 50 * time.Millisecond},
 		Watchdog: watchdog.Options{Interval: 100 * time.Millisecond},
+		Alerts:   app.AlertsConfig{WebhookURL: watch.SinkURL()},
 	})
+	watch.Subscribe(t, connect(t, d))
 	ready := func() bool { code, _ := get(t, d.url("/readyz")); return code == http.StatusOK }
 	waitFor(t, "the daemon to be ready with a good token", ready)
 
@@ -750,6 +752,8 @@ func TestTFETokenRefusedThenAcceptedAgain(t *testing.T) {
 		code, body := get(t, d.url("/readyz"))
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "401 Unauthorized on GET /api/v2/admin/runs")
 	})
+	expectAlert(t, watch, wantAlert{Kind: alerts.KindTFEUnauthorized, Severity: alerts.SeverityCritical,
+		Message: "401 Unauthorized on GET /api/v2/admin/runs"})
 	_, metrics := get(t, d.url("/metrics"))
 	if !strings.Contains(metrics, "orchestrator_tfe_token_valid 0") {
 		t.Error("orchestrator_tfe_token_valid is not 0 after a 401")

@@ -413,6 +413,11 @@ func (d *decider) ready(i int) {
 					d.p.ID, r.ID, sourceName(r.Source), m.Name, d.pol.Apply, m.Name),
 				Key: "uncontrolled/" + r.ID})
 		}
+		// The run TFE queued is taken, not created: the version is
+		// warned about all the same.
+		if tool, known := d.in.Facts.Tools[ws.TerraformVersion]; known && tool.Deprecated {
+			d.deprecated(i, ws)
+		}
 		d.adopt(i, *r, ws)
 		d.running(i)
 		return
@@ -564,6 +569,15 @@ func sourceName(source string) string {
 	return "source " + source
 }
 
+// deprecated warns that a member runs on a Terraform version the
+// installation deprecated (C8); its run goes ahead.
+func (d *decider) deprecated(i int, ws Workspace) {
+	m := &d.p.Members[i]
+	d.alert(i, Notice{Kind: AlertDeprecated, Severity: SeverityWarning,
+		Message: fmt.Sprintf("cascade %s: %s uses Terraform %s, which is deprecated; its run goes ahead", d.p.ID, m.Name, ws.TerraformVersion),
+		Key:     "deprecated/" + m.WorkspaceID + "/" + ws.TerraformVersion})
+}
+
 // create records the intent to create the member's run, after the checks
 // TFE would fail it on (C8), and asks the shell to create it.
 func (d *decider) create(i int, ws Workspace) {
@@ -580,9 +594,7 @@ func (d *decider) create(i int, ws Workspace) {
 		d.block(i, CausePreflight, "Terraform "+ws.TerraformVersion+" is disabled on this installation")
 		return
 	case known && tool.Deprecated:
-		d.alert(i, Notice{Kind: AlertDeprecated, Severity: SeverityWarning,
-			Message: fmt.Sprintf("cascade %s: %s uses Terraform %s, which is deprecated; its run is created anyway", d.p.ID, m.Name, ws.TerraformVersion),
-			Key:     "deprecated/" + m.WorkspaceID + "/" + ws.TerraformVersion})
+		d.deprecated(i, ws)
 	}
 	if d.p.DryRun {
 		d.end(i, Skipped, CauseDryRun, "dry run: a run would be created", true, s.ReadyAt)
