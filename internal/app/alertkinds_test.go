@@ -336,7 +336,7 @@ func TestAlertDispatchFailed(t *testing.T) {
 	}
 	root := e.run("root", true)
 	e.expect(wantAlert{Kind: alerts.KindDispatchFailed, Severity: alerts.SeverityCritical, Organization: "acme",
-		Workspace: "b", WorkspaceID: e.id("b"), CascadeID: cascade.ID(root), Message: "the run in b was not created: TFE refused it"})
+		Workspace: "b", WorkspaceID: e.id("b"), CascadeID: cascade.ID(root), Message: "configuration version is not uploaded"})
 }
 
 // A member stays locked by a person past --locked-alert-after.

@@ -93,7 +93,7 @@ func (d *Dispatcher) create(ctx context.Context, l *lease, p *cascade.Plan, a ca
 		d.log.Info("cascade run created", zap.String("cascade_id", p.ID), zap.String("workspace", m.Name),
 			zap.String("workspace_id", m.WorkspaceID), zap.String("run_id", run.ID), zap.Bool("auto_apply", a.AutoApply))
 	case tfeclient.Classify(err, status) == tfeclient.Refused || tfeclient.Classify(err, status) == tfeclient.Gone:
-		refused = firstLine(err)
+		refused = oneLine(err)
 	case tfeclient.Classify(err, status) == tfeclient.Unauthorized:
 		return fmt.Errorf("create the run in %s: %w", m.Name, errUnauthorized)
 	default:

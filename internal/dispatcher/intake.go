@@ -335,16 +335,27 @@ func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*casc
 func (d *Dispatcher) tfeError(err error, status *tfeclient.Status, what, key string) error {
 	switch tfeclient.Classify(err, status) {
 	case tfeclient.Gone:
-		return permanent("gone/"+key, "%s: TFE does not know it, or the token cannot read it (%v): the event is dropped", what, firstLine(err))
+		return permanent("gone/"+key, "%s: TFE does not know it, or the token cannot read it (%v): the event is dropped", what, oneLine(err))
 	case tfeclient.Refused:
-		return permanent("refused/"+key, "%s: TFE refused (%v): the event is dropped", what, firstLine(err))
+		return permanent("refused/"+key, "%s: TFE refused (%v): the event is dropped", what, oneLine(err))
 	case tfeclient.Unauthorized:
 		return fmt.Errorf("%s: %w", what, errUnauthorized)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-func firstLine(err error) string {
-	line, _, _ := strings.Cut(err.Error(), "\n")
-	return line
+// oneLine is an error as one line, at most 300 bytes: go-tfe writes TFE's
+// errors as "title\n\ndetail", and the detail is what says what is wrong.
+func oneLine(err error) string {
+	var parts []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	s := strings.Join(parts, ": ")
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "…"
+	}
+	return s
 }
