@@ -239,6 +239,9 @@ func (s *Slack) Send(ctx context.Context, a Alert) error {
 			ctxParts = append(ctxParts, kv[0]+" `"+kv[1]+"`")
 		}
 	}
+	if a.RunURL != "" {
+		ctxParts = append(ctxParts, "<"+a.RunURL+"|open the run in TFE>")
+	}
 	if len(ctxParts) > 0 {
 		text += "\n" + joinWith(ctxParts, " · ")
 	}

@@ -82,6 +82,7 @@ func start(t *testing.T, p *alerts.Pipeline) {
 var sample = alerts.Alert{
 	Kind: alerts.KindStuckRun, Severity: alerts.SeverityCritical, Organization: "acme", Workspace: "network",
 	WorkspaceID: "ws-1", RunID: "run-1", CascadeID: "c-run-0", Message: "run-1 stuck in planning for 2h", Key: "stuck/run-1",
+	RunURL: "https://tfe.example.com/app/acme/workspaces/network/runs/run-1",
 }
 
 func TestSinksReceiveShapedPayloads(t *testing.T) {
@@ -95,6 +96,7 @@ func TestSinksReceiveShapedPayloads(t *testing.T) {
 	for field, want := range map[string]string{
 		"kind": "stuck_run", "severity": "critical", "organization": "acme", "workspace": "network",
 		"workspace_id": "ws-1", "run_id": "run-1", "cascade_id": "c-run-0", "key": "stuck/run-1", "message": sample.Message,
+		"run_url": sample.RunURL,
 	} {
 		if h[field] != want {
 			t.Errorf("webhook %s: got %v, want %q", field, h[field], want)
@@ -104,7 +106,7 @@ func TestSinksReceiveShapedPayloads(t *testing.T) {
 		t.Error("webhook payload has no time")
 	}
 	text, _ := slack.got()[0]["text"].(string)
-	for _, want := range []string{"*[critical] stuck_run*", sample.Message, "workspace `network`", "run `run-1`"} {
+	for _, want := range []string{"*[critical] stuck_run*", sample.Message, "workspace `network`", "run `run-1`", "<" + sample.RunURL + "|open the run in TFE>"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("slack text %q lacks %q", text, want)
 		}
