@@ -5,6 +5,7 @@ package deploy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -318,9 +319,11 @@ func TestComposeNATSAuthentication(t *testing.T) {
 // The NATS the deploy files run is the nats-server the orchestrator embeds.
 func TestOneNATSVersion(t *testing.T) {
 	want := natsImage(t)
+	values := docs(t, "helm/orchestrator/values.yaml")[0]
 	images := map[string]any{
 		"compose x-nats":         get(docs(t, "compose.yaml")[0], "x-nats", "image"),
 		"Kubernetes StatefulSet": get(kubernetesObjects(t)["StatefulSet/nats"], "spec", "template", "spec", "containers", 0, "image"),
+		"Helm chart values":      fmt.Sprintf("%v:%v", get(values, "nats", "image", "repository"), get(values, "nats", "image", "tag")),
 	}
 	for where, image := range images {
 		if image != want {

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -196,5 +197,17 @@ func TestDashboardMetrics(t *testing.T) {
 		if strings.Contains(src, `"`+m+`"`) {
 			t.Logf("%s is now in the code: it can leave pendingMetrics", m)
 		}
+	}
+}
+
+// The chart ships the same dashboard (helm reads only files inside the chart).
+func TestDashboardInChart(t *testing.T) {
+	_, want := readDashboard(t)
+	got, err := os.ReadFile("helm/orchestrator/dashboards/orchestrator-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("helm/orchestrator/dashboards/orchestrator-dashboard.json differs from %s: cp %[1]s helm/orchestrator/dashboards/", dashboardFile)
 	}
 }
