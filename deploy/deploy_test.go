@@ -5,6 +5,7 @@ package deploy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nkeys"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -24,6 +24,12 @@ func docs(t *testing.T, path string) []map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return parseDocs(t, path, b)
+}
+
+// parseDocs decodes the YAML documents of b, leaving out empty ones.
+func parseDocs(t *testing.T, path string, b []byte) []map[string]any {
+	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var out []map[string]any
 	for {
@@ -81,28 +87,30 @@ func TestKubernetesObjects(t *testing.T) {
 	if r, _ := get(dep, "spec", "replicas").(int); r < 2 {
 		t.Errorf("the orchestrator runs %d replicas, want at least 2", r)
 	}
-	c := get(dep, "spec", "template", "spec", "containers", 0)
-	if get(c, "readinessProbe", "httpGet", "path") != "/readyz" || get(c, "livenessProbe", "httpGet", "path") != "/healthz" {
-		t.Error("the orchestrator's probes are not /readyz and /healthz")
-	}
-	if get(c, "resources", "requests") == nil || get(c, "resources", "limits") == nil {
-		t.Error("the orchestrator has no resource requests and limits")
-	}
-	if get(dep, "spec", "template", "spec", "securityContext", "runAsNonRoot") != true {
+	pod := get(dep, "spec", "template", "spec")
+	if get(pod, "securityContext", "runAsNonRoot") != true {
 		t.Error("the orchestrator may run as root")
 	}
-	secretEnv := map[string]bool{}
-	for _, e := range get(c, "env").([]any) {
-		if get(e, "valueFrom", "secretKeyRef", "name") == "tfe-orchestrator" {
-			secretEnv[get(e, "name").(string)] = true
-		}
-		if v, _ := get(e, "value").(string); strings.Contains(strings.ToLower(get(e, "name").(string)), "token") && v != "" {
-			t.Errorf("%s is set in plain text, not from the Secret", get(e, "name"))
+	refs := checkOrchestrator(t, "Deployment/tfe-orchestrator", pod, readServeConfig(t))
+	for env, key := range map[string]string{"ORCHESTRATOR_WEBHOOK_TOKEN": "webhook-token", "TFE_TOKEN": "tfe-token",
+		"ORCHESTRATOR_ALERT_SLACK_URL": "alert-slack-url", "ORCHESTRATOR_ALERT_WEBHOOK_URL": "alert-webhook-url",
+		"ORCHESTRATOR_API_READ_TOKEN": "api-read-token", "ORCHESTRATOR_API_OPERATE_TOKEN": "api-operate-token"} {
+		if got := refs[env]; got != (secretRef{"tfe-orchestrator", key}) {
+			t.Errorf("$%s comes from %v, want the Secret's %s", env, got, key)
 		}
 	}
-	for _, want := range []string{"ORCHESTRATOR_WEBHOOK_TOKEN", "TFE_TOKEN"} {
-		if !secretEnv[want] {
-			t.Errorf("%s does not come from the Secret", want)
+	// The optional keys stay optional: a Secret made before they existed
+	// still starts the pods.
+	for _, e := range asList(get(container(pod, "orchestrator"), "env")) {
+		if key, _ := get(e, "valueFrom", "secretKeyRef", "key").(string); key != "webhook-token" && key != "tfe-token" && key != "" &&
+			get(e, "valueFrom", "secretKeyRef", "optional") != true {
+			t.Errorf("$%s needs the Secret's %s, an optional key", get(e, "name"), key)
+		}
+	}
+	secret := docs(t, "kubernetes/secret.example.yaml")[0]
+	for _, ref := range refs {
+		if get(secret, "stringData", ref.key) == nil {
+			t.Errorf("secret.example.yaml has no %s", ref.key)
 		}
 	}
 	sel := get(objects["ServiceMonitor/tfe-orchestrator"], "spec", "selector", "matchLabels", "app.kubernetes.io/name")
@@ -123,18 +131,21 @@ func TestKubernetesObjects(t *testing.T) {
 	}
 }
 
+// sourceText is the daemon's Go source, tests left out.
 func sourceText(t *testing.T) string {
 	var b strings.Builder
-	err := filepath.WalkDir("../internal", func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+	for _, dir := range []string{"../internal", "../cmd"} {
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			b.Write(src)
 			return err
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		src, err := os.ReadFile(path)
-		b.Write(src)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return b.String()
 }
@@ -213,79 +224,13 @@ func kubernetesObjects(t *testing.T) map[string]map[string]any {
 	return objects
 }
 
-// Every workload passes the Kubernetes "restricted" Pod Security Standard
-// (https://kubernetes.io/docs/concepts/security/pod-security-standards/),
-// so that a namespace enforcing it admits them.
+// Every workload passes the Kubernetes "restricted" Pod Security Standard.
 func TestPodSecurityRestricted(t *testing.T) {
-	specs := podSpecs(kubernetesObjects(t))
-	if len(specs) < 2 {
-		t.Fatalf("found %d workloads, want the orchestrator and NATS", len(specs))
+	objects := kubernetesObjects(t)
+	if n := len(podSpecs(objects)); n < 2 {
+		t.Fatalf("found %d workloads, want the orchestrator and NATS", n)
 	}
-	allowedVolumes := map[string]bool{"configMap": true, "csi": true, "downwardAPI": true, "emptyDir": true, "ephemeral": true,
-		"persistentVolumeClaim": true, "projected": true, "secret": true}
-	for name, pod := range specs {
-		for _, f := range []string{"hostNetwork", "hostPID", "hostIPC"} {
-			if get(pod, f) == true {
-				t.Errorf("%s: %s", name, f)
-			}
-		}
-		podSC := get(pod, "securityContext")
-		if get(podSC, "sysctls") != nil {
-			t.Errorf("%s: sets sysctls", name)
-		}
-		for _, v := range asList(get(pod, "volumes")) {
-			for k := range v.(map[string]any) {
-				if k != "name" && !allowedVolumes[k] {
-					t.Errorf("%s: volume %s is of type %s", name, get(v, "name"), k)
-				}
-			}
-		}
-		var containers []any
-		for _, list := range []string{"initContainers", "containers", "ephemeralContainers"} {
-			if l, ok := get(pod, list).([]any); ok {
-				containers = append(containers, l...)
-			}
-		}
-		for _, c := range containers {
-			where := name + " container " + get(c, "name").(string)
-			sc := get(c, "securityContext")
-			if get(sc, "privileged") == true {
-				t.Errorf("%s: privileged", where)
-			}
-			if get(sc, "allowPrivilegeEscalation") != false {
-				t.Errorf("%s: allowPrivilegeEscalation is not false", where)
-			}
-			drop, _ := get(sc, "capabilities", "drop").([]any)
-			if !slices.Contains(drop, any("ALL")) {
-				t.Errorf("%s: capabilities do not drop ALL", where)
-			}
-			for _, c := range asList(get(sc, "capabilities", "add")) {
-				if c != "NET_BIND_SERVICE" {
-					t.Errorf("%s: adds capability %v", where, c)
-				}
-			}
-			if get(sc, "runAsNonRoot") != true && (get(podSC, "runAsNonRoot") != true || get(sc, "runAsNonRoot") == false) {
-				t.Errorf("%s: runAsNonRoot is not true", where)
-			}
-			for _, ctx := range []any{podSC, sc} {
-				if get(ctx, "runAsUser") == 0 {
-					t.Errorf("%s: runs as uid 0", where)
-				}
-			}
-			seccomp := get(sc, "seccompProfile", "type")
-			if seccomp == nil {
-				seccomp = get(podSC, "seccompProfile", "type")
-			}
-			if seccomp != "RuntimeDefault" && seccomp != "Localhost" {
-				t.Errorf("%s: seccompProfile is %v, want RuntimeDefault or Localhost", where, seccomp)
-			}
-			for _, p := range asList(get(c, "ports")) {
-				if get(p, "hostPort") != nil {
-					t.Errorf("%s: uses a host port", where)
-				}
-			}
-		}
-	}
+	checkRestricted(t, objects)
 }
 
 func asList(v any) []any {
@@ -298,59 +243,13 @@ func asList(v any) []any {
 // orchestrator's HTTP port admits only listed sources.
 func TestNetworkPolicies(t *testing.T) {
 	objects := kubernetesObjects(t)
-	nats := objects["NetworkPolicy/nats"]
-	if nats == nil || get(nats, "spec", "podSelector", "matchLabels", "app.kubernetes.io/name") != "nats" {
-		t.Fatal("no NetworkPolicy selects the NATS pods")
-	}
-	admits := func(policy map[string]any, port int) []any {
-		var from []any
-		for _, rule := range asList(get(policy, "spec", "ingress")) {
-			for _, p := range asList(get(rule, "ports")) {
-				if get(p, "port") == port {
-					f := asList(get(rule, "from"))
-					if len(f) == 0 {
-						t.Errorf("%s admits anyone to port %d", get(policy, "metadata", "name"), port)
-					}
-					from = append(from, f...)
-				}
-			}
-		}
-		return from
-	}
-	labels := func(from []any) []string {
-		var out []string
-		for _, f := range from {
-			for k, v := range asMap(get(f, "podSelector", "matchLabels")) {
-				out = append(out, k+"="+v.(string))
-			}
-			for k, v := range asMap(get(f, "namespaceSelector", "matchLabels")) {
-				out = append(out, "namespace:"+k+"="+v.(string))
-			}
-			if get(f, "ipBlock") != nil {
-				out = append(out, "ipBlock")
-			}
-		}
-		slices.Sort(out)
-		return out
-	}
-	if got, want := labels(admits(nats, 4222)), []string{"app.kubernetes.io/name=tfe-orchestrator", "tfe-orchestrator.io/nats-client=true"}; !slices.Equal(got, want) {
-		t.Errorf("NATS client port admits %v, want %v", got, want)
-	}
-	if got, want := labels(admits(nats, 6222)), []string{"app.kubernetes.io/name=nats"}; !slices.Equal(got, want) {
-		t.Errorf("NATS cluster port admits %v, want %v", got, want)
-	}
-	orch := objects["NetworkPolicy/tfe-orchestrator"]
-	if orch == nil || get(orch, "spec", "podSelector", "matchLabels", "app.kubernetes.io/name") != "tfe-orchestrator" {
-		t.Fatal("no NetworkPolicy selects the orchestrator's pods")
-	}
-	if from := admits(orch, 8080); len(from) == 0 {
-		t.Error("the orchestrator's policy lists no source for port 8080")
-	}
-	for _, p := range []map[string]any{nats, orch} {
-		if !slices.Contains(asList(get(p, "spec", "policyTypes")), any("Ingress")) {
-			t.Errorf("%s does not restrict ingress", get(p, "metadata", "name"))
-		}
-	}
+	checkNetworkPolicies(t, objects, policyWant{
+		nats: "nats", orchestrator: "tfe-orchestrator",
+		natsSelector: []string{"app.kubernetes.io/name=nats"},
+		orchSelector: []string{"app.kubernetes.io/name=tfe-orchestrator"},
+		natsClients:  []string{"app.kubernetes.io/name=tfe-orchestrator", "tfe-orchestrator.io/nats-client=true"},
+		natsCluster:  []string{"app.kubernetes.io/name=nats"},
+	})
 	if pdb := objects["PodDisruptionBudget/nats"]; pdb == nil || get(pdb, "spec", "maxUnavailable") != 1 {
 		t.Error("no PodDisruptionBudget keeps two NATS nodes up")
 	}
@@ -382,43 +281,8 @@ func natsConfig(t *testing.T, conf string, env map[string]string) *server.Option
 // The Kubernetes NATS admits one NKey user whose public key comes from the
 // Secret, and the orchestrator signs in with the seed from the same Secret.
 func TestKubernetesNATSAuthentication(t *testing.T) {
-	objects := kubernetesObjects(t)
-	kp, _ := nkeys.CreateUser()
-	pub, _ := kp.PublicKey()
-	opts := natsConfig(t, get(objects["ConfigMap/nats-config"], "data", "nats.conf").(string), map[string]string{"POD_NAME": "nats-0", "NATS_NKEY_PUBLIC": pub})
-	if len(opts.Nkeys) != 1 || opts.Nkeys[0].Nkey != pub || len(opts.Users) != 0 || opts.NoAuthUser != "" {
-		t.Errorf("NATS admits %d NKey users and %d others, want the one NKey user of the Secret", len(opts.Nkeys), len(opts.Users))
-	}
-	envOf := func(c any) map[string]any {
-		out := map[string]any{}
-		for _, e := range asList(get(c, "env")) {
-			out[get(e, "name").(string)] = e
-		}
-		return out
-	}
-	natsEnv := envOf(get(objects["StatefulSet/nats"], "spec", "template", "spec", "containers", 0))
-	if get(natsEnv["NATS_NKEY_PUBLIC"], "valueFrom", "secretKeyRef", "key") != "nats-nkey-public" {
-		t.Error("NATS does not take the public key from the Secret")
-	}
-	pod := get(objects["Deployment/tfe-orchestrator"], "spec", "template", "spec")
-	c := get(pod, "containers", 0)
-	seedPath, _ := get(envOf(c)["NATS_NKEY"], "value").(string)
-	var mounted bool
-	for _, m := range asList(get(c, "volumeMounts")) {
-		for _, v := range asList(get(pod, "volumes")) {
-			if get(v, "name") != get(m, "name") || get(v, "secret", "secretName") != "tfe-orchestrator" {
-				continue
-			}
-			for _, item := range asList(get(v, "secret", "items")) {
-				if get(item, "key") == "nats-nkey-seed" && get(m, "mountPath").(string)+"/"+get(item, "path").(string) == seedPath {
-					mounted = true
-				}
-			}
-		}
-	}
-	if !mounted {
-		t.Errorf("NATS_NKEY (%q) is not the Secret's nats-nkey-seed mounted in the orchestrator", seedPath)
-	}
+	checkNATSAuthentication(t, kubernetesObjects(t), natsWant{configMap: "nats-config", statefulSet: "nats", service: "nats",
+		deployment: "tfe-orchestrator", secret: "tfe-orchestrator", replicas: 3}, readServeConfig(t))
 	secret := docs(t, "kubernetes/secret.example.yaml")[0]
 	for _, key := range []string{"nats-nkey-seed", "nats-nkey-public"} {
 		if get(secret, "stringData", key) == nil {
@@ -454,6 +318,23 @@ func TestComposeNATSAuthentication(t *testing.T) {
 
 // The NATS the deploy files run is the nats-server the orchestrator embeds.
 func TestOneNATSVersion(t *testing.T) {
+	want := natsImage(t)
+	values := docs(t, "helm/orchestrator/values.yaml")[0]
+	images := map[string]any{
+		"compose x-nats":         get(docs(t, "compose.yaml")[0], "x-nats", "image"),
+		"Kubernetes StatefulSet": get(kubernetesObjects(t)["StatefulSet/nats"], "spec", "template", "spec", "containers", 0, "image"),
+		"Helm chart values":      fmt.Sprintf("%v:%v", get(values, "nats", "image", "repository"), get(values, "nats", "image", "tag")),
+	}
+	for where, image := range images {
+		if image != want {
+			t.Errorf("%s runs %v, want %s (go.mod)", where, image, want)
+		}
+	}
+}
+
+// natsImage is the NATS image of the nats-server version in go.mod.
+func natsImage(t *testing.T) string {
+	t.Helper()
 	mod, err := os.ReadFile("../go.mod")
 	if err != nil {
 		t.Fatal(err)
@@ -462,14 +343,5 @@ func TestOneNATSVersion(t *testing.T) {
 	if m == nil {
 		t.Fatal("go.mod does not require nats-server")
 	}
-	want := "nats:" + string(m[1])
-	images := map[string]any{
-		"compose x-nats":         get(docs(t, "compose.yaml")[0], "x-nats", "image"),
-		"Kubernetes StatefulSet": get(kubernetesObjects(t)["StatefulSet/nats"], "spec", "template", "spec", "containers", 0, "image"),
-	}
-	for where, image := range images {
-		if image != want {
-			t.Errorf("%s runs %v, want %s (go.mod)", where, image, want)
-		}
-	}
+	return "nats:" + string(m[1])
 }
