@@ -25,14 +25,6 @@ type serveConfig struct {
 	secrets map[string]bool // variables holding a secret (fs.secret, fs.secrets), their *_FILE forms included
 }
 
-// pendingServeSecrets are serve's operator API token flags (docs/api.md),
-// being added beside this work; the deploy files may use them before they
-// are in cmd/orchestrator.
-var pendingServeSecrets = []struct{ flag, env string }{
-	{"api-read-token", "ORCHESTRATOR_API_READ_TOKEN"},
-	{"api-operate-token", "ORCHESTRATOR_API_OPERATE_TOKEN"},
-}
-
 // secretFileEnv are serve's variables that name a file whose content is a
 // secret, though the flag itself is a plain path.
 var secretFileEnv = map[string]bool{"NATS_NKEY": true, "NATS_CREDS": true, "NATS_TLS_KEY": true}
@@ -46,9 +38,6 @@ func readServeConfig(t *testing.T) serveConfig {
 		for _, e := range []string{env, env + "_FILE"} {
 			cfg.env[e], cfg.secrets[e] = true, true
 		}
-	}
-	for _, p := range pendingServeSecrets {
-		addSecret(p.flag, p.env)
 	}
 	files, err := filepath.Glob("../cmd/orchestrator/*.go")
 	if err != nil {
