@@ -205,8 +205,26 @@ type Dispatcher struct {
 	wake chan struct{} // the scheduler's: a due entry changed
 }
 
-// setupTimeout bounds setting the buckets up.
-const setupTimeout = 30 * time.Second
+// bucket creates or updates a KV bucket. A replicated bucket waits for
+// its peers to elect a leader, longer than the client's default timeout on
+// a busy cluster, and a request can go unanswered while the cluster's
+// leader changes: each attempt has 15s, and a timed-out one is tried again
+// (creating is idempotent) for up to a minute.
+func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) ||
+			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat)) {
+			return nil, fmt.Errorf("create KV bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+}
 
 // New checks the options and sets the KV buckets up, with the configured
 // replicas.
@@ -215,30 +233,26 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		return nil, err
 	}
 	o := opts.withDefaults()
-	// Creating a replicated bucket waits for its peers to elect a leader:
-	// longer than the client's default timeout on a busy cluster.
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	kv, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bucket(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: o.Bucket, Description: "cascade state of the run-trigger orchestrator",
 		TTL: o.StateTTL, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create KV bucket %s: %w", o.Bucket, err)
+		return nil, err
 	}
-	leases, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	leases, err := bucket(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: o.LeaseBucket, Description: "which replica reconciles each cascade",
 		TTL: o.LeaseTTL, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create KV bucket %s: %w", o.LeaseBucket, err)
+		return nil, err
 	}
-	ctl, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	ctl, err := bucket(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: o.ControlBucket, Description: "operators' controls of the run-trigger orchestrator, with who changed them",
 		History: 10, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create KV bucket %s: %w", o.ControlBucket, err)
+		return nil, err
 	}
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
