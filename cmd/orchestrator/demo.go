@@ -17,10 +17,11 @@ func demoCommand() *command {
 		summary: "run the whole product against the simulator and watch a cascade happen",
 		setup: func(fs *flagSet) func(*runEnv) error {
 			var scenario, picture string
-			var noColor bool
+			var noColor, keepServing bool
 			fs.stringVar(&scenario, "scenario", "ORCHESTRATOR_DEMO_SCENARIO", defaultDemoScenario, "demo scenario file")
 			fs.stringVar(&picture, "picture", "", "cascade.mmd", "write a Mermaid picture of the outcome here (empty for none)")
 			fs.boolVar(&noColor, "no-color", "NO_COLOR", false, "no colour, even on a terminal")
+			fs.boolVar(&keepServing, "keep-serving", "", false, "after the summary, keep the daemon and its web page up until interrupted")
 			return func(env *runEnv) error {
 				sc, err := demo.LoadScenario(scenario)
 				if err != nil {
@@ -36,6 +37,7 @@ func demoCommand() *command {
 				}
 				rep, err := demo.Run(env.ctx, demo.Options{
 					Scenario: sc, Out: env.stdout, Color: !noColor && isTerminal(env.stdout), Picture: picture,
+					KeepServing: keepServing,
 				})
 				if err != nil {
 					return err

@@ -37,6 +37,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
+	"github.com/tfe-orchestrator/orchestrator/internal/web"
 )
 
 // App is the daemon.
@@ -228,13 +229,17 @@ func (a *App) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// mountAPI serves the operator API under /api/ when it has tokens; without
-// any it answers that it is off.
+// mountAPI serves the operator API under /api/ and its web page under
+// /ui/ (GET / leads there) when it has tokens; without any both answer
+// that they are off.
 func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, stop <-chan struct{}) error {
 	tokens, err := a.cfg.API.tokens()
 	if err != nil {
 		return err
 	}
+	page := web.Handler(len(tokens) > 0) // the page only where the API is on
+	mux.Handle(web.Path, page)
+	mux.Handle("GET /{$}", page)
 	if len(tokens) == 0 {
 		mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")

@@ -101,7 +101,10 @@ type Options struct {
 	// Picture is the file the Mermaid picture of the outcome goes to; empty
 	// for none.
 	Picture string
-	Log     *zap.Logger
+	// KeepServing keeps the daemon, its web page and the simulator up
+	// after the summary, until ctx ends, for a person to look around.
+	KeepServing bool
+	Log         *zap.Logger
 }
 
 // Row is one workspace of the cascade in the summary.
@@ -134,10 +137,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		log = zap.NewNop()
 	}
 	p := &printer{w: o.Out, color: o.Color, start: time.Now()}
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, sc.Timeout)
 	defer cancel()
 
-	simToken, hookToken := randomToken(), randomToken()
+	simToken, hookToken, pageToken := randomToken(), randomToken(), randomToken()
 	sim, simURL, stopSim, err := startSimulator(ctx, sc, simToken)
 	if err != nil {
 		return nil, err
@@ -155,6 +159,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		NATS:    app.NATSConfig{EmbeddedListen: "127.0.0.1:0"},
 		TFE:     app.TFEConfig{Address: simURL, Token: simToken},
 		Webhook: events.WebhookOptions{Tokens: []string{hookToken}},
+		API:     app.APIConfig{OperateTokens: []string{"demo:" + pageToken}},
 		Dispatcher: dispatcher.Options{
 			AckWait: 5 * time.Second, Debounce: 100 * time.Millisecond, LeaseTTL: 5 * time.Second,
 			Policy: cascade.Policy{Recheck: 5 * time.Second, LockedRetry: time.Second, LockedAlertAfter: 10 * time.Second,
@@ -178,6 +183,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, ctx.Err()
 	}
 	p.say("daemon up: webhooks at http://%s/webhooks/tfe, embedded JetStream at %s", d.HTTPAddr(), d.NATSURL())
+	p.say("web page at http://%s/ui/: sign in with the operate token %s", d.HTTPAddr(), pageToken)
 
 	client, err := tfe.NewClient(&tfe.Config{Address: simURL, Token: simToken})
 	if err != nil {
@@ -250,6 +256,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.Failures = check(sc.Expect, rep)
 	for _, f := range rep.Failures {
 		p.say("EXPECTATION FAILED: %s", f)
+	}
+	if o.KeepServing {
+		p.say("the daemon and its web page stay up at http://%s/ui/ until the demo is stopped (Ctrl-C)", d.HTTPAddr())
+		<-outer.Done()
 	}
 	return rep, nil
 }
