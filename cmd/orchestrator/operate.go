@@ -275,18 +275,20 @@ func cascadesWatchCommand() *command {
 	}
 }
 
-func cascadesCancelCommand() *command {
+// steerCommand is a command that uses a control on one cascade and
+// prints the cascade as it then stands. setup defines the command's own
+// flags and returns what it does with the client and the decision.
+func steerCommand(name, args, summary string, setup func(fs *flagSet) func(*runEnv, *api.Client, api.Decision) (*dispatcher.View, error)) *command {
 	return &command{
-		name:    "cascades cancel",
-		args:    "ID",
-		summary: "cancel a cascade: it dispatches nothing more (with --stop-runs, its runs that have not started applying are stopped)",
+		name:    name,
+		args:    args,
+		summary: summary,
 		setup: func(fs *flagSet) func(*runEnv) error {
 			var af apiFlags
 			af.define(fs)
 			var df decisionFlags
 			df.define(fs)
-			var stop bool
-			fs.boolVar(&stop, "stop-runs", "", false, "also discard or cancel its runs that have not started applying")
+			do := setup(fs)
 			return func(env *runEnv) error {
 				c, err := af.client()
 				if err != nil {
@@ -296,7 +298,7 @@ func cascadesCancelCommand() *command {
 				if err != nil {
 					return err
 				}
-				v, err := c.Cancel(env.ctx, env.args[0], api.CancelRequest{Decision: d, StopRuns: stop})
+				v, err := do(env, c, d)
 				if err != nil {
 					return apiError(err)
 				}
@@ -304,64 +306,36 @@ func cascadesCancelCommand() *command {
 			}
 		},
 	}
+}
+
+func cascadesCancelCommand() *command {
+	return steerCommand("cascades cancel", "ID",
+		"cancel a cascade: it dispatches nothing more (with --stop-runs, its runs that have not started applying are stopped)",
+		func(fs *flagSet) func(*runEnv, *api.Client, api.Decision) (*dispatcher.View, error) {
+			var stop bool
+			fs.boolVar(&stop, "stop-runs", "", false, "also discard or cancel its runs that have not started applying")
+			return func(env *runEnv, c *api.Client, d api.Decision) (*dispatcher.View, error) {
+				return c.Cancel(env.ctx, env.args[0], api.CancelRequest{Decision: d, StopRuns: stop})
+			}
+		})
 }
 
 func cascadesRetryCommand() *command {
-	return &command{
-		name:    "cascades retry",
-		args:    "ID WORKSPACE",
-		summary: "run a failed or blocked member of a cascade again, and resume what it blocked",
-		setup: func(fs *flagSet) func(*runEnv) error {
-			var af apiFlags
-			af.define(fs)
-			var df decisionFlags
-			df.define(fs)
-			return func(env *runEnv) error {
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				d, err := df.decision()
-				if err != nil {
-					return err
-				}
-				v, err := c.Retry(env.ctx, env.args[0], api.RetryRequest{Decision: d, Workspace: env.args[1]})
-				if err != nil {
-					return apiError(err)
-				}
-				return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+	return steerCommand("cascades retry", "ID WORKSPACE", "run a failed or blocked member of a cascade again, and resume what it blocked",
+		func(*flagSet) func(*runEnv, *api.Client, api.Decision) (*dispatcher.View, error) {
+			return func(env *runEnv, c *api.Client, d api.Decision) (*dispatcher.View, error) {
+				return c.Retry(env.ctx, env.args[0], api.RetryRequest{Decision: d, Workspace: env.args[1]})
 			}
-		},
-	}
+		})
 }
 
 func cascadesApproveCommand() *command {
-	return &command{
-		name:    "cascades approve",
-		args:    "ID",
-		summary: "let a cascade the blast-radius guard holds (serve --guard-limit) go",
-		setup: func(fs *flagSet) func(*runEnv) error {
-			var af apiFlags
-			af.define(fs)
-			var df decisionFlags
-			df.define(fs)
-			return func(env *runEnv) error {
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				d, err := df.decision()
-				if err != nil {
-					return err
-				}
-				v, err := c.Approve(env.ctx, env.args[0], d)
-				if err != nil {
-					return apiError(err)
-				}
-				return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+	return steerCommand("cascades approve", "ID", "let a cascade the blast-radius guard holds (serve --guard-limit) go",
+		func(*flagSet) func(*runEnv, *api.Client, api.Decision) (*dispatcher.View, error) {
+			return func(env *runEnv, c *api.Client, d api.Decision) (*dispatcher.View, error) {
+				return c.Approve(env.ctx, env.args[0], d)
 			}
-		},
-	}
+		})
 }
 
 // pauseCommand is pause or resume.

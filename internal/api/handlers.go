@@ -177,41 +177,41 @@ func (c *call) control(d Decision) (dispatcher.Control, error) {
 	return dispatcher.Control{By: by, Why: d.Why}, nil
 }
 
+// read decodes a control's body into req, whose decision is d, and
+// returns the engine's record of the decision.
+func (c *call) read(req any, d *Decision) (dispatcher.Control, error) {
+	if err := decodeBody(c.r, req); err != nil {
+		return dispatcher.Control{}, err
+	}
+	return c.control(*d)
+}
+
 // PauseRequest pauses or resumes one organization, or everything.
 type PauseRequest struct {
 	Decision
 	Organization string `json:"organization,omitempty"`
 }
 
-func (s *Server) pause(c *call) (int, any) {
-	var req PauseRequest
-	if err := decodeBody(c.r, &req); err != nil {
-		return http.StatusBadRequest, err
-	}
-	ctl, err := c.control(req.Decision)
-	if err != nil {
-		return http.StatusBadRequest, err
-	}
-	if err := c.engine.Pause(c.r.Context(), req.Organization, ctl); err != nil {
-		return failed(err)
-	}
-	s.opts.Log.Info("dispatching paused", zap.String("organization", req.Organization), zap.String("by", ctl.By), zap.String("why", ctl.Why))
-	return s.controls(c)
-}
+func (s *Server) pause(c *call) (int, any)  { return s.pausing(c, true) }
+func (s *Server) resume(c *call) (int, any) { return s.pausing(c, false) }
 
-func (s *Server) resume(c *call) (int, any) {
+func (s *Server) pausing(c *call, pause bool) (int, any) {
 	var req PauseRequest
-	if err := decodeBody(c.r, &req); err != nil {
-		return http.StatusBadRequest, err
-	}
-	ctl, err := c.control(req.Decision)
+	ctl, err := c.read(&req, &req.Decision)
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
-	if err := c.engine.Resume(c.r.Context(), req.Organization, ctl.By, ctl.Why); err != nil {
+	what := "dispatching paused"
+	if pause {
+		err = c.engine.Pause(c.r.Context(), req.Organization, ctl)
+	} else {
+		what = "dispatching resumed"
+		err = c.engine.Resume(c.r.Context(), req.Organization, ctl.By, ctl.Why)
+	}
+	if err != nil {
 		return failed(err)
 	}
-	s.opts.Log.Info("dispatching resumed", zap.String("organization", req.Organization), zap.String("by", ctl.By), zap.String("why", ctl.Why))
+	s.opts.Log.Info(what, zap.String("organization", req.Organization), zap.String("by", ctl.By), zap.String("why", ctl.Why))
 	return s.controls(c)
 }
 
@@ -224,10 +224,7 @@ type CancelRequest struct {
 
 func (s *Server) cancel(c *call) (int, any) {
 	var req CancelRequest
-	if err := decodeBody(c.r, &req); err != nil {
-		return http.StatusBadRequest, err
-	}
-	ctl, err := c.control(req.Decision)
+	ctl, err := c.read(&req, &req.Decision)
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
@@ -248,10 +245,7 @@ type RetryRequest struct {
 
 func (s *Server) retry(c *call) (int, any) {
 	var req RetryRequest
-	if err := decodeBody(c.r, &req); err != nil {
-		return http.StatusBadRequest, err
-	}
-	ctl, err := c.control(req.Decision)
+	ctl, err := c.read(&req, &req.Decision)
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
@@ -274,10 +268,7 @@ func (s *Server) retry(c *call) (int, any) {
 
 func (s *Server) approve(c *call) (int, any) {
 	var req Decision
-	if err := decodeBody(c.r, &req); err != nil {
-		return http.StatusBadRequest, err
-	}
-	ctl, err := c.control(req)
+	ctl, err := c.read(&req, &req)
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
