@@ -92,51 +92,42 @@ func apiError(err error) error {
 }
 
 func cascadesListCommand() *command {
-	return &command{
-		name:    "cascades list",
-		summary: "list the cascades the orchestrator keeps, newest first",
-		setup: func(fs *flagSet) func(*runEnv) error {
-			var af apiFlags
-			af.define(fs)
-			var o api.ListOptions
-			var since string
-			fs.stringVar(&o.Organization, "organization", "", "", "only this organization's")
-			fs.stringVar(&o.Workspace, "workspace", "", "", "only those with this workspace (name or ID) as root or member")
-			fs.stringVar(&o.State, "state", "", "", "only those running, done or set_aside")
-			fs.stringVar(&since, "since", "", "", "only those started since: a duration (2h) or a time (2026-11-23T10:00:00Z)")
-			fs.intVar(&o.Limit, "limit", "", 50, "at most this many")
-			return func(env *runEnv) error {
-				c, err := af.client()
-				if err != nil {
+	return apiCommand("cascades list", "", "list the cascades the orchestrator keeps, newest first", func(fs *flagSet, af *apiFlags) func(*runEnv, *api.Client) error {
+		var o api.ListOptions
+		var since string
+		fs.stringVar(&o.Organization, "organization", "", "", "only this organization's")
+		fs.stringVar(&o.Workspace, "workspace", "", "", "only those with this workspace (name or ID) as root or member")
+		fs.stringVar(&o.State, "state", "", "", "only those running, done or set_aside")
+		fs.stringVar(&since, "since", "", "", "only those started since: a duration (2h) or a time (2026-11-23T10:00:00Z)")
+		fs.intVar(&o.Limit, "limit", "", 50, "at most this many")
+		return func(env *runEnv, c *api.Client) error {
+			if since != "" {
+				var err error
+				if o.Since, err = parseSince(since, time.Now()); err != nil {
 					return err
 				}
-				if since != "" {
-					if o.Since, err = parseSince(since, time.Now()); err != nil {
-						return err
-					}
-				}
-				list, err := c.List(env.ctx, o)
-				if err != nil {
-					return apiError(err)
-				}
-				return af.print(env.stdout, map[string]any{"cascades": list}, func(w io.Writer) error {
-					fmt.Fprintln(w, "ID\tORGANIZATION\tROOT\tSTATE\tSTARTED\tMEMBERS\tPROGRESS")
-					for _, s := range list {
-						state := s.State
-						if s.Outcome != "" {
-							state += " (" + string(s.Outcome) + ")"
-						}
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Organization, s.Root, state,
-							s.StartedAt.Local().Format("2006-01-02 15:04:05"), s.Members, counts(s.Counts))
-					}
-					if len(list) == 0 {
-						fmt.Fprintln(w, "(no cascades)")
-					}
-					return nil
-				})
 			}
-		},
-	}
+			list, err := c.List(env.ctx, o)
+			if err != nil {
+				return apiError(err)
+			}
+			return af.print(env.stdout, map[string]any{"cascades": list}, func(w io.Writer) error {
+				fmt.Fprintln(w, "ID\tORGANIZATION\tROOT\tSTATE\tSTARTED\tMEMBERS\tPROGRESS")
+				for _, s := range list {
+					state := s.State
+					if s.Outcome != "" {
+						state += " (" + string(s.Outcome) + ")"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Organization, s.Root, state,
+						s.StartedAt.Local().Format("2006-01-02 15:04:05"), s.Members, counts(s.Counts))
+				}
+				if len(list) == 0 {
+					fmt.Fprintln(w, "(no cascades)")
+				}
+				return nil
+			})
+		}
+	})
 }
 
 // parseSince reads a duration back from now, or a time.
@@ -162,26 +153,15 @@ func counts(c map[string]int) string {
 }
 
 func cascadesShowCommand() *command {
-	return &command{
-		name:    "cascades show",
-		args:    "ID",
-		summary: "show a cascade: its members in order, their states, reasons and runs",
-		setup: func(fs *flagSet) func(*runEnv) error {
-			var af apiFlags
-			af.define(fs)
-			return func(env *runEnv) error {
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				v, err := c.Show(env.ctx, env.args[0])
-				if err != nil {
-					return apiError(err)
-				}
-				return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+	return apiCommand("cascades show", "ID", "show a cascade: its members in order, their states, reasons and runs", func(fs *flagSet, af *apiFlags) func(*runEnv, *api.Client) error {
+		return func(env *runEnv, c *api.Client) error {
+			v, err := c.Show(env.ctx, env.args[0])
+			if err != nil {
+				return apiError(err)
 			}
-		},
-	}
+			return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+		}
+	})
 }
 
 // writeView writes a cascade as a person reads it.
@@ -224,52 +204,63 @@ func orID(url, id string) string {
 }
 
 func cascadesWatchCommand() *command {
+	return apiCommand("cascades watch", "ID", "follow a cascade until it ends: a line per member that changes (exit 3 if it did not apply)", func(fs *flagSet, af *apiFlags) func(*runEnv, *api.Client) error {
+		return func(env *runEnv, c *api.Client) error {
+			last := map[string]string{}
+			var end *dispatcher.View
+			enc := json.NewEncoder(env.stdout)
+			err := c.Watch(env.ctx, env.args[0], func(v *dispatcher.View) bool {
+				if af.output == "json" {
+					_ = enc.Encode(v) // one view per line
+				} else {
+					for _, m := range v.Members {
+						line := fmt.Sprintf("%s %s %s", m.State, m.RunID, m.Reason)
+						if last[m.Name] != line {
+							last[m.Name] = line
+							fmt.Fprintf(env.stdout, "%s  %-24s %-18s %s  %s\n", time.Now().Format("15:04:05"), m.Name, m.State, m.RunID, m.Reason)
+						}
+					}
+				}
+				if v.State == dispatcher.StateRunning {
+					return true
+				}
+				end = v
+				return false
+			})
+			if err != nil {
+				return apiError(err)
+			}
+			if end == nil {
+				return errors.New("the stream ended before the cascade did")
+			}
+			if af.output != "json" {
+				fmt.Fprintf(env.stdout, "cascade %s %s: %s\n", end.ID, end.State, end.Outcome)
+			}
+			if end.Outcome != cascade.OutcomeApplied {
+				return errFindings // told above; exit 1 is for errors
+			}
+			return nil
+		}
+	})
+}
+
+// apiCommand is a command that talks to the API: it takes the API flags,
+// and what setup returns runs with the client.
+func apiCommand(name, args, summary string, setup func(*flagSet, *apiFlags) func(*runEnv, *api.Client) error) *command {
 	return &command{
-		name:    "cascades watch",
-		args:    "ID",
-		summary: "follow a cascade until it ends: a line per member that changes (exit 3 if it did not apply)",
+		name:    name,
+		args:    args,
+		summary: summary,
 		setup: func(fs *flagSet) func(*runEnv) error {
 			var af apiFlags
 			af.define(fs)
+			do := setup(fs, &af)
 			return func(env *runEnv) error {
 				c, err := af.client()
 				if err != nil {
 					return err
 				}
-				last := map[string]string{}
-				var end *dispatcher.View
-				enc := json.NewEncoder(env.stdout)
-				err = c.Watch(env.ctx, env.args[0], func(v *dispatcher.View) bool {
-					if af.output == "json" {
-						_ = enc.Encode(v) // one view per line
-					} else {
-						for _, m := range v.Members {
-							line := fmt.Sprintf("%s %s %s", m.State, m.RunID, m.Reason)
-							if last[m.Name] != line {
-								last[m.Name] = line
-								fmt.Fprintf(env.stdout, "%s  %-24s %-18s %s  %s\n", time.Now().Format("15:04:05"), m.Name, m.State, m.RunID, m.Reason)
-							}
-						}
-					}
-					if v.State == dispatcher.StateRunning {
-						return true
-					}
-					end = v
-					return false
-				})
-				if err != nil {
-					return apiError(err)
-				}
-				if end == nil {
-					return errors.New("the stream ended before the cascade did")
-				}
-				if af.output != "json" {
-					fmt.Fprintf(env.stdout, "cascade %s %s: %s\n", end.ID, end.State, end.Outcome)
-				}
-				if end.Outcome != cascade.OutcomeApplied {
-					return errFindings // told above; exit 1 is for errors
-				}
-				return nil
+				return do(env, c)
 			}
 		},
 	}
@@ -279,33 +270,22 @@ func cascadesWatchCommand() *command {
 // prints the cascade as it then stands. setup defines the command's own
 // flags and returns what it does with the client and the decision.
 func steerCommand(name, args, summary string, setup func(fs *flagSet) func(*runEnv, *api.Client, api.Decision) (*dispatcher.View, error)) *command {
-	return &command{
-		name:    name,
-		args:    args,
-		summary: summary,
-		setup: func(fs *flagSet) func(*runEnv) error {
-			var af apiFlags
-			af.define(fs)
-			var df decisionFlags
-			df.define(fs)
-			do := setup(fs)
-			return func(env *runEnv) error {
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				d, err := df.decision()
-				if err != nil {
-					return err
-				}
-				v, err := do(env, c, d)
-				if err != nil {
-					return apiError(err)
-				}
-				return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+	return apiCommand(name, args, summary, func(fs *flagSet, af *apiFlags) func(*runEnv, *api.Client) error {
+		var df decisionFlags
+		df.define(fs)
+		do := setup(fs)
+		return func(env *runEnv, c *api.Client) error {
+			d, err := df.decision()
+			if err != nil {
+				return err
 			}
-		},
-	}
+			v, err := do(env, c, d)
+			if err != nil {
+				return apiError(err)
+			}
+			return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+		}
+	})
 }
 
 func cascadesCancelCommand() *command {
@@ -344,43 +324,33 @@ func pauseCommand(resume bool) *command {
 	if resume {
 		name, summary = "resume", "resume dispatching: the paused cascades go on where they stopped"
 	}
-	return &command{
-		name:    name,
-		summary: summary,
-		setup: func(fs *flagSet) func(*runEnv) error {
-			var af apiFlags
-			af.define(fs)
-			var df decisionFlags
-			df.define(fs)
-			var org string
-			fs.stringVar(&org, "organization", "", "", "only this organization (default: everywhere)")
-			return func(env *runEnv) error {
-				c, err := af.client()
-				if err != nil {
-					return err
+	return apiCommand(name, "", summary, func(fs *flagSet, af *apiFlags) func(*runEnv, *api.Client) error {
+		var df decisionFlags
+		df.define(fs)
+		var org string
+		fs.stringVar(&org, "organization", "", "", "only this organization (default: everywhere)")
+		return func(env *runEnv, c *api.Client) error {
+			if org != "" {
+				if err := organizationName(org); err != nil {
+					return usagef("--organization %q: %v", org, err)
 				}
-				if org != "" {
-					if err := organizationName(org); err != nil {
-						return usagef("--organization %q: %v", org, err)
-					}
-				}
-				d, err := df.decision()
-				if err != nil {
-					return err
-				}
-				var ctl *api.Controls
-				if resume {
-					ctl, err = c.Resume(env.ctx, org, d)
-				} else {
-					ctl, err = c.Pause(env.ctx, org, d)
-				}
-				if err != nil {
-					return apiError(err)
-				}
-				return af.print(env.stdout, ctl, func(w io.Writer) error { return writePauses(w, ctl) })
 			}
-		},
-	}
+			d, err := df.decision()
+			if err != nil {
+				return err
+			}
+			var ctl *api.Controls
+			if resume {
+				ctl, err = c.Resume(env.ctx, org, d)
+			} else {
+				ctl, err = c.Pause(env.ctx, org, d)
+			}
+			if err != nil {
+				return apiError(err)
+			}
+			return af.print(env.stdout, ctl, func(w io.Writer) error { return writePauses(w, ctl) })
+		}
+	})
 }
 
 func writePauses(w io.Writer, ctl *api.Controls) error {
@@ -405,41 +375,30 @@ func writePauses(w io.Writer, ctl *api.Controls) error {
 }
 
 func whyCommand() *command {
-	return &command{
-		name:    "why",
-		args:    "WORKSPACE",
-		summary: "say what the cascades kept did to a workspace (by name or ID), and why",
-		setup: func(fs *flagSet) func(*runEnv) error {
-			var af apiFlags
-			af.define(fs)
-			var org string
-			fs.stringVar(&org, "organization", "", "", "the workspace's organization (names are unique only inside one)")
-			return func(env *runEnv) error {
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				why, err := c.Why(env.ctx, org, env.args[0])
-				if err != nil {
-					return apiError(err)
-				}
-				return af.print(env.stdout, why, func(w io.Writer) error {
-					if why.Explanation != "" {
-						fmt.Fprintln(w, why.Explanation)
-					}
-					for _, e := range why.Cascades {
-						fmt.Fprintf(w, "%s  %s  %s\n", e.StartedAt.Local().Format("2006-01-02 15:04:05"), e.CascadeID, e.State)
-						fmt.Fprintf(w, "    %s\n", e.Explanation)
-						if e.RunURL != "" {
-							fmt.Fprintf(w, "    %s\n", e.RunURL)
-						}
-					}
-					if why.Excluded != nil && why.Explanation == "" {
-						fmt.Fprintf(w, "It is excluded from cascades (%s: %s).\n", why.Excluded.By, why.Excluded.Why)
-					}
-					return nil
-				})
+	return apiCommand("why", "WORKSPACE", "say what the cascades kept did to a workspace (by name or ID), and why", func(fs *flagSet, af *apiFlags) func(*runEnv, *api.Client) error {
+		var org string
+		fs.stringVar(&org, "organization", "", "", "the workspace's organization (names are unique only inside one)")
+		return func(env *runEnv, c *api.Client) error {
+			why, err := c.Why(env.ctx, org, env.args[0])
+			if err != nil {
+				return apiError(err)
 			}
-		},
-	}
+			return af.print(env.stdout, why, func(w io.Writer) error {
+				if why.Explanation != "" {
+					fmt.Fprintln(w, why.Explanation)
+				}
+				for _, e := range why.Cascades {
+					fmt.Fprintf(w, "%s  %s  %s\n", e.StartedAt.Local().Format("2006-01-02 15:04:05"), e.CascadeID, e.State)
+					fmt.Fprintf(w, "    %s\n", e.Explanation)
+					if e.RunURL != "" {
+						fmt.Fprintf(w, "    %s\n", e.RunURL)
+					}
+				}
+				if why.Excluded != nil && why.Explanation == "" {
+					fmt.Fprintf(w, "It is excluded from cascades (%s: %s).\n", why.Excluded.By, why.Excluded.Why)
+				}
+				return nil
+			})
+		}
+	})
 }
