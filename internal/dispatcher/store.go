@@ -230,15 +230,37 @@ func (s *store) meta(ctx context.Context, id string) (Meta, uint64, error) {
 
 // putMeta writes a cascade's meta, by compare-and-swap on rev (0: create).
 func (s *store) putMeta(ctx context.Context, id string, m Meta, rev uint64) (uint64, error) {
-	data, err := json.Marshal(m)
+	return s.swap(ctx, metaKey(id), m, rev)
+}
+
+// swap writes v (as JSON) under key by compare-and-swap on rev: it creates
+// the key where rev is 0 and updates it otherwise. It returns the new
+// revision; a conflict means another writer got there first.
+func (s *store) swap(ctx context.Context, key string, v any, rev uint64) (uint64, error) {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return 0, err
 	}
 	s.count(1)
 	if rev == 0 {
-		return s.kv.Create(ctx, metaKey(id), data)
+		return s.kv.Create(ctx, key, data)
 	}
-	return s.kv.Update(ctx, metaKey(id), data, rev)
+	return s.kv.Update(ctx, key, data, rev)
+}
+
+// swapOrDelete is swap, except that an empty value deletes the key (at
+// revision rev) and an empty value of a key that does not exist writes
+// nothing.
+func (s *store) swapOrDelete(ctx context.Context, key string, v any, empty bool, rev uint64) error {
+	switch {
+	case empty && rev == 0:
+		return nil
+	case empty:
+		s.count(1)
+		return s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	}
+	_, err := s.swap(ctx, key, v, rev)
+	return err
 }
 
 // members reads every member's status, and each one's revision (0 for a
@@ -278,15 +300,7 @@ func (s *store) members(ctx context.Context, p *cascade.Plan) ([]cascade.Status,
 // putMember writes a member's status by compare-and-swap on rev (0: the
 // member was never written). It returns the new revision.
 func (s *store) putMember(ctx context.Context, id, ws string, v cascade.Status, rev uint64) (uint64, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return 0, err
-	}
-	s.count(1)
-	if rev == 0 {
-		return s.kv.Create(ctx, memberKey(id, ws), data)
-	}
-	return s.kv.Update(ctx, memberKey(id, ws), data, rev)
+	return s.swap(ctx, memberKey(id, ws), v, rev)
 }
 
 // due is when a cascade is next looked at, and what events named since the
@@ -337,14 +351,7 @@ func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full
 		if !changed {
 			return nil
 		}
-		data, _ := json.Marshal(d)
-		s.count(1)
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, dueKey(id), data)
-		} else {
-			_, err = s.kv.Update(ctx, dueKey(id), data, rev)
-		}
-		if err == nil || !isConflict(err) || ctx.Err() != nil {
+		if _, err = s.swap(ctx, dueKey(id), d, rev); err == nil || !isConflict(err) || ctx.Err() != nil {
 			return err
 		}
 	}
@@ -370,19 +377,7 @@ func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled [
 		} else if !d.At.IsZero() && (next.IsZero() || d.At.Before(next)) {
 			nd.At = d.At
 		}
-		s.count(1)
-		switch {
-		case nd.At.IsZero() && len(nd.Dirty) == 0 && rev == 0:
-			return nil
-		case nd.At.IsZero() && len(nd.Dirty) == 0:
-			err = s.kv.Delete(ctx, dueKey(id), jetstream.LastRevision(rev))
-		case rev == 0:
-			data, _ := json.Marshal(nd)
-			_, err = s.kv.Create(ctx, dueKey(id), data)
-		default:
-			data, _ := json.Marshal(nd)
-			_, err = s.kv.Update(ctx, dueKey(id), data, rev)
-		}
+		err = s.swapOrDelete(ctx, dueKey(id), nd, nd.At.IsZero() && len(nd.Dirty) == 0, rev)
 		if err == nil || isMissing(err) || !isConflict(err) || ctx.Err() != nil {
 			return err
 		}
@@ -425,17 +420,7 @@ func (s *store) hold(ctx context.Context, ws, id string, release bool) error {
 		} else {
 			ids = append(ids, id)
 		}
-		s.count(1)
-		switch {
-		case len(ids) == 0:
-			err = s.kv.Delete(ctx, wsKey(ws), jetstream.LastRevision(rev))
-		case rev == 0:
-			data, _ := json.Marshal(ids)
-			_, err = s.kv.Create(ctx, wsKey(ws), data)
-		default:
-			data, _ := json.Marshal(ids)
-			_, err = s.kv.Update(ctx, wsKey(ws), data, rev)
-		}
+		err = s.swapOrDelete(ctx, wsKey(ws), ids, len(ids) == 0, rev)
 		if err == nil || isMissing(err) || !isConflict(err) || ctx.Err() != nil {
 			return err
 		}
