@@ -8,6 +8,7 @@ import (
 
 	tfe "github.com/hashicorp/go-tfe"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 )
@@ -25,7 +26,7 @@ func (f *tfeFlags) define(fs *flagSet) {
 
 // check validates the flags before anything reaches TFE.
 func (f *tfeFlags) check() (token string, err error) {
-	if err := httpURL(f.address); err != nil {
+	if err := app.CheckHTTPURL(f.address); err != nil {
 		return "", usagef("--tfe-address %q: %v", f.address, err)
 	}
 	if token, err = f.token(); err != nil {

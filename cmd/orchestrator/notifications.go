@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 )
 
@@ -29,7 +30,7 @@ func notificationsInstallCommand() *command {
 					return usagef("--organization is required")
 				case organizationName(o.Organization) != nil:
 					return usagef("--organization %q: %v", o.Organization, organizationName(o.Organization))
-				case httpURL(o.URL) != nil:
+				case app.CheckHTTPURL(o.URL) != nil:
 					return usagef("--url %q must be the daemon's http:// or https:// webhook URL", o.URL)
 				case tokenFile == "":
 					return usagef("--token-file is required")

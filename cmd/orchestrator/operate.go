@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/api"
+	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 )
@@ -34,7 +35,7 @@ func (a *apiFlags) client() (*api.Client, error) {
 	if a.output != "table" && a.output != "json" {
 		return nil, usagef("--output must be table or json, not %q", a.output)
 	}
-	if err := httpURL(a.server); err != nil {
+	if err := app.CheckHTTPURL(a.server); err != nil {
 		return nil, usagef("--server %q: %v", a.server, err)
 	}
 	token, err := a.token()

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
 
@@ -58,7 +59,7 @@ func tfesimCommand() *command {
 					return usagef("--listen %q: %v", cfg.listen, err)
 				}
 				if cfg.address != "" {
-					if err := httpURL(cfg.address); err != nil {
+					if err := app.CheckHTTPURL(cfg.address); err != nil {
 						return usagef("--address %q: %v", cfg.address, err)
 					}
 				}

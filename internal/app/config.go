@@ -353,7 +353,7 @@ func (c *Config) validateStream() error {
 }
 
 func (c *Config) validateTFE() error {
-	if err := httpURL(c.TFE.Address); err != nil {
+	if err := CheckHTTPURL(c.TFE.Address); err != nil {
 		return fmt.Errorf("--tfe-address %q: %w", c.TFE.Address, err)
 	}
 	if r := c.TFE.RateLimit; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
@@ -365,8 +365,8 @@ func (c *Config) validateTFE() error {
 	return nil
 }
 
-// httpURL checks an http or https URL with a host.
-func httpURL(s string) error {
+// CheckHTTPURL checks an http:// or https:// URL with a host.
+func CheckHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return errors.New("want an http:// or https:// URL")
@@ -477,7 +477,7 @@ func (c *Config) validateAlerts() error {
 		if f.v == "" {
 			continue
 		}
-		if err := httpURL(f.v); err != nil {
+		if err := CheckHTTPURL(f.v); err != nil {
 			return fmt.Errorf("%s is not an http:// or https:// URL (its value is not shown: it is a secret)", f.flag)
 		}
 	}
