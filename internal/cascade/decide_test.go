@@ -653,3 +653,31 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// A full look watches every member the cascade can have reached (running,
+// or an upstream running or done), not the members further down that are
+// still waiting behind waiting upstreams: nothing can have happened there
+// that the cascade must handle, and reading them costs a call each.
+func TestFullLookWatchesWhatTheCascadeReached(t *testing.T) {
+	s := newSit(plan(t, "a", "a>b", "b>c", "c>d", "d>e", "a>f"))
+	applied(s.status("b"), "run-b1", at(1))
+	s.status("c").State, s.status("c").RunID, s.status("c").RunCreatedAt = Running, "run-c1", at(1)
+	var got []string
+	for _, w := range Observe(s.p, s.st, func(string) bool { return false }, true, s.pol, s.now) {
+		got = append(got, s.p.Members[w.Member].Name)
+	}
+	slices.Sort(got)
+	// b applied: done once its downstream moved; c runs; d waits behind c;
+	// f waits on the root, whose apply queued a run there.
+	if want := []string{"b", "c", "d", "f"}; !slices.Equal(got, want) {
+		t.Errorf("a full look watches %v, want %v (e waits behind d, which waits)", got, want)
+	}
+	// Named by an event, a member is watched wherever it stands.
+	var named []string
+	for _, w := range Observe(s.p, s.st, func(id string) bool { return id == "ws-e" }, false, s.pol, s.now) {
+		named = append(named, s.p.Members[w.Member].Name)
+	}
+	if !slices.Contains(named, "e") {
+		t.Errorf("a look for an event about e watches %v, not e", named)
+	}
+}

@@ -14,8 +14,15 @@ type Watch struct {
 // Observe lists the members to look at before deciding: those events named
 // (dirty), those whose state waits on something in TFE (a run to appear, a
 // creation to land, a run being stopped, a reminder due), and, in a full
-// look, every member not done. Members no event or timer concerns are left
-// alone: looking costs API calls.
+// look, every member not done that the cascade can have reached. Members
+// no event or timer concerns are left alone: looking costs API calls.
+//
+// A member still waiting whose upstreams are all waiting too is not
+// reached: no upstream of it has run, so TFE's run triggers have queued
+// nothing there that the cascade must handle, and the look that makes it
+// ready reads it. Watching it would cost a read for each such member (the
+// workspace list newest first does not reach back to them) and, in a large
+// cascade, keep a full look busy for longer than a run takes to plan.
 func Observe(p *Plan, st []Status, dirty func(workspaceID string) bool, full bool, pol Policy, now time.Time) []Watch {
 	pol = pol.withDefaults()
 	var out []Watch
@@ -24,7 +31,7 @@ func Observe(p *Plan, st []Status, dirty func(workspaceID string) bool, full boo
 			continue
 		}
 		s := st[i]
-		look := full || dirty(m.WorkspaceID) || s.Stopping != "" || (s.State.Final() && !s.Swept)
+		look := (full && reached(p, st, i)) || dirty(m.WorkspaceID) || s.Stopping != "" || (s.State.Final() && !s.Swept)
 		switch s.State {
 		case Ready, Dispatching:
 			look = true
@@ -36,6 +43,20 @@ func Observe(p *Plan, st []Status, dirty func(workspaceID string) bool, full boo
 		}
 	}
 	return out
+}
+
+// reached says whether the cascade can have reached member i: it has left
+// waiting, or one of its upstreams is the root or has.
+func reached(p *Plan, st []Status, i int) bool {
+	if st[i].State != Waiting {
+		return true
+	}
+	for _, u := range p.Members[i].Upstreams {
+		if j := p.Index(u); j < 0 || st[j].State != Waiting {
+			return true
+		}
+	}
+	return false
 }
 
 // since is the earliest time a run that matters to member i can have been
