@@ -380,7 +380,9 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	stop := d.inProgress(ctx, msg)
 	err = d.Handle(ctx, &ev)
+	stop()
 	var perm *permanentError
 	switch {
 	case err == nil:
@@ -402,6 +404,37 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg) {
 		d.log.Warn("run event will be retried", zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID),
 			zap.String("workspace", ev.WorkspaceName), zap.Uint64("delivery", n), zap.Duration("in", delay), zap.Error(err))
 		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// maxHandling is how long, in ack waits, an event's handling is kept from
+// being redelivered: a root whose run triggers are read cold under TFE's
+// rate limit takes longer than one ack wait, and a second delivery would
+// read them again beside the first. Past it, JetStream redelivers.
+const maxHandling = 10
+
+// inProgress tells JetStream, every third of the ack wait, that msg is
+// still being handled, until the returned function is called or
+// maxHandling ack waits have passed.
+func (d *Dispatcher) inProgress(ctx context.Context, msg jetstream.Msg) (stop func()) {
+	ctx, cancel := context.WithTimeout(ctx, maxHandling*d.opts.AckWait)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d.opts.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 

@@ -128,3 +128,42 @@ func TestSlowAPIMakesNoDuplicate(t *testing.T) {
 
 var _ = context.Background
 var _ = tfe.RunApplied
+
+// slowTriggerLists delays every read of run triggers, as TFE's rate limit
+// does for an engine reading a large graph cold.
+type slowTriggerLists struct {
+	next  http.RoundTripper
+	delay time.Duration
+}
+
+func (s *slowTriggerLists) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.URL.Path, "/run-triggers") {
+		select {
+		case <-time.After(s.delay):
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return s.next.RoundTrip(r)
+}
+
+// A root whose run triggers take several ack waits to read is handled
+// once: its event is kept in progress, not delivered again to a second
+// reading of the same graph beside the first. (TFE's run triggers are off
+// here: a run they queue would apply while the graph is read, and start a
+// reading of its own.)
+func TestSlowGraphReadIsNotRedelivered(t *testing.T) {
+	h := newHarness(t, chain(4, triggerApply, 50), tfesim.Options{NoNativeRunTriggers: true})
+	opts := fastOptions() // an ack wait of a second
+	d, _ := h.engineWith(opts, &slowTriggerLists{next: http.DefaultTransport, delay: 800 * time.Millisecond})
+	h.sim.ResetStats()
+	root := h.start("c00")
+	v := h.done(d, cascade.ID(root), 60*time.Second)
+	if v.Outcome != cascade.OutcomeApplied {
+		t.Fatalf("got %s:%s", v.Outcome, states(v))
+	}
+	h.checkOnce(v, root)
+	if got := h.sim.Stats().Requests["GET /api/v2/workspaces/{id}/run-triggers"]; got != 4 {
+		t.Errorf("the run triggers were read %d times, want 4 (once per workspace)", got)
+	}
+}
