@@ -574,7 +574,7 @@ func BenchmarkKVOpsPerEvent(b *testing.B) {
 			}
 			c := h.uncounted()
 			for i, id := range roots {
-				waitUntil(b, "a root to apply", func() bool {
+				waitFor(b, "a root to apply", func() bool {
 					r, err := c.Runs.Read(ctx, id)
 					return err == nil && r.Status == tfe.RunApplied
 				})
@@ -663,18 +663,6 @@ func BenchmarkKVOpsPerEvent(b *testing.B) {
 			b.ReportMetric(float64(ct.n.Load()-calls)/float64(open), "recheck-calls/cascade")
 			b.ReportMetric(float64(d.KVOps()-before)/float64(open), "recheck-kv-ops/cascade")
 		})
-	}
-}
-
-// waitUntil polls cond until it holds, for at most 30 s.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
