@@ -2,6 +2,7 @@ package cascade
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +49,10 @@ type Policy struct {
 	// Soon is how soon a member is looked at again after the cascade asked
 	// TFE to stop or apply one of its runs.
 	Soon time.Duration
+	// NoHolds turns holds off (C13): runs TFE's run triggers queue too
+	// early are then only stopped when a look finds them, which is in time
+	// only while looks come faster than runs plan.
+	NoHolds bool
 }
 
 // DefaultPolicy is the policy with every setting at its default.
@@ -65,7 +70,7 @@ func (p Policy) withDefaults() Policy {
 	if p.Apply != "" {
 		d.Apply = p.Apply
 	}
-	d.RunUnchanged = p.RunUnchanged
+	d.RunUnchanged, d.NoHolds = p.RunUnchanged, p.NoHolds
 	set := func(dst *time.Duration, v time.Duration) {
 		if v > 0 {
 			*dst = v
@@ -137,6 +142,10 @@ const (
 	ActApply ActionKind = "apply"
 	// Alert operators: Notice.
 	ActAlert ActionKind = "alert"
+	// Hold Member: lock its workspace, with Message as the lock's reason.
+	ActHold ActionKind = "hold"
+	// Release Member: unlock the workspace the cascade locked.
+	ActRelease ActionKind = "release"
 )
 
 // Action is something the shell does in TFE or tells operators.
@@ -167,6 +176,7 @@ const (
 	AlertAwaiting     = "run_awaiting"
 	AlertUncontrolled = "uncontrolled_run"
 	AlertDispatch     = "dispatch_failed"
+	AlertHoldLifted   = "hold_lifted"
 
 	SeverityInfo     = "info"
 	SeverityWarning  = "warning"
@@ -271,6 +281,7 @@ func (d *decider) member(i int) {
 	case s.State == Waiting, s.State == Running, s.State == AwaitingApproval, s.State.Final() && !handsOff(s, d.in.Controls):
 		d.strays(i)
 	}
+	d.hold(i)
 }
 
 // handsOff reports whether the cascade leaves a final member's workspace
@@ -443,12 +454,18 @@ func (d *decider) ready(i int) {
 		d.busy(i, fmt.Sprintf("waiting for run %s (%s, %s) that holds %s", cur.ID, sourceName(cur.Source), cur.Status, m.Name))
 		return
 	}
-	if ws.Locked && ws.LockedByRun == "" {
+	if ws.Locked && ws.LockedByRun == "" && !d.mine(ws) {
 		who := ws.LockedBy
 		if who == "" {
 			who = "a person"
 		}
 		d.busy(i, m.Name+" is locked by "+who)
+		return
+	}
+	if s.Hold == HoldHeld && !listed {
+		// The run TFE's run trigger queued waits behind the hold, where
+		// only a list of the workspace's runs shows it.
+		d.needList(i)
 		return
 	}
 	if d.barrier(i).lastApplied && s.Retry == "" && d.now.Before(s.ReadyAt.Add(d.pol.NativeGrace)) {
@@ -1013,8 +1030,9 @@ func (d *decider) settleStop(i int) {
 	// Only a read of the run tells now; it is worth one when the member
 	// waits on it (to take its own run, or to be done). A running member's
 	// final look settles it.
-	if s.State == Ready || (s.State.Final() && d.upstreamsQuiet(i)) {
-		if seen {
+	// A held member waits on it too: its hold is let go once it ended.
+	if s.State == Ready || (s.State.Final() && d.upstreamsQuiet(i)) || s.Hold.open() {
+		if seen || s.Hold.open() {
 			d.needRun(s.Stopping)
 		}
 		d.wakeIn(d.pol.Soon)
@@ -1144,7 +1162,7 @@ func (d *decider) wakeAt(t time.Time) {
 // that the cascade's triggers queued left in it.
 func Done(p *Plan, st []Status, i int) bool {
 	s := st[i]
-	if !s.State.Final() || s.Stopping != "" {
+	if !s.State.Final() || s.Stopping != "" || s.Hold.open() {
 		return false
 	}
 	fired := false
@@ -1201,14 +1219,26 @@ func (d *decider) conclude() {
 }
 
 func (s Status) equal(o Status) bool {
-	return s.State == o.State && s.Reason == o.Reason && s.Since.Equal(o.Since) && s.ReadyAt.Equal(o.ReadyAt) &&
-		s.RunID == o.RunID && s.RunStatus == o.RunStatus && s.RunCreatedAt.Equal(o.RunCreatedAt) && s.Adopted == o.Adopted &&
-		s.WantAutoApply == o.WantAutoApply && s.ApplyRequested == o.ApplyRequested && s.FinishedAt.Equal(o.FinishedAt) &&
-		s.Changed == o.Changed && s.Attempts == o.Attempts && s.AttemptDeadline.Equal(o.AttemptDeadline) &&
-		s.Stopping == o.Stopping && s.StoppingCreatedAt.Equal(o.StoppingCreatedAt) && s.Stopped == o.Stopped &&
-		s.BusySince.Equal(o.BusySince) && s.Alerted == o.Alerted && s.Cause == o.Cause && s.Retry == o.Retry && s.Swept == o.Swept &&
-		s.Escaped == o.Escaped && s.LastEscaped == o.LastEscaped && s.Counted == o.Counted &&
-		slices.Equal(s.PastRuns, o.PastRuns)
+	// Field by field without naming the fields: one added to Status is
+	// compared (and so stored when it changes) without being listed here.
+	a, b := reflect.ValueOf(s), reflect.ValueOf(o)
+	for k := range a.NumField() {
+		x, y := a.Field(k), b.Field(k)
+		switch v := x.Interface().(type) {
+		case time.Time:
+			if !v.Equal(y.Interface().(time.Time)) {
+				return false
+			}
+		default:
+			if x.Kind() == reflect.Slice && x.Len() == 0 && y.Len() == 0 {
+				continue
+			}
+			if !reflect.DeepEqual(x.Interface(), y.Interface()) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // AfterCreate is member i's status once the shell knows how the creation

@@ -20,6 +20,9 @@ type Facts struct {
 	// HeldBy names, for a member workspace that an older open cascade holds,
 	// that cascade: it acts in the workspace first.
 	HeldBy map[string]string
+	// Self is the ID of the TFE user the engine acts as: a workspace it
+	// locked shows this user. Empty when unknown: then no hold is taken.
+	Self string
 	// Tools says which Terraform versions the installation enables; nil
 	// when unknown (no admin API).
 	Tools map[string]Tool
@@ -34,8 +37,11 @@ type Workspace struct {
 	Locked  bool
 	// LockedByRun is the run holding the lock, when a run holds it;
 	// otherwise a person or team holds it (LockedBy).
-	LockedByRun         string
-	LockedBy            string
+	LockedByRun string
+	LockedBy    string
+	// LockedByUser is the ID of the user holding the lock, when a user
+	// holds it.
+	LockedByUser        string
 	ExecutionMode       string
 	HasConfiguration    bool
 	TerraformVersion    string

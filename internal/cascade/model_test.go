@@ -31,6 +31,7 @@ type mws struct {
 	outcome             string // applied, errored, no_changes
 	plan, apply         time.Duration
 	lockedUntil         time.Time // a person's lock
+	held                bool      // locked by the engine
 	local, noConfig     bool
 	runs                []*mrun
 	current             *mrun
@@ -69,7 +70,31 @@ func (m *model) create(wsID, message, source string, autoApply bool) *mrun {
 }
 
 func (m *model) busy(w *mws) bool {
-	return (w.current != nil && !Final(w.current.status)) || m.now.Before(w.lockedUntil)
+	return (w.current != nil && !Final(w.current.status)) || m.now.Before(w.lockedUntil) || w.held
+}
+
+// lock locks a workspace as the engine, as TFE's lock endpoint does: not
+// while a run or someone holds it.
+func (m *model) lock(id string) bool {
+	w := m.ws[id]
+	if m.busy(w) {
+		return false
+	}
+	w.held = true
+	m.touch(id)
+	return true
+}
+
+// unlock lets the engine's lock go; false when the engine did not hold it.
+func (m *model) unlock(id string) bool {
+	w := m.ws[id]
+	if !w.held {
+		return false
+	}
+	w.held = false
+	m.touch(id)
+	m.schedule(w)
+	return true
 }
 
 // schedule starts the oldest pending run of a free workspace.
@@ -225,7 +250,10 @@ func (m *model) workspaceFacts(id string) Workspace {
 		}
 	}
 	if m.now.Before(w.lockedUntil) {
-		f.Locked, f.LockedByRun, f.LockedBy = true, "", "user-ops"
+		f.Locked, f.LockedByRun, f.LockedBy, f.LockedByUser = true, "", "ops", "user-ops"
+	}
+	if w.held {
+		f.Locked, f.LockedByRun, f.LockedBy, f.LockedByUser = true, "", "orchestrator", engineUser
 	}
 	return f
 }
@@ -251,19 +279,26 @@ func (m *model) appliedSince(id string, t time.Time) []*mrun {
 	return out
 }
 
+// engineUser is the TFE user the engine acts as in the model.
+const engineUser = "user-orchestrator"
+
 // engine drives the core against the model as the dispatcher would: it
 // looks at what Observe names (events can be lost), fills what a decision
 // needs, carries the actions out, and plays a person who confirms runs
 // awaiting approval.
 type engine struct {
-	m        *model
-	p        *Plan
-	st       []Status
-	pol      Policy
-	ctl      Controls
-	rng      *rand.Rand
-	lose     float64 // probability that an event is lost
-	lostAck  float64 // probability that a creation's answer is lost
+	m       *model
+	p       *Plan
+	st      []Status
+	pol     Policy
+	ctl     Controls
+	rng     *rand.Rand
+	lose    float64 // probability that an event is lost
+	lostAck float64 // probability that a creation's answer is lost
+	// late, when set, makes looks come late: a look follows the one before
+	// after a random delay up to late, whatever happened in TFE meanwhile,
+	// as under a backlog, rate limits or a slow NATS.
+	late     time.Duration
 	alerts   []Notice
 	lastFull time.Time
 	confirm  map[string]time.Time // run → when the person confirms it
@@ -288,7 +323,7 @@ func (e *engine) look(dirty map[string]bool) Decision {
 	if full {
 		e.lastFull = now
 	}
-	facts := Facts{Workspaces: map[string]Workspace{}, Quiet: map[string]time.Time{}, Runs: map[string]Run{}, Lists: map[string][]Run{}}
+	facts := Facts{Workspaces: map[string]Workspace{}, Quiet: map[string]time.Time{}, Runs: map[string]Run{}, Lists: map[string][]Run{}, Self: engineUser}
 	for _, w := range Observe(e.p, e.st, func(id string) bool { return dirty[id] }, full, e.pol, now) {
 		id := e.p.Members[w.Member].WorkspaceID
 		ws := e.m.workspaceFacts(id)
@@ -359,6 +394,17 @@ func (e *engine) act(a Action) {
 		}
 	case ActApply:
 		e.m.confirm(a.RunID)
+	case ActHold:
+		i := e.p.Index(a.Member)
+		if e.m.lock(a.Member) && e.rng.Float64() >= e.lostAck {
+			e.st[i] = AfterHold(e.st, i, true)
+		}
+	case ActRelease:
+		i := e.p.Index(a.Member)
+		e.m.unlock(a.Member)
+		if e.rng.Float64() >= e.lostAck {
+			e.st[i] = AfterRelease(e.st, i, true)
+		}
 	case ActAlert:
 		e.alerts = append(e.alerts, a.Notice)
 	}
@@ -381,6 +427,11 @@ func (e *engine) run(maxLooks int) (int, bool) {
 		if d.Done {
 			return looks + 1, true
 		}
+		if e.late > 0 {
+			e.m.advance(e.m.now.Add(time.Duration(e.rng.Int64N(int64(e.late)))))
+			e.confirmDue()
+			continue
+		}
 		if len(e.m.changed) > 0 {
 			continue // what the actions changed arrives as events at once
 		}
@@ -397,13 +448,18 @@ func (e *engine) run(maxLooks int) (int, bool) {
 			next = e.m.now
 		}
 		e.m.advance(next)
-		for _, id := range sortedIDs(keys(e.confirm)) {
-			if !e.confirm[id].After(e.m.now) && e.m.confirm(id) {
-				delete(e.confirm, id)
-			}
-		}
+		e.confirmDue()
 	}
 	return maxLooks, false
+}
+
+// confirmDue plays the person who confirms runs awaiting approval.
+func (e *engine) confirmDue() {
+	for _, id := range sortedIDs(keys(e.confirm)) {
+		if !e.confirm[id].After(e.m.now) && e.m.confirm(id) {
+			delete(e.confirm, id)
+		}
+	}
 }
 
 func (e *engine) alertsOf(kind string) []Notice {

@@ -144,7 +144,46 @@ type Status struct {
 	// PastRuns are the runs it had before retries, never taken again.
 	Retry    string   `json:"retry,omitempty"`
 	PastRuns []string `json:"past_runs,omitempty"`
+
+	// Hold is where the cascade's hold on the member's workspace stands: a
+	// TFE lock that keeps runs queued too early pending (C13).
+	Hold HoldState `json:"hold,omitempty"`
 }
+
+// HoldState is where the cascade's hold on a member's workspace stands.
+// A hold is a TFE workspace lock taken by the engine's user: while it is
+// there TFE starts no run in the workspace, so a run its run triggers queue
+// before the member may run stays pending until the cascade stops it,
+// however late the cascade looks.
+type HoldState string
+
+// Hold states. Taking, Held and Releasing are open: a member with an open
+// hold is not done.
+const (
+	// HoldNone: the cascade has not held the workspace.
+	HoldNone HoldState = ""
+	// HoldTaking: the cascade asked TFE to lock the workspace and does not
+	// know yet that it holds it.
+	HoldTaking HoldState = "taking"
+	// HoldHeld: the workspace is locked by the engine for the cascade.
+	HoldHeld HoldState = "held"
+	// HoldReleasing: the cascade asked TFE to unlock the workspace.
+	HoldReleasing HoldState = "releasing"
+	// HoldReleased: the cascade let the workspace go; it never holds it
+	// again.
+	HoldReleased HoldState = "released"
+	// HoldLifted: someone else unlocked the workspace while the cascade
+	// held it (a force-unlock): an operator's decision, reported and
+	// respected; the cascade does not lock it again.
+	HoldLifted HoldState = "lifted"
+)
+
+// HoldStates are the hold states, for validation.
+var HoldStates = []HoldState{HoldNone, HoldTaking, HoldHeld, HoldReleasing, HoldReleased, HoldLifted}
+
+// open reports whether the cascade still has, or may have, a lock on the
+// workspace.
+func (h HoldState) open() bool { return h == HoldTaking || h == HoldHeld || h == HoldReleasing }
 
 // Causes of a final state.
 const (
@@ -162,6 +201,9 @@ const (
 func (s *Status) Validate() error {
 	if !s.State.valid() {
 		return fmt.Errorf("unknown member state %q", s.State)
+	}
+	if !slices.Contains(HoldStates, s.Hold) {
+		return fmt.Errorf("unknown hold state %q", s.Hold)
 	}
 	if s.Attempts < 0 || s.Stopped < 0 || s.Alerted < 0 {
 		return fmt.Errorf("negative counter in member status")
