@@ -32,11 +32,12 @@ const (
 	KindEventDropped    = "event_dropped"
 	KindMalformedState  = "malformed_state"
 	KindTFEUnauthorized = "tfe_unauthorized"
+	KindHoldLifted      = "hold_lifted"
 )
 
 // Kinds lists every kind of alert, for metric labels (anything else counts
 // as "other").
-var Kinds = []string{KindCycle, KindCascadeBlocked, KindDispatchFailed, KindWorkspaceLocked, KindDeprecated, KindStuckRun,
+var Kinds = []string{KindHoldLifted, KindCycle, KindCascadeBlocked, KindDispatchFailed, KindWorkspaceLocked, KindDeprecated, KindStuckRun,
 	KindRunCancelled, KindReminder, KindWebhookRejected, KindUncontrolledRun, KindEventRejected, KindEventDropped,
 	KindMalformedState, KindTFEUnauthorized}
 

@@ -54,6 +54,7 @@ var alertKindTests = map[string][]string{
 	alerts.KindReminder:        {"TestAlertApprovalReminder", "TestAlertWatchdogReminder"},
 	alerts.KindWebhookRejected: {"TestWebhookRejectedAlert"},
 	alerts.KindTFEUnauthorized: {"TestWrongTFETokenShown", "TestTFETokenRefusedThenAcceptedAgain"},
+	alerts.KindHoldLifted:      {"TestAlertHoldLifted"},
 }
 
 // The README's table of alert kinds, the kinds the alerts package defines
@@ -374,16 +375,14 @@ func TestAlertTerraformVersionDeprecated(t *testing.T) {
 	}
 }
 
-// In a diamond, the first upstream to apply makes TFE queue a run in the
-// bottom workspace, which plans and applies at once, before its other
-// upstream finished and before the cascade could stop it.
+// d waits for b and for the root itself: the root's apply makes TFE queue
+// a run in d at once, before any look of the cascade (no hold can cover
+// it), and that run plans and applies before the cascade could stop it.
 func TestAlertUncontrolledRun(t *testing.T) {
 	e := newAlertEnv(t, tfesim.Options{}, app.Config{DisableWatchdog: true})
-	b, c := auto("b"), auto("c")
-	b.Behavior.PlanDurationMS = 300
-	c.Behavior.PlanDurationMS = 1500
-	e.load([]tfesim.WorkspaceSpec{auto("root"), b, c, auto("d")},
-		[2]string{"root", "b"}, [2]string{"root", "c"}, [2]string{"b", "d"}, [2]string{"c", "d"})
+	b := auto("b")
+	b.Behavior.PlanDurationMS = 1500
+	e.load([]tfesim.WorkspaceSpec{auto("root"), b, auto("d")}, [2]string{"root", "b"}, [2]string{"root", "d"}, [2]string{"b", "d"})
 	root := e.run("root", true)
 	var early string
 	testutil.WaitFor(t, "TFE's run in d", 15*time.Second, func() bool {
@@ -397,6 +396,33 @@ func TestAlertUncontrolledRun(t *testing.T) {
 	e.expect(wantAlert{Kind: alerts.KindUncontrolledRun, Severity: alerts.SeverityCritical, Organization: "acme",
 		Workspace: "d", WorkspaceID: e.id("d"), RunID: early, RunURL: e.runURL("d", early), CascadeID: cascade.ID(root),
 		Message: "applied in d before the cascade could stop it"})
+}
+
+// A person force-unlocks a member the cascade holds while it waits for its
+// upstreams: the cascade says so and leaves the workspace unlocked.
+func TestAlertHoldLifted(t *testing.T) {
+	e := newAlertEnv(t, tfesim.Options{}, app.Config{DisableWatchdog: true})
+	b, c := auto("b"), auto("c")
+	b.Behavior.PlanDurationMS = 20000 // d waits for b long enough to be unlocked by hand
+	e.load([]tfesim.WorkspaceSpec{auto("root"), b, c, auto("d")},
+		[2]string{"root", "b"}, [2]string{"root", "c"}, [2]string{"b", "d"}, [2]string{"c", "d"})
+	root := e.run("root", true)
+	testutil.WaitFor(t, "the cascade to hold d", 30*time.Second, func() bool {
+		w, err := e.client.Workspaces.ReadByID(e.ctx, e.id("d"))
+		return err == nil && w.Locked && w.LockedBy != nil && w.LockedBy.User != nil
+	})
+	if _, err := e.client.Workspaces.ForceUnlock(e.ctx, e.id("d")); err != nil {
+		t.Fatal(err)
+	}
+	e.expect(wantAlert{Kind: alerts.KindHoldLifted, Severity: alerts.SeverityWarning, Organization: "acme",
+		Workspace: "d", WorkspaceID: e.id("d"), CascadeID: cascade.ID(root), Message: "does not lock it again"})
+	w, err := e.client.Workspaces.ReadByID(e.ctx, e.id("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Locked {
+		t.Errorf("d was locked again after a person unlocked it (by %+v)", w.LockedBy)
+	}
 }
 
 // A signed event says a run TFE does not know applied.

@@ -449,7 +449,7 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 		opts.Address = strings.TrimRight(a.cfg.TFE.Address, "/")
 	}
 	return dispatcher.New(ctx, opts, dispatcher.Deps{
-		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools,
+		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools, Users: client.Users,
 		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil),
 		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
 	})

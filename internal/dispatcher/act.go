@@ -42,6 +42,10 @@ func (d *Dispatcher) act(ctx context.Context, l *lease, p *cascade.Plan, dec cas
 				errs[k] = d.stop(ctx, l, p, a)
 			case cascade.ActApply:
 				errs[k] = d.apply(ctx, l, p, a)
+			case cascade.ActHold:
+				errs[k] = d.hold(ctx, l, p, a, st, revs, &mu)
+			case cascade.ActRelease:
+				errs[k] = d.release(ctx, l, p, a, st, revs, &mu)
 			}
 		}()
 	}

@@ -66,7 +66,7 @@ func (h *harness) benchEngine(opts dispatcher.Options, cacheTTL time.Duration, r
 	}
 	opts.Address = h.simURL
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
-		JetStream: h.js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions,
+		JetStream: h.js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
 		Planner: tfegraph.NewCache(client.RunTriggers, cacheTTL, nil), Alerts: h.alerts,
 		Log: benchLog(h.t),
 	})

@@ -35,6 +35,15 @@ type Runs interface {
 type Workspaces interface {
 	ReadByIDWithOptions(ctx context.Context, workspaceID string, options *tfe.WorkspaceReadOptions) (*tfe.Workspace, error)
 	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
+	// Lock and Unlock hold a member's workspace (C13).
+	Lock(ctx context.Context, workspaceID string, options tfe.WorkspaceLockOptions) (*tfe.Workspace, error)
+	Unlock(ctx context.Context, workspaceID string) (*tfe.Workspace, error)
+}
+
+// Users tells which TFE user the engine acts as: a workspace it locked
+// shows that user. *tfe.Client's Users is one.
+type Users interface {
+	ReadCurrent(ctx context.Context) (*tfe.User, error)
 }
 
 // ToolVersions is the part of go-tfe's admin Terraform versions the
@@ -184,6 +193,7 @@ type Deps struct {
 	Runs         Runs
 	Workspaces   Workspaces
 	ToolVersions ToolVersions // nil: no Terraform version check
+	Users        Users        // nil: no holds (C13), runs queued too early are only raced
 	Planner      Planner
 	Alerts       alerts.Notifier
 	Log          *zap.Logger
@@ -201,6 +211,7 @@ type Dispatcher struct {
 	leases  jetstream.KeyValue
 	metrics *Metrics
 	tools   *toolCache
+	self    selfCache
 
 	wake chan struct{} // the scheduler's: a due entry changed
 }

@@ -9,6 +9,7 @@ type Metrics struct {
 	dispatched    prometheus.Counter
 	adopted       prometheus.Counter
 	superseded    prometheus.Counter
+	holds         *prometheus.CounterVec
 	looks         prometheus.Counter
 	reads         prometheus.Counter
 	events        *prometheus.CounterVec
@@ -35,6 +36,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		adopted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orchestrator_runs_adopted_total", Help: "Runs TFE's run triggers queued after a member's upstreams finished, taken as the member's run.",
 		}),
+		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_holds_total", Help: "Member workspaces the cascade engine locked (taken) and unlocked (released), so that runs queued too early wait pending until stopped.",
+		}, []string{"action"}),
 		superseded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orchestrator_native_runs_superseded_total", Help: "Runs stopped (discarded or cancelled) because they would have run out of order or in a member that does not run.",
 		}),
@@ -66,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"state"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.started, m.finished, m.dispatched, m.adopted, m.superseded, m.looks, m.reads, m.events, m.malformed, m.createSeconds, m.lookSeconds, m.open, m.members)
+		reg.MustRegister(m.started, m.finished, m.dispatched, m.adopted, m.superseded, m.holds, m.looks, m.reads, m.events, m.malformed, m.createSeconds, m.lookSeconds, m.open, m.members)
 	}
 	return m
 }

@@ -234,6 +234,7 @@ func workspaceFacts(w *tfe.Workspace) cascade.Workspace {
 		case lb.Run != nil:
 			out.LockedByRun = lb.Run.ID
 		case lb.User != nil:
+			out.LockedByUser = lb.User.ID
 			out.LockedBy = lb.User.Username
 			if out.LockedBy == "" {
 				out.LockedBy = lb.User.ID

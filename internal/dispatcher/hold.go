@@ -1,0 +1,120 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	tfe "github.com/hashicorp/go-tfe"
+	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+)
+
+// Holds (C13, decided in internal/cascade/hold.go) are TFE workspace locks
+// taken as the engine's user. The core recognises its locks by that user's
+// ID, read once from TFE; until it is known, no hold is taken.
+
+// selfCache keeps the ID of the TFE user the engine acts as.
+type selfCache struct {
+	mu  sync.Mutex
+	id  string
+	err time.Time // when reading it last failed: tried again a minute later
+}
+
+func (c *selfCache) get(ctx context.Context, users Users, log *zap.Logger) string {
+	if users == nil {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id != "" || time.Since(c.err) < time.Minute {
+		return c.id
+	}
+	u, err := users.ReadCurrent(ctx)
+	if err != nil || u == nil || u.ID == "" {
+		c.err = time.Now()
+		log.Warn("the engine's tfe user is not known: members are not held until it is", zap.Error(err))
+		return ""
+	}
+	c.id = u.ID
+	return c.id
+}
+
+// hold locks a member's workspace for its cascade and stores that it did.
+// Any failure leaves the hold being taken: the next look reads the
+// workspace and decides.
+func (d *Dispatcher) hold(ctx context.Context, l *lease, p *cascade.Plan, a cascade.Action, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
+	i := p.Index(a.Member)
+	wctx, cancel, err := d.writeContext(ctx, l, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	rctx, status := tfeclient.Record(wctx)
+	_, err = d.deps.Workspaces.Lock(rctx, a.Member, tfe.WorkspaceLockOptions{Reason: tfe.String(a.Message)})
+	switch {
+	case err == nil:
+		d.metrics.holds.WithLabelValues("taken").Inc()
+		d.log.Info("cascade member held", zap.String("cascade_id", p.ID), zap.String("workspace", p.Name(a.Member)),
+			zap.String("workspace_id", a.Member))
+		return d.storeAfter(ctx, l, p, i, cascade.AfterHold(st, i, true), st, revs, mu)
+	case tfeclient.Classify(err, status) == tfeclient.Unauthorized:
+		return errors.Join(errUnauthorized, err)
+	default:
+		// Locked by a run or a person (409), or the answer was lost.
+		d.log.Debug("holding a member did not work now; the next look sees why", zap.String("cascade_id", p.ID),
+			zap.String("workspace", p.Name(a.Member)), zap.Error(err))
+		return d.store.markDirty(ctx, p.ID, a.Member, d.opts.Now().Add(d.opts.Policy.Soon), false)
+	}
+}
+
+// release unlocks a member's workspace its cascade held. TFE's answer that
+// the workspace is not locked by the engine (unlocked already, or held by
+// a run or someone else) means the cascade's lock is gone too.
+func (d *Dispatcher) release(ctx context.Context, l *lease, p *cascade.Plan, a cascade.Action, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
+	i := p.Index(a.Member)
+	wctx, cancel, err := d.writeContext(ctx, l, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	rctx, status := tfeclient.Record(wctx)
+	_, err = d.deps.Workspaces.Unlock(rctx, a.Member)
+	gone := err == nil || errors.Is(err, tfe.ErrWorkspaceNotLocked) || errors.Is(err, tfe.ErrWorkspaceLockedByRun) ||
+		errors.Is(err, tfe.ErrWorkspaceLockedByUser) || errors.Is(err, tfe.ErrWorkspaceLockedByTeam) ||
+		tfeclient.Classify(err, status) == tfeclient.Gone
+	switch {
+	case gone:
+		d.metrics.holds.WithLabelValues("released").Inc()
+		d.log.Info("cascade member released", zap.String("cascade_id", p.ID), zap.String("workspace", p.Name(a.Member)),
+			zap.String("workspace_id", a.Member))
+		return d.storeAfter(ctx, l, p, i, cascade.AfterRelease(st, i, true), st, revs, mu)
+	case tfeclient.Classify(err, status) == tfeclient.Unauthorized:
+		return errors.Join(errUnauthorized, err)
+	default:
+		d.log.Info("releasing a member did not work now; looking again soon", zap.String("cascade_id", p.ID),
+			zap.String("workspace", p.Name(a.Member)), zap.Error(err))
+		return d.store.markDirty(ctx, p.ID, a.Member, d.opts.Now().Add(d.opts.Policy.Soon), false)
+	}
+}
+
+// storeAfter stores a member's status after an action, under the lease.
+func (d *Dispatcher) storeAfter(ctx context.Context, l *lease, p *cascade.Plan, i int, s cascade.Status, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := l.deadline(0); err != nil {
+		return err
+	}
+	rev, err := d.store.putMember(ctx, p.ID, p.Members[i].WorkspaceID, s, revs[i])
+	if err != nil {
+		if isConflict(err) {
+			return errors.Join(errLeaseLost, err)
+		}
+		return err
+	}
+	st[i], revs[i] = s, rev
+	return nil
+}

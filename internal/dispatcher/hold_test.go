@@ -1,0 +1,65 @@
+package dispatcher_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	tfe "github.com/hashicorp/go-tfe"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+)
+
+// TestFanInHeldWhileLooksComeLate: a fan-in of four whose last upstream
+// applies slowly, runs that plan in 100 ms, and looks that come seconds
+// after the events that call for them. TFE's run triggers queue a run in
+// the sink as each upstream applies; the first three would plan and apply
+// long before a look could stop them. The cascade holds the sink from its
+// first look (C13), so they wait pending until stopped: the sink applies
+// exactly once, after its last upstream, and ends unlocked.
+func TestFanInHeldWhileLooksComeLate(t *testing.T) {
+	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 100, 100), wsKind("sink", triggerApply, 100, 100)}}
+	for i := 1; i <= 4; i++ {
+		name := fmt.Sprintf("up%d", i)
+		applyMS := int64(100)
+		if i == 4 {
+			applyMS = 3000 // the slow upstream
+		}
+		o.workspaces = append(o.workspaces, wsKind(name, triggerApply, 100, applyMS))
+		o.edges = append(o.edges, [2]string{"root", name}, [2]string{name, "sink"})
+	}
+	h := newHarness(t, o, tfesim.Options{Timing: &tfesim.Timing{Queue: 300 * time.Millisecond}})
+	opts := fastOptions()
+	// Every look after the first comes four seconds after the events that
+	// call for it, and no recheck comes sooner.
+	opts.Debounce, opts.Policy.Recheck = 4*time.Second, time.Minute
+	d, _ := h.engine(opts)
+	root := h.start("root")
+	v := h.done(d, cascade.ID(root), 2*time.Minute)
+	if v.Outcome != cascade.OutcomeApplied {
+		t.Fatalf("got %s:%s", v.Outcome, states(v))
+	}
+	h.checkOnce(v, root)
+	if applied := h.applied("sink"); len(applied) != 1 {
+		t.Errorf("sink applied %d runs, want 1:%s", len(applied), describeRuns(h.runs("sink")))
+	}
+	sink, err := h.client.Workspaces.ReadByID(h.ctx, h.id("sink"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sink.Locked {
+		t.Errorf("sink is still locked (by %+v) after the cascade", sink.LockedBy)
+	}
+	for _, r := range h.runs("sink") {
+		if r.Status == tfe.RunApplied {
+			continue
+		}
+		if r.Status != tfe.RunCanceled && r.Status != tfe.RunDiscarded {
+			t.Errorf("sink run %s is %s, want stopped", r.ID, r.Status)
+		}
+	}
+	if n := len(h.alerts.Of(cascade.AlertUncontrolled)); n > 0 {
+		t.Errorf("%d uncontrolled-run alerts, want none", n)
+	}
+}
