@@ -374,11 +374,11 @@ func TestStateNotFound(t *testing.T) {
 	checkGone := func(what string) {
 		t.Helper()
 		for name, call := range map[string]func() error{
-			"StateVersions.Read":         func() error { _, err := e.client.StateVersions.Read(e.ctx, sv.ID); return err },
-			"StateVersions.ListOutputs":  func() error { _, err := e.client.StateVersions.ListOutputs(e.ctx, sv.ID, nil); return err },
-			"StateVersionOutputs.Read":   func() error { _, err := e.client.StateVersionOutputs.Read(e.ctx, outputID); return err },
-			"StateVersions.ReadCurrent":  func() error { _, err := e.client.StateVersions.ReadCurrent(e.ctx, ws.ID); return err },
-			"StateVersionOutputs.ReadCu": func() error { _, err := e.client.StateVersionOutputs.ReadCurrent(e.ctx, ws.ID); return err },
+			"StateVersions.Read":              func() error { _, err := e.client.StateVersions.Read(e.ctx, sv.ID); return err },
+			"StateVersions.ListOutputs":       func() error { _, err := e.client.StateVersions.ListOutputs(e.ctx, sv.ID, nil); return err },
+			"StateVersionOutputs.Read":        func() error { _, err := e.client.StateVersionOutputs.Read(e.ctx, outputID); return err },
+			"StateVersions.ReadCurrent":       func() error { _, err := e.client.StateVersions.ReadCurrent(e.ctx, ws.ID); return err },
+			"StateVersionOutputs.ReadCurrent": func() error { _, err := e.client.StateVersionOutputs.ReadCurrent(e.ctx, ws.ID); return err },
 		} {
 			if err := call(); !errors.Is(err, tfe.ErrResourceNotFound) {
 				t.Errorf("%s: %s: got %v, want ErrResourceNotFound", what, name, err)
