@@ -127,7 +127,10 @@ func (b Behavior) validate() error {
 
 // normalized validates b and returns it with its outputs' values deep
 // copied into the simulator's own JSON form (numbers as json.Number), so
-// that the caller's maps are never shared with the simulator's state.
+// that the caller's maps are never shared with the simulator's state. The
+// map and values it returns are never changed afterwards (a change of
+// outputs replaces the map), so state versions share them and readers may
+// encode a copy of the Behavior after releasing s.mu.
 func (b Behavior) normalized() (Behavior, error) {
 	if err := b.validate(); err != nil {
 		return b, err
