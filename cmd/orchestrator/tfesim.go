@@ -40,6 +40,7 @@ func tfesimCommand() *command {
 			fs.durationVar(&cfg.timing.Queue, "queue-duration", "TFESIM_QUEUE_DURATION", def.Queue, "time a run waits in plan_queued, and again in apply_queued; 0 is instant (overrides a scenario's timing)")
 			fs.durationVar(&cfg.timing.Plan, "plan-duration", "TFESIM_PLAN_DURATION", def.Plan, "time a run plans where its workspace's behaviour sets none (overrides a scenario's timing)")
 			fs.durationVar(&cfg.timing.Apply, "apply-duration", "TFESIM_APPLY_DURATION", def.Apply, "time a run applies where its workspace's behaviour sets none (overrides a scenario's timing)")
+			fs.durationVar(&cfg.timing.StateProcessing, "state-processing-duration", "TFESIM_STATE_PROCESSING_DURATION", def.StateProcessing, "time after an apply before its state version's outputs are processed; current-state-version-outputs answers 503 until then (overrides a scenario's timing)")
 			token := fs.secret("token", "TFESIM_TOKEN", "site-admin API token the simulator accepts (required)")
 			return func(env *runEnv) error {
 				tok, err := token()
@@ -52,8 +53,8 @@ func tfesimCommand() *command {
 				if cfg.rateLimit == 0 {
 					return usagef("--rate-limit must not be 0; use a negative value to disable it")
 				}
-				if cfg.timing.Queue < 0 || cfg.timing.Plan < 0 || cfg.timing.Apply < 0 {
-					return usagef("--queue-duration, --plan-duration and --apply-duration must not be negative")
+				if cfg.timing.Queue < 0 || cfg.timing.Plan < 0 || cfg.timing.Apply < 0 || cfg.timing.StateProcessing < 0 {
+					return usagef("--queue-duration, --plan-duration, --apply-duration and --state-processing-duration must not be negative")
 				}
 				if err := listenAddress(cfg.listen); err != nil {
 					return usagef("--listen %q: %v", cfg.listen, err)
@@ -117,6 +118,9 @@ func applyTimingFlags(sim *tfesim.Sim, cfg simConfig) error {
 	if cfg.timingSet["apply-duration"] {
 		t.Apply = cfg.timing.Apply
 	}
+	if cfg.timingSet["state-processing-duration"] {
+		t.StateProcessing = cfg.timing.StateProcessing
+	}
 	return sim.SetTiming(t)
 }
 
@@ -148,7 +152,8 @@ func serveSim(env *runEnv, cfg simConfig) error {
 	fmt.Fprintf(env.stdout, "tfesim listening on %s\n", address)
 	t := sim.Timing()
 	env.log.Info("tfesim serving", zap.String("address", address), zap.String("scenario", cfg.scenario),
-		zap.Duration("queue", t.Queue), zap.Duration("plan", t.Plan), zap.Duration("apply", t.Apply))
+		zap.Duration("queue", t.Queue), zap.Duration("plan", t.Plan), zap.Duration("apply", t.Apply),
+		zap.Duration("state_processing", t.StateProcessing))
 
 	g, ctx := errgroup.WithContext(env.ctx)
 	g.Go(func() error { return sim.Run(ctx) })

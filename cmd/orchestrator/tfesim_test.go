@@ -27,7 +27,7 @@ func TestTfesimTimingPrecedence(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"tfesim", "--listen", "127.0.0.1:0", "--scenario", scenario},
-			env(map[string]string{"TFESIM_TOKEN": "sim-token", "TFESIM_APPLY_DURATION": "7s"}), &stdout, &stderr)
+			env(map[string]string{"TFESIM_TOKEN": "sim-token", "TFESIM_APPLY_DURATION": "7s", "TFESIM_STATE_PROCESSING_DURATION": "2500ms"}), &stdout, &stderr)
 	}()
 	addr := waitForListening(t, &stdout)
 
@@ -42,8 +42,8 @@ func TestTfesimTimingPrecedence(t *testing.T) {
 	if err := json.NewDecoder(res.Body).Decode(&got); err != nil {
 		t.Fatal(err)
 	}
-	if got["queue_ms"] != 0 || got["plan_ms"] != 2000 || got["apply_ms"] != 7000 {
-		t.Errorf("timing: got %v, want queue 0 and plan 2s from the scenario, apply 7s from $TFESIM_APPLY_DURATION", got)
+	if got["queue_ms"] != 0 || got["plan_ms"] != 2000 || got["apply_ms"] != 7000 || got["state_processing_ms"] != 2500 {
+		t.Errorf("timing: got %v, want queue 0 and plan 2s from the scenario, apply 7s from $TFESIM_APPLY_DURATION, state processing 2.5s from $TFESIM_STATE_PROCESSING_DURATION", got)
 	}
 	cancel()
 	select {

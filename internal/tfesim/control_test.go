@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -130,7 +131,7 @@ func TestControlAPI(t *testing.T) {
 	if err := json.Unmarshal(body, &b); err != nil {
 		t.Fatal(err)
 	}
-	if b != (tfesim.Behavior{PlanDurationMS: 5, ApplyDurationMS: 6, Outcome: "errored", StuckIn: "planning"}) {
+	if !reflect.DeepEqual(b, tfesim.Behavior{PlanDurationMS: 5, ApplyDurationMS: 6, Outcome: "errored", StuckIn: "planning"}) {
 		t.Errorf("behavior after invalid updates: got %+v, want the valid one unchanged", b)
 	}
 	if code, _ := e.raw("PUT", "/_sim/workspaces/ws-doesnotexist0000/behavior", adminToken, `{}`); code != http.StatusNotFound {

@@ -1,8 +1,9 @@
 // Package tfesim is an in-memory Terraform Cloud / Enterprise (TFE) that the
 // unmodified go-tfe client can drive: organizations, users, workspaces and
 // their locks and tags, run triggers, runs and their comments,
-// configuration versions, notification configurations and the admin runs
-// and Terraform versions APIs, in TFE's JSON:API wire format.
+// configuration versions, state versions and their outputs, notification
+// configurations and the admin runs and Terraform versions APIs, in TFE's
+// JSON:API wire format.
 //
 // What it guarantees:
 //
@@ -19,15 +20,24 @@
 //     run canceled.
 //   - A run that applies queues a run in every target of its workspace's run
 //     triggers, like TFE's native run triggers.
+//   - A run that applies writes its workspace a finalized state version,
+//     serial one above the last, holding the outputs the workspace's
+//     Behavior sets at that moment (none for a destroy); a run without
+//     changes writes none. For Timing.StateProcessing after the apply the
+//     state version is not processed: it shows no outputs and the
+//     workspace's current outputs answer 503. A sensitive output's value is
+//     null everywhere but GET /state-version-outputs/:id. State versions go
+//     with their workspace.
 //   - Notifications for one simulator are delivered one at a time in the
 //     order their events happened, signed with HMAC-SHA512 under the
 //     configuration's token. Like TFE, a failed delivery is not retried.
 //   - Requests are rate limited per token on the wall clock (30/s by
 //     default) with 429 and X-RateLimit-Reset, and counted per route.
 //
-// Where it is not faithful: it runs no Terraform (plans, applies, state,
-// policies, cost estimates, run tasks and VCS are absent); every user is a
-// workspace admin and there are no teams; and where TFE's behaviour is not
+// Where it is not faithful: it runs no Terraform (plans, applies, the
+// resources in state, policies, cost estimates, run tasks and VCS are
+// absent; state holds only outputs); every user is a workspace admin and
+// there are no teams; and where TFE's behaviour is not
 // documented (the user force-cancel's final status, force-unlock of a run's
 // lock, where workspaces without a current run sort descending, the
 // messages of run-trigger runs, ...) it makes a documented choice.

@@ -106,7 +106,6 @@ func TestSeedFixtures(t *testing.T) {
 		decodeOne(t, raw, &fromSim)
 		samePopulated(t, &fromSeed, &fromSim, map[string]string{
 			"ID":                   "generated",
-			"CurrentStateVersion":  "state is not simulated",
 			"VCSRepo":              "VCS connections are not simulated",
 			"ApplyDurationAverage": "no run has applied yet",
 			"PlanDurationAverage":  "no run has applied yet",

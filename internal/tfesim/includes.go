@@ -1,8 +1,10 @@
 package tfesim
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // The include parameter. TFE validates it on the server and answers an
@@ -13,11 +15,11 @@ import (
 var (
 	workspaceIncludes = []string{
 		"organization", "current_run", "current_run.configuration_version", "locked_by",
-		"current_configuration_version",
+		"current_configuration_version", "current-state-version",
 		// accepted, not modelled:
 		"current_configuration_version.ingress_attributes", "current_run.plan",
 		"current_run.configuration_version.ingress_attributes", "effective_tag_bindings",
-		"readme", "outputs", "current-state-version", "project",
+		"readme", "outputs", "project",
 	}
 	runIncludes = []string{
 		"workspace", "created_by", "configuration_version",
@@ -30,7 +32,13 @@ var (
 		// accepted, not modelled:
 		"workspace.organization.owners",
 	}
-	runTriggerIncludes = []string{"workspace", "sourceable"}
+	runTriggerIncludes   = []string{"workspace", "sourceable"}
+	stateVersionIncludes = []string{
+		"run", "run.created_by", "run.configuration_version", "outputs",
+		// accepted, not modelled: state versions written by runs are
+		// created by an internal user TFE does not name.
+		"created_by",
+	}
 )
 
 func errInvalidInclude() error { return errBadRequest("Invalid include parameter") }
@@ -75,7 +83,7 @@ func (s *includedSet) add(r resource) {
 // includeForWorkspace adds what inc asks for of ws. A path's intermediate
 // resources come with it, as JSON:API requires: current_run.X includes
 // the current run.
-func (s *Sim) includeForWorkspace(set *includedSet, ws *workspace, inc map[string]bool) {
+func (s *Sim) includeForWorkspace(set *includedSet, r *http.Request, ws *workspace, inc map[string]bool, now time.Time) {
 	if inc["organization"] {
 		set.add(s.orgResource(s.orgs[ws.org]))
 	}
@@ -87,6 +95,9 @@ func (s *Sim) includeForWorkspace(set *includedSet, ws *workspace, inc map[strin
 	}
 	if inc["current_configuration_version"] && ws.currentCV != nil {
 		set.add(s.configVersionResource(ws.currentCV))
+	}
+	if sv := ws.currentState(); sv != nil && inc["current-state-version"] {
+		set.add(s.stateVersionResource(r, sv, now))
 	}
 	if inc["locked_by"] {
 		switch {

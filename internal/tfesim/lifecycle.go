@@ -103,8 +103,8 @@ func (s *Sim) confirm(r *run, at time.Time) {
 }
 
 // finish ends r in a final status, which releases its workspace's lock
-// for the next run and, when r applied, queues runs in the targets of its
-// workspace's run triggers.
+// for the next run and, when r applied, writes its state version and
+// queues runs in the targets of its workspace's run triggers.
 func (s *Sim) finish(r *run, status string, at time.Time) {
 	s.setStatus(r, status, at)
 	s.idle(r)
@@ -112,6 +112,7 @@ func (s *Sim) finish(r *run, status string, at time.Time) {
 	ws.updatedAt = at
 	if status == StatusApplied {
 		ws.resourceCount++
+		s.writeState(r, at)
 		promoteConfigVersion(r)
 		if !s.opts.NoNativeRunTriggers {
 			s.fireRunTriggers(ws, r, at)

@@ -1,6 +1,7 @@
 package tfesim
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -76,13 +77,27 @@ func isFinal(status string) bool {
 }
 
 // Behavior is how a workspace's runs play out. The zero value plans and
-// applies at once, with changes.
+// applies at once, with changes, and writes no outputs.
 type Behavior struct {
 	PlanDurationMS    int64  `json:"plan_duration_ms" yaml:"plan_duration_ms"`
 	ApplyDurationMS   int64  `json:"apply_duration_ms" yaml:"apply_duration_ms"`
 	Outcome           string `json:"outcome" yaml:"outcome"`
 	StuckIn           string `json:"stuck_in" yaml:"stuck_in"`
 	DropNotifications bool   `json:"drop_notifications" yaml:"drop_notifications"`
+	// Outputs are what every apply of the workspace writes to its new state
+	// version, by output name, until they are changed: an apply with the
+	// same outputs writes the same values again under a new serial.
+	Outputs map[string]Output `json:"outputs,omitempty" yaml:"outputs"`
+}
+
+// Output is one output value a workspace's applies write to its state.
+// Value is any JSON value (in a scenario, any YAML value JSON can hold);
+// its type and detailed-type are derived from it as Terraform would for a
+// literal. A null value writes no output: Terraform keeps no null outputs
+// in state.
+type Output struct {
+	Value     any  `json:"value" yaml:"value"`
+	Sensitive bool `json:"sensitive,omitempty" yaml:"sensitive"`
 }
 
 // stuckable lists the statuses a run can be told to stay in.
@@ -102,7 +117,37 @@ func (b Behavior) validate() error {
 	if b.PlanDurationMS < 0 || b.ApplyDurationMS < 0 {
 		return errUnprocessable("durations must not be negative")
 	}
+	for name := range b.Outputs {
+		if !validOutputName.MatchString(name) {
+			return errUnprocessable(fmt.Sprintf("output name %q is invalid: a letter or _, then letters, digits, _ and -", name))
+		}
+	}
 	return nil
+}
+
+// normalized validates b and returns it with its outputs' values deep
+// copied into the simulator's own JSON form (numbers as json.Number), so
+// that the caller's maps are never shared with the simulator's state. The
+// map and values it returns are never changed afterwards (a change of
+// outputs replaces the map), so state versions share them and readers may
+// encode a copy of the Behavior after releasing s.mu.
+func (b Behavior) normalized() (Behavior, error) {
+	if err := b.validate(); err != nil {
+		return b, err
+	}
+	if b.Outputs == nil {
+		return b, nil
+	}
+	outputs := make(map[string]Output, len(b.Outputs))
+	for name, o := range b.Outputs {
+		v, err := jsonValue(o.Value)
+		if err != nil {
+			return b, errUnprocessable(fmt.Sprintf("output %q: the value is not JSON: %v", name, err))
+		}
+		outputs[name] = Output{Value: v, Sensitive: o.Sensitive}
+	}
+	b.Outputs = outputs
+	return b, nil
 }
 
 type workspace struct {
@@ -128,6 +173,9 @@ type workspace struct {
 	currentRun *run
 	// currentCV is the configuration version runs use when they name none.
 	currentCV *configVersion
+	// states are the state versions its applies wrote, oldest first; the
+	// last is the current one.
+	states []*stateVersion
 }
 
 // userLock is a lock a user took through the API or a scenario.

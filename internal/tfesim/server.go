@@ -123,6 +123,14 @@ func (s *Sim) routes(mux *http.ServeMux) {
 	s.handle(mux, "GET /configuration-versions/{id}", s.showConfigVersion)
 	s.handleOpen(mux, "PUT /_archivist/v1/object/{secret}", s.uploadConfigVersion)
 
+	s.handle(mux, "GET /workspaces/{id}/current-state-version", s.showCurrentStateVersion)
+	s.handle(mux, "GET /workspaces/{id}/current-state-version-outputs", s.showCurrentOutputs)
+	s.handle(mux, "GET /state-versions", s.listStateVersions)
+	s.handle(mux, "GET /state-versions/{id}", s.showStateVersion)
+	s.handle(mux, "GET /state-versions/{id}/outputs", s.listStateVersionOutputs)
+	s.handle(mux, "GET /state-version-outputs/{id}", s.showStateVersionOutput)
+	s.handleOpen(mux, "GET /_archivist/v1/object/{secret}", s.downloadState)
+
 	s.handle(mux, "POST /workspaces/{id}/notification-configurations", s.createNotificationConfig)
 	s.handle(mux, "GET /workspaces/{id}/notification-configurations", s.listNotificationConfigs)
 	s.handle(mux, "GET /notification-configurations/{id}", s.showNotificationConfig)
@@ -230,6 +238,7 @@ func (s *Sim) control(mux *http.ServeMux) {
 func decodeJSON(r *http.Request, dst any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxRequestBody))
 	dec.DisallowUnknownFields()
+	dec.UseNumber() // output values keep their numbers exact
 	if err := dec.Decode(dst); err != nil {
 		return errBadRequest("malformed JSON: " + err.Error())
 	}
@@ -244,8 +253,7 @@ func (s *Sim) putBehavior(w http.ResponseWriter, r *http.Request) error {
 	if err := s.SetBehavior(r.PathValue("id"), b); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, b)
-	return nil
+	return s.getBehavior(w, r)
 }
 
 func (s *Sim) getBehavior(w http.ResponseWriter, r *http.Request) error {
@@ -263,9 +271,11 @@ func (s *Sim) getBehavior(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// SetBehavior changes how the runs of workspace id play out from now on.
+// SetBehavior changes how the runs of workspace id play out from now on,
+// the outputs its next applies write included (b.Outputs nil: none).
 func (s *Sim) SetBehavior(id string, b Behavior) error {
-	if err := b.validate(); err != nil {
+	b, err := b.normalized()
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()

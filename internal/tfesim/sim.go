@@ -79,7 +79,10 @@ type Sim struct {
 	cvs        map[string]*configVersion
 	ncs        map[string]*notificationConfig
 	tools      map[string]*toolVersion
-	comments   map[string]*run  // comment ID → run
+	comments   map[string]*run // comment ID → run
+	states     map[string]*stateVersion
+	stateObjs  map[string]*stateVersion // download secret → state version
+	outputs    map[string]*stateOutput
 	users      map[string]*user // token → user; fixed after New
 	admin      *user            // the site admin, Options.Token's user
 
@@ -139,6 +142,9 @@ func New(opts Options) (*Sim, error) {
 		ncs:        map[string]*notificationConfig{},
 		tools:      map[string]*toolVersion{},
 		comments:   map[string]*run{},
+		states:     map[string]*stateVersion{},
+		stateObjs:  map[string]*stateVersion{},
+		outputs:    map[string]*stateOutput{},
 		users:      newUsers(opts),
 		limiters:   map[string]*rate.Limiter{},
 		rng:        rand.New(rand.NewPCG(1, 2)),

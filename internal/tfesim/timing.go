@@ -15,17 +15,22 @@ type Timing struct {
 	Plan time.Duration `yaml:"plan"`
 	// Apply is the time a run spends applying.
 	Apply time.Duration `yaml:"apply"`
+	// StateProcessing is the time after an apply during which its state
+	// version reads resources-processed false, shows no outputs, and the
+	// workspace's current-state-version-outputs answers 503.
+	StateProcessing time.Duration `yaml:"state_processing"`
 }
 
 // DefaultTiming is the timing of a simulator whose Options.Timing is nil:
 // a small real run, slow enough that every transient status can be seen
-// and cancelled by a client polling once a second.
+// and cancelled by a client polling once a second, whose state is
+// processed a second after it applies.
 func DefaultTiming() Timing {
-	return Timing{Queue: time.Second, Plan: 4 * time.Second, Apply: 4 * time.Second}
+	return Timing{Queue: time.Second, Plan: 4 * time.Second, Apply: 4 * time.Second, StateProcessing: time.Second}
 }
 
 func (t Timing) validate() error {
-	if t.Queue < 0 || t.Plan < 0 || t.Apply < 0 {
+	if t.Queue < 0 || t.Plan < 0 || t.Apply < 0 || t.StateProcessing < 0 {
 		return errUnprocessable("durations must not be negative")
 	}
 	return nil
@@ -69,21 +74,26 @@ func (s *Sim) applyDuration(r *run) time.Duration {
 
 // timingJSON is Timing on the control API, in milliseconds like Behavior.
 type timingJSON struct {
-	QueueMS int64 `json:"queue_ms"`
-	PlanMS  int64 `json:"plan_ms"`
-	ApplyMS int64 `json:"apply_ms"`
+	QueueMS           int64 `json:"queue_ms"`
+	PlanMS            int64 `json:"plan_ms"`
+	ApplyMS           int64 `json:"apply_ms"`
+	StateProcessingMS int64 `json:"state_processing_ms"`
 }
 
 func (j timingJSON) timing() Timing {
 	return Timing{
-		Queue: time.Duration(j.QueueMS) * time.Millisecond,
-		Plan:  time.Duration(j.PlanMS) * time.Millisecond,
-		Apply: time.Duration(j.ApplyMS) * time.Millisecond,
+		Queue:           time.Duration(j.QueueMS) * time.Millisecond,
+		Plan:            time.Duration(j.PlanMS) * time.Millisecond,
+		Apply:           time.Duration(j.ApplyMS) * time.Millisecond,
+		StateProcessing: time.Duration(j.StateProcessingMS) * time.Millisecond,
 	}
 }
 
 func toTimingJSON(t Timing) timingJSON {
-	return timingJSON{QueueMS: t.Queue.Milliseconds(), PlanMS: t.Plan.Milliseconds(), ApplyMS: t.Apply.Milliseconds()}
+	return timingJSON{
+		QueueMS: t.Queue.Milliseconds(), PlanMS: t.Plan.Milliseconds(), ApplyMS: t.Apply.Milliseconds(),
+		StateProcessingMS: t.StateProcessing.Milliseconds(),
+	}
 }
 
 func (s *Sim) getTiming(w http.ResponseWriter, _ *http.Request) error {

@@ -43,7 +43,8 @@ func (s *Sim) addWorkspace(org string, spec WorkspaceSpec) (*workspace, error) {
 	if err := validExecutionMode(spec.ExecutionMode); err != nil {
 		return nil, err
 	}
-	if err := spec.Behavior.validate(); err != nil {
+	behavior, err := spec.Behavior.normalized()
+	if err != nil {
 		return nil, err
 	}
 	now := s.clock.Now()
@@ -59,7 +60,7 @@ func (s *Sim) addWorkspace(org string, spec WorkspaceSpec) (*workspace, error) {
 		executionMode:       spec.ExecutionMode,
 		terraformVersion:    spec.TerraformVersion,
 		tags:                normaliseTags(spec.Tags),
-		behavior:            spec.Behavior,
+		behavior:            behavior,
 	}
 	if ws.executionMode == "" {
 		ws.executionMode = "remote"
@@ -137,6 +138,7 @@ func (s *Sim) removeWorkspace(ws *workspace) {
 			delete(s.ncs, id)
 		}
 	}
+	s.forgetStates(ws)
 	delete(s.workspaces, ws.id)
 }
 
@@ -155,6 +157,11 @@ func (s *Sim) workspaceResource(ws *workspace) resource {
 	var cvID string
 	if ws.currentCV != nil {
 		cvID = ws.currentCV.id
+	}
+	currentState := relationship{Data: nil}
+	if sv := ws.currentState(); sv != nil {
+		currentState = toOne("state-versions", sv.id)
+		currentState.Links = map[string]string{"related": apiPrefix + "/workspaces/" + ws.id + "/current-state-version"}
 	}
 	self := apiPrefix + "/organizations/" + ws.org + "/workspaces/" + ws.name
 	return resource{
@@ -204,6 +211,7 @@ func (s *Sim) workspaceResource(ws *workspace) resource {
 			"current-run":                   toOne("runs", currentRun),
 			"latest-run":                    toOne("runs", latestRun),
 			"current-configuration-version": toOne("configuration-versions", cvID),
+			"current-state-version":         currentState,
 			"locked-by":                     lockedBy(ws),
 		},
 		Links: map[string]any{"self": self},

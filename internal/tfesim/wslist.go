@@ -17,9 +17,9 @@ func (s *Sim) showWorkspace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.withWorkspace(r, func(ws *workspace, _ time.Time) error {
+	return s.withWorkspace(r, func(ws *workspace, now time.Time) error {
 		var set includedSet
-		s.includeForWorkspace(&set, ws, inc)
+		s.includeForWorkspace(&set, r, ws, inc, now)
 		writeJSON(w, http.StatusOK, document{Data: s.workspaceResource(ws), Included: set.items})
 		return nil
 	})
@@ -37,7 +37,7 @@ func (s *Sim) listWorkspaces(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.now()
+	now := s.now()
 	org := r.PathValue("org")
 	if s.orgs[org] == nil {
 		return errNotFound()
@@ -55,7 +55,7 @@ func (s *Sim) listWorkspaces(w http.ResponseWriter, r *http.Request) error {
 	var set includedSet
 	for _, ws := range list[lo:hi] {
 		data = append(data, s.workspaceResource(ws))
-		s.includeForWorkspace(&set, ws, inc)
+		s.includeForWorkspace(&set, r, ws, inc, now)
 	}
 	doc := document{Data: data, Included: set.items}
 	paginate(&doc, r, p, len(list))
@@ -208,12 +208,10 @@ func byLatestChange(desc bool) func(a, b *workspace) int {
 }
 
 // latestChangeAt is TFE's latest-change-at: when the latest state version
-// was created (a simulated apply creates one), or the workspace itself.
+// was created, or the workspace itself.
 func latestChangeAt(ws *workspace) time.Time {
-	for i := len(ws.runs) - 1; i >= 0; i-- {
-		if at := ws.runs[i].timestamps[StatusApplied]; !at.IsZero() {
-			return at
-		}
+	if sv := ws.currentState(); sv != nil {
+		return sv.createdAt
 	}
 	return ws.createdAt
 }
