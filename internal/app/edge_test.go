@@ -171,3 +171,89 @@ func TestEdgeConfigErrors(t *testing.T) {
 		t.Errorf("a daemon with only a token bound to acme: %v", err)
 	}
 }
+
+// A cascade ID, workspace or organization that cannot be one answers 400
+// on the operator API, a well-formed unknown one 404: never 503, as if the
+// engine were in trouble.
+func TestOperatorAPIRefusesMalformedNames(t *testing.T) {
+	_, simURL, _ := startSim(t, tfesim.Options{})
+	d := start(t, app.Config{TFE: app.TFEConfig{Address: simURL, Token: "sim-token"}, DisableWatchdog: true,
+		API: app.APIConfig{ReadTokens: []string{"viewer:" + readSecret}, OperateTokens: []string{"alice:" + operateSecret}}})
+	long := "c-run-" + strings.Repeat("a", 200)
+	for _, tc := range []struct {
+		method, path, token, body string
+		want                      int
+	}{
+		{"GET", "/api/v1/cascades/c-*", readSecret, "", 400},
+		{"GET", "/api/v1/cascades/c-%3E", readSecret, "", 400},
+		{"GET", "/api/v1/cascades/c-run-a.b", readSecret, "", 400},
+		{"GET", "/api/v1/cascades/c-run%20a", readSecret, "", 400},
+		{"GET", "/api/v1/cascades/" + long, readSecret, "", 400},
+		{"GET", "/api/v1/cascades/run-8F5JFydVYAmtTjET", readSecret, "", 400},
+		{"GET", "/api/v1/cascades/c-*/watch", readSecret, "", 400},
+		{"POST", "/api/v1/cascades/c-*/cancel", operateSecret, `{"why":"x"}`, 400},
+		{"POST", "/api/v1/cascades/c->/retry", operateSecret, `{"why":"x","workspace":"a"}`, 400},
+		{"POST", "/api/v1/cascades/c-a.*/approve", operateSecret, `{"why":"x"}`, 400},
+		{"POST", "/api/v1/pause", operateSecret, `{"why":"x","organization":"ac*me"}`, 400},
+		{"POST", "/api/v1/resume", operateSecret, `{"why":"x","organization":"acme.>"}`, 400},
+		{"GET", "/api/v1/why/a.*", readSecret, "", 400},
+		{"GET", "/api/v1/why/network?organization=acme.*", readSecret, "", 400},
+		{"GET", "/api/v1/cascades?workspace=a%20b", readSecret, "", 400},
+		{"GET", "/api/v1/cascades/c-run-8F5JFydVYAmtTjET", readSecret, "", 404},
+		{"GET", "/api/v1/cascades/c-run-8F5JFydVYAmtTjET/watch", readSecret, "", 404},
+		{"POST", "/api/v1/cascades/c-run-8F5JFydVYAmtTjET/cancel", operateSecret, `{"why":"x"}`, 404},
+		{"GET", "/api/v1/why/network?organization=acme", readSecret, "", 200},
+	} {
+		req, _ := http.NewRequest(tc.method, d.url(tc.path), strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("%s %.80s: got %d %s, want %d", tc.method, tc.path, res.StatusCode, b, tc.want)
+		}
+		if len(b) > 1024 {
+			t.Errorf("%s %.80s: an answer of %d bytes repeats what was sent", tc.method, tc.path, len(b))
+		}
+	}
+}
+
+// Requests without a valid token, a flood of them with long paths, leave
+// a bounded log: a burst, then about a line a second, each of bounded size.
+func TestOperatorAPIRefusalLogIsBounded(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	d := startLogged(t, app.Config{API: app.APIConfig{ReadTokens: []string{"viewer:" + readSecret}}}, zap.New(core))
+	path := "/api/v1/cascades/c-run-" + strings.Repeat("x", 60<<10)
+	began := time.Now()
+	const flood = 200
+	for range flood {
+		req, _ := http.NewRequest("GET", d.url(path), nil)
+		req.Header.Set("Authorization", "Bearer not-a-token-at-all-0123456789")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("got %d, want 401", res.StatusCode)
+		}
+	}
+	took := time.Since(began)
+	refused := logs.FilterMessage("API request refused: no valid token").All()
+	// The burst of 10, and one a second after it; the count lines with them.
+	if most := 10 + int(took/time.Second) + 1; len(refused) > most {
+		t.Errorf("%d refused requests in %s wrote %d lines, want at most %d", flood, took.Round(time.Millisecond), len(refused), most)
+	}
+	for _, e := range refused {
+		if p, _ := e.ContextMap()["path"].(string); len(p) > 160 {
+			t.Errorf("a logged path of %d bytes", len(p))
+		}
+	}
+	if _, body := get(t, d.url("/metrics")); !strings.Contains(body, fmt.Sprintf(`orchestrator_api_requests_total{code="401",route="/api/v1/cascades/{id}"} %d`, flood)) {
+		t.Errorf("/metrics does not count the %d refused requests", flood)
+	}
+}
