@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
@@ -256,4 +257,46 @@ func TestOperatorAPIRefusalLogIsBounded(t *testing.T) {
 	if _, body := get(t, d.url("/metrics")); !strings.Contains(body, fmt.Sprintf(`orchestrator_api_requests_total{code="401",route="/api/v1/cascades/{id}"} %d`, flood)) {
 		t.Errorf("/metrics does not count the %d refused requests", flood)
 	}
+}
+
+// metric reads one series' value from /metrics, 0 when it is absent.
+func metric(t *testing.T, d *daemon, series string) float64 {
+	t.Helper()
+	_, body := get(t, d.url("/metrics"))
+	for line := range strings.Lines(body) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err != nil {
+				t.Fatalf("%s: %v", series, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+// A flood of signed "applied" events about runs TFE does not have (forged
+// with a leaked token, say) is refused event by event, and raises one
+// alert: the alert is keyed by organization, not by the run, so the
+// de-duplication window holds the rest back.
+func TestUnknownRunFloodRaisesOneAlert(t *testing.T) {
+	e := newAlertEnv(t, tfesim.Options{}, app.Config{DisableWatchdog: true})
+	e.load([]tfesim.WorkspaceSpec{auto("network")})
+	const flood = 20
+	for i := range flood {
+		body := runPayload(fmt.Sprintf("run-%016d", 1000+i), "applied", time.Now().UTC())
+		if code := signedPost(t, e.d.url("/webhooks/tfe"), body); code != http.StatusOK {
+			t.Fatalf("forged event %d: got %d, want 200 (it is signed)", i, code)
+		}
+	}
+	raised := `orchestrator_alerts_raised_total{kind="event_rejected",severity="warning"}`
+	deduplicated := `orchestrator_alerts_total{result="deduplicated",sink="all"}`
+	waitFor(t, "every forged event to be refused and its alert raised or held back", func() bool {
+		return metric(t, e.d, `orchestrator_run_events_handled_total{result="rejected"}`) == flood &&
+			metric(t, e.d, raised)+metric(t, e.d, deduplicated) >= flood
+	})
+	if n := metric(t, e.d, raised); n != 1 {
+		t.Errorf("%d forged events about unknown runs raised %v event_rejected alerts, want 1", flood, n)
+	}
+	e.expect(wantAlert{Kind: alerts.KindEventRejected, Severity: alerts.SeverityWarning, Organization: "acme", Message: "read run run-"})
 }
