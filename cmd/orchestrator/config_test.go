@@ -63,6 +63,19 @@ func TestWebhookTokensAreNeverSplit(t *testing.T) {
 	}
 }
 
+// Organization-bound tokens are read like the others, one per value or
+// line, commas and '=' inside the token kept.
+func TestWebhookOrgTokensAreNeverSplit(t *testing.T) {
+	cfg, err := parseServe(t, []string{"--webhook-org-token", "acme,beta=a,b=c==", "--webhook-org-token-file",
+		writeFile(t, "# acme's rotation\nacme=new,token\r\n\n")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"acme,beta=a,b=c==", "acme=new,token"}; !slices.Equal(cfg.WebhookOrgTokens, want) {
+		t.Errorf("organization-bound tokens: got %q, want %q", cfg.WebhookOrgTokens, want)
+	}
+}
+
 // Secrets from the environment are trimmed like those from files: a
 // trailing CR of a Secret or an env file never becomes part of a URL.
 func TestSecretsFromTheEnvironmentAreTrimmed(t *testing.T) {

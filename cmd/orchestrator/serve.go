@@ -33,6 +33,7 @@ func serveCommand() *command {
 func serveFlags(fs *flagSet) func() (app.Config, error) {
 	cfg := app.Config{Version: version}
 	fs.stringVar(&cfg.HTTPListen, "http-listen", "ORCHESTRATOR_HTTP_LISTEN", ":8080", "address of the webhook, health and metrics server")
+	fs.durationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", "ORCHESTRATOR_HTTP_IDLE_TIMEOUT", app.DefaultHTTPIdleTimeout, "a keep-alive connection of the HTTP server idle this long is closed")
 	fs.stringVar(&cfg.DataDir, "data-dir", "ORCHESTRATOR_DATA_DIR", "data", "directory for the embedded NATS server's store")
 	fs.stringVar(&cfg.NATS.URL, "nats-url", "NATS_URL", "", "NATS server or cluster URL(s); empty runs an embedded JetStream server")
 	fs.stringVar(&cfg.NATS.EmbeddedListen, "embedded-nats-listen", "ORCHESTRATOR_EMBEDDED_NATS_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens for outside clients; off for none")
@@ -44,7 +45,8 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.stringVar(&cfg.NATS.User, "nats-user", "NATS_USER", "", "NATS user name")
 	natsPassword := fs.secret("nats-password", "NATS_PASSWORD", "NATS password")
 	natsToken := fs.secret("nats-token", "NATS_TOKEN", "NATS authentication token")
-	tokens := fs.secrets("webhook-token", "ORCHESTRATOR_WEBHOOK_TOKEN", "token of the TFE notification configurations; webhooks must be signed with one")
+	tokens := fs.secrets("webhook-token", "ORCHESTRATOR_WEBHOOK_TOKEN", "token of the TFE notification configurations, valid for every organization (prefer --webhook-org-token); webhooks must be signed with one")
+	orgTokens := fs.secrets("webhook-org-token", "ORCHESTRATOR_WEBHOOK_ORG_TOKEN", "token of the TFE notification configurations of some organizations, ORG[,ORG...]=TOKEN (all after the first = is the token); an event signed with it must be of one of them")
 	apiRead := fs.secrets("api-read-token", "ORCHESTRATOR_API_READ_TOKEN", "bearer token of the operator API and web page that may read cascades (name:secret or secret)")
 	apiOperate := fs.secrets("api-operate-token", "ORCHESTRATOR_API_OPERATE_TOKEN", "bearer token of the operator API and web page that may also use the controls: pause, cancel, retry (name:secret or secret)")
 	fs.boolVar(&cfg.Webhook.SkipSignature, "insecure-skip-signature", "ORCHESTRATOR_INSECURE_SKIP_SIGNATURE", false, "accept unsigned webhooks when no token is set (never in production)")
@@ -97,7 +99,7 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.durationVar(&cfg.Watchdog.LeaseTTL, "watchdog-lease-ttl", "ORCHESTRATOR_WATCHDOG_LEASE_TTL", 15*time.Second, "a watchdog leader that stops renewing loses the lease after this")
 	fs.durationVar(&cfg.ShutdownTimeout, "shutdown-timeout", "ORCHESTRATOR_SHUTDOWN_TIMEOUT", 20*time.Second, "how long an orderly shutdown may take")
 	return func() (app.Config, error) {
-		if err := fs.positive("webhook-max-body", "webhook-max-concurrent", "webhook-max-pending-bytes", "webhook-read-timeout",
+		if err := fs.positive("http-idle-timeout", "webhook-max-body", "webhook-max-concurrent", "webhook-max-pending-bytes", "webhook-read-timeout",
 			"stream-max-age", "stream-duplicate-window", "stream-replicas", "graph-cache-ttl", "max-dispatch-in-flight",
 			"ack-wait", "reconcile-interval", "locked-retry", "locked-alert-after", "state-ttl", "reconcile-workers",
 			"max-event-deliveries", "lease-ttl", "approval-reminder", "native-run-grace", "root-max-age", "reconcile-debounce",
@@ -112,6 +114,9 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 			return app.Config{}, err
 		}
 		if cfg.Webhook.Tokens, err = tokens(); err != nil {
+			return app.Config{}, err
+		}
+		if cfg.WebhookOrgTokens, err = orgTokens(); err != nil {
 			return app.Config{}, err
 		}
 		if cfg.NATS.Password, err = natsPassword(); err != nil {

@@ -6,7 +6,12 @@
 // It guarantees that nothing is read or changed without a bearer token of
 // the right role (tokens compared in constant time, never logged), that
 // every error is JSON a person can act on, and that it never touches the
-// engine's storage: it calls the engine's read model and controls.
+// engine's storage: it calls the engine's read model and controls. A
+// cascade ID, workspace or organization that cannot be one (a NATS
+// wildcard, a dot, a space, too long) is answered 400 before anything is
+// looked up, a well-formed one the engine does not keep 404. Requests
+// without a valid token are logged within a bound (internal/ratelog), their
+// paths cut short.
 package api
 
 import (
@@ -24,6 +29,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
+	"github.com/tfe-orchestrator/orchestrator/internal/ratelog"
 )
 
 // Engine is what the API uses of the cascade engine (*dispatcher.Dispatcher).
@@ -65,6 +71,9 @@ type Server struct {
 	keys     *keyring
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
+	// refused bounds the log of requests without a valid token: anyone
+	// can send them.
+	refused *ratelog.Limiter
 }
 
 // New checks the tokens and returns the API.
@@ -82,7 +91,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Engine == nil {
 		opts.Engine = func() Engine { return nil }
 	}
-	s := &Server{opts: opts, keys: keys, mux: http.NewServeMux(),
+	s := &Server{opts: opts, keys: keys, mux: http.NewServeMux(), refused: ratelog.New(0, 0, nil),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_api_requests_total",
 			Help: "Operator API requests by route and status code.",
@@ -106,7 +115,7 @@ func New(opts Options) (*Server, error) {
 	s.route("PUT /api/v1/exclusions", RoleOperate, s.setExclusions)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.requests.WithLabelValues("other", "404").Inc()
-		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path+" (see docs/api.md)")
+		writeError(w, http.StatusNotFound, "no such API path: "+ratelog.Clean(r.Method, 16)+" "+ratelog.Clean(r.URL.Path, maxShown)+" (see docs/api.md)")
 	})
 	return s, nil
 }
@@ -137,12 +146,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, role Role, h func
 	who, got := s.keys.who(r)
 	switch {
 	case got == 0:
-		s.opts.Log.Warn("API request refused: no valid token", zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr))
+		s.refused.Warn(s.opts.Log, "API request refused: no valid token", zap.String("path", ratelog.Clean(r.URL.Path, maxShown)),
+			zap.String("remote", r.RemoteAddr))
 		w.Header().Set("WWW-Authenticate", `Bearer realm="orchestrator"`)
 		return writeError(w, http.StatusUnauthorized, "a bearer token is needed (Authorization: Bearer <token>)")
 	case got < role:
-		s.opts.Log.Warn("API request refused: role too weak", zap.String("path", r.URL.Path), zap.String("token", who))
+		s.opts.Log.Warn("API request refused: role too weak", zap.String("path", ratelog.Clean(r.URL.Path, maxShown)), zap.String("token", who))
 		return writeError(w, http.StatusForbidden, fmt.Sprintf("token %s has the %s role; this needs %s", who, got, role))
+	}
+	// IDs and names are checked before anything is looked up: one that
+	// cannot be a cascade's or a workspace's is the caller's mistake (400),
+	// never the engine's trouble.
+	if err := checkNames(r); err != nil {
+		return writeError(w, http.StatusBadRequest, err.Error())
 	}
 	engine := s.opts.Engine()
 	if engine == nil {
@@ -154,7 +170,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, role Role, h func
 	}
 	if err, ok := body.(error); ok {
 		if code >= 500 {
-			s.opts.Log.Error("API request failed", zap.String("path", r.URL.Path), zap.Error(err))
+			s.opts.Log.Error("API request failed", zap.String("path", ratelog.Clean(r.URL.Path, maxShown)), zap.Error(err))
 		}
 		return writeError(w, code, err.Error())
 	}
@@ -202,3 +218,56 @@ func decodeBody(r *http.Request, v any) error {
 
 // jsonLine is v as JSON on one line, for an event stream's data field.
 func jsonLine(v any) ([]byte, error) { return json.Marshal(v) }
+
+// maxShown is the most of a request's path or name an error or a log line
+// repeats.
+const maxShown = 128
+
+// Bounds of the names the API takes: a cascade ID is c- and its root run's
+// ID (c-run-8F5JFydVYAmtTjET); organization and workspace names are TFE's
+// (letters, digits, - and _), a workspace also by ID (ws-...).
+const (
+	maxCascadeID = 64
+	maxName      = 128
+)
+
+// ValidCascadeID reports whether id can be a cascade's: c- then 1 to 62
+// letters, digits, - and _. Wildcards, dots, spaces and longer values are
+// not IDs.
+func ValidCascadeID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "c-")
+	return ok && len(id) <= maxCascadeID && plainName(rest, maxCascadeID)
+}
+
+// plainName reports whether s is 1 to max ASCII letters, digits, - and _.
+func plainName(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkNames checks the cascade ID, workspace and organization a request
+// names in its path or query.
+func checkNames(r *http.Request) error {
+	if id := r.PathValue("id"); id != "" && !ValidCascadeID(id) {
+		return fmt.Errorf("cascade ID %q: want c- then letters, digits, - and _ (e.g. c-run-8F5JFydVYAmtTjET), at most %d characters",
+			ratelog.Clean(id, maxShown), maxCascadeID)
+	}
+	if ws := r.PathValue("workspace"); ws != "" && !plainName(ws, maxName) {
+		return fmt.Errorf("workspace %q: want a workspace name or ID (letters, digits, - and _)", ratelog.Clean(ws, maxShown))
+	}
+	q := r.URL.Query()
+	for _, param := range []string{"organization", "workspace"} {
+		if v := q.Get(param); v != "" && !plainName(v, maxName) {
+			return fmt.Errorf("%s %q: want a TFE %s name (letters, digits, - and _)", param, ratelog.Clean(v, maxShown), param)
+		}
+	}
+	return nil
+}

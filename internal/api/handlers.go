@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
+	"github.com/tfe-orchestrator/orchestrator/internal/ratelog"
 )
 
 // WhoAmI is the token's name and role: the page shows the controls only
@@ -200,6 +201,10 @@ func (s *Server) pausing(c *call, pause bool) (int, any) {
 	ctl, err := c.read(&req, &req.Decision)
 	if err != nil {
 		return http.StatusBadRequest, err
+	}
+	if req.Organization != "" && !plainName(req.Organization, maxName) {
+		return http.StatusBadRequest, fmt.Errorf("organization %q: want a TFE organization name (letters, digits, - and _), or none for everywhere",
+			ratelog.Clean(req.Organization, maxShown))
 	}
 	what := "dispatching paused"
 	if pause {

@@ -99,6 +99,11 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Warn("webhook signatures are not checked (--insecure-skip-signature): whoever reaches the http port can start cascades; never in production",
 			zap.String("http", a.cfg.HTTPListen))
 	}
+	if n := len(a.cfg.Webhook.Tokens); n > 0 {
+		a.log.Warn("webhook tokens not bound to an organization (--webhook-token) sign events of every organization: "+
+			"one organization's token can start cascades in another; bind each with --webhook-org-token ORG=TOKEN",
+			zap.Int("tokens", n))
+	}
 	var embedded *natsembed.Server
 	if a.cfg.NATS.URL == "" {
 		var err error
@@ -145,7 +150,10 @@ func (a *App) Run(ctx context.Context) error {
 	// The alert pipeline comes first: every part is given it when built.
 	notifier := a.alertPipeline(nc)
 	metrics := events.NewMetrics(a.registry)
-	webhookOpts := a.cfg.Webhook
+	webhookOpts, err := a.cfg.webhookOptions()
+	if err != nil {
+		return err
+	}
 	webhookOpts.Alerts = notifier
 	webhook, err := events.NewWebhook(webhookOpts, events.NewPublisher(js, streamName), metrics, a.log.Named("webhook"))
 	if err != nil {
@@ -174,6 +182,7 @@ func (a *App) Run(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/tfe", webhook)
+	mux.HandleFunc("GET /favicon.ico", favicon)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.readyz(nc, js, streamName))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
@@ -196,7 +205,9 @@ func (a *App) Run(ctx context.Context) error {
 		ReadTimeout:       30 * time.Second,
 		// An answer waits at most for a publish (5s) after the body.
 		WriteTimeout: time.Minute,
-		IdleTimeout:  2 * time.Minute,
+		// A keep-alive connection nobody uses is closed: idle connections
+		// cost a file descriptor and memory each, and anyone can open them.
+		IdleTimeout: a.cfg.HTTPIdleTimeout,
 	}
 	a.mu.Lock()
 	a.httpAddr = ln.Addr().String()

@@ -30,11 +30,20 @@ type Config struct {
 	// HTTPListen is the address of the webhook, health and metrics server;
 	// default ":8080".
 	HTTPListen string
+	// HTTPIdleTimeout closes a keep-alive connection of that server once
+	// it has been idle this long; default 30s.
+	HTTPIdleTimeout time.Duration
 	// DataDir holds the embedded NATS server's store; default "data".
 	DataDir string
 	NATS    NATSConfig
+	// Webhook configures the webhook. Its Tokens sign events of any
+	// organization.
 	Webhook events.WebhookOptions
-	Stream  events.StreamOptions
+	// WebhookOrgTokens are notification tokens bound to organizations, as
+	// operators give them: ORG[,ORG...]=TOKEN (events.ParseOrgToken). An
+	// event signed with one must be of one of its organizations.
+	WebhookOrgTokens []string
+	Stream           events.StreamOptions
 	// TFE is where cascades create runs. Without a token the daemon only
 	// ingests.
 	TFE        TFEConfig
@@ -112,10 +121,18 @@ type NATSConfig struct {
 	Token    string
 }
 
+// DefaultHTTPIdleTimeout is how long a keep-alive connection of the HTTP
+// server may stay idle. TFE opens a connection per delivery; a scraper
+// comes back well within it.
+const DefaultHTTPIdleTimeout = 30 * time.Second
+
 func (c *Config) withDefaults() Config {
 	out := *c
 	if out.HTTPListen == "" {
 		out.HTTPListen = ":8080"
+	}
+	if out.HTTPIdleTimeout == 0 {
+		out.HTTPIdleTimeout = DefaultHTTPIdleTimeout
 	}
 	if out.Version == "" {
 		out.Version = "dev"
@@ -160,6 +177,7 @@ func (c *Config) Validate() error {
 		v    time.Duration
 	}{
 		{"--graph-cache-ttl", d.GraphCacheTTL}, {"--shutdown-timeout", d.ShutdownTimeout}, {"--alert-window", d.Alerts.Window},
+		{"--http-idle-timeout", d.HTTPIdleTimeout},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%s (%s) must not be negative", f.flag, duration(f.v))
@@ -283,13 +301,43 @@ func natsURL(s string) error {
 	return nil
 }
 
-func (c *Config) validateWebhook() error {
+// webhookOptions are the webhook's options with the tokens bound to
+// organizations read.
+func (c *Config) webhookOptions() (events.WebhookOptions, error) {
 	w := c.Webhook
+	w.OrgTokens = slices.Clone(w.OrgTokens)
+	for i, s := range c.WebhookOrgTokens {
+		t, err := events.ParseOrgToken(s)
+		if err != nil {
+			return w, fmt.Errorf("--webhook-org-token (the %s given): %w", ordinal(i+1), err)
+		}
+		w.OrgTokens = append(w.OrgTokens, t)
+	}
+	return w, nil
+}
+
+func ordinal(n int) string {
+	switch n {
+	case 1:
+		return "first"
+	case 2:
+		return "second"
+	case 3:
+		return "third"
+	}
+	return strconv.Itoa(n) + "th"
+}
+
+func (c *Config) validateWebhook() error {
+	w, err := c.webhookOptions()
+	if err != nil {
+		return err
+	}
 	switch {
-	case len(w.Tokens) == 0 && !w.SkipSignature:
-		return errors.New("no webhook token: set --webhook-token, or --insecure-skip-signature to accept unsigned webhooks")
-	case len(w.Tokens) > 0 && w.SkipSignature:
-		return errors.New("--insecure-skip-signature with --webhook-token: webhooks are verified when a token is set; give one or the other")
+	case len(w.Tokens) == 0 && len(w.OrgTokens) == 0 && !w.SkipSignature:
+		return errors.New("no webhook token: set --webhook-org-token or --webhook-token, or --insecure-skip-signature to accept unsigned webhooks")
+	case (len(w.Tokens) > 0 || len(w.OrgTokens) > 0) && w.SkipSignature:
+		return errors.New("--insecure-skip-signature with --webhook-token or --webhook-org-token: webhooks are verified when a token is set; give one or the other")
 	}
 	for _, t := range w.Tokens {
 		if strings.TrimSpace(t) == "" {

@@ -257,6 +257,10 @@ func (d *Dispatcher) restart(ctx context.Context, id string) error {
 // the same page shows the runs its apply queued downstream, which the new
 // cascade's first look needs (recent). Otherwise it reads the run.
 func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*cascade.Root, map[string]cascade.Workspace, error) {
+	// The alerts of refused events are keyed by organization, not by run:
+	// a flood of events about runs TFE does not have (forged, or another
+	// organization's) is one alert per de-duplication window.
+	alertKey := "root/" + ev.Organization
 	recent := map[string]cascade.Workspace{}
 	var cur *cascade.Run
 	var wsName string
@@ -279,7 +283,7 @@ func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*casc
 		rctx, status := tfeclient.Record(ctx)
 		run, err := d.deps.Runs.ReadWithOptions(rctx, ev.RunID, &tfe.RunReadOptions{Include: []tfe.RunIncludeOpt{tfe.RunWorkspace}})
 		if err != nil {
-			return nil, nil, d.tfeError(err, status, fmt.Sprintf("read run %s, which an event says applied in %s/%s", ev.RunID, ev.Organization, ev.WorkspaceName), "root/"+ev.RunID)
+			return nil, nil, d.tfeError(err, status, fmt.Sprintf("read run %s, which an event says applied in %s/%s", ev.RunID, ev.Organization, ev.WorkspaceName), alertKey)
 		}
 		wsID, org := "", ""
 		if run.Workspace != nil {
@@ -291,7 +295,7 @@ func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*casc
 		if wsID != "" && org == "" {
 			ws, err := d.deps.Workspaces.ReadByIDWithOptions(rctx, wsID, nil)
 			if err != nil {
-				return nil, nil, d.tfeError(err, status, "read workspace "+wsID, "root/"+ev.RunID)
+				return nil, nil, d.tfeError(err, status, "read workspace "+wsID, alertKey)
 			}
 			wsName = ws.Name
 			if ws.Organization != nil {
@@ -299,7 +303,7 @@ func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*casc
 			}
 		}
 		if wsID != ev.WorkspaceID || org != ev.Organization {
-			return nil, nil, permanent("mismatch/"+ev.RunID, "an event says run %s applied in %s/%s (%s), but TFE has it in %s/%s (%s): no cascade starts",
+			return nil, nil, permanent("mismatch/"+alertKey, "an event says run %s applied in %s/%s (%s), but TFE has it in %s/%s (%s): no cascade starts",
 				ev.RunID, ev.Organization, ev.WorkspaceName, ev.WorkspaceID, org, wsName, wsID)
 		}
 		st = runFacts(run)

@@ -5,7 +5,12 @@
 //
 //   - Nothing unsigned gets in: every request must carry a valid
 //     X-TFE-Notification-Signature for one of the configured tokens,
-//     compared in constant time (unless signatures are explicitly skipped).
+//     compared in constant time against every token (unless signatures
+//     are explicitly skipped).
+//   - A token bound to organizations signs their events only: a request
+//     with an event of another organization is refused (401,
+//     result="wrong_organization") and publishes nothing. A token not
+//     bound to any signs events of every organization.
 //   - Nothing is lost between TFE and the stream: the webhook answers 2xx
 //     only after JetStream acknowledged every event of the request, and 503
 //     when it could not, so TFE's delivery (or the reconciliation that
@@ -23,6 +28,11 @@
 //   - Bad input gets a 4xx, is counted in the metrics and logged once, and
 //     publishes nothing. Payload versions and triggers it does not act on
 //     are accepted and counted, never failed.
+//   - What anyone can send cannot flood the log: refused requests and
+//     unknown paths are logged at most RejectLogBurst lines at once, then
+//     one per RejectLogEvery, with the count of those held back; a path is
+//     logged cut to MaxLoggedPath bytes of printable ASCII. The metrics
+//     count every one.
 //
 // Subjects are tfe.run.<organization>.<workspace ID>.<run status>.
 package events

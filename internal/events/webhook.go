@@ -11,7 +11,9 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/ratelog"
 )
 
 // SignatureHeader carries hex(HMAC-SHA512(token, body)).
@@ -31,6 +34,7 @@ const (
 	ResultIgnored          = "ignored"
 	ResultMissingSignature = "missing_signature"
 	ResultBadSignature     = "bad_signature"
+	ResultWrongOrg         = "wrong_organization"
 	ResultMalformed        = "malformed"
 	ResultBadShape         = "bad_shape"
 	ResultTooLarge         = "too_large"
@@ -49,8 +53,12 @@ type EventPublisher interface {
 // WebhookOptions configure the webhook handler.
 type WebhookOptions struct {
 	// Tokens are the notification configurations' tokens; a request must be
-	// signed with one of them. Several allow rotation.
+	// signed with one of them or of OrgTokens. Several allow rotation. A
+	// token here signs events of any organization.
 	Tokens []string
+	// OrgTokens are tokens bound to organizations: an event signed with one
+	// is accepted only when it names one of its organizations.
+	OrgTokens []OrgToken
 	// SkipSignature accepts unsigned requests. Only for when no token is set.
 	SkipSignature bool
 	// MaxBodyBytes limits the request body; default 1 MiB. A body that
@@ -78,10 +86,50 @@ type WebhookOptions struct {
 	// problems, not unknown paths); its de-duplication window keeps a flood
 	// to one alert per kind of rejection.
 	Alerts alerts.Notifier
+	// RejectLogBurst and RejectLogEvery bound the log lines of refused
+	// requests and unknown paths: RejectLogBurst at once, then one per
+	// RejectLogEvery (clocked by Now); the lines held back are counted in
+	// the next one. Defaults 10 and 1s.
+	RejectLogBurst int
+	RejectLogEvery time.Duration
+}
+
+// OrgToken is a notification token bound to the organizations whose
+// events it may sign.
+type OrgToken struct {
+	Organizations []string
+	Token         string
+}
+
+// ParseOrgToken reads a token bound to organizations as operators give it:
+// ORG[,ORG...]=TOKEN. The organizations are TFE organization names
+// (letters, digits, - and _), which hold neither ',' nor '=': the first '='
+// ends them, and everything after it is the token, never split, whatever
+// it holds. The errors never show the value.
+func ParseOrgToken(s string) (OrgToken, error) {
+	orgs, token, ok := strings.Cut(s, "=")
+	if !ok {
+		return OrgToken{}, errors.New("want ORGANIZATION[,ORGANIZATION...]=TOKEN (the value is not shown: it holds a secret)")
+	}
+	var t OrgToken
+	for _, org := range strings.Split(orgs, ",") {
+		org = strings.TrimSpace(org)
+		if !validName(org, maxOrganizationName) {
+			return OrgToken{}, errors.New("before '=': want TFE organization names (letters, digits, - and _) separated by commas (the value is not shown: it may hold a secret)")
+		}
+		if !slices.Contains(t.Organizations, org) {
+			t.Organizations = append(t.Organizations, org)
+		}
+	}
+	t.Token = strings.TrimSpace(token)
+	if t.Token == "" {
+		return OrgToken{}, errors.New("the token after '=' is empty")
+	}
+	return t, nil
 }
 
 func (o *WebhookOptions) validate() error {
-	if len(o.Tokens) == 0 && !o.SkipSignature {
+	if len(o.Tokens) == 0 && len(o.OrgTokens) == 0 && !o.SkipSignature {
 		return errors.New("a webhook token is required unless signatures are skipped")
 	}
 	for _, t := range o.Tokens {
@@ -89,7 +137,21 @@ func (o *WebhookOptions) validate() error {
 			return errors.New("a webhook token is empty")
 		}
 	}
-	if o.MaxBodyBytes < 0 || o.PublishTimeout < 0 || o.MaxConcurrent < 0 || o.MaxPendingBytes < 0 || o.ReadTimeout < 0 {
+	for _, t := range o.OrgTokens {
+		if t.Token == "" {
+			return errors.New("a webhook token is empty")
+		}
+		if len(t.Organizations) == 0 {
+			return errors.New("a webhook token bound to organizations names none")
+		}
+		for _, org := range t.Organizations {
+			if !validName(org, maxOrganizationName) {
+				return fmt.Errorf("%q is not a TFE organization name (letters, digits, - and _)", org)
+			}
+		}
+	}
+	if o.MaxBodyBytes < 0 || o.PublishTimeout < 0 || o.MaxConcurrent < 0 || o.MaxPendingBytes < 0 || o.ReadTimeout < 0 ||
+		o.RejectLogBurst < 0 || o.RejectLogEvery < 0 {
 		return errors.New("webhook limits must not be negative")
 	}
 	d := o.withDefaults()
@@ -138,12 +200,57 @@ func (o *WebhookOptions) Validate() error { return o.validate() }
 // publishes TFE notifications, and answers 2xx only once every event of the
 // request is stored in JetStream.
 type Webhook struct {
-	opts    WebhookOptions
-	macs    []*sync.Pool // per token, of keyed HMAC-SHA512 hashes
-	pub     EventPublisher
-	log     *zap.Logger
-	metrics *Metrics
-	budget  readBudget
+	opts     WebhookOptions
+	keys     []key
+	pub      EventPublisher
+	log      *zap.Logger
+	logLimit *ratelog.Limiter
+	metrics  *Metrics
+	budget   readBudget
+}
+
+// key is one distinct token: the pool of its keyed HMAC-SHA512 hashes, and
+// the organizations whose events it signs, nil for any.
+type key struct {
+	macs *sync.Pool
+	orgs map[string]bool
+}
+
+// keysOf merges the tokens into one key per distinct token: a token given
+// for several organizations signs each of them, and a token given without
+// organizations signs any.
+func keysOf(anyOrg []string, bound []OrgToken) []key {
+	byToken := map[string]*key{}
+	var order []string
+	add := func(token string, orgs []string) {
+		k := byToken[token]
+		if k == nil {
+			k = &key{orgs: map[string]bool{}}
+			byToken[token] = k
+			order = append(order, token)
+		}
+		if orgs == nil {
+			k.orgs = nil // any organization
+		}
+		for _, org := range orgs {
+			if k.orgs != nil {
+				k.orgs[org] = true
+			}
+		}
+	}
+	for _, t := range anyOrg {
+		add(t, nil)
+	}
+	for _, t := range bound {
+		add(t.Token, t.Organizations)
+	}
+	keys := make([]key, 0, len(order))
+	for _, token := range order {
+		k := byToken[token]
+		k.macs = &sync.Pool{New: func() any { return hmac.New(sha512.New, []byte(token)) }}
+		keys = append(keys, *k)
+	}
+	return keys
 }
 
 // readBudget counts the requests being read before their signatures are
@@ -179,11 +286,9 @@ func NewWebhook(opts WebhookOptions, pub EventPublisher, metrics *Metrics, log *
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	h := &Webhook{opts: opts, pub: pub, log: log, metrics: metrics,
-		budget: readBudget{maxRequests: opts.MaxConcurrent, maxBytes: opts.MaxPendingBytes}}
-	for _, token := range opts.Tokens {
-		h.macs = append(h.macs, &sync.Pool{New: func() any { return hmac.New(sha512.New, []byte(token)) }})
-	}
+	h := &Webhook{opts: opts, pub: pub, log: log, metrics: metrics, keys: keysOf(opts.Tokens, opts.OrgTokens),
+		logLimit: ratelog.New(opts.RejectLogBurst, opts.RejectLogEvery, opts.Now),
+		budget:   readBudget{maxRequests: opts.MaxConcurrent, maxBytes: opts.MaxPendingBytes}}
 	return h, nil
 }
 
@@ -239,7 +344,8 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if result, ok := h.verify(r, body); !ok {
+	signer, result, ok := h.verify(r, body)
+	if !ok {
 		reason := "signature does not verify"
 		if result == ResultMissingSignature {
 			reason = "no " + SignatureHeader + " header"
@@ -259,6 +365,16 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.reject(w, r, http.StatusBadRequest, result, err.Error())
 		return
+	}
+	// A token bound to organizations signs their events only: one event of
+	// another refuses the whole request, as a bad signature would.
+	if signer != nil && signer.orgs != nil {
+		for i := range decoded.Events {
+			if org := decoded.Events[i].Organization; !signer.orgs[org] {
+				h.reject(w, r, http.StatusUnauthorized, ResultWrongOrg, "the signing token is not bound to organization "+org)
+				return
+			}
+		}
 	}
 	h.metrics.ignored.Add(float64(decoded.Ignored))
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.PublishTimeout)
@@ -333,38 +449,42 @@ func (h *Webhook) rejectTooLarge(w http.ResponseWriter, r *http.Request) {
 }
 
 // verify checks the signature against every configured token, each in
-// constant time, so the time taken tells nothing of the expected value.
-func (h *Webhook) verify(r *http.Request, body []byte) (result string, ok bool) {
-	if h.opts.SkipSignature && len(h.opts.Tokens) == 0 {
-		return "", true
+// constant time and all of them whichever matches, so the time taken tells
+// nothing of the expected values. It returns the key that signed, nil when
+// signatures are skipped.
+func (h *Webhook) verify(r *http.Request, body []byte) (signer *key, result string, ok bool) {
+	if h.opts.SkipSignature && len(h.keys) == 0 {
+		return nil, "", true
 	}
 	header := r.Header.Get(SignatureHeader)
 	if header == "" {
-		return ResultMissingSignature, false
+		return nil, ResultMissingSignature, false
 	}
 	got, err := hex.DecodeString(header)
 	if err != nil || len(got) != sha512.Size {
-		return ResultBadSignature, false
+		return nil, ResultBadSignature, false
 	}
-	match := false
 	var sum [sha512.Size]byte
-	for _, pool := range h.macs {
-		m := pool.Get().(hash.Hash)
+	for i := range h.keys {
+		m := h.keys[i].macs.Get().(hash.Hash)
 		m.Reset()
 		m.Write(body)
 		if hmac.Equal(got, m.Sum(sum[:0])) {
-			match = true
+			signer = &h.keys[i] // the tokens are distinct: at most one matches
 		}
-		pool.Put(m)
+		h.keys[i].macs.Put(m)
 	}
-	if !match {
-		return ResultBadSignature, false
+	if signer == nil {
+		return nil, ResultBadSignature, false
 	}
-	return "", true
+	return signer, "", true
 }
 
-// reject answers a request we will not act on, counts it and logs it once.
-// Nothing from the request's headers or body goes into the log.
+// reject answers a request we will not act on, counts it and logs it once,
+// within the log's bound: a flood is counted in full in the metrics, and
+// written to the log as a few lines and the count of those held back.
+// Nothing from the request's headers or body goes into the log, and its
+// method and path only cut short, as printable ASCII.
 func (h *Webhook) reject(w http.ResponseWriter, r *http.Request, status int, result, reason string) {
 	h.metrics.webhooks.WithLabelValues(result).Inc()
 	if h.opts.Alerts != nil && result != ResultNotFound && result != ResultMethodNotAllowed {
@@ -375,11 +495,19 @@ func (h *Webhook) reject(w http.ResponseWriter, r *http.Request, status int, res
 			Key: "webhook-rejected/" + result,
 		})
 	}
-	h.log.Warn("webhook rejected", zap.String("result", result), zap.Int("status", status),
-		zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("remote_addr", r.RemoteAddr),
-		zap.String("reason", reason))
+	h.logLimit.Warn(h.log, "webhook rejected", zap.String("result", result), zap.Int("status", status),
+		zap.String("method", ratelog.Clean(r.Method, maxLoggedMethod)), zap.String("path", ratelog.Clean(r.URL.Path, MaxLoggedPath)),
+		zap.String("remote_addr", r.RemoteAddr), zap.String("reason", ratelog.Clean(reason, maxLoggedReason)))
 	writeStatus(w, status, reason)
 }
+
+// Bounds of what a refused request puts in a log line.
+const (
+	// MaxLoggedPath is the most of a request's path a log line holds.
+	MaxLoggedPath   = 128
+	maxLoggedMethod = 16
+	maxLoggedReason = 256
+)
 
 func writeStatus(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

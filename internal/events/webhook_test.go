@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,7 +56,7 @@ func newIngest(t *testing.T, opts events.WebhookOptions) *ingest {
 	}
 	core, logs := observer.New(zap.DebugLevel)
 	reg := prometheus.NewRegistry()
-	if opts.Tokens == nil && !opts.SkipSignature {
+	if opts.Tokens == nil && opts.OrgTokens == nil && !opts.SkipSignature {
 		opts.Tokens = []string{oldToken, newToken}
 	}
 	h, err := events.NewWebhook(opts, events.NewPublisher(js, events.DefaultStreamName), events.NewMetrics(reg), zap.New(core))
@@ -122,7 +124,7 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[str
 }
 
 func TestWebhookRejects(t *testing.T) {
-	in := newIngest(t, events.WebhookOptions{MaxBodyBytes: 4096})
+	in := newIngest(t, events.WebhookOptions{MaxBodyBytes: 4096, RejectLogBurst: 100})
 	good := payloadFile(t, "run-applied.json")
 	badRunID := bytes.Replace(good, []byte(`"run-8F5JFydVYAmtTjET"`), []byte(`"run-8F5J.>"`), 1)
 	for _, tc := range []struct {
@@ -461,5 +463,135 @@ func TestWebhookChunkedBody(t *testing.T) {
 	}
 	if got := post(bytes.Repeat([]byte(" "), 4096)); got != http.StatusBadRequest {
 		t.Errorf("a chunked body at the limit: got %d, want 400 (read, then not JSON)", got)
+	}
+}
+
+// A token bound to organizations signs their events only: an event of
+// another organization signed with it is refused (401), counted, and
+// stores nothing; a token given for several organizations signs each.
+func TestWebhookTokenBoundToOrganizations(t *testing.T) {
+	const acmeToken, sharedToken = "acme-token", "shared=token,with,commas"
+	in := newIngest(t, events.WebhookOptions{OrgTokens: []events.OrgToken{
+		{Organizations: []string{"acme-org"}, Token: acmeToken},
+		{Organizations: []string{"beta"}, Token: sharedToken},
+		{Organizations: []string{"gamma"}, Token: sharedToken}, // the same token again: it signs both
+	}})
+	event := func(org, runID string) []byte {
+		return valid(t, func(m map[string]any) { m["organization_name"], m["run_id"] = org, runID })
+	}
+	for _, tc := range []struct {
+		name, token string
+		body        []byte
+		status      int
+	}{
+		{"acme's token, an acme event", acmeToken, event("acme-org", "run-0000000000000001"), 200},
+		{"acme's token, a beta event", acmeToken, event("beta", "run-0000000000000002"), 401},
+		{"the shared token, a beta event", sharedToken, event("beta", "run-0000000000000003"), 200},
+		{"the shared token, a gamma event", sharedToken, event("gamma", "run-0000000000000004"), 200},
+		{"the shared token, an acme event", sharedToken, event("acme-org", "run-0000000000000005"), 401},
+		{"acme's token, a verification", acmeToken, payloadFile(t, "verification.json"), 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, answer := in.post("POST", "/webhooks/tfe", tc.body, tfesim.Sign(tc.token, tc.body)); status != tc.status {
+				t.Errorf("got %d %s, want %d", status, answer, tc.status)
+			}
+		})
+	}
+	if n := in.messages(); n != 3 {
+		t.Errorf("stream holds %d messages, want the 3 events signed for their organization", n)
+	}
+	if got := counter(t, in.reg, "orchestrator_webhooks_total", map[string]string{"result": events.ResultWrongOrg}); got != 2 {
+		t.Errorf("orchestrator_webhooks_total{result=%q} = %v, want 2", events.ResultWrongOrg, got)
+	}
+	for _, e := range in.logs.All() {
+		line, _ := json.Marshal(e.ContextMap())
+		if strings.Contains(string(line), acmeToken) || strings.Contains(string(line), "with,commas") {
+			t.Errorf("a token reached the log: %s %s", e.Message, line)
+		}
+	}
+}
+
+func TestParseOrgToken(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		orgs  []string
+		token string
+	}{
+		{"acme=secret", []string{"acme"}, "secret"},
+		{"acme,beta=a,b=c==", []string{"acme", "beta"}, "a,b=c=="}, // the token is all after the first '='
+		{" acme , beta,acme = tok en ", []string{"acme", "beta"}, "tok en"},
+	} {
+		got, err := events.ParseOrgToken(tc.in)
+		if err != nil || !slices.Equal(got.Organizations, tc.orgs) || got.Token != tc.token {
+			t.Errorf("ParseOrgToken(%q): got %q %q %v, want %q %q", tc.in, got.Organizations, got.Token, err, tc.orgs, tc.token)
+		}
+	}
+	for _, in := range []string{"no-organization-secret", "=secret", "acme,=secret", "ac.me=secret", "acme beta=secret", "acme=", "acme=  "} {
+		_, err := events.ParseOrgToken(in)
+		if err == nil {
+			t.Errorf("ParseOrgToken(%q) accepted", in)
+		} else if strings.Contains(err.Error(), "secret") && !strings.Contains(err.Error(), "a secret") {
+			t.Errorf("ParseOrgToken(%q): the error shows the value: %v", in, err)
+		}
+	}
+	if _, err := events.NewWebhook(events.WebhookOptions{OrgTokens: []events.OrgToken{{Token: "t"}}}, nil, nil, zap.NewNop()); err == nil {
+		t.Error("a token bound to no organization was accepted as bound")
+	}
+}
+
+// A flood of unsigned requests and unknown paths, each with a 60 KB path,
+// writes the burst of log lines, each of bounded size, and then one line
+// with the count of those held back when the bucket has refilled; the
+// metrics count every request.
+func TestWebhookRejectionLogIsBounded(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	in := newIngest(t, events.WebhookOptions{Now: clock, RejectLogBurst: 5, RejectLogEvery: time.Minute})
+	long := "/" + strings.Repeat("\xe2\x98\x83a", 15<<10) // 60 KB of snowmen and letters
+	body := payloadFile(t, "run-applied.json")
+	const flood = 50
+	for i := range flood {
+		path := long
+		if i%2 == 0 {
+			path = "/webhooks/tfe"
+		}
+		if status, _ := in.post("POST", path, body, ""); status != 401 && status != 404 {
+			t.Fatalf("request %d: got %d, want 401 or 404", i, status)
+		}
+	}
+	entries := in.logs.All()
+	if len(entries) != 5 {
+		t.Fatalf("%d refused requests at one instant wrote %d log lines, want the burst of 5", flood, len(entries))
+	}
+	size := 0
+	for _, e := range entries {
+		line, _ := json.Marshal(e.ContextMap())
+		size += len(e.Message) + len(line)
+		path, _ := e.ContextMap()["path"].(string)
+		if len(path) > events.MaxLoggedPath+32 || strings.ContainsFunc(path, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+			t.Errorf("a logged path of %d bytes, or not printable ASCII: %.200q", len(path), path)
+		}
+	}
+	if size > 5*1024 {
+		t.Errorf("5 log lines of %d bytes in all, want under 5 KiB", size)
+	}
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	if status, _ := in.post("GET", long, nil, ""); status != 404 {
+		t.Fatalf("after a minute: got %d, want 404", status)
+	}
+	entries = in.logs.All()[5:]
+	if len(entries) != 2 || entries[0].ContextMap()["suppressed"] != int64(flood-5) || entries[1].Message != "webhook rejected" {
+		for _, e := range entries {
+			t.Logf("%s %v", e.Message, e.ContextMap())
+		}
+		t.Fatalf("after a minute: %d lines, want the count of the %d held back, then the line", len(entries), flood-5)
+	}
+	refused := counter(t, in.reg, "orchestrator_webhooks_total", map[string]string{"result": events.ResultMissingSignature}) +
+		counter(t, in.reg, "orchestrator_webhooks_total", map[string]string{"result": events.ResultNotFound})
+	if refused != flood+1 {
+		t.Errorf("the metrics counted %v refused requests, want %d", refused, flood+1)
 	}
 }
