@@ -36,6 +36,8 @@ type command struct {
 	// setup defines the command's flags and returns the function that runs
 	// it once they are parsed.
 	setup func(fs *flagSet) func(env *runEnv) error
+	// logLevel is the command's default --log-level; "" for info.
+	logLevel string
 }
 
 // runEnv is what a command runs with.
@@ -295,8 +297,11 @@ type logFlags struct {
 	level, format string
 }
 
-func (l *logFlags) define(fs *flagSet) {
-	fs.stringVar(&l.level, "log-level", "ORCHESTRATOR_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+func (l *logFlags) define(fs *flagSet, level string) {
+	if level == "" {
+		level = "info"
+	}
+	fs.stringVar(&l.level, "log-level", "ORCHESTRATOR_LOG_LEVEL", level, "log level: debug, info, warn or error")
 	fs.stringVar(&l.format, "log-format", "ORCHESTRATOR_LOG_FORMAT", "console", "log format: json or console")
 }
 

@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	args = args[words-1:]
 	fs := newFlagSet(cmd.name, stderr)
 	var lf logFlags
-	lf.define(fs)
+	lf.define(fs, cmd.logLevel)
 	exec := cmd.setup(fs)
 	fs.Usage = fs.usage(cmd)
 	if err := fs.parse(args[1:], getenv); err != nil {
