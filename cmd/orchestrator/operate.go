@@ -306,7 +306,7 @@ func watchStarted(env *runEnv, c *api.Client, wait time.Duration, fn func(*dispa
 	told := false
 	for {
 		err := c.Watch(env.ctx, id, fn)
-		if !api.IsStatus(err, 404) {
+		if !notStarted(err) {
 			return err
 		}
 		left := time.Until(deadline)
@@ -326,6 +326,13 @@ func watchStarted(env *runEnv, c *api.Client, wait time.Duration, fn func(*dispa
 		case <-time.After(min(time.Second, left)):
 		}
 	}
+}
+
+// notStarted says whether err is the API's answer for a cascade it does
+// not have (and not a 404 of another kind: the API off, a wrong --server).
+func notStarted(err error) bool {
+	var e *api.Error
+	return errors.As(err, &e) && e.Status == 404 && strings.Contains(e.Message, dispatcher.ErrNoCascade.Error())
 }
 
 // apiCommand is a command that talks to the API: it takes the API flags,
