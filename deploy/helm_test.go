@@ -394,7 +394,7 @@ func TestHelmChartRefuses(t *testing.T) {
 
 func TestHelmLint(t *testing.T) {
 	requireHelm(t)
-	for _, values := range []string{"", "external-nats.yaml", "secret-from-values.yaml"} {
+	for _, values := range []string{"", "external-nats.yaml", "secret-from-values.yaml", "ingress.yaml"} {
 		args := []string{"lint", "--strict", chartDir}
 		if values != "" {
 			args = append(args, "-f", filepath.Join("testdata", "helm", values))
@@ -403,4 +403,142 @@ func TestHelmLint(t *testing.T) {
 			t.Errorf("helm %v: %v\n%s", args, err, out)
 		}
 	}
+}
+
+// The Ingress renders only when enabled: for ingress.host, with its class,
+// annotations and TLS, the page's, the API's and the webhooks' paths to the
+// Service's http port, and nothing else (not /metrics). Enabled without a
+// host, the chart is refused.
+func TestHelmIngress(t *testing.T) {
+	requireHelm(t)
+	const name = "Ingress/tfe-orchestrator"
+	if ing := renderChart(t, "tfe-orchestrator").objects[name]; ing != nil {
+		t.Errorf("an Ingress renders by default: %v", ing)
+	}
+	r := renderChart(t, "tfe-orchestrator", "-f", filepath.Join("testdata", "helm", "ingress.yaml"))
+	ing := r.objects[name]
+	if ing == nil {
+		t.Fatalf("ingress.enabled renders no %s", name)
+	}
+	if get(ing, "apiVersion") != "networking.k8s.io/v1" || get(ing, "spec", "ingressClassName") != "nginx" ||
+		get(ing, "metadata", "annotations", "cert-manager.io/cluster-issuer") != "letsencrypt" {
+		t.Errorf("the Ingress's class or annotations are not the values': %v", ing)
+	}
+	if get(ing, "spec", "tls", 0, "secretName") != "orchestrator-tls" || get(ing, "spec", "tls", 0, "hosts", 0) != "orchestrator.example.com" {
+		t.Errorf("the Ingress's TLS is not the values': %v", get(ing, "spec", "tls"))
+	}
+	if get(ing, "spec", "rules", 0, "host") != "orchestrator.example.com" {
+		t.Errorf("the Ingress's host is %v", get(ing, "spec", "rules", 0, "host"))
+	}
+	port := get(r.objects["Service/tfe-orchestrator"], "spec", "ports", 0, "name")
+	var paths []string
+	for i := range len(asList(get(ing, "spec", "rules", 0, "http", "paths"))) {
+		p := get(ing, "spec", "rules", 0, "http", "paths", i)
+		paths = append(paths, get(p, "path").(string))
+		if get(p, "pathType") != "Prefix" || get(p, "backend", "service", "name") != "tfe-orchestrator" || get(p, "backend", "service", "port", "name") != port {
+			t.Errorf("the Ingress's path %v does not lead to the Service's %v port", p, port)
+		}
+	}
+	if !slices.Equal(paths, []string{"/webhooks", "/api", "/ui"}) {
+		t.Errorf("the Ingress routes %v, want /webhooks, /api and /ui only", paths)
+	}
+
+	out, err := runHelm(t, "template", "tfe-orchestrator", chartDir, "--set", "ingress.enabled=true")
+	if err == nil || !strings.Contains(string(out), "ingress.host is required") {
+		t.Errorf("ingress.enabled without a host: %v, want a refusal; got\n%s", err, lastLines(out, 5))
+	}
+}
+
+// The orchestrator's image is the values' repository and tag (nobody
+// publishes one: operators build and push it), appVersion by default.
+func TestHelmImage(t *testing.T) {
+	requireHelm(t)
+	image := func(r rendered) any {
+		return get(container(get(r.objects["Deployment/tfe-orchestrator"], "spec", "template", "spec"), "orchestrator"), "image")
+	}
+	if got := image(renderChart(t, "tfe-orchestrator")); got != "tfe-orchestrator:dev" {
+		t.Errorf("the default image is %v, want tfe-orchestrator:dev (the chart's appVersion)", got)
+	}
+	r := renderChart(t, "tfe-orchestrator", "--set", "image.repository=registry.example.com/platform/tfe-orchestrator", "--set", "image.tag=1.4.2")
+	if got := image(r); got != "registry.example.com/platform/tfe-orchestrator:1.4.2" {
+		t.Errorf("the image is %v, want the values' registry.example.com/platform/tfe-orchestrator:1.4.2", got)
+	}
+}
+
+// NOTES.txt says how to reach the page (a port-forward, then /ui/), and
+// how to point the CLI at the daemon: through the Ingress when there is
+// one; and that the page is off without API tokens.
+func TestHelmNotes(t *testing.T) {
+	requireHelm(t)
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		want     []string
+		wantNone []string
+	}{
+		{"API on", []string{"--set", "api.operateTokens=true"}, []string{
+			"kubectl -n tfe-orchestrator port-forward svc/tfe-orchestrator 8080:8080",
+			"open http://localhost:8080/ui/",
+			"export ORCHESTRATOR_SERVER=http://localhost:8080\n",
+			"export ORCHESTRATOR_API_TOKEN_FILE=",
+			"-o jsonpath='{.data.api-operate-token}'",
+			"http://tfe-orchestrator.tfe-orchestrator:8080/webhooks/tfe",
+		}, []string{"are off"}},
+		{"Ingress", []string{"-f", filepath.Join("testdata", "helm", "ingress.yaml")}, []string{
+			"port-forward svc/tfe-orchestrator 8080:8080",
+			"Through the Ingress: https://orchestrator.example.com/ui/",
+			"export ORCHESTRATOR_SERVER=https://orchestrator.example.com\n",
+			"--url https://orchestrator.example.com/webhooks/tfe",
+		}, nil},
+		{"API off", nil, []string{"The operator API and web page are off: set api.readTokens or api.operateTokens"}, []string{"port-forward"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			notes := renderNotes(t, tc.args...)
+			for _, want := range tc.want {
+				if !strings.Contains(notes, want) {
+					t.Errorf("NOTES do not say %q:\n%s", want, notes)
+				}
+			}
+			for _, unwanted := range tc.wantNone {
+				if strings.Contains(notes, unwanted) {
+					t.Errorf("NOTES say %q:\n%s", unwanted, notes)
+				}
+			}
+		})
+	}
+}
+
+// renderNotes renders the chart's NOTES.txt as helm install would: helm
+// template leaves NOTES out, so a copy of the chart renders the same text
+// through tpl into a ConfigMap.
+func renderNotes(t *testing.T, args ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "chart")
+	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	notes, err := os.ReadFile(filepath.Join(chartDir, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes-under-test.txt"), notes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ tpl (.Files.Get \"notes-under-test.txt\") . | quote }}\n"
+	if err := os.WriteFile(filepath.Join(dir, "templates", "zz-notes.yaml"), []byte(cm), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runHelm(t, append([]string{"template", "tfe-orchestrator", dir, "--namespace", "tfe-orchestrator", "--show-only", "templates/zz-notes.yaml"}, args...)...)
+	if err != nil {
+		t.Fatalf("render NOTES.txt %v: %v\n%s", args, err, out)
+	}
+	docs := parseDocs(t, "NOTES.txt", out)
+	if len(docs) != 1 {
+		t.Fatalf("render NOTES.txt: %d documents", len(docs))
+	}
+	s, _ := get(docs[0], "data", "notes").(string)
+	if s == "" {
+		t.Fatal("NOTES.txt renders empty")
+	}
+	return s
 }

@@ -36,6 +36,8 @@ type command struct {
 	// setup defines the command's flags and returns the function that runs
 	// it once they are parsed.
 	setup func(fs *flagSet) func(env *runEnv) error
+	// logLevel is the command's default --log-level; "" for info.
+	logLevel string
 }
 
 // runEnv is what a command runs with.
@@ -295,8 +297,11 @@ type logFlags struct {
 	level, format string
 }
 
-func (l *logFlags) define(fs *flagSet) {
-	fs.stringVar(&l.level, "log-level", "ORCHESTRATOR_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+func (l *logFlags) define(fs *flagSet, level string) {
+	if level == "" {
+		level = "info"
+	}
+	fs.stringVar(&l.level, "log-level", "ORCHESTRATOR_LOG_LEVEL", level, "log level: debug, info, warn or error")
 	fs.stringVar(&l.format, "log-format", "ORCHESTRATOR_LOG_FORMAT", "console", "log format: json or console")
 }
 
@@ -309,11 +314,11 @@ func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
 	switch l.format {
 	case "json":
 		cfg := zap.NewProductionEncoderConfig()
-		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		cfg.EncodeTime = logTime
 		enc = zapcore.NewJSONEncoder(cfg)
 	case "console":
 		cfg := zap.NewDevelopmentEncoderConfig()
-		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		cfg.EncodeTime = logTime
 		enc = zapcore.NewConsoleEncoder(cfg)
 	default:
 		return nil, usagef("--log-format must be json or console, not %q", l.format)
@@ -322,6 +327,22 @@ func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
 }
 
 var errHelp = flag.ErrHelp
+
+// Every time the commands print, in tables, lines and logs, is RFC 3339 in
+// UTC (2026-12-03T12:00:00Z): one form, whatever the machine's zone, that
+// sorts as text and pastes into --since. Logs keep the milliseconds.
+const (
+	timeLayout    = time.RFC3339
+	logTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+)
+
+// formatTime writes t as every command prints a time.
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// logTime is the loggers' time encoder: formatTime's form, with milliseconds.
+func logTime(t time.Time, enc zapcore.PrimitiveArrayEncoder) {
+	enc.AppendString(t.UTC().Format(logTimeLayout))
+}
 
 // listenAddress checks a host:port to listen on (the host may be empty,
 // port 0 picks one).

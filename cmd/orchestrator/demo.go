@@ -15,13 +15,16 @@ func demoCommand() *command {
 	return &command{
 		name:    "demo",
 		summary: "run the whole product against the simulator and watch a cascade happen",
+		// The daemon's logs (on stderr) would drown the story on stdout;
+		// --log-level info or debug shows them.
+		logLevel: "warn",
 		setup: func(fs *flagSet) func(*runEnv) error {
 			var scenario, picture string
 			var noColor, keepServing bool
 			fs.stringVar(&scenario, "scenario", "ORCHESTRATOR_DEMO_SCENARIO", defaultDemoScenario, "demo scenario file")
 			fs.stringVar(&picture, "picture", "", "cascade.mmd", "write a Mermaid picture of the outcome here (empty for none)")
 			fs.boolVar(&noColor, "no-color", "NO_COLOR", false, "no colour, even on a terminal")
-			fs.boolVar(&keepServing, "keep-serving", "", false, "after the summary, keep the daemon and its web page up until interrupted")
+			fs.boolVar(&keepServing, "keep-serving", "", false, "after the summary, keep the daemon, its web page and the simulator up until interrupted, and print the exports that point the CLI at them")
 			return func(env *runEnv) error {
 				sc, err := demo.LoadScenario(scenario)
 				if err != nil {
@@ -37,7 +40,7 @@ func demoCommand() *command {
 				}
 				rep, err := demo.Run(env.ctx, demo.Options{
 					Scenario: sc, Out: env.stdout, Color: !noColor && isTerminal(env.stdout), Picture: picture,
-					KeepServing: keepServing,
+					KeepServing: keepServing, Log: env.log,
 				})
 				if err != nil {
 					return err

@@ -52,15 +52,39 @@ func TestGraphFromTFEAndFromItsJSON(t *testing.T) {
 	}
 
 	code, jsonOut, _ := runCmd(t, env, "graph", "--organization", "acme", "--format", "json")
+	// Read as CI reads it, by its keys: the cycle's workspaces and each
+	// finding's as lists, not only inside a sentence.
 	var doc struct {
-		Findings []graph.Finding `json:"findings"`
+		Findings []struct {
+			Kind       string   `json:"kind"`
+			Message    string   `json:"message"`
+			Workspaces []string `json:"workspaces"`
+		} `json:"findings"`
+		Cycles []struct {
+			Workspaces []string `json:"workspaces"`
+			IDs        []string `json:"ids"`
+			Members    []string `json:"members"`
+		} `json:"cycles"`
 	}
 	if err := json.Unmarshal([]byte(jsonOut), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if code != exitFindings || !slices.Contains(doc.Findings, graph.Finding{Kind: graph.FindingCycle, Message: "app → db → app"}) ||
-		!slices.Contains(doc.Findings, graph.Finding{Kind: graph.FindingLocalTarget, Message: "network → laptop: laptop uses local execution and cannot run remotely"}) {
-		t.Errorf("the JSON format's findings (exit %d): %+v; want the cycle and the local target, exit 3", code, doc.Findings)
+	finding := func(kind, message string, workspaces ...string) bool {
+		for _, f := range doc.Findings {
+			if f.Kind == kind && f.Message == message && slices.Equal(f.Workspaces, workspaces) {
+				return true
+			}
+		}
+		return false
+	}
+	if code != exitFindings || !finding(graph.FindingCycle, "app → db → app", "app", "db", "app") ||
+		!finding(graph.FindingLocalTarget, "network → laptop: laptop uses local execution and cannot run remotely", "network", "laptop") {
+		t.Errorf("the JSON format's findings (exit %d): %+v; want the cycle and the local target with their workspaces, exit 3", code, doc.Findings)
+	}
+	if len(doc.Cycles) != 1 || !slices.Equal(doc.Cycles[0].Workspaces, []string{"app", "db", "app"}) || len(doc.Cycles[0].IDs) != 3 ||
+		doc.Cycles[0].IDs[0] != doc.Cycles[0].IDs[2] || !strings.HasPrefix(doc.Cycles[0].IDs[0], "ws-") ||
+		!slices.Equal(slices.Sorted(slices.Values(doc.Cycles[0].Members)), []string{"app", "db"}) {
+		t.Errorf("the JSON format's cycles: %+v; want one, app → db → app, by name and ID", doc.Cycles)
 	}
 	file := filepath.Join(t.TempDir(), "graph.json")
 	if err := os.WriteFile(file, []byte(jsonOut), 0o600); err != nil {

@@ -40,7 +40,7 @@ func commands() []*command {
 // run runs the command that args name and returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		printUsage(stderr, cmds)
 		if len(args) == 0 {
 			return exitUsage
@@ -57,6 +57,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if cmd == nil {
+		if group := subcommands(cmds, args[0]); len(group) > 0 {
+			// "cascades", "cascades --help": the group's subcommands.
+			code := exitUsage
+			switch {
+			case len(args) > 1 && isHelp(args[1]):
+				code = exitOK
+			case len(args) > 1:
+				fmt.Fprintf(stderr, "orchestrator %s: unknown subcommand %q\n\n", args[0], args[1])
+			default:
+				fmt.Fprintf(stderr, "orchestrator %s: name a subcommand\n\n", args[0])
+			}
+			printGroupUsage(stderr, args[0], group)
+			return code
+		}
 		fmt.Fprintf(stderr, "orchestrator: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
 		printUsage(stderr, cmds)
 		return exitUsage
@@ -64,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	args = args[words-1:]
 	fs := newFlagSet(cmd.name, stderr)
 	var lf logFlags
-	lf.define(fs)
+	lf.define(fs, cmd.logLevel)
 	exec := cmd.setup(fs)
 	fs.Usage = fs.usage(cmd)
 	if err := fs.parse(args[1:], getenv); err != nil {
@@ -105,6 +119,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // errFindings tells run that a command found problems it has already reported.
 var errFindings = errors.New("findings reported")
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
+}
+
+// subcommands returns the commands whose name's first word is group, when
+// their names have two words ("cascades list").
+func subcommands(cmds []*command, group string) []*command {
+	var out []*command
+	for _, c := range cmds {
+		if first, _, two := strings.Cut(c.name, " "); two && first == group {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func printGroupUsage(w io.Writer, group string, cmds []*command) {
+	fmt.Fprintf(w, "Usage: orchestrator %s <subcommand> [flags]\n\nSubcommands:\n", group)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-28s %s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'orchestrator %s <subcommand> --help' for a subcommand's flags.\n", group)
+}
 
 func printUsage(w io.Writer, cmds []*command) {
 	fmt.Fprintln(w, "Usage: orchestrator <command> [flags]")

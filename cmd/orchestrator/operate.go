@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,13 +21,15 @@ import (
 
 // apiFlags are the flags every API command takes.
 type apiFlags struct {
-	server, output, by string
-	token              func() (string, error)
+	server, output                 string
+	tokenValue, tokenFile, tokenAs string
 }
 
 func (a *apiFlags) define(fs *flagSet) {
 	fs.stringVar(&a.server, "server", "ORCHESTRATOR_SERVER", "http://127.0.0.1:8080", "the orchestrator's HTTP address (serve --http-listen)")
-	a.token = fs.secret("token", "ORCHESTRATOR_API_TOKEN", "bearer token of the operator API (serve --api-read-token or --api-operate-token)")
+	fs.stringVar(&a.tokenValue, "token", "ORCHESTRATOR_API_TOKEN", "", "bearer token of the operator API: one serve was given (--api-read-token or --api-operate-token), as name:secret or the secret alone")
+	fs.stringVar(&a.tokenFile, "token-file", "ORCHESTRATOR_API_TOKEN_FILE", "", "read the token from this file, in the form serve reads its token files: name:secret (or secret) lines, # comment lines, blank lines")
+	fs.stringVar(&a.tokenAs, "token-name", "ORCHESTRATOR_API_TOKEN_NAME", "", "the token to use, by name, when --token-file holds several")
 	fs.stringVar(&a.output, "output", "", "table", "output: table or json")
 }
 
@@ -42,10 +45,54 @@ func (a *apiFlags) client() (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if token == "" {
-		return nil, usagef("give the API token: --token, --token-file or $ORCHESTRATOR_API_TOKEN")
-	}
 	return &api.Client{Server: a.server, Token: token}, nil
+}
+
+// token returns the secret to send. It reads --token and --token-file as
+// serve reads its API tokens (api.ParseTokens), so that the value or the
+// file serve was given works here as it is.
+func (a *apiFlags) token() (string, error) {
+	value := strings.TrimSpace(a.tokenValue)
+	if value != "" && a.tokenFile != "" {
+		return "", usagef("give --token or --token-file, not both")
+	}
+	var lines []string
+	source := "--token"
+	switch {
+	case a.tokenFile != "":
+		b, err := os.ReadFile(a.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("read --token-file: %w", err)
+		}
+		source = "--token-file " + a.tokenFile
+		if lines = secretLines(b); len(lines) == 0 {
+			return "", usagef("%s holds no token", source)
+		}
+	case value != "":
+		lines = []string{value}
+	default:
+		return "", usagef("give the API token: --token, --token-file or $ORCHESTRATOR_API_TOKEN (a token serve was given with --api-read-token or --api-operate-token)")
+	}
+	tokens, err := api.ParseTokens(api.RoleRead, lines) // the role is serve's business; only name and secret are used
+	if err != nil {
+		return "", usagef("%s: %v", source, err)
+	}
+	names := make([]string, len(tokens))
+	for i, t := range tokens {
+		names[i] = t.Name
+	}
+	if a.tokenAs != "" {
+		for _, t := range tokens {
+			if t.Name == a.tokenAs {
+				return t.Secret, nil
+			}
+		}
+		return "", usagef("%s holds no token named %q (it holds %s)", source, a.tokenAs, strings.Join(names, ", "))
+	}
+	if len(tokens) > 1 {
+		return "", usagef("%s holds %d tokens (%s): choose one with --token-name", source, len(tokens), strings.Join(names, ", "))
+	}
+	return tokens[0].Secret, nil
 }
 
 // print writes v as JSON with --output json, else calls table.
@@ -82,8 +129,8 @@ func apiError(err error) error {
 	var e *api.Error
 	if errors.As(err, &e) {
 		switch e.Status {
-		case 401:
-			return fmt.Errorf("the server refused the token: %s", e.Message)
+		case 401: // the commands always send a token: this one is unknown there
+			return fmt.Errorf("the server refused the token (%s): give one serve was given with --api-read-token or --api-operate-token, as name:secret or the secret alone", e.Message)
 		case 403:
 			return fmt.Errorf("not allowed: %s", e.Message)
 		}
@@ -120,7 +167,7 @@ func cascadesListCommand() *command {
 						state += " (" + string(s.Outcome) + ")"
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Organization, s.Root, state,
-						s.StartedAt.Local().Format("2006-01-02 15:04:05"), s.Members, counts(s.Counts))
+						formatTime(s.StartedAt), s.Members, counts(s.Counts))
 				}
 				if len(list) == 0 {
 					fmt.Fprintln(w, "(no cascades)")
@@ -173,9 +220,9 @@ func writeView(w io.Writer, v *dispatcher.View) error {
 	}
 	fmt.Fprintf(w, "cascade %s from %s in %s: %s\n", v.ID, v.Root, v.Organization, state)
 	fmt.Fprintf(w, "root run:\t%s\n", orID(v.RootRunURL, v.RootRunID))
-	fmt.Fprintf(w, "started:\t%s\n", v.StartedAt.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "started:\t%s\n", formatTime(v.StartedAt))
 	if !v.FinishedAt.IsZero() {
-		fmt.Fprintf(w, "finished:\t%s (took %s)\n", v.FinishedAt.Local().Format(time.RFC3339), v.FinishedAt.Sub(v.StartedAt).Round(time.Second))
+		fmt.Fprintf(w, "finished:\t%s (took %s)\n", formatTime(v.FinishedAt), v.FinishedAt.Sub(v.StartedAt).Round(time.Second))
 	}
 	for _, l := range []struct{ label, v string }{{"paused", v.Paused}, {"held", v.Held}, {"cancelled", v.Cancelled}, {"reason", v.Reason}} {
 		if l.v != "" {
@@ -206,11 +253,16 @@ func orID(url, id string) string {
 
 func cascadesWatchCommand() *command {
 	return apiCommand("cascades watch", "ID", "follow a cascade until it ends: a line per member that changes (exit 3 if it did not apply)", func(fs *flagSet, af *apiFlags) func(*runEnv, *api.Client) error {
+		var waitStart time.Duration
+		fs.durationVar(&waitStart, "wait-start", "", 2*time.Minute, "how long to wait for a cascade that has not started yet (its root run has not applied); 0 fails at once")
 		return func(env *runEnv, c *api.Client) error {
+			if waitStart < 0 {
+				return usagef("--wait-start must not be negative, not %s", waitStart)
+			}
 			last := map[string]string{}
 			var end *dispatcher.View
 			enc := json.NewEncoder(env.stdout)
-			err := c.Watch(env.ctx, env.args[0], func(v *dispatcher.View) bool {
+			err := watchStarted(env, c, waitStart, func(v *dispatcher.View) bool {
 				if af.output == "json" {
 					_ = enc.Encode(v) // one view per line
 				} else {
@@ -218,7 +270,7 @@ func cascadesWatchCommand() *command {
 						line := fmt.Sprintf("%s %s %s", m.State, m.RunID, m.Reason)
 						if last[m.Name] != line {
 							last[m.Name] = line
-							fmt.Fprintf(env.stdout, "%s  %-24s %-18s %s  %s\n", time.Now().Format("15:04:05"), m.Name, m.State, m.RunID, m.Reason)
+							fmt.Fprintf(env.stdout, "%s  %-24s %-18s %s  %s\n", formatTime(time.Now()), m.Name, m.State, m.RunID, m.Reason)
 						}
 					}
 				}
@@ -243,6 +295,44 @@ func cascadesWatchCommand() *command {
 			return nil
 		}
 	})
+}
+
+// watchStarted is c.Watch on the cascade env.args[0], which it waits for,
+// up to wait, when it has not started yet: a cascade's ID is known from
+// its root run as soon as that is queued, well before the run applies.
+func watchStarted(env *runEnv, c *api.Client, wait time.Duration, fn func(*dispatcher.View) bool) error {
+	id := env.args[0]
+	deadline := time.Now().Add(wait)
+	told := false
+	for {
+		err := c.Watch(env.ctx, id, fn)
+		if !notStarted(err) {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			if !told {
+				return err
+			}
+			return fmt.Errorf("cascade %s did not start within %s (--wait-start)", id, wait)
+		}
+		if !told {
+			told = true
+			fmt.Fprintf(env.stderr, "cascade %s has not started (its root run has not applied yet); waiting up to %s for it\n", id, wait)
+		}
+		select {
+		case <-env.ctx.Done():
+			return env.ctx.Err()
+		case <-time.After(min(time.Second, left)):
+		}
+	}
+}
+
+// notStarted says whether err is the API's answer for a cascade it does
+// not have (and not a 404 of another kind: the API off, a wrong --server).
+func notStarted(err error) bool {
+	var e *api.Error
+	return errors.As(err, &e) && e.Status == 404 && strings.Contains(e.Message, dispatcher.ErrNoCascade.Error())
 }
 
 // apiCommand is a command that talks to the API: it takes the API flags,
@@ -370,7 +460,7 @@ func writePauses(w io.Writer, ctl *api.Controls) error {
 		if org == "" {
 			org = "everywhere"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", org, p.By, p.At.Local().Format("2006-01-02 15:04"), p.Why)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", org, p.By, formatTime(p.At), p.Why)
 	}
 	return nil
 }
@@ -384,12 +474,15 @@ func whyCommand() *command {
 			if err != nil {
 				return apiError(err)
 			}
-			return af.print(env.stdout, why, func(w io.Writer) error {
+			// No cascade kept knows the workspace: a name mistyped, or one
+			// no cascade reached. Either way there is no answer; exit 1.
+			unknown := len(why.Cascades) == 0 && why.Excluded == nil
+			err = af.print(env.stdout, why, func(w io.Writer) error {
 				if why.Explanation != "" {
 					fmt.Fprintln(w, why.Explanation)
 				}
 				for _, e := range why.Cascades {
-					fmt.Fprintf(w, "%s  %s  %s\n", e.StartedAt.Local().Format("2006-01-02 15:04:05"), e.CascadeID, e.State)
+					fmt.Fprintf(w, "%s  %s  %s\n", formatTime(e.StartedAt), e.CascadeID, e.State)
 					fmt.Fprintf(w, "    %s\n", e.Explanation)
 					if e.RunURL != "" {
 						fmt.Fprintf(w, "    %s\n", e.RunURL)
@@ -400,6 +493,14 @@ func whyCommand() *command {
 				}
 				return nil
 			})
+			if err != nil || !unknown {
+				return err
+			}
+			where := "any organization"
+			if org != "" {
+				where = "organization " + org
+			}
+			return fmt.Errorf("no cascade kept knows a workspace %q in %s: check the name (names are case-sensitive; a workspace ID works too)", env.args[0], where)
 		}
 	})
 }

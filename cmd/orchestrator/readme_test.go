@@ -19,7 +19,7 @@ func TestReadmeDocumentsEveryFlag(t *testing.T) {
 	for _, cmd := range commands() {
 		fs := newFlagSet(cmd.name, io.Discard)
 		var lf logFlags
-		lf.define(fs)
+		lf.define(fs, cmd.logLevel)
 		cmd.setup(fs)
 		fs.VisitAll(func(f *flag.Flag) {
 			name := "`--" + f.Name + "`"

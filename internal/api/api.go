@@ -149,6 +149,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, role Role, h func
 		s.refused.Warn(s.opts.Log, "API request refused: no valid token", zap.String("path", ratelog.Clean(r.URL.Path, maxShown)),
 			zap.String("remote", r.RemoteAddr))
 		w.Header().Set("WWW-Authenticate", `Bearer realm="orchestrator"`)
+		if _, secret, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.TrimSpace(secret) != "" {
+			return writeError(w, http.StatusUnauthorized, "the bearer token is none of this server's API tokens")
+		}
 		return writeError(w, http.StatusUnauthorized, "a bearer token is needed (Authorization: Bearer <token>)")
 	case got < role:
 		s.opts.Log.Warn("API request refused: role too weak", zap.String("path", ratelog.Clean(r.URL.Path, maxShown)), zap.String("token", who))

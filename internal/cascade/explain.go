@@ -12,7 +12,8 @@ func Explain(p *Plan, st []Status, i int) string {
 	m, s := p.Members[i], st[i]
 	in := fmt.Sprintf("in the cascade from %s (%s)", p.Root.WorkspaceName, p.ID)
 	retry := func(name string) string {
-		return fmt.Sprintf("orchestrator cascades retry %s %s", p.ID, name)
+		// Pasted as it is, it works: a control needs a why.
+		return fmt.Sprintf("orchestrator cascades retry %s %s --why %q", p.ID, name, name+" is fixed")
 	}
 	run := func() string {
 		if s.RunID == "" {

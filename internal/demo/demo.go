@@ -102,9 +102,12 @@ type Options struct {
 	// for none.
 	Picture string
 	// KeepServing keeps the daemon, its web page and the simulator up
-	// after the summary, until ctx ends, for a person to look around.
+	// after the summary, until ctx ends, for a person to look around; it
+	// prints the exports that point the CLI and go-tfe tools at them, and
+	// the page's link to the cascade.
 	KeepServing bool
-	Log         *zap.Logger
+	// Log is the daemon's logger; nil logs nothing.
+	Log *zap.Logger
 }
 
 // Row is one workspace of the cascade in the summary.
@@ -258,7 +261,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		p.say("EXPECTATION FAILED: %s", f)
 	}
 	if o.KeepServing {
-		p.say("the daemon and its web page stay up at http://%s/ui/ until the demo is stopped (Ctrl-C)", d.HTTPAddr())
+		server := "http://" + d.HTTPAddr()
+		p.say("the daemon and its web page stay up at %s/ui/ until the demo is stopped (Ctrl-C)", server)
+		p.block("To use them from another shell, in the repository's root, paste:",
+			"",
+			"  export ORCHESTRATOR_SERVER="+server,
+			"  export ORCHESTRATOR_API_TOKEN="+pageToken,
+			"  export TFE_ADDRESS="+simURL,
+			"  export TFE_TOKEN="+simToken,
+			"  go run ./cmd/orchestrator cascades show "+id,
+			"  go run ./cmd/orchestrator graph --organization "+sc.Organization,
+			"",
+			"The cascade on the web page (sign in with the ORCHESTRATOR_API_TOKEN above): "+server+"/ui/#"+id)
 		<-outer.Done()
 	}
 	return rep, nil

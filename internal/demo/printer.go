@@ -46,6 +46,13 @@ func (p *printer) line(s string) {
 
 func (p *printer) say(format string, args ...any) { p.line(fmt.Sprintf(format, args...)) }
 
+// block writes lines as they are, without the time, to be pasted.
+func (p *printer) block(lines ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "\n%s\n\n", strings.Join(lines, "\n"))
+}
+
 var stateColor = map[cascade.State]string{
 	cascade.Ready: cyan, cascade.Dispatching: cyan, cascade.Running: cyan, cascade.AwaitingApproval: bold,
 	cascade.Applied: green, cascade.NoChanges: green, cascade.Failed: red, cascade.Blocked: yellow, cascade.Skipped: yellow,

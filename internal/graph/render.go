@@ -23,6 +23,11 @@ const (
 type Finding struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
+	// Workspaces names the workspaces the finding is about, in order, for
+	// tools: a cycle's path, closed (app, db, app); the target at the limit
+	// of sources; a run trigger's source and target (an ID where that end
+	// is not a known workspace).
+	Workspaces []string `json:"workspaces"`
 }
 
 // Lint returns the graph's findings: cycles, targets at TFE's limit of
@@ -31,23 +36,34 @@ type Finding struct {
 func (g *Graph) Lint() []Finding {
 	var out []Finding
 	for _, c := range g.Cycles() {
-		out = append(out, Finding{FindingCycle, c.Names(g)})
+		out = append(out, Finding{FindingCycle, c.Names(g), g.nameList(c.Path)})
 	}
 	for v, w := range g.ws {
 		if n := len(g.in.of(int32(v))); n >= MaxSources {
 			out = append(out, Finding{FindingSourceLimit,
-				fmt.Sprintf("%s has %d source workspaces, TFE's limit is %d", w.Name, n, MaxSources)})
+				fmt.Sprintf("%s has %d source workspaces, TFE's limit is %d", w.Name, n, MaxSources), []string{w.Name}})
 		}
 	}
 	for _, e := range g.edges {
 		if t, _ := g.Workspace(e.Target); t.ExecutionMode == "local" {
 			out = append(out, Finding{FindingLocalTarget,
-				fmt.Sprintf("%s → %s: %s uses local execution and cannot run remotely", g.Name(e.Source), t.Name, t.Name)})
+				fmt.Sprintf("%s → %s: %s uses local execution and cannot run remotely", g.Name(e.Source), t.Name, t.Name),
+				g.nameList([]string{e.Source, e.Target})})
 		}
 	}
 	for _, e := range g.dangling {
 		out = append(out, Finding{FindingDangling,
-			fmt.Sprintf("%s → %s: %s", g.Name(e.Source), g.Name(e.Target), g.danglingEnd(e))})
+			fmt.Sprintf("%s → %s: %s", g.Name(e.Source), g.Name(e.Target), g.danglingEnd(e)), g.nameList([]string{e.Source, e.Target})})
+	}
+	return out
+}
+
+// nameList returns the names of the workspaces ids (an ID where it is not
+// a known workspace).
+func (g *Graph) nameList(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = g.Name(id)
 	}
 	return out
 }
@@ -72,6 +88,22 @@ type Document struct {
 	// Findings are the graph's lints (cycles first), for tools that read
 	// the document; reading a document ignores them.
 	Findings []Finding `json:"findings"`
+	// Cycles are the graph's run-trigger cycles, one per strongly
+	// connected component, with their workspaces as lists; reading a
+	// document ignores them too.
+	Cycles []DocumentCycle `json:"cycles"`
+}
+
+// DocumentCycle is a cycle in a Document.
+type DocumentCycle struct {
+	// Workspaces are the names along one cycle through the component's
+	// first member, closed: app, db, app.
+	Workspaces []string `json:"workspaces"`
+	// IDs are the same path by workspace ID.
+	IDs []string `json:"ids"`
+	// Members are the names of every workspace of the component, in graph
+	// order (a component may hold more than one cycle's path).
+	Members []string `json:"members"`
 }
 
 // Document returns the graph as a Document, dangling edges included, so
@@ -85,7 +117,11 @@ func (g *Graph) Document() Document {
 	if findings == nil {
 		findings = []Finding{}
 	}
-	return Document{Workspaces: g.Workspaces(), Edges: edges, Findings: findings}
+	cycles := []DocumentCycle{}
+	for _, c := range g.Cycles() {
+		cycles = append(cycles, DocumentCycle{Workspaces: g.nameList(c.Path), IDs: c.Path, Members: g.nameList(c.Members)})
+	}
+	return Document{Workspaces: g.Workspaces(), Edges: edges, Findings: findings, Cycles: cycles}
 }
 
 // FromDocument builds the graph a Document describes.

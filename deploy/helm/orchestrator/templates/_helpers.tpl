@@ -148,6 +148,9 @@ files:
 {{- fail "nats.external.passwordKey needs nats.external.user" -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.ingress.enabled (not .Values.ingress.host) -}}
+{{- fail "ingress.host is required when ingress.enabled is true" -}}
+{{- end -}}
 {{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.httpFrom) -}}
 {{- fail "networkPolicy.httpFrom is empty: list the sources admitted to the orchestrator's HTTP port (an empty list would admit nobody, not even TFE's notifications)" -}}
 {{- end -}}
