@@ -414,6 +414,13 @@ func (d *decider) ready(i int) {
 		return
 	}
 	runs, listed := d.runsIn(i, ws)
+	if ws.Locked && ws.LockedByRun == "" && !listed && !(d.mine(ws) && s.Hold.open()) {
+		// Runs TFE queued wait behind a person's lock, where only a list
+		// shows them: one queued too early is stopped while it waits,
+		// before the lock goes.
+		d.needList(i)
+		return
+	}
 	if r, ambiguous := d.pick(i, runs, ws, listed); ambiguous {
 		d.needList(i)
 		return
@@ -454,7 +461,7 @@ func (d *decider) ready(i int) {
 		d.busy(i, fmt.Sprintf("waiting for run %s (%s, %s) that holds %s", cur.ID, sourceName(cur.Source), cur.Status, m.Name))
 		return
 	}
-	if ws.Locked && ws.LockedByRun == "" && !d.mine(ws) {
+	if ws.Locked && ws.LockedByRun == "" && !(d.mine(ws) && s.Hold.open()) {
 		who := ws.LockedBy
 		if who == "" {
 			who = "a person"
@@ -682,7 +689,10 @@ func (d *decider) running(i int) {
 	s := d.next[i]
 	r, known := d.runOf(i, s.RunID)
 	if !known {
-		if d.runLeft(i) {
+		switch {
+		case s.Hold.open():
+			d.needList(i) // its run waits behind the hold; the release needs the list too
+		case d.runLeft(i):
 			d.needRun(s.RunID)
 		}
 		d.wakeIn(d.pol.Recheck)
@@ -991,8 +1001,8 @@ func (d *decider) stop(i int, r Run, why string) {
 		d.set(i, s)
 	}
 	d.out.Actions = append(d.out.Actions, Action{Kind: ActStop, Member: m.WorkspaceID, RunID: r.ID, Discard: discard, Message: why})
-	if s := d.next[i]; s.State == Ready || s.State.Final() {
-		d.wakeIn(d.pol.Soon) // it waits on the stop to go on
+	if s := d.next[i]; s.State == Ready || s.State.Final() || s.Hold.open() {
+		d.wakeIn(d.pol.Soon) // it, or its hold's release, waits on the stop
 	}
 }
 
@@ -1030,9 +1040,14 @@ func (d *decider) settleStop(i int) {
 	// Only a read of the run tells now; it is worth one when the member
 	// waits on it (to take its own run, or to be done). A running member's
 	// final look settles it.
-	// A held member waits on it too: its hold is let go once it ended.
-	if s.State == Ready || (s.State.Final() && d.upstreamsQuiet(i)) || s.Hold.open() {
-		if seen || s.Hold.open() {
+	// A held member waits on it too: its hold is let go once it ended,
+	// and the list of its runs that the release needs shows the stop.
+	switch {
+	case s.Hold.open():
+		d.needList(i)
+		d.wakeIn(d.pol.Soon)
+	case s.State == Ready || (s.State.Final() && d.upstreamsQuiet(i)):
+		if seen {
 			d.needRun(s.Stopping)
 		}
 		d.wakeIn(d.pol.Soon)

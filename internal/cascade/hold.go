@@ -25,13 +25,22 @@ import "fmt"
 // member is not done while its hold is open. A person who force-unlocks a
 // held workspace has decided: the cascade reports it and does not lock the
 // workspace again (runs queued too early are then stopped when looks find
-// them). Runs queued by the root's own apply are in TFE before any look:
-// a hold cannot cover those.
+// them). Two cases a hold cannot cover: runs queued by the root's own
+// apply are in TFE before any look, and a member a person (or another
+// run) holds when the cascade reaches it cannot be locked; runs queued too
+// early there are stopped while they wait behind that lock, as far as
+// looks find them before it goes.
 
 // holdable reports whether member i is one the cascade holds: TFE's run
-// triggers may queue a run in it before it may run.
+// triggers may queue a run in it before it may run, and such a run would
+// apply on its own (its workspace auto-applies run-trigger runs, or was not
+// read yet). One that waits for a person is stopped when a look finds it:
+// holding it would cost four API calls for nothing.
 func (d *decider) holdable(i int) bool {
 	m := &d.p.Members[i]
+	if ws, seen := d.in.Facts.Workspaces[m.WorkspaceID]; seen && !ws.Missing && !ws.AutoApplyRunTrigger {
+		return false
+	}
 	return !d.pol.NoHolds && d.in.Facts.Self != "" && !d.p.DryRun && d.in.Facts.HeldBy[m.WorkspaceID] == "" &&
 		(len(m.Upstreams) > 1 || m.Cycle != "")
 }
@@ -54,6 +63,9 @@ func (d *decider) hold(i int) {
 		s.Hold = HoldTaking
 		d.set(i, s)
 		d.out.Actions = append(d.out.Actions, Action{Kind: ActHold, Member: m.WorkspaceID, Message: d.holdReason(i)})
+		if seen && ws.Locked && !d.mine(ws) {
+			d.needList(i) // the lock will fail: find what waits behind the one there
+		}
 	case HoldTaking:
 		switch {
 		case d.in.Facts.HeldBy[m.WorkspaceID] != "":
@@ -140,7 +152,10 @@ func (d *decider) releasable(i int) bool {
 		return true // the cascade leaves the workspace alone
 	case s.State == Waiting, s.State == Ready, s.State == Dispatching:
 		return false
-	case !d.upstreamsQuiet(i), s.Stopping != "":
+	case !d.upstreamsQuiet(i):
+		return false
+	case s.Stopping != "":
+		d.wakeIn(d.pol.Soon) // settleStop reads what the release needs
 		return false
 	}
 	runs, listed := d.in.Facts.Lists[m.WorkspaceID]

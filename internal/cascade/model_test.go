@@ -32,6 +32,7 @@ type mws struct {
 	plan, apply         time.Duration
 	lockedUntil         time.Time // a person's lock
 	held                bool      // locked by the engine
+	personLocked        bool      // a person's lock came and went
 	local, noConfig     bool
 	runs                []*mrun
 	current             *mrun
@@ -129,7 +130,7 @@ func (m *model) advance(t time.Time) {
 		}
 		if unlock != nil && (next == nil || !next.due.Before(unlock.lockedUntil)) {
 			m.now = unlock.lockedUntil
-			unlock.lockedUntil = time.Time{}
+			unlock.lockedUntil, unlock.personLocked = time.Time{}, true
 			m.touch(unlock.id)
 			m.schedule(unlock)
 			continue

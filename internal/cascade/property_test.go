@@ -307,6 +307,9 @@ func earlyEscapes(sc *scenario, e *engine) []string {
 		if i < 0 || r.status != "applied" || r.source != SourceRunTrigger || r.created.Before(sc.plan.Root.FinishedAt) {
 			continue
 		}
+		if w := sc.m.ws[r.ws]; w.personLocked || !w.lockedUntil.IsZero() {
+			continue // a person's lock was there first: no hold can be taken
+		}
 		if s := e.st[i]; s.ReadyAt.IsZero() || r.created.Before(s.ReadyAt) {
 			out = append(out, fmt.Sprintf("run %s, queued in %s before its upstreams finished, applied", r.id, sc.plan.Members[i].Name))
 		}

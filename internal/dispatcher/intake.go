@@ -104,7 +104,9 @@ func (d *Dispatcher) worthALook(ctx context.Context, id string, ev *events.RunEv
 		return true, nil
 	}
 	if st.Stopping == ev.RunID && (ev.Status == "canceled" || ev.Status == "discarded") {
-		return false, nil // the run the cascade stopped ended as it should
+		// The run the cascade stopped ended as it should; a held member's
+		// release waits on it.
+		return st.Hold == cascade.HoldHeld, nil
 	}
 	if st.RunID != ev.RunID {
 		return true, nil
