@@ -261,7 +261,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		deps.Log = zap.NewNop()
 	}
 	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
-	d.store = newStore(kv, ctl, d.malformedRecord)
+	d.store = newStore(deps.JetStream.Conn(), kv, ctl, d.malformedRecord)
 	d.tools = &toolCache{list: deps.ToolVersions, ttl: o.CacheTTL, now: o.Now}
 	return d, nil
 }

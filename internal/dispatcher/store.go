@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -40,6 +42,7 @@ import (
 // Every record read back is validated: a malformed one is reported once and
 // set aside, never acted on, and never panics the daemon.
 type store struct {
+	nc  *nats.Conn // for direct gets of many keys at once
 	kv  jetstream.KeyValue
 	ctl jetstream.KeyValue // the operators' controls that outlive cascades
 	ops atomic.Int64       // KV operations, for tests and benchmarks
@@ -56,8 +59,8 @@ type store struct {
 // members is about 150 KB).
 const maxCachedPlans = 128
 
-func newStore(kv, ctl jetstream.KeyValue, onMalformed func(string, error)) *store {
-	return &store{kv: kv, ctl: ctl, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
+func newStore(nc *nats.Conn, kv, ctl jetstream.KeyValue, onMalformed func(string, error)) *store {
+	return &store{nc: nc, kv: kv, ctl: ctl, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
 }
 
 // bucket is where a key lives: the controls that outlive cascades in the
@@ -265,36 +268,118 @@ func (s *store) swapOrDelete(ctx context.Context, key string, v any, empty bool,
 
 // members reads every member's status, and each one's revision (0 for a
 // member never written: it has its initial status).
+//
+// It opens no consumer: the plan names the member keys, and JetStream's
+// direct get returns the last value of each, a thousand keys a request.
+// A look costs a request or two however many looks, watch streams and
+// replicas run at once, and never competes for the stream's consumers.
 func (s *store) members(ctx context.Context, p *cascade.Plan) ([]cascade.Status, []uint64, error) {
 	st := make([]cascade.Status, len(p.Members))
 	revs := make([]uint64, len(p.Members))
 	for i := range p.Members {
 		st[i] = cascade.Initial(p, i)
 	}
-	w, err := s.kv.Watch(ctx, membersPrefix(p.ID)+"*", jetstream.IgnoreDeletes())
+	prefix := membersPrefix(p.ID)
+	var upTo uint64 // the later chunks read as of the first one
+	for start := 0; start < len(p.Members); start += directGetChunk {
+		keys := make([]string, 0, min(directGetChunk, len(p.Members)-start))
+		for _, m := range p.Members[start:min(start+directGetChunk, len(p.Members))] {
+			keys = append(keys, prefix+m.WorkspaceID)
+		}
+		s.count(1)
+		var err error
+		upTo, err = s.lastValues(ctx, keys, upTo, func(key string, rev uint64, value []byte) error {
+			i := p.Index(strings.TrimPrefix(key, prefix))
+			if i < 0 {
+				return nil // not a member of this plan: ignore, never act on it
+			}
+			var v cascade.Status
+			if err := decode(value, &v); err != nil {
+				return s.malformed(key, err)
+			}
+			if err := v.Validate(); err != nil {
+				return s.malformed(key, err)
+			}
+			st[i], revs[i] = v, rev
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the members of %s: %w", p.ID, err)
+		}
+	}
+	return st, revs, nil
+}
+
+// directGetChunk bounds the keys asked for in one direct get: the server
+// answers at most 1,024 messages to one request.
+const directGetChunk = 1000
+
+// directGetTimeout bounds one direct get whose context has no deadline.
+const directGetTimeout = 10 * time.Second
+
+// lastValues reads the current value of each of keys (those never written
+// or deleted are skipped) with one direct get of the bucket's stream: a
+// request answered by a message a key and an end-of-batch mark, no
+// consumer. upTo, when not 0, reads the values as of that stream sequence;
+// it returns the sequence it read as of, for the next call.
+func (s *store) lastValues(ctx context.Context, keys []string, upTo uint64, fn func(key string, rev uint64, value []byte) error) (uint64, error) {
+	bucket := s.kv.Bucket()
+	subjPrefix := "$KV." + bucket + "."
+	req := struct {
+		MultiLast []string `json:"multi_last"`
+		UpToSeq   uint64   `json:"up_to_seq,omitempty"`
+	}{UpToSeq: upTo}
+	for _, k := range keys {
+		req.MultiLast = append(req.MultiLast, subjPrefix+k)
+	}
+	data, err := json.Marshal(req)
 	if err != nil {
-		return nil, nil, err
+		return 0, err
 	}
-	defer func() { _ = w.Stop() }()
-	s.count(1)
-	for e := range w.Updates() {
-		if e == nil {
-			return st, revs, nil // every current value was delivered
-		}
-		i := p.Index(strings.TrimPrefix(e.Key(), membersPrefix(p.ID)))
-		if i < 0 {
-			continue // not a member of this plan: ignore, never act on it
-		}
-		var v cascade.Status
-		if err := decode(e.Value(), &v); err != nil {
-			return nil, nil, s.malformed(e.Key(), err)
-		}
-		if err := v.Validate(); err != nil {
-			return nil, nil, s.malformed(e.Key(), err)
-		}
-		st[i], revs[i] = v, e.Revision()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, directGetTimeout)
+		defer cancel()
 	}
-	return nil, nil, ctx.Err()
+	inbox := nats.NewInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+bucket, inbox, data); err != nil {
+		return 0, err
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return 0, err
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204": // the end of the batch
+			if n, err := strconv.ParseUint(m.Header.Get("Nats-UpTo-Sequence"), 10, 64); err == nil {
+				upTo = n
+			}
+			return upTo, nil
+		case "404": // none of the keys has a value
+			return upTo, nil
+		case "503":
+			return 0, nats.ErrNoResponders
+		default:
+			return 0, fmt.Errorf("direct get from KV bucket %s: %s %s", bucket, status, m.Header.Get("Description"))
+		}
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+			continue
+		}
+		rev, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("direct get from KV bucket %s: a value without its sequence", bucket)
+		}
+		if err := fn(strings.TrimPrefix(m.Header.Get("Nats-Subject"), subjPrefix), rev, m.Data); err != nil {
+			return 0, err
+		}
+	}
 }
 
 // putMember writes a member's status by compare-and-swap on rev (0: the
