@@ -323,18 +323,64 @@ const directGetTimeout = 10 * time.Second
 // consumer. upTo, when not 0, reads the values as of that stream sequence;
 // it returns the sequence it read as of, for the next call.
 func (s *store) lastValues(ctx context.Context, keys []string, upTo uint64, fn func(key string, rev uint64, value []byte) error) (uint64, error) {
-	bucket := s.kv.Bucket()
-	subjPrefix := "$KV." + bucket + "."
+	prefix := "$KV." + s.kv.Bucket() + "."
 	req := struct {
 		MultiLast []string `json:"multi_last"`
 		UpToSeq   uint64   `json:"up_to_seq,omitempty"`
 	}{UpToSeq: upTo}
 	for _, k := range keys {
-		req.MultiLast = append(req.MultiLast, subjPrefix+k)
+		req.MultiLast = append(req.MultiLast, prefix+k)
 	}
+	eob, err := s.direct(ctx, s.kv, req, fn)
+	if err != nil || eob == nil {
+		return upTo, err
+	}
+	if n, err := strconv.ParseUint(eob.Header.Get("Nats-UpTo-Sequence"), 10, 64); err == nil {
+		upTo = n
+	}
+	return upTo, nil
+}
+
+// scanBatch is how many values a request of a scan returns.
+const scanBatch = 256
+
+// scan calls fn with the current value of every key of kv that matches
+// filter (a wildcard), by batches of direct gets in stream order: no
+// consumer. The buckets keep one value a key, so each message is a key's
+// value; a key changed while the scan runs may come twice, the later last.
+func (s *store) scan(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, rev uint64, value []byte) error) error {
+	prefix := "$KV." + kv.Bucket() + "."
+	seq := uint64(1)
+	for {
+		req := struct {
+			Seq     uint64 `json:"seq"`
+			NextFor string `json:"next_by_subj"`
+			Batch   int    `json:"batch"`
+		}{seq, prefix + filter, scanBatch}
+		var last uint64
+		s.count(1)
+		eob, err := s.direct(ctx, kv, req, func(key string, rev uint64, value []byte) error {
+			last = rev
+			return fn(key, rev, value)
+		})
+		if err != nil {
+			return fmt.Errorf("scan %s in KV bucket %s: %w", filter, kv.Bucket(), err)
+		}
+		if eob == nil || last == 0 || eob.Header.Get("Nats-Num-Pending") == "0" {
+			return nil
+		}
+		seq = last + 1
+	}
+}
+
+// direct sends a direct get request of kv's stream and calls fn with each
+// value it answers (deletions skipped). It returns the end-of-batch mark,
+// or nil when nothing matched.
+func (s *store) direct(ctx context.Context, kv jetstream.KeyValue, req any, fn func(key string, rev uint64, value []byte) error) (*nats.Msg, error) {
+	prefix := "$KV." + kv.Bucket() + "."
 	data, err := json.Marshal(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -344,40 +390,37 @@ func (s *store) lastValues(ctx context.Context, keys []string, upTo uint64, fn f
 	inbox := nats.NewInbox()
 	sub, err := s.nc.SubscribeSync(inbox)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+bucket, inbox, data); err != nil {
-		return 0, err
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+kv.Bucket(), inbox, data); err != nil {
+		return nil, err
 	}
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
 		case "204": // the end of the batch
-			if n, err := strconv.ParseUint(m.Header.Get("Nats-UpTo-Sequence"), 10, 64); err == nil {
-				upTo = n
-			}
-			return upTo, nil
-		case "404": // none of the keys has a value
-			return upTo, nil
+			return m, nil
+		case "404": // nothing matched
+			return nil, nil
 		case "503":
-			return 0, nats.ErrNoResponders
+			return nil, nats.ErrNoResponders
 		default:
-			return 0, fmt.Errorf("direct get from KV bucket %s: %s %s", bucket, status, m.Header.Get("Description"))
+			return nil, fmt.Errorf("direct get from KV bucket %s: %s %s", kv.Bucket(), status, m.Header.Get("Description"))
 		}
 		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
 			continue
 		}
 		rev, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("direct get from KV bucket %s: a value without its sequence", bucket)
+			return nil, fmt.Errorf("direct get from KV bucket %s: a value without its sequence", kv.Bucket())
 		}
-		if err := fn(strings.TrimPrefix(m.Header.Get("Nats-Subject"), subjPrefix), rev, m.Data); err != nil {
-			return 0, err
+		if err := fn(strings.TrimPrefix(m.Header.Get("Nats-Subject"), prefix), rev, m.Data); err != nil {
+			return nil, err
 		}
 	}
 }
