@@ -23,6 +23,9 @@
 //   - Bad input gets a 4xx, is counted in the metrics and logged once, and
 //     publishes nothing. Payload versions and triggers it does not act on
 //     are accepted and counted, never failed.
+//   - Setting up converges: EnsureStream (and EnsureKeyValue, which the
+//     engine and the watchdog use for their buckets) succeeds from every
+//     replica started at once on a fresh cluster, within its deadline.
 //
 // Subjects are tfe.run.<organization>.<workspace ID>.<run status>.
 package events
