@@ -274,6 +274,13 @@ func (s *store) swapOrDelete(ctx context.Context, key string, v any, empty bool,
 // A look costs a request or two however many looks, watch streams and
 // replicas run at once, and never competes for the stream's consumers.
 func (s *store) members(ctx context.Context, p *cascade.Plan) ([]cascade.Status, []uint64, error) {
+	return s.readMembers(ctx, p, false)
+}
+
+// readMembers is members; lenient, a member whose record cannot be read
+// keeps its initial status (and revision 0) instead of failing the read:
+// for the read model, which shows the rest.
+func (s *store) readMembers(ctx context.Context, p *cascade.Plan, lenient bool) ([]cascade.Status, []uint64, error) {
 	st := make([]cascade.Status, len(p.Members))
 	revs := make([]uint64, len(p.Members))
 	for i := range p.Members {
@@ -294,11 +301,15 @@ func (s *store) members(ctx context.Context, p *cascade.Plan) ([]cascade.Status,
 				return nil // not a member of this plan: ignore, never act on it
 			}
 			var v cascade.Status
-			if err := decode(value, &v); err != nil {
-				return s.malformed(key, err)
+			err := decode(value, &v)
+			if err == nil {
+				err = v.Validate()
 			}
-			if err := v.Validate(); err != nil {
-				return s.malformed(key, err)
+			if err != nil {
+				if err = s.malformed(key, err); lenient {
+					return nil
+				}
+				return err
 			}
 			st[i], revs[i] = v, rev
 			return nil

@@ -281,6 +281,7 @@ type watchGroup struct {
 
 	reload atomic.Bool   // read the state afresh before the next view
 	kick   chan struct{} // something changed: one slot, so changes coalesce
+	retry  time.Duration // the wait before a failed read is made again
 }
 
 // hubRetry is how long the shared watch or a group's read waits before it
@@ -463,10 +464,14 @@ func (g *watchGroup) serve(d *Dispatcher) {
 				if g.ctx.Err() != nil {
 					return
 				}
-				d.log.Warn("read of a watched cascade failed; trying again", zap.String("cascade_id", g.id), zap.Error(err))
-				time.AfterFunc(hubRetry, g.refresh)
+				if g.retry == 0 {
+					d.log.Warn("read of a watched cascade failed; trying again", zap.String("cascade_id", g.id), zap.Error(err))
+				}
+				g.retry = min(2*g.retry+hubRetry, 30*time.Second)
+				time.AfterFunc(g.retry, g.refresh)
 				continue
 			}
+			g.retry = 0
 		}
 		g.mu.Lock()
 		if !g.loaded {
@@ -486,14 +491,15 @@ func (g *watchGroup) serve(d *Dispatcher) {
 }
 
 // read reads the cascade's meta and members (direct gets, no consumer) and
-// merges them by revision with what the watch brought meanwhile.
+// merges them by revision with what the watch brought meanwhile. A record
+// that cannot be read (reported once) leaves what the group had.
 func (g *watchGroup) read(d *Dispatcher) error {
-	st, revs, err := d.store.members(g.ctx, g.p)
+	st, revs, err := d.store.readMembers(g.ctx, g.p, true)
 	if err != nil {
 		return err
 	}
 	meta, metaRev, err := d.store.meta(g.ctx, g.id)
-	if err != nil && !isMissing(err) {
+	if err != nil && !isMissing(err) && !errors.Is(err, errMalformed) {
 		return err
 	}
 	g.mu.Lock()
