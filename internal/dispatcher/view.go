@@ -260,7 +260,8 @@ type watchHub struct {
 // hubRun is one life of the shared watch.
 type hubRun struct {
 	cancel   context.CancelFunc
-	watching bool // its watch is open: a new group reads its state now
+	watching bool                 // its watch is open: a new group reads its state now
+	w        jetstream.KeyWatcher // that watch, while open
 }
 
 // watchGroup is one cascade's readers and state.
@@ -361,14 +362,14 @@ func (h *watchHub) watch(ctx context.Context, d *Dispatcher, r *hubRun) {
 			continue
 		}
 		h.mu.Lock()
-		r.watching = true
+		r.watching, r.w = true, w
 		for _, g := range h.groups {
 			g.refresh() // what changed while no watch was open
 		}
 		h.mu.Unlock()
 		h.follow(ctx, w)
 		h.mu.Lock()
-		r.watching = false
+		r.watching, r.w = false, nil
 		h.mu.Unlock()
 		_ = w.Stop()
 		if ctx.Err() == nil {
