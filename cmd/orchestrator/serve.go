@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/api"
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 )
@@ -49,6 +50,8 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	orgTokens := fs.secrets("webhook-org-token", "ORCHESTRATOR_WEBHOOK_ORG_TOKEN", "token of the TFE notification configurations of some organizations, ORG[,ORG...]=TOKEN (all after the first = is the token); an event signed with it must be of one of them")
 	apiRead := fs.secrets("api-read-token", "ORCHESTRATOR_API_READ_TOKEN", "bearer token of the operator API and web page that may read cascades (name:secret or secret)")
 	apiOperate := fs.secrets("api-operate-token", "ORCHESTRATOR_API_OPERATE_TOKEN", "bearer token of the operator API and web page that may also use the controls: pause, cancel, retry (name:secret or secret)")
+	fs.intVar(&cfg.API.MaxStreams, "api-max-watch-streams", "ORCHESTRATOR_API_MAX_WATCH_STREAMS", api.DefaultMaxStreams, "watch streams of the operator API open at once, all tokens together; more get 429")
+	fs.intVar(&cfg.API.MaxStreamsPerToken, "api-max-watch-streams-per-token", "ORCHESTRATOR_API_MAX_WATCH_STREAMS_PER_TOKEN", api.DefaultMaxStreamsPerToken, "watch streams of the operator API one token may hold open at once; more get 429")
 	fs.boolVar(&cfg.Webhook.SkipSignature, "insecure-skip-signature", "ORCHESTRATOR_INSECURE_SKIP_SIGNATURE", false, "accept unsigned webhooks when no token is set (never in production)")
 	fs.Int64Var(&cfg.Webhook.MaxBodyBytes, "webhook-max-body", 1<<20, "largest webhook body accepted, in bytes")
 	fs.mirror("webhook-max-body", "ORCHESTRATOR_WEBHOOK_MAX_BODY")
@@ -103,7 +106,8 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 			"stream-max-age", "stream-duplicate-window", "stream-replicas", "graph-cache-ttl", "max-dispatch-in-flight",
 			"ack-wait", "reconcile-interval", "locked-retry", "locked-alert-after", "state-ttl", "reconcile-workers",
 			"max-event-deliveries", "lease-ttl", "approval-reminder", "native-run-grace", "root-max-age", "reconcile-debounce",
-			"alert-window", "watchdog-interval", "watchdog-lease-ttl", "shutdown-timeout"); err != nil {
+			"alert-window", "watchdog-interval", "watchdog-lease-ttl", "shutdown-timeout", "api-max-watch-streams",
+			"api-max-watch-streams-per-token"); err != nil {
 			return app.Config{}, err
 		}
 		var err error

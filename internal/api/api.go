@@ -11,7 +11,10 @@
 // wildcard, a dot, a space, too long) is answered 400 before anything is
 // looked up, a well-formed one the engine does not keep 404. Requests
 // without a valid token are logged within a bound (internal/ratelog), their
-// paths cut short.
+// paths cut short. Watch streams are capped, per token and in all (MaxStreamsPerToken,
+// MaxStreams); one over a cap is answered 429 with Retry-After, and the
+// streams open cost the engine one KV watch between them, so readers never
+// hold up the engine or the controls.
 package api
 
 import (
@@ -23,6 +26,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,10 +64,26 @@ type Options struct {
 	Stop <-chan struct{}
 	// KeepAlive is how often a watch stream sends a comment; default 15s.
 	KeepAlive time.Duration
-	Log       *zap.Logger
-	// Registerer receives orchestrator_api_requests_total; nil: none.
+	// MaxStreams caps the watch streams open at once, all tokens together
+	// (default DefaultMaxStreams); MaxStreamsPerToken caps those of one
+	// token (default DefaultMaxStreamsPerToken). A watch over either cap
+	// is answered 429 with Retry-After.
+	MaxStreams, MaxStreamsPerToken int
+
+	Log *zap.Logger
+	// Registerer receives orchestrator_api_requests_total and
+	// orchestrator_api_watch_streams; nil: none.
 	Registerer prometheus.Registerer
 }
+
+// Defaults of the caps on watch streams.
+const (
+	DefaultMaxStreams         = 1000
+	DefaultMaxStreamsPerToken = 50
+)
+
+// streamRetryAfter is what a watch over a cap is told to wait, in seconds.
+const streamRetryAfter = 30
 
 // Server is the API's HTTP handler, for the paths under /api/.
 type Server struct {
@@ -74,6 +94,40 @@ type Server struct {
 	// refused bounds the log of requests without a valid token: anyone
 	// can send them.
 	refused *ratelog.Limiter
+	streams streams
+}
+
+// streams counts the watch streams open, in all and by token.
+type streams struct {
+	mu      sync.Mutex
+	total   int
+	byToken map[string]int
+	open    prometheus.Gauge
+}
+
+// takeStream reserves a stream for token who; false when a cap is reached.
+func (s *Server) takeStream(who string) bool {
+	st := &s.streams
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.total >= s.opts.MaxStreams || st.byToken[who] >= s.opts.MaxStreamsPerToken {
+		return false
+	}
+	st.total++
+	st.byToken[who]++
+	st.open.Set(float64(st.total))
+	return true
+}
+
+func (s *Server) releaseStream(who string) {
+	st := &s.streams
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.total--
+	if st.byToken[who]--; st.byToken[who] == 0 {
+		delete(st.byToken, who)
+	}
+	st.open.Set(float64(st.total))
 }
 
 // New checks the tokens and returns the API.
@@ -88,6 +142,15 @@ func New(opts Options) (*Server, error) {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 15 * time.Second
 	}
+	if opts.MaxStreams < 0 || opts.MaxStreamsPerToken < 0 {
+		return nil, errors.New("the caps on watch streams must not be negative")
+	}
+	if opts.MaxStreams == 0 {
+		opts.MaxStreams = DefaultMaxStreams
+	}
+	if opts.MaxStreamsPerToken == 0 {
+		opts.MaxStreamsPerToken = DefaultMaxStreamsPerToken
+	}
 	if opts.Engine == nil {
 		opts.Engine = func() Engine { return nil }
 	}
@@ -96,9 +159,13 @@ func New(opts Options) (*Server, error) {
 			Name: "orchestrator_api_requests_total",
 			Help: "Operator API requests by route and status code.",
 		}, []string{"route", "code"}),
+		streams: streams{byToken: map[string]int{}, open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orchestrator_api_watch_streams",
+			Help: "Watch streams of the operator API open now.",
+		})},
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(s.requests)
+		opts.Registerer.MustRegister(s.requests, s.streams.open)
 	}
 	s.route("GET /api/v1/whoami", RoleRead, s.whoami)
 	s.route("GET /api/v1/cascades", RoleRead, s.list)

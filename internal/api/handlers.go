@@ -75,9 +75,16 @@ func (s *Server) show(c *call) (int, any) {
 }
 
 // watch streams a cascade's views as server-sent events until the client
-// goes, or the server stops.
+// goes, or the server stops; 429 with Retry-After over a cap of streams.
 func (s *Server) watch(c *call) (int, any) {
 	ctx := c.r.Context()
+	if !s.takeStream(c.who) {
+		c.w.Header().Set("Retry-After", strconv.Itoa(streamRetryAfter))
+		s.opts.Log.Debug("watch stream refused: too many open", zap.String("token", c.who))
+		return http.StatusTooManyRequests, fmt.Errorf("too many watch streams open (at most %d for token %s, %d in all); close one or try again in %d s",
+			s.opts.MaxStreamsPerToken, c.who, s.opts.MaxStreams, streamRetryAfter)
+	}
+	defer s.releaseStream(c.who)
 	views, err := c.engine.Watch(ctx, c.r.PathValue("id"))
 	if err != nil {
 		return failed(err)

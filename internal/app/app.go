@@ -260,6 +260,7 @@ func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, stop <-c
 		return nil
 	}
 	srv, err := api.New(api.Options{Tokens: tokens, Stop: stop, Log: a.log.Named("api"), Registerer: a.registry,
+		MaxStreams: a.cfg.API.MaxStreams, MaxStreamsPerToken: a.cfg.API.MaxStreamsPerToken,
 		Engine: func() api.Engine {
 			if disp == nil {
 				return nil

@@ -80,6 +80,10 @@ type TFEConfig struct {
 type APIConfig struct {
 	ReadTokens    []string
 	OperateTokens []string
+	// MaxStreams and MaxStreamsPerToken cap the watch streams open at
+	// once, in all and per token; 0: api.DefaultMaxStreams,
+	// api.DefaultMaxStreamsPerToken.
+	MaxStreams, MaxStreamsPerToken int
 }
 
 // tokens parses the API tokens of both roles.
@@ -191,7 +195,7 @@ func (c *Config) validateAPI() error {
 	if err != nil {
 		return err
 	}
-	_, err = api.New(api.Options{Tokens: tokens})
+	_, err = api.New(api.Options{Tokens: tokens, MaxStreams: c.API.MaxStreams, MaxStreamsPerToken: c.API.MaxStreamsPerToken})
 	if err != nil {
 		return fmt.Errorf("--api-read-token, --api-operate-token: %w", err)
 	}

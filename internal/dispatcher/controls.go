@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -308,14 +307,15 @@ func pauseKey(org string) string {
 // organization.
 func (d *Dispatcher) Paused(ctx context.Context) (map[string]Control, error) {
 	out := map[string]Control{}
-	lister, err := d.store.ctl.ListKeysFiltered(ctx, "ctl.pause", "ctl.pause.*")
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return out, nil
-	}
+	keys := []string{"ctl.pause"}
+	err := d.store.scan(ctx, d.store.ctl, "ctl.pause.*", func(key string, _ uint64, _ []byte) error {
+		keys = append(keys, key)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		c, err := d.store.readControl(ctx, key)
 		if err != nil || c == nil {
 			continue

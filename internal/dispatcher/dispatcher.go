@@ -214,27 +214,14 @@ type Dispatcher struct {
 	self    selfCache
 
 	wake chan struct{} // the scheduler's: a due entry changed
+
+	watchers watchHub // the read model's watches, one KV watch for all
 }
 
-// bucket creates or updates a KV bucket. A replicated bucket waits for
-// its peers to elect a leader, longer than the client's default timeout on
-// a busy cluster, and a request can go unanswered while the cluster's
-// leader changes: each attempt has 15s, and a timed-out one is tried again
-// (creating is idempotent) for up to a minute.
+// bucket creates or updates a KV bucket; replicas starting at once all
+// succeed (see events.Ensure).
 func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
-		cancel()
-		if err == nil {
-			return kv, nil
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) ||
-			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat)) {
-			return nil, fmt.Errorf("create KV bucket %s: %w", cfg.Bucket, err)
-		}
-	}
+	return events.EnsureKeyValue(ctx, js, cfg)
 }
 
 // New checks the options and sets the KV buckets up, with the configured
@@ -272,7 +259,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		deps.Log = zap.NewNop()
 	}
 	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
-	d.store = newStore(kv, ctl, d.malformedRecord)
+	d.store = newStore(deps.JetStream.Conn(), kv, ctl, d.malformedRecord)
 	d.tools = &toolCache{list: deps.ToolVersions, ttl: o.CacheTTL, now: o.Now}
 	return d, nil
 }

@@ -33,6 +33,13 @@
 //     aside, and nothing read from NATS panics the daemon.
 //   - With DryRun every decision is made and logged, and nothing is
 //     written to TFE (C9).
+//   - Readers take nothing the engine needs. A look, a snapshot, a list
+//     and the controls read by direct gets and open no JetStream consumer;
+//     every Watch of a process shares one KV watch. However many readers,
+//     the engine's consumers stay a fixed few a replica (its event
+//     consumer and the watches of due entries and of metas).
+//   - Setting up converges: the buckets are created or read back whatever
+//     the order and timing of replicas (events.EnsureKeyValue).
 //
 // Snapshot, List and Watch are the read model: the only way, outside this
 // package, to see cascades.

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -40,6 +42,7 @@ import (
 // Every record read back is validated: a malformed one is reported once and
 // set aside, never acted on, and never panics the daemon.
 type store struct {
+	nc  *nats.Conn // for direct gets of many keys at once
 	kv  jetstream.KeyValue
 	ctl jetstream.KeyValue // the operators' controls that outlive cascades
 	ops atomic.Int64       // KV operations, for tests and benchmarks
@@ -56,8 +59,8 @@ type store struct {
 // members is about 150 KB).
 const maxCachedPlans = 128
 
-func newStore(kv, ctl jetstream.KeyValue, onMalformed func(string, error)) *store {
-	return &store{kv: kv, ctl: ctl, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
+func newStore(nc *nats.Conn, kv, ctl jetstream.KeyValue, onMalformed func(string, error)) *store {
+	return &store{nc: nc, kv: kv, ctl: ctl, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
 }
 
 // bucket is where a key lives: the controls that outlive cascades in the
@@ -265,36 +268,172 @@ func (s *store) swapOrDelete(ctx context.Context, key string, v any, empty bool,
 
 // members reads every member's status, and each one's revision (0 for a
 // member never written: it has its initial status).
+//
+// It opens no consumer: the plan names the member keys, and JetStream's
+// direct get returns the last value of each, a thousand keys a request.
+// A look costs a request or two however many looks, watch streams and
+// replicas run at once, and never competes for the stream's consumers.
 func (s *store) members(ctx context.Context, p *cascade.Plan) ([]cascade.Status, []uint64, error) {
+	return s.readMembers(ctx, p, false)
+}
+
+// readMembers is members; lenient, a member whose record cannot be read
+// keeps its initial status (and revision 0) instead of failing the read:
+// for the read model, which shows the rest.
+func (s *store) readMembers(ctx context.Context, p *cascade.Plan, lenient bool) ([]cascade.Status, []uint64, error) {
 	st := make([]cascade.Status, len(p.Members))
 	revs := make([]uint64, len(p.Members))
 	for i := range p.Members {
 		st[i] = cascade.Initial(p, i)
 	}
-	w, err := s.kv.Watch(ctx, membersPrefix(p.ID)+"*", jetstream.IgnoreDeletes())
+	prefix := membersPrefix(p.ID)
+	var upTo uint64 // the later chunks read as of the first one
+	for start := 0; start < len(p.Members); start += directGetChunk {
+		keys := make([]string, 0, min(directGetChunk, len(p.Members)-start))
+		for _, m := range p.Members[start:min(start+directGetChunk, len(p.Members))] {
+			keys = append(keys, prefix+m.WorkspaceID)
+		}
+		s.count(1)
+		var err error
+		upTo, err = s.lastValues(ctx, keys, upTo, func(key string, rev uint64, value []byte) error {
+			i := p.Index(strings.TrimPrefix(key, prefix))
+			if i < 0 {
+				return nil // not a member of this plan: ignore, never act on it
+			}
+			var v cascade.Status
+			err := decode(value, &v)
+			if err == nil {
+				err = v.Validate()
+			}
+			if err != nil {
+				if err = s.malformed(key, err); lenient {
+					return nil
+				}
+				return err
+			}
+			st[i], revs[i] = v, rev
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the members of %s: %w", p.ID, err)
+		}
+	}
+	return st, revs, nil
+}
+
+// directGetChunk bounds the keys asked for in one direct get: the server
+// answers at most 1,024 messages to one request.
+const directGetChunk = 1000
+
+// directGetTimeout bounds one direct get whose context has no deadline.
+const directGetTimeout = 10 * time.Second
+
+// lastValues reads the current value of each of keys (those never written
+// or deleted are skipped) with one direct get of the bucket's stream: a
+// request answered by a message a key and an end-of-batch mark, no
+// consumer. upTo, when not 0, reads the values as of that stream sequence;
+// it returns the sequence it read as of, for the next call.
+func (s *store) lastValues(ctx context.Context, keys []string, upTo uint64, fn func(key string, rev uint64, value []byte) error) (uint64, error) {
+	prefix := "$KV." + s.kv.Bucket() + "."
+	req := struct {
+		MultiLast []string `json:"multi_last"`
+		UpToSeq   uint64   `json:"up_to_seq,omitempty"`
+	}{UpToSeq: upTo}
+	for _, k := range keys {
+		req.MultiLast = append(req.MultiLast, prefix+k)
+	}
+	eob, err := s.direct(ctx, s.kv, req, fn)
+	if err != nil || eob == nil {
+		return upTo, err
+	}
+	if n, err := strconv.ParseUint(eob.Header.Get("Nats-UpTo-Sequence"), 10, 64); err == nil {
+		upTo = n
+	}
+	return upTo, nil
+}
+
+// scanBatch is how many values a request of a scan returns.
+const scanBatch = 256
+
+// scan calls fn with the current value of every key of kv that matches
+// filter (a wildcard), by batches of direct gets in stream order: no
+// consumer. The buckets keep one value a key, so each message is a key's
+// value; a key changed while the scan runs may come twice, the later last.
+func (s *store) scan(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(key string, rev uint64, value []byte) error) error {
+	prefix := "$KV." + kv.Bucket() + "."
+	seq := uint64(1)
+	for {
+		req := struct {
+			Seq     uint64 `json:"seq"`
+			NextFor string `json:"next_by_subj"`
+			Batch   int    `json:"batch"`
+		}{seq, prefix + filter, scanBatch}
+		var last uint64
+		s.count(1)
+		eob, err := s.direct(ctx, kv, req, func(key string, rev uint64, value []byte) error {
+			last = rev
+			return fn(key, rev, value)
+		})
+		if err != nil {
+			return fmt.Errorf("scan %s in KV bucket %s: %w", filter, kv.Bucket(), err)
+		}
+		if eob == nil || last == 0 || eob.Header.Get("Nats-Num-Pending") == "0" {
+			return nil
+		}
+		seq = last + 1
+	}
+}
+
+// direct sends a direct get request of kv's stream and calls fn with each
+// value it answers (deletions skipped). It returns the end-of-batch mark,
+// or nil when nothing matched.
+func (s *store) direct(ctx context.Context, kv jetstream.KeyValue, req any, fn func(key string, rev uint64, value []byte) error) (*nats.Msg, error) {
+	prefix := "$KV." + kv.Bucket() + "."
+	data, err := json.Marshal(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
-	s.count(1)
-	for e := range w.Updates() {
-		if e == nil {
-			return st, revs, nil // every current value was delivered
-		}
-		i := p.Index(strings.TrimPrefix(e.Key(), membersPrefix(p.ID)))
-		if i < 0 {
-			continue // not a member of this plan: ignore, never act on it
-		}
-		var v cascade.Status
-		if err := decode(e.Value(), &v); err != nil {
-			return nil, nil, s.malformed(e.Key(), err)
-		}
-		if err := v.Validate(); err != nil {
-			return nil, nil, s.malformed(e.Key(), err)
-		}
-		st[i], revs[i] = v, e.Revision()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, directGetTimeout)
+		defer cancel()
 	}
-	return nil, nil, ctx.Err()
+	inbox := nats.NewInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+kv.Bucket(), inbox, data); err != nil {
+		return nil, err
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204": // the end of the batch
+			return m, nil
+		case "404": // nothing matched
+			return nil, nil
+		case "503":
+			return nil, nats.ErrNoResponders
+		default:
+			return nil, fmt.Errorf("direct get from KV bucket %s: %s %s", kv.Bucket(), status, m.Header.Get("Description"))
+		}
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+			continue
+		}
+		rev, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("direct get from KV bucket %s: a value without its sequence", kv.Bucket())
+		}
+		if err := fn(strings.TrimPrefix(m.Header.Get("Nats-Subject"), prefix), rev, m.Data); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // putMember writes a member's status by compare-and-swap on rev (0: the

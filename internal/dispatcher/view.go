@@ -5,9 +5,12 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 )
@@ -192,33 +195,36 @@ func involves(p *cascade.Plan, ws string) bool {
 	return slices.ContainsFunc(p.Members, func(m cascade.Member) bool { return m.WorkspaceID == ws || m.Name == ws })
 }
 
-// metas reads the meta of every cascade kept.
+// metas reads the meta of every cascade kept, by a scan of direct gets:
+// no consumer, so that API readers never take those the engine needs.
 func (d *Dispatcher) metas(ctx context.Context) (map[string]Meta, error) {
-	lister, err := d.store.kv.ListKeysFiltered(ctx, "meta.>")
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return map[string]Meta{}, nil
-		}
-		return nil, err
-	}
 	out := map[string]Meta{}
-	for key := range lister.Keys() {
-		id := strings.TrimPrefix(key, "meta.")
-		m, _, err := d.store.meta(ctx, id)
-		if err != nil {
-			if isMissing(err) || errors.Is(err, errMalformed) {
-				continue
-			}
-			return nil, err
+	err := d.store.scan(ctx, d.store.kv, "meta.*", func(key string, _ uint64, value []byte) error {
+		var m Meta
+		if err := decode(value, &m); err != nil {
+			_ = d.store.malformed(key, err)
+			return nil
 		}
-		out[id] = m
+		if err := m.validate(); err != nil {
+			_ = d.store.malformed(key, err)
+			return nil
+		}
+		out[strings.TrimPrefix(key, "meta.")] = m
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 // Watch sends a cascade's view now and after every change, until ctx ends
 // (and then closes the channel). A slow reader gets the latest view, not
-// every one.
+// every one, and holds up no other. The views sent are shared between the
+// readers of a cascade: they must not be changed.
+//
+// However many readers, a process has one KV watch of the cascades (see
+// watchHub): readers never take the consumers the engine needs.
 func (d *Dispatcher) Watch(ctx context.Context, id string) (<-chan *View, error) {
 	p, err := d.store.plan(ctx, id)
 	if isMissing(err) {
@@ -227,58 +233,299 @@ func (d *Dispatcher) Watch(ctx context.Context, id string) (<-chan *View, error)
 	if err != nil {
 		return nil, err
 	}
-	w, err := d.store.kv.WatchFiltered(ctx, []string{membersPrefix(id) + "*", metaKey(id)})
-	if err != nil {
-		return nil, err
-	}
 	out := make(chan *View, 1)
+	g := d.watchers.join(d, p, out)
 	go func() {
-		defer close(out)
-		defer func() { _ = w.Stop() }()
-		st := make([]cascade.Status, len(p.Members))
-		for i := range p.Members {
-			st[i] = cascade.Initial(p, i)
-		}
-		meta := Meta{State: StateRunning}
-		ready := false
-		send := func() {
-			v := d.view(p, meta, slices.Clone(st))
-			d.withControls(ctx, p, v)
-			select {
-			case <-out: // drop a view nobody read yet
-			default:
-			}
-			out <- v
-		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					ready = true
-					send()
-					continue
-				}
-				if e.Key() == metaKey(id) {
-					var m Meta
-					if decode(e.Value(), &m) == nil && m.validate() == nil {
-						meta = m
-					}
-				} else if i := p.Index(strings.TrimPrefix(e.Key(), membersPrefix(id))); i >= 0 {
-					var s cascade.Status
-					if decode(e.Value(), &s) == nil && s.Validate() == nil {
-						st[i] = s
-					}
-				}
-				if ready {
-					send()
-				}
-			}
-		}
+		<-ctx.Done()
+		d.watchers.leave(g, out) // closes out
 	}()
 	return out, nil
+}
+
+// watchHub fans the changes of the cascades bucket out to this process's
+// Watch readers. One KV watch (an ordered consumer of the meta and member
+// keys, new changes only) runs while anyone reads, started with the first
+// reader and stopped after the last; when its channel closes (a
+// disconnection: KV watchers do not come back) it is made again and every
+// cascade read is read afresh, so that no change missed meanwhile is lost.
+// Each cascade read has a group: its state, merged by revision from a
+// direct read and the watch, and its readers, each offered the latest
+// view without waiting for any.
+type watchHub struct {
+	mu     sync.Mutex
+	groups map[string]*watchGroup
+	run    *hubRun // the shared watch, while there are readers
+}
+
+// hubRun is one life of the shared watch.
+type hubRun struct {
+	cancel   context.CancelFunc
+	watching bool                 // its watch is open: a new group reads its state now
+	w        jetstream.KeyWatcher // that watch, while open
+}
+
+// watchGroup is one cascade's readers and state.
+type watchGroup struct {
+	id  string
+	p   *cascade.Plan
+	ctx context.Context // ends when the last reader goes
+	end context.CancelFunc
+
+	mu      sync.Mutex
+	subs    map[chan *View]struct{}
+	st      []cascade.Status
+	revs    []uint64
+	meta    Meta
+	metaRev uint64
+	loaded  bool
+	last    *View // the latest view sent
+
+	reload atomic.Bool   // read the state afresh before the next view
+	kick   chan struct{} // something changed: one slot, so changes coalesce
+	retry  time.Duration // the wait before a failed read is made again
+}
+
+// hubRetry is how long the shared watch or a group's read waits before it
+// is tried again after a failure.
+const hubRetry = time.Second
+
+func (h *watchHub) join(d *Dispatcher, p *cascade.Plan, out chan *View) *watchGroup {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.groups == nil {
+		h.groups = map[string]*watchGroup{}
+	}
+	g := h.groups[p.ID]
+	if g == nil {
+		ctx, end := context.WithCancel(context.Background())
+		g = &watchGroup{id: p.ID, p: p, ctx: ctx, end: end, subs: map[chan *View]struct{}{},
+			st: make([]cascade.Status, len(p.Members)), revs: make([]uint64, len(p.Members)),
+			meta: Meta{State: StateRunning, StartedAt: p.StartedAt}, kick: make(chan struct{}, 1)}
+		for i := range p.Members {
+			g.st[i] = cascade.Initial(p, i)
+		}
+		h.groups[p.ID] = g
+		go g.serve(d)
+		if h.run == nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			r := &hubRun{cancel: cancel}
+			h.run = r
+			go h.watch(ctx, d, r)
+		}
+		if h.run.watching {
+			g.refresh()
+		} // else the watch, once open, refreshes every group
+	}
+	g.mu.Lock()
+	g.subs[out] = struct{}{}
+	if g.last != nil {
+		offer(out, g.last)
+	}
+	g.mu.Unlock()
+	return g
+}
+
+// leave takes a reader off its group and closes its channel; the last
+// reader of a cascade ends its group, the last of all the shared watch.
+func (h *watchHub) leave(g *watchGroup, out chan *View) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g.mu.Lock()
+	delete(g.subs, out)
+	close(out)
+	empty := len(g.subs) == 0
+	g.mu.Unlock()
+	if !empty {
+		return
+	}
+	g.end()
+	delete(h.groups, g.id)
+	if len(h.groups) == 0 && h.run != nil {
+		h.run.cancel()
+		h.run = nil
+	}
+}
+
+// watch keeps the shared watch open until ctx ends, routing each change
+// to the group of its cascade.
+func (h *watchHub) watch(ctx context.Context, d *Dispatcher, r *hubRun) {
+	for ctx.Err() == nil {
+		w, err := d.store.kv.WatchFiltered(ctx, []string{"meta.>", "m.>"}, jetstream.UpdatesOnly())
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("watch of cascades for their readers could not start; trying again", zap.Error(err))
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(hubRetry):
+			}
+			continue
+		}
+		h.mu.Lock()
+		r.watching, r.w = true, w
+		for _, g := range h.groups {
+			g.refresh() // what changed while no watch was open
+		}
+		h.mu.Unlock()
+		h.follow(ctx, w)
+		h.mu.Lock()
+		r.watching, r.w = false, nil
+		h.mu.Unlock()
+		_ = w.Stop()
+		if ctx.Err() == nil {
+			d.log.Warn("watch of cascades for their readers ended; starting it again")
+		}
+	}
+}
+
+func (h *watchHub) follow(ctx context.Context, w jetstream.KeyWatcher) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			id, ws, member := cascadeOfKey(e.Key())
+			if id == "" {
+				continue
+			}
+			h.mu.Lock()
+			g := h.groups[id]
+			h.mu.Unlock()
+			if g != nil {
+				g.apply(ws, member, e.Value(), e.Revision())
+			}
+		}
+	}
+}
+
+// cascadeOfKey names the cascade of a meta key (meta.<id>) or a member key
+// (m.<id>.<workspace>); "" for another key.
+func cascadeOfKey(key string) (id, ws string, member bool) {
+	if rest, ok := strings.CutPrefix(key, "meta."); ok {
+		return rest, "", false
+	}
+	if rest, ok := strings.CutPrefix(key, "m."); ok {
+		if i := strings.LastIndexByte(rest, '.'); i > 0 {
+			return rest[:i], rest[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// apply takes a change the watch saw, unless the group holds a later
+// revision of the key already. A record that cannot be read changes
+// nothing.
+func (g *watchGroup) apply(ws string, member bool, value []byte, rev uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !member {
+		var m Meta
+		if rev > g.metaRev && decode(value, &m) == nil && m.validate() == nil {
+			g.meta, g.metaRev = m, rev
+		}
+	} else if i := g.p.Index(ws); i >= 0 && rev > g.revs[i] {
+		var s cascade.Status
+		if decode(value, &s) == nil && s.Validate() == nil {
+			g.st[i], g.revs[i] = s, rev
+		}
+	}
+	g.poke()
+}
+
+// refresh asks for the group's state to be read afresh.
+func (g *watchGroup) refresh() {
+	g.reload.Store(true)
+	g.poke()
+}
+
+func (g *watchGroup) poke() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// serve builds the cascade's view after each change and offers it to every
+// reader, until the last reader goes.
+func (g *watchGroup) serve(d *Dispatcher) {
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-g.kick:
+		}
+		if g.reload.Swap(false) {
+			if err := g.read(d); err != nil {
+				if g.ctx.Err() != nil {
+					return
+				}
+				if g.retry == 0 {
+					d.log.Warn("read of a watched cascade failed; trying again", zap.String("cascade_id", g.id), zap.Error(err))
+				}
+				g.retry = min(2*g.retry+hubRetry, 30*time.Second)
+				time.AfterFunc(g.retry, g.refresh)
+				continue
+			}
+			g.retry = 0
+		}
+		g.mu.Lock()
+		if !g.loaded {
+			g.mu.Unlock()
+			continue
+		}
+		v := d.view(g.p, g.meta, slices.Clone(g.st))
+		g.mu.Unlock()
+		d.withControls(g.ctx, g.p, v)
+		g.mu.Lock()
+		g.last = v
+		for out := range g.subs {
+			offer(out, v)
+		}
+		g.mu.Unlock()
+	}
+}
+
+// read reads the cascade's meta and members (direct gets, no consumer) and
+// merges them by revision with what the watch brought meanwhile. A record
+// that cannot be read (reported once) leaves what the group had.
+func (g *watchGroup) read(d *Dispatcher) error {
+	st, revs, err := d.store.readMembers(g.ctx, g.p, true)
+	if err != nil {
+		return err
+	}
+	meta, metaRev, err := d.store.meta(g.ctx, g.id)
+	if err != nil && !isMissing(err) && !errors.Is(err, errMalformed) {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range st {
+		if revs[i] > g.revs[i] {
+			g.st[i], g.revs[i] = st[i], revs[i]
+		}
+	}
+	if err == nil && metaRev > g.metaRev {
+		g.meta, g.metaRev = meta, metaRev
+	}
+	g.loaded = true
+	return nil
+}
+
+// offer gives a reader v, in place of a view it has not read yet: the one
+// sender of out never waits.
+func offer(out chan *View, v *View) {
+	select {
+	case <-out:
+	default:
+	}
+	select {
+	case out <- v:
+	default:
+	}
 }

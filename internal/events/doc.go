@@ -33,6 +33,9 @@
 //     one per RejectLogEvery, with the count of those held back; a path is
 //     logged cut to MaxLoggedPath bytes of printable ASCII. The metrics
 //     count every one.
+//   - Setting up converges: EnsureStream (and EnsureKeyValue, which the
+//     engine and the watchdog use for their buckets) succeeds from every
+//     replica started at once on a fresh cluster, within its deadline.
 //
 // Subjects are tfe.run.<organization>.<workspace ID>.<run status>.
 package events

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -105,21 +107,144 @@ func (o *StreamOptions) Config() (jetstream.StreamConfig, error) {
 }
 
 // EnsureStream creates the stream or brings its configuration up to date.
-// It is safe to call on every start, from every replica.
+// It is safe to call on every start, from every replica at once: see
+// Ensure.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (jetstream.Stream, error) {
 	cfg, err := opts.Config()
 	if err != nil {
 		return nil, err
 	}
-	// A replicated stream waits for its peers to elect a leader: longer
-	// than the client's default timeout on a busy cluster.
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	s, err := js.CreateOrUpdateStream(ctx, cfg)
+	s, err := Ensure(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, cfg)
+	}, func(ctx context.Context) (jetstream.Stream, bool, error) {
+		s, err := js.Stream(ctx, cfg.Name)
+		if err != nil {
+			return nil, false, err
+		}
+		return s, sameStream(cfg, s.CachedInfo().Config), nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
 	}
 	return s, nil
+}
+
+// EnsureKeyValue creates a KV bucket or brings its configuration up to
+// date, like EnsureStream.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := Ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, cfg)
+	}, func(ctx context.Context) (jetstream.KeyValue, bool, error) {
+		s, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+		if err != nil {
+			return nil, false, err
+		}
+		if !sameBucket(cfg, s.CachedInfo().Config) {
+			return nil, false, nil
+		}
+		kv, err := js.KeyValue(ctx, cfg.Bucket)
+		return kv, err == nil, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create KV bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// SetupDeadline bounds Ensure when its context has none.
+const SetupDeadline = time.Minute
+
+// Ensure runs create (a stream's or a bucket's creation, or the update of
+// its configuration) until it succeeds, within ctx's deadline or
+// SetupDeadline. Several replicas starting at once on a fresh cluster
+// create the same stream together, and a request can then go unanswered
+// (the meta leader is busy, or changing) although the stream is made: each
+// attempt has a few seconds, and after a failure the stream is read
+// (exists), and used when it is there as wanted. The attempts' time grows
+// (2, 4, 8, at most 15 s: a replicated stream waits for its peers to elect
+// a leader) with a jittered pause between them. Errors that no retry
+// mends (an invalid configuration, a stream of that name with other
+// subjects) are returned at once.
+func Ensure[T any](ctx context.Context, create func(context.Context) (T, error), exists func(context.Context) (T, bool, error)) (T, error) {
+	var zero T
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, SetupDeadline)
+		defer cancel()
+	}
+	attempt, pause := 2*time.Second, 100*time.Millisecond
+	var last error
+	for ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		v, err := create(actx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		if !transient(err) {
+			return zero, err
+		}
+		last = err
+		actx, cancel = context.WithTimeout(ctx, attempt)
+		v, ok, xerr := exists(actx)
+		cancel()
+		if xerr == nil && ok {
+			return v, nil
+		}
+		attempt = min(2*attempt, 15*time.Second)
+		wait := pause/2 + time.Duration(rand.Int64N(int64(pause)))
+		pause = min(2*pause, 2*time.Second)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	if last == nil {
+		last = ctx.Err()
+	}
+	return zero, last
+}
+
+// transient reports an error that another attempt may not meet: no
+// answer in time, no JetStream (yet) to answer, a stream created or
+// changed by another replica meanwhile, a cluster without a leader or
+// peers (yet), a server error.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrConnectionReconnecting) {
+		return true
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode {
+		case 10052, 10053, 10074, 10006: // an invalid configuration, over a limit, replicas without a cluster
+			return false
+		}
+		switch {
+		case api.Code >= 500,
+			api.ErrorCode == jetstream.JSErrCodeStreamNameInUse,
+			api.ErrorCode == jetstream.JSErrCodeStreamNotFound,
+			api.ErrorCode == 10005: // no peers (yet) to place it on
+			return true
+		}
+	}
+	return false
+}
+
+// sameStream reports whether the stream's configuration is what cfg asks
+// for, in what cfg sets.
+func sameStream(want, got jetstream.StreamConfig) bool {
+	return slices.Equal(want.Subjects, got.Subjects) && want.Retention == got.Retention && want.MaxAge == got.MaxAge &&
+		want.Duplicates == got.Duplicates && want.Replicas == got.Replicas && want.Storage == got.Storage &&
+		want.Discard == got.Discard && want.Description == got.Description
+}
+
+// sameBucket reports whether a bucket's stream has what cfg asks for.
+func sameBucket(want jetstream.KeyValueConfig, got jetstream.StreamConfig) bool {
+	replicas, history := max(want.Replicas, 1), max(int64(want.History), 1)
+	return got.Replicas == replicas && got.MaxMsgsPerSubject == history && got.MaxAge == want.TTL &&
+		got.Storage == want.Storage && got.Description == want.Description
 }
 
 // Publisher publishes run events to the stream and waits for JetStream's

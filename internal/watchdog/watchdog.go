@@ -37,6 +37,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 )
 
 // AdminRuns is the part of go-tfe's admin runs API the watchdog uses.
@@ -190,22 +191,20 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	default:
 		return nil, fmt.Errorf("watchdog: scan mode must be admin or workspaces, not %q", opts.Scan)
 	}
-	// Creating a replicated bucket waits for its peers to elect a leader:
-	// longer than the client's default timeout on a busy cluster.
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	kv, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	// Replicas starting at once all set the buckets up (events.Ensure),
+	// within the caller's deadline or a minute.
+	kv, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: opts.Bucket, Description: "watchdog lease", TTL: opts.LeaseTTL, History: 1, Replicas: opts.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create KV bucket %s: %w", opts.Bucket, err)
+		return nil, err
 	}
-	claims, err := deps.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	claims, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: opts.ClaimsBucket, Description: "runs the watchdog cancelled, so that none is cancelled twice", TTL: opts.ClaimTTL,
 		History: 1, Replicas: opts.Replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create KV bucket %s: %w", opts.ClaimsBucket, err)
+		return nil, err
 	}
 	return &Watchdog{opts: opts, deps: deps, kv: kv, claims: claims, metrics: newMetrics(deps.Registerer), cache: map[string]wsInfo{},
 		tracker: tracker{max: opts.MaxTracked}}, nil
