@@ -10,3 +10,9 @@ func (d *Dispatcher) Metric(result string) float64 {
 
 // KVOps is the number of KV operations the engine's store made.
 func (d *Dispatcher) KVOps() int64 { return d.store.ops.Load() }
+
+// MemberKey is the key of a member's status in the cascades bucket.
+func MemberKey(cascadeID, workspaceID string) string { return memberKey(cascadeID, workspaceID) }
+
+// CascadesBucket is the name of the bucket cascades are kept in.
+func (d *Dispatcher) CascadesBucket() string { return d.store.kv.Bucket() }

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -116,5 +117,58 @@ func (d *Dispatcher) storeAfter(ctx context.Context, l *lease, p *cascade.Plan, 
 		return err
 	}
 	st[i], revs[i] = s, rev
+	return nil
+}
+
+// releaseAll unlocks, without the members' records, every workspace of
+// cascade p that it may hold: TFE shows it locked by the engine's user and
+// no other open cascade holds it.
+func (d *Dispatcher) releaseAll(ctx context.Context, l *lease, p *cascade.Plan) error {
+	self := d.self.get(ctx, d.deps.Users, d.log)
+	if self == "" || d.opts.DryRun {
+		return nil
+	}
+	for _, m := range p.Members {
+		if len(m.Upstreams) < 2 && m.Cycle == "" {
+			continue // never held
+		}
+		owners, _, err := d.store.owners(ctx, m.WorkspaceID)
+		if err != nil {
+			return err
+		}
+		other := false
+		for _, id := range owners {
+			if id == p.ID {
+				continue
+			}
+			if om, _, err := d.store.meta(ctx, id); err == nil && om.State == StateRunning {
+				other = true
+			}
+		}
+		if other {
+			continue
+		}
+		var f cascade.Facts
+		f.Workspaces = map[string]cascade.Workspace{}
+		if _, err := d.readWorkspaces(ctx, []string{m.WorkspaceID}, &f); err != nil {
+			return err
+		}
+		ws := f.Workspaces[m.WorkspaceID]
+		if !ws.Locked || ws.LockedByRun != "" || ws.LockedByUser != self {
+			continue
+		}
+		wctx, cancel, err := d.writeContext(ctx, l, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		_, err = d.deps.Workspaces.Unlock(wctx, m.WorkspaceID)
+		cancel()
+		if err != nil && !errors.Is(err, tfe.ErrWorkspaceNotLocked) {
+			return fmt.Errorf("let go of %s, held by set-aside cascade %s: %w", m.Name, p.ID, err)
+		}
+		d.metrics.holds.WithLabelValues("released").Inc()
+		d.log.Warn("a set-aside cascade's member released", zap.String("cascade_id", p.ID), zap.String("workspace", m.Name),
+			zap.String("workspace_id", m.WorkspaceID))
+	}
 	return nil
 }

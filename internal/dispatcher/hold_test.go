@@ -8,6 +8,8 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
 
@@ -61,5 +63,37 @@ func TestFanInHeldWhileLooksComeLate(t *testing.T) {
 	}
 	if n := len(h.alerts.Of(cascade.AlertUncontrolled)); n > 0 {
 		t.Errorf("%d uncontrolled-run alerts, want none", n)
+	}
+}
+
+// A cascade whose member record cannot be read is set aside; the member it
+// held is let go all the same: no workspace stays locked by the engine.
+func TestHoldReleasedWhenSetAside(t *testing.T) {
+	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 20, 20),
+		wsKind("b", triggerApply, 60000, 20), wsKind("sink", triggerApply, 20, 20)},
+		edges: [][2]string{{"root", "a"}, {"root", "b"}, {"a", "sink"}, {"b", "sink"}}}
+	h := newHarness(t, o, tfesim.Options{})
+	d, _ := h.engine(fastOptions())
+	root := h.start("root")
+	id := cascade.ID(root)
+	locked := func() bool {
+		w, err := h.client.Workspaces.ReadByID(h.ctx, h.id("sink"))
+		return err == nil && w.Locked && w.LockedBy != nil && w.LockedBy.User != nil
+	}
+	testutil.WaitFor(t, "the cascade to hold sink", time.Minute, locked)
+	kv, err := h.js.KeyValue(h.ctx, d.CascadesBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(h.ctx, dispatcher.MemberKey(id, h.id("sink")), []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	// The next look (a recheck comes every second) finds the record.
+	testutil.WaitFor(t, "the cascade to be set aside", time.Minute, func() bool {
+		list, err := d.List(h.ctx, dispatcher.Filter{State: string(dispatcher.StateSetAside)})
+		return err == nil && len(list) == 1 && list[0].ID == id
+	})
+	if locked() {
+		t.Error("sink is still locked by the engine after its cascade was set aside")
 	}
 }

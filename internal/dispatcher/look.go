@@ -50,7 +50,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 	}
 	st, revs, err := d.store.members(ctx, p)
 	if errors.Is(err, errMalformed) {
-		return d.setAside(ctx, id, meta, metaRev, dueRev, err)
+		return d.setAside(ctx, l, p, meta, metaRev, dueRev, err)
 	}
 	if err != nil {
 		return err
@@ -226,12 +226,19 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 
 // setAside stops acting on a cascade whose state cannot be read: its
 // malformed record was reported; operators decide.
-func (d *Dispatcher) setAside(ctx context.Context, id string, meta Meta, rev, dueRev uint64, cause error) error {
-	meta.State, meta.Reason = StateSetAside, cause.Error()
-	if _, err := d.store.putMeta(ctx, id, meta, rev); err != nil && !isConflict(err) {
+//
+// Its holds are let go first: a member's record may be what cannot be
+// read, so every workspace the cascade may have held that TFE shows
+// locked by the engine, and that no other open cascade holds, is unlocked.
+func (d *Dispatcher) setAside(ctx context.Context, l *lease, p *cascade.Plan, meta Meta, rev, dueRev uint64, cause error) error {
+	if err := d.releaseAll(ctx, l, p); err != nil {
 		return err
 	}
-	return d.store.settleDue(ctx, id, dueRev, nil, time.Time{})
+	meta.State, meta.Reason = StateSetAside, cause.Error()
+	if _, err := d.store.putMeta(ctx, p.ID, meta, rev); err != nil && !isConflict(err) {
+		return err
+	}
+	return d.store.settleDue(ctx, p.ID, dueRev, nil, time.Time{})
 }
 
 // policy is the decision core's policy from the options.
