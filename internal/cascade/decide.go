@@ -462,11 +462,7 @@ func (d *decider) ready(i int) {
 		return
 	}
 	if ws.Locked && ws.LockedByRun == "" && !(d.mine(ws) && s.Hold.open()) {
-		who := ws.LockedBy
-		if who == "" {
-			who = "a person"
-		}
-		d.busy(i, m.Name+" is locked by "+who)
+		d.busy(i, m.Name+" is locked by "+lockHolder(ws))
 		return
 	}
 	if s.Hold == HoldHeld && !listed {
@@ -725,8 +721,23 @@ func (d *decider) running(i int) {
 	default:
 		s.State, s.Reason = Running, "run "+r.Status
 		d.set(i, s)
+		ws, seen := d.in.Facts.Workspaces[d.p.Members[i].WorkspaceID]
+		if r.Status == "pending" && seen && ws.Locked && ws.LockedByRun == "" && !(d.mine(ws) && s.Hold.open()) {
+			d.busy(i, "run pending: "+d.p.Members[i].Name+" is locked by "+lockHolder(ws))
+			return
+		}
+		s.BusySince = time.Time{}
+		d.set(i, s)
 		d.wakeIn(d.pol.Recheck)
 	}
+}
+
+// lockHolder names who holds a workspace's lock, for a reason.
+func lockHolder(ws Workspace) string {
+	if ws.LockedBy == "" {
+		return "a person"
+	}
+	return ws.LockedBy
 }
 
 // runOf finds a run among the facts.
