@@ -86,6 +86,7 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.durationVar(&cfg.Dispatcher.RootMaxAge, "root-max-age", "ORCHESTRATOR_ROOT_MAX_AGE", 24*time.Hour, "a run that applied longer ago than this starts no cascade, however late its webhook comes")
 	fs.intVar(&cfg.Dispatcher.GuardLimit, "guard-limit", "ORCHESTRATOR_GUARD_LIMIT", 0, "blast-radius guard: a cascade of more members than this waits for an operator's go (0: no guard)")
 	fs.boolVar(&cfg.Dispatcher.NoChangesStarts, "no-changes-starts-cascade", "ORCHESTRATOR_NO_CHANGES_STARTS_CASCADE", false, "a run that finishes with no changes starts a cascade too")
+	fs.boolVar(&cfg.Dispatcher.Policy.NoHolds, "no-holds", "ORCHESTRATOR_NO_HOLDS", false, "do not lock members that TFE's run triggers can queue runs in too early (C13); such runs are then only stopped when a look finds them, in time only while looks come faster than runs plan")
 	fs.boolVar(&cfg.Dispatcher.Policy.RunUnchanged, "run-unchanged", "ORCHESTRATOR_RUN_UNCHANGED", false, "run a member whose upstreams all finished with no changes (by default it is skipped)")
 	fs.durationVar(&cfg.Dispatcher.StateTTL, "state-ttl", "ORCHESTRATOR_STATE_TTL", 7*24*time.Hour, "how long cascade state is kept")
 	alertWebhook := fs.secret("alert-webhook-url", "ORCHESTRATOR_ALERT_WEBHOOK_URL", "send alerts as JSON to this URL")
