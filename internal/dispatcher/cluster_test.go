@@ -141,3 +141,63 @@ func TestClusterNodeAndReplicaLostMidCascade(t *testing.T) {
 	}
 	h.checkOnce(v, root)
 }
+
+// The same cluster with runs that plan in a few hundred milliseconds, far
+// shorter than a look can be late while the cluster replaces a lost
+// leader, and a run-trigger cycle whose workspaces apply run-trigger runs
+// on their own (C13): every member applies exactly once, none from a run
+// TFE queued before its last upstream applied, and the cycle's native
+// runs are stopped every time, whether a replica and a NATS node die
+// mid-cascade or a fifth of TFE's answers are 503.
+func TestClusterFastRuns(t *testing.T) {
+	fast := layered(2, 3, triggerApply, 300, 50)
+	fast.workspaces = append(fast.workspaces, wsKind("cyc-a", triggerApply, 300, 50), wsKind("cyc-b", triggerApply, 300, 50))
+	fast.edges = append(fast.edges, [2]string{"l00-000", "cyc-a"}, [2]string{"cyc-a", "cyc-b"}, [2]string{"cyc-b", "cyc-a"})
+	for _, tc := range []struct {
+		name  string
+		fault func(h *harness, servers []*server.Server, stopB func())
+	}{
+		{"a replica and a NATS node lost", func(_ *harness, servers []*server.Server, stopB func()) {
+			stopB()
+			servers[1].Shutdown()
+		}},
+		{"a fifth of TFE's answers 503", func(h *harness, _ []*server.Server, _ func()) {
+			if err := h.sim.SetFaults(tfesim.Faults{ErrorRate: 0.2}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			servers := cluster(t)
+			h := newHarnessOn(t, connect(t, servers, 0), events.StreamOptions{Replicas: 3}, fast,
+				tfesim.Options{Timing: &tfesim.Timing{Queue: 200 * time.Millisecond}})
+			opts := fastOptions()
+			opts.Replicas = 3
+			d, _ := h.engineOn(connect(t, servers, 0), opts, nil)
+			_, stopB := h.engineOn(connect(t, servers, 1), opts, nil)
+			h.engineOn(connect(t, servers, 2), opts, nil)
+			root := h.start("root")
+			id := cascade.ID(root)
+			waitFor(t, "the first layer to apply", func() bool {
+				v, err := d.Snapshot(h.ctx, id)
+				return err == nil && v.Counts[string(cascade.Applied)] >= 1
+			})
+			tc.fault(h, servers, stopB)
+			v := h.done(d, id, 3*time.Minute)
+			if err := h.sim.SetFaults(tfesim.Faults{}); err != nil {
+				t.Fatal(err)
+			}
+			h.checkOnce(v, root)
+			for _, name := range []string{"cyc-a", "cyc-b"} {
+				if n := len(h.applied(name)); n > 0 {
+					t.Errorf("%s, on a cycle, applied %d runs:%s", name, n, describeRuns(h.runs(name)))
+				}
+			}
+			for _, m := range v.Members {
+				if m.State != cascade.Applied && m.Cause != cascade.CauseCycle {
+					t.Errorf("%s: %s (%s), want applied", m.Name, m.State, m.Reason)
+				}
+			}
+		})
+	}
+}

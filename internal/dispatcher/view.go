@@ -66,6 +66,9 @@ type MemberView struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	Attempts   int       `json:"attempts,omitempty"`
 	Stopped    int       `json:"stopped,omitempty"`
+	// Hold is where the cascade's hold (a TFE lock) on the member's
+	// workspace stands: taking, held, releasing, released or lifted.
+	Hold cascade.HoldState `json:"hold,omitempty"`
 }
 
 // Summary is a cascade in a list.
@@ -133,7 +136,7 @@ func (d *Dispatcher) view(p *cascade.Plan, meta Meta, st []cascade.Status) *View
 		mv := MemberView{
 			WorkspaceID: m.WorkspaceID, Name: m.Name, Layer: m.Layer, State: s.State, Reason: s.Reason, Cause: s.Cause,
 			RunID: s.RunID, RunStatus: s.RunStatus, Adopted: s.Adopted, Since: s.Since, ReadyAt: s.ReadyAt,
-			FinishedAt: s.FinishedAt, Attempts: s.Attempts, Stopped: s.Stopped, WaitsFor: []string{},
+			FinishedAt: s.FinishedAt, Attempts: s.Attempts, Stopped: s.Stopped, Hold: s.Hold, WaitsFor: []string{},
 		}
 		if s.RunID != "" {
 			mv.RunURL = d.runURL(p.Organization, m.Name, s.RunID)
