@@ -299,18 +299,21 @@ type engine struct {
 	// late, when set, makes looks come late: a look follows the one before
 	// after a random delay up to late, whatever happened in TFE meanwhile,
 	// as under a backlog, rate limits or a slow NATS.
-	late     time.Duration
-	alerts   []Notice
-	lastFull time.Time
-	confirm  map[string]time.Time // run → when the person confirms it
-	refused  []string
-	trace    func(dirty map[string]bool, d Decision) // when set, called after each look
+	late time.Duration
+	// confirmWithin bounds how long the person takes to confirm a run.
+	confirmWithin time.Duration
+	alerts        []Notice
+	lastFull      time.Time
+	confirm       map[string]time.Time // run → when the person confirms it
+	refused       []string
+	trace         func(dirty map[string]bool, d Decision) // when set, called after each look
 }
 
 func newEngine(m *model, p *Plan, pol Policy, rng *rand.Rand) *engine {
 	// The first look is a full one, as the dispatcher's: the root's apply
 	// has just queued runs in its targets.
-	e := &engine{m: m, p: p, pol: pol.withDefaults(), rng: rng, confirm: map[string]time.Time{}, lastFull: m.now.Add(-pol.withDefaults().Recheck)}
+	e := &engine{m: m, p: p, pol: pol.withDefaults(), rng: rng, confirm: map[string]time.Time{}, lastFull: m.now.Add(-pol.withDefaults().Recheck),
+		confirmWithin: 2 * time.Hour}
 	for i := range p.Members {
 		e.st = append(e.st, Initial(p, i))
 	}
@@ -362,7 +365,7 @@ func (e *engine) look(dirty map[string]bool) Decision {
 	for i, s := range e.st {
 		if s.State == AwaitingApproval {
 			if _, ok := e.confirm[s.RunID]; !ok {
-				e.confirm[s.RunID] = now.Add(time.Duration(e.rng.IntN(7200)) * time.Second)
+				e.confirm[s.RunID] = now.Add(time.Duration(e.rng.Int64N(int64(e.confirmWithin))))
 			}
 		}
 		_ = i

@@ -340,6 +340,7 @@ func lateScenario(t *testing.T, seed uint64, pol Policy) (*scenario, *engine, st
 	pol.Apply, pol.RunUnchanged, pol.NativeGrace = policies[seed%3], seed%7 == 0, 5*time.Second
 	e := newEngine(sc.m, sc.plan, pol, rng)
 	e.late = 20 * time.Second
+	e.confirmWithin = 10 * time.Minute // a deep graph of late looks stays within the looks played
 	e.lostAck = 0.1 * float64(seed%2)
 	return sc, e, fmt.Sprintf("seed %d (%d members, policy %s, late looks, holds %v)", seed, len(sc.plan.Members), pol.Apply, !pol.NoHolds)
 }
