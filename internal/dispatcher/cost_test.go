@@ -1,6 +1,7 @@
 package dispatcher_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -24,6 +25,10 @@ func TestAPICostPerMember(t *testing.T) {
 	}{
 		{"chain of 20", chain(20, triggerApply, 300), "c00", 19, 0},
 		{"layers of 5 where each member has two upstreams", layered(3, 5, triggerApply, 1500, 20), "root", 15, 10},
+		// TFE may sort workspaces that never ran first in a list sorted by
+		// current run (docs/tfesim.md: inferred, and the simulator does):
+		// the economy must not depend on it.
+		{"chain of 20 among 500 workspaces that never ran", withNeverRun(chain(20, triggerApply, 300), 500), "c00", 19, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The bound is a guard against reads that grow with the cascade
@@ -60,4 +65,12 @@ func TestAPICostPerMember(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withNeverRun adds n workspaces that never ran to an organization.
+func withNeverRun(o org, n int) org {
+	for i := range n {
+		o.workspaces = append(o.workspaces, wsKind(fmt.Sprintf("idle-%04d", i), triggerApply, 20, 20))
+	}
+	return o
 }

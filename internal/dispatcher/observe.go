@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,6 +85,18 @@ func (d *Dispatcher) walk(ctx context.Context, p *cascade.Plan, want map[string]
 	return r.calls, nil
 }
 
+// everyRunStatus lists every status TFE documents for a run, for a filter
+// that keeps the workspaces that have a current run. A run in a status not
+// listed here (a newer TFE's) leaves its workspace out of the walk, which
+// then reads that member directly: a call more, never a wrong decision.
+var everyRunStatus = strings.Join([]string{
+	"pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed", "queuing", "plan_queued",
+	"planning", "planned", "cost_estimating", "cost_estimated", "policy_checking", "policy_override", "policy_soft_failed",
+	"policy_checked", "confirmed", "post_plan_running", "post_plan_completed", "post_plan_awaiting_decision",
+	"planned_and_finished", "planned_and_saved", "apply_queued", "queuing_apply", "pre_apply_running", "pre_apply_completed",
+	"applying", "applied", "discarded", "errored", "canceled", "force_canceled",
+}, ",")
+
 // recentList is what a read of the workspace list newest first found.
 type recentList struct {
 	calls   int
@@ -96,9 +109,13 @@ type recentList struct {
 // list ends, or pages were read.
 func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen func(w cascade.Workspace, reached time.Time) bool) (recentList, error) {
 	opts := &tfe.WorkspaceListOptions{
-		Include:     []tfe.WSIncludeOpt{tfe.WSCurrentRun},
-		Sort:        "-current-run.created-at",
-		ListOptions: tfe.ListOptions{PageSize: 100},
+		Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun},
+		Sort:    "-current-run.created-at",
+		// Only workspaces that have a current run: where TFE sorts those
+		// that never ran (first, in a descending sort, if it sorts as
+		// PostgreSQL does) must not decide how far the walk reaches.
+		CurrentRunStatus: everyRunStatus,
+		ListOptions:      tfe.ListOptions{PageSize: 100},
 	}
 	var r recentList
 	for page := 0; page < pages; page++ {
