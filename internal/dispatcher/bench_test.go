@@ -12,6 +12,8 @@ import (
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -58,6 +60,13 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // on its own and the benchmark calls Handle and Reconcile.
 func (h *harness) benchEngine(opts dispatcher.Options, cacheTTL time.Duration, run bool) (*dispatcher.Dispatcher, *countingTransport) {
 	h.t.Helper()
+	return h.benchEngineOn(h.js, opts, cacheTTL, run)
+}
+
+// benchEngineOn is benchEngine on a JetStream of the benchmark's (a
+// replica's connection to a cluster).
+func (h *harness) benchEngineOn(js jetstream.JetStream, opts dispatcher.Options, cacheTTL time.Duration, run bool) (*dispatcher.Dispatcher, *countingTransport) {
+	h.t.Helper()
 	ct := &countingTransport{next: http.DefaultTransport}
 	client, err := tfe.NewClient(&tfe.Config{Address: h.simURL, Token: "sim-token", RetryServerErrors: true,
 		HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: tfeclient.Transport(ct)}})
@@ -66,7 +75,7 @@ func (h *harness) benchEngine(opts dispatcher.Options, cacheTTL time.Duration, r
 	}
 	opts.Address = h.simURL
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
-		JetStream: h.js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
+		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
 		Planner: tfegraph.NewCache(client.RunTriggers, cacheTTL, nil), Alerts: h.alerts,
 		Log: benchLog(h.t),
 	})
@@ -136,6 +145,7 @@ type apiCost struct {
 	WorkspaceReads int // GET /workspaces/:id
 	TriggerLists   int // GET /workspaces/:id/run-triggers
 	Tools          int // GET /admin/terraform-versions
+	Holds          int // lock and unlock (C13)
 	Other          int
 	// RateLimited requests were answered 429 (and retried); they are
 	// counted in the routes above too, and taken out of total.
@@ -170,6 +180,8 @@ func costOf(st tfesim.Stats) apiCost {
 			c.TriggerLists += n
 		case method == "GET" && path == "/admin/terraform-versions":
 			c.Tools += n
+		case method == "POST" && (strings.HasSuffix(path, "/actions/lock") || strings.HasSuffix(path, "/actions/unlock")):
+			c.Holds += n
 		default:
 			c.Other += n
 		}
@@ -179,12 +191,12 @@ func costOf(st tfesim.Stats) apiCost {
 }
 
 func (c apiCost) total() int {
-	return c.Creates + c.Stops + c.Applies + c.RunReads + c.RunLists + c.WorkspaceLists + c.WorkspaceReads + c.TriggerLists + c.Tools + c.Other - c.RateLimited
+	return c.Creates + c.Stops + c.Applies + c.RunReads + c.RunLists + c.WorkspaceLists + c.WorkspaceReads + c.TriggerLists + c.Tools + c.Holds + c.Other - c.RateLimited
 }
 
 func (c apiCost) String() string {
-	s := fmt.Sprintf("%d calls: %d creates, %d stops, %d applies, %d run reads, %d run lists, %d workspace list pages, %d workspace reads, %d run-trigger lists, %d tool lists",
-		c.total(), c.Creates, c.Stops, c.Applies, c.RunReads, c.RunLists, c.WorkspaceLists, c.WorkspaceReads, c.TriggerLists, c.Tools)
+	s := fmt.Sprintf("%d calls: %d creates, %d stops, %d applies, %d run reads, %d run lists, %d workspace list pages, %d workspace reads, %d run-trigger lists, %d tool lists, %d locks and unlocks",
+		c.total(), c.Creates, c.Stops, c.Applies, c.RunReads, c.RunLists, c.WorkspaceLists, c.WorkspaceReads, c.TriggerLists, c.Tools, c.Holds)
 	if c.Other > 0 {
 		s += fmt.Sprintf(", %d other", c.Other)
 	}
@@ -681,4 +693,143 @@ func benchLog(t testing.TB) *zap.Logger {
 		t.Fatal(err)
 	}
 	return log
+}
+
+// BenchmarkHundredCascades: an organization of 10,000 workspaces, most of
+// them unrelated to any cascade (half never ran, half ran once long ago),
+// and 100 small cascades (a root, three members, a sink that waits for the
+// three) started within a few seconds, under TFE's limit of 30 requests a
+// second, native run triggers firing. Each sink's workspace applies
+// run-trigger runs on its own, so it is held (C13) while its upstreams
+// run. The benchmark checks TFE's records (every member one applied run,
+// each sink after its three upstreams) and reports the wall time against
+// the larger of the runs' own critical path and the calls at 30/s, the
+// calls per member, the answers 429, and the process's peak RSS
+// (simulator included). replicas=3 runs three engines on a three-node
+// NATS cluster.
+func BenchmarkHundredCascades(b *testing.B) {
+	const cascades, unrelated, planMS, applyMS = 100, 9500, 3000, 500
+	critical := float64(3*(planMS+applyMS)) / 1000 // root, members, sink
+	for _, replicas := range []int{1, 3} {
+		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
+			for range b.N {
+				o := org{}
+				var idle, ran org
+				for c := range cascades {
+					root, sink := fmt.Sprintf("r%03d", c), fmt.Sprintf("s%03d", c)
+					o.workspaces = append(o.workspaces, wsKind(root, autoApply, planMS, applyMS), wsKind(sink, triggerApply, planMS, applyMS))
+					for m := range 3 {
+						name := fmt.Sprintf("m%03d-%d", c, m)
+						o.workspaces = append(o.workspaces, wsKind(name, triggerApply, planMS+int64(m)*200, applyMS))
+						o.edges = append(o.edges, [2]string{root, name}, [2]string{name, sink})
+					}
+				}
+				for i := range unrelated {
+					w := wsKind(fmt.Sprintf("u%05d", i), triggerApply, 20, 20)
+					if i%2 == 0 {
+						ran.workspaces = append(ran.workspaces, w)
+					} else {
+						idle.workspaces = append(idle.workspaces, w)
+					}
+				}
+				all := o
+				all.workspaces = append(append(append([]tfesim.WorkspaceSpec{}, o.workspaces...), ran.workspaces...), idle.workspaces...)
+				var h *harness
+				var engines []*dispatcher.Dispatcher
+				var servers []*server.Server
+				simOpts := tfesim.Options{RateLimit: 30}
+				if replicas == 1 {
+					h = newHarness(b, all, simOpts)
+				} else {
+					servers = cluster(b)
+					h = newHarnessOn(b, connect(b, servers, 0), events.StreamOptions{Replicas: 3}, all, simOpts)
+				}
+				h.seedHistory(org{workspaces: append(append([]tfesim.WorkspaceSpec{}, o.workspaces...), ran.workspaces...)})
+				var cts []*countingTransport
+				for r := range replicas {
+					opts := dispatcher.Options{Replicas: replicas}
+					js := h.js
+					if replicas > 1 {
+						js = connect(b, servers, r)
+					}
+					d, ct := h.benchEngineOn(js, opts, graphCacheTTL, true)
+					engines = append(engines, d)
+					cts = append(cts, ct)
+				}
+				for _, ct := range cts {
+					quiet(ct, 3*time.Second)
+				}
+				h.sim.ResetStats()
+				started := time.Now()
+				restore := h.liftRateLimit()
+				c := h.uncounted()
+				var roots []string
+				for i := range cascades {
+					r, err := c.Runs.Create(h.ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: h.id(fmt.Sprintf("r%03d", i))},
+						Message: tfe.String("deploy"), AutoApply: tfe.Bool(true)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					roots = append(roots, r.ID)
+				}
+				restore()
+				created := time.Since(started)
+				deadline := time.Now().Add(30 * time.Minute)
+				for {
+					list, err := engines[0].List(h.ctx, dispatcher.Filter{State: string(dispatcher.StateDone), Since: started.Add(-time.Second)})
+					if err == nil && len(list) >= cascades {
+						break
+					}
+					if time.Now().After(deadline) {
+						b.Fatalf("%d of %d cascades done after 30 minutes", len(list), cascades)
+					}
+					time.Sleep(time.Second)
+				}
+				wall := time.Since(started)
+				st := h.sim.Stats()
+				cost := costOf(st)
+				members := cascades * 4
+				restore = h.liftRateLimit()
+				twice := 0
+				for i := range cascades {
+					v, err := engines[0].Snapshot(h.ctx, cascade.ID(roots[i]))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if v.Outcome != cascade.OutcomeApplied {
+						b.Errorf("cascade %s: %s:%s", v.ID, v.Outcome, states(v))
+						twice++
+						continue
+					}
+					h.checkOnce(v, roots[i])
+				}
+				restore()
+				bound := max(critical, float64(cost.total())/30)
+				b.Logf("%d cascades of 4 members among %d workspaces, %d replica(s): %s wall (roots created in %s), bound %.1f s (critical path %.1f s, %d calls at 30/s %.1f s), ratio %.2f; %.2f calls per member; %d answered 429 (%.1f%%); %s; peak RSS %d MB; %d cascades not applied",
+					cascades, len(all.workspaces), replicas, wall.Round(time.Second), created.Round(time.Millisecond), bound, critical, cost.total(), float64(cost.total())/30,
+					wall.Seconds()/bound, float64(cost.total())/float64(members), st.RateLimited, 100*float64(st.RateLimited)/float64(max(1, cost.total())), cost, peakRSSMB(), twice)
+				b.ReportMetric(wall.Seconds(), "wall-s")
+				b.ReportMetric(wall.Seconds()/bound, "wall/bound")
+				b.ReportMetric(float64(cost.total())/float64(members), "calls/member")
+				b.ReportMetric(float64(st.RateLimited), "429s")
+				b.ReportMetric(float64(peakRSSMB()), "peak-RSS-MB")
+			}
+		})
+	}
+}
+
+// peakRSSMB is the process's peak resident set size (Linux), in MB.
+func peakRSSMB() int {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb)
+			return kb / 1024
+		}
+	}
+	return 0
 }

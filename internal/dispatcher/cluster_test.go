@@ -18,7 +18,7 @@ import (
 
 // cluster starts three NATS servers with JetStream, clustered over routes
 // on loopback, in the test's process.
-func cluster(t *testing.T) []*server.Server {
+func cluster(t testing.TB) []*server.Server {
 	t.Helper()
 	ports := make([]int, 3)
 	for i := range ports {
@@ -81,7 +81,7 @@ func joinRoutes(routes []string) string {
 }
 
 // connect opens a JetStream connection to the cluster, preferring server i.
-func connect(t *testing.T, servers []*server.Server, i int) jetstream.JetStream {
+func connect(t testing.TB, servers []*server.Server, i int) jetstream.JetStream {
 	t.Helper()
 	urls := servers[i].ClientURL()
 	for j, ns := range servers {
