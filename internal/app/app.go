@@ -460,9 +460,14 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	if opts.Address == "" {
 		opts.Address = strings.TrimRight(a.cfg.TFE.Address, "/")
 	}
+	// Replicas share the run triggers they read, for the cache's TTL.
+	shared, err := dispatcher.NewGraphShare(ctx, js, "run-triggers", a.cfg.GraphCacheTTL, opts.Replicas, a.log.Named("graph"))
+	if err != nil {
+		return nil, err
+	}
 	return dispatcher.New(ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools, Users: client.Users,
-		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil),
+		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil).WithShared(shared),
 		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
 	})
 }

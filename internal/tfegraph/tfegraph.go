@@ -8,6 +8,10 @@
 //   - Cold, resolving a cascade costs one outbound run-trigger list per
 //     closure member per page (100 triggers a page); warm, none.
 //   - An entry older than the TTL, or invalidated, is read again on next use.
+//   - With a Shared store (replicas of the daemon share one), what one
+//     process read serves the others until the TTL: several replicas cost
+//     about what one does. The store is an optimisation: whatever it
+//     answers or fails to, a stale or missing entry is read from TFE.
 //   - Safe for concurrent use; no lock is held during an API call.
 package tfegraph
 
@@ -94,12 +98,21 @@ func listAll(ctx context.Context, triggers RunTriggerLister, wsID string, typ tf
 	}
 }
 
+// Shared keeps what a Cache read where other processes see it. Load
+// reports an entry and when it was read from TFE; ok is false when there
+// is none (or it cannot be read). Store is best effort.
+type Shared interface {
+	Load(ctx context.Context, workspaceID string) (targets []graph.Workspace, fetched time.Time, ok bool)
+	Store(ctx context.Context, workspaceID string, targets []graph.Workspace, fetched time.Time)
+}
+
 // Cache resolves cascades from the outbound run triggers of the closure's
 // members, read lazily and kept for a TTL.
 type Cache struct {
 	triggers RunTriggerLister
 	ttl      time.Duration
 	now      func() time.Time
+	shared   Shared // nil: this process only
 
 	mu      sync.Mutex
 	entries map[string]entry // workspace ID → its targets
@@ -117,6 +130,12 @@ func NewCache(triggers RunTriggerLister, ttl time.Duration, now func() time.Time
 		now = time.Now
 	}
 	return &Cache{triggers: triggers, ttl: ttl, now: now, entries: map[string]entry{}}
+}
+
+// WithShared makes the cache share what it reads through s, and returns it.
+func (c *Cache) WithShared(s Shared) *Cache {
+	c.shared = s
+	return c
 }
 
 // Invalidate drops what the cache knows of workspace id, so that its
@@ -142,6 +161,14 @@ func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, erro
 	if ok && c.now().Sub(e.fetched) < c.ttl {
 		return e.targets, nil
 	}
+	if c.shared != nil {
+		if targets, fetched, ok := c.shared.Load(ctx, id); ok && c.now().Sub(fetched) < c.ttl && !fetched.After(c.now().Add(time.Minute)) {
+			c.mu.Lock()
+			c.entries[id] = entry{targets: targets, fetched: fetched}
+			c.mu.Unlock()
+			return targets, nil
+		}
+	}
 	rts, err := listAll(ctx, c.triggers, id, tfe.RunTriggerOutbound)
 	if err != nil {
 		return nil, err
@@ -152,9 +179,13 @@ func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, erro
 			targets = append(targets, graph.Workspace{ID: rt.Workspace.ID, Name: rt.WorkspaceName})
 		}
 	}
+	fetched := c.now()
 	c.mu.Lock()
-	c.entries[id] = entry{targets: targets, fetched: c.now()}
+	c.entries[id] = entry{targets: targets, fetched: fetched}
 	c.mu.Unlock()
+	if c.shared != nil {
+		c.shared.Store(ctx, id, targets, fetched)
+	}
 	return targets, nil
 }
 

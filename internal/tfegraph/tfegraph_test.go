@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,5 +133,68 @@ func TestLoadOrganization(t *testing.T) {
 	st := sim.Stats().Requests
 	if st["GET /api/v2/organizations/{org}/workspaces"] != 2 || st[outboundRoute] != 137 {
 		t.Errorf("API cost: %d workspace pages and %d trigger lists, want 2 and 137", st["GET /api/v2/organizations/{org}/workspaces"], st[outboundRoute])
+	}
+}
+
+// sharedMap is a Shared store in memory: what the replicas' KV bucket is.
+type sharedMap struct {
+	mu sync.Mutex
+	m  map[string]sharedEntry
+}
+
+type sharedEntry struct {
+	targets []graph.Workspace
+	fetched time.Time
+}
+
+func (s *sharedMap) Load(_ context.Context, id string) ([]graph.Workspace, time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[id]
+	return e.targets, e.fetched, ok
+}
+
+func (s *sharedMap) Store(_ context.Context, id string, targets []graph.Workspace, fetched time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[id] = sharedEntry{targets, fetched}
+}
+
+// Three replicas' caches share what they read: the first reads the graph
+// from TFE, the others none of it, until the entries are older than the TTL.
+func TestSharedCacheServesOtherReplicas(t *testing.T) {
+	sim, client := newSim(t)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	shared := &sharedMap{m: map[string]sharedEntry{}}
+	root := graph.Workspace{ID: sim.WorkspaceID("acme", "root"), Name: "root"}
+	sim.ResetStats()
+	first, err := tfegraph.NewCache(client.RunTriggers, time.Minute, clock).WithShared(shared).Closure(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cold := sim.Stats().Requests[outboundRoute]
+	if cold == 0 {
+		t.Fatal("the first replica read nothing from TFE")
+	}
+	for range 2 {
+		g, err := tfegraph.NewCache(client.RunTriggers, time.Minute, clock).WithShared(shared).Closure(ctx, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := first.Workspaces(), g.Workspaces(); len(a) != len(b) {
+			t.Errorf("another replica's closure: got %d workspaces, want %d", len(b), len(a))
+		}
+	}
+	if got := sim.Stats().Requests[outboundRoute]; got != cold {
+		t.Errorf("three replicas: got %d run-trigger lists, want %d (the first's only)", got, cold)
+	}
+	now = now.Add(time.Minute)
+	if _, err := tfegraph.NewCache(client.RunTriggers, time.Minute, clock).WithShared(shared).Closure(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Stats().Requests[outboundRoute]; got != 2*cold {
+		t.Errorf("after the TTL: got %d lists in all, want %d", got, 2*cold)
 	}
 }
