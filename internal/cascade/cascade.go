@@ -5,9 +5,9 @@
 //
 // It does no I/O: no NATS, no go-tfe, no clock reads. The dispatcher is the
 // shell around it: it reads TFE, calls Decide, stores the transitions and
-// carries out the actions. Everything the cascade rules say (DESIGN.md,
-// C1–C12) is decided here and tested here, with tables and with property
-// tests on random graphs against a small model of TFE.
+// carries out the actions. Everything the cascade rules say
+// (docs/design.md, C1–C13) is decided here and tested here, with tables and
+// with property tests on random graphs against a small model of TFE.
 //
 // What Decide guarantees, given facts that are true of TFE:
 //
