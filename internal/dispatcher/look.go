@@ -28,7 +28,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 	p, err := d.store.plan(ctx, id)
 	switch {
 	case isMissing(err) || errors.Is(err, errMalformed):
-		return d.store.settleDue(ctx, id, 0, nil, time.Time{}) // expired, or set aside
+		return d.store.dropDue(ctx, id) // expired, or set aside
 	case err != nil:
 		return err
 	}
@@ -37,7 +37,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 	case isMissing(err):
 		return d.begin(ctx, p)
 	case errors.Is(err, errMalformed):
-		return d.store.settleDue(ctx, id, 0, nil, time.Time{})
+		return d.store.dropDue(ctx, id)
 	case err != nil:
 		return err
 	}

@@ -523,6 +523,21 @@ func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled [
 	}
 }
 
+// dropDue forgets that a cascade is due, whatever marked it: one whose
+// plan or meta cannot be read is not looked at again (settling with a
+// revision it never had would keep it due, and the scheduler would look at
+// it again at once, without end).
+func (s *store) dropDue(ctx context.Context, id string) error {
+	d, rev, err := s.due(ctx, id)
+	switch {
+	case isMissing(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	return s.settleDue(ctx, id, rev, d.Dirty, time.Time{})
+}
+
 // owners returns the open cascades holding workspace ws, oldest first.
 func (s *store) owners(ctx context.Context, ws string) ([]string, uint64, error) {
 	e, err := s.get(ctx, wsKey(ws))

@@ -244,3 +244,35 @@ func TestDueSettlesWithoutLosingEvents(t *testing.T) {
 		t.Errorf("a done cascade's due entry was kept: %v", err)
 	}
 }
+
+// A cascade whose plan or meta cannot be read is looked at once and then
+// no more: it is not left due, where the scheduler would look at it again
+// at once, without end.
+func TestMalformedPlanOrMetaIsNotLookedAtAgain(t *testing.T) {
+	for _, key := range []func(id string) string{planKey, metaKey} {
+		t.Run(key("x"), func(t *testing.T) {
+			js, _ := testutil.JetStream(t)
+			d := newTestDispatcher(t, js, &testutil.Alerts{})
+			ctx := context.Background()
+			p := testPlan(t)
+			if _, err := d.store.createPlan(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.begin(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.store.kv.Put(ctx, key(p.ID), []byte("{not json")); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.store.markDirty(ctx, p.ID, p.Members[0].WorkspaceID, time.Now(), false); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Reconcile(ctx, p.ID); err != nil {
+				t.Fatal(err)
+			}
+			if dv, _, err := d.store.due(ctx, p.ID); !isMissing(err) {
+				t.Errorf("due after the look: got %+v, %v; want none", dv, err)
+			}
+		})
+	}
+}
