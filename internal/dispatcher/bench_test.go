@@ -339,8 +339,12 @@ func (h *harness) seedHistory(o org) {
 			h.t.Fatal(err)
 		}
 	}
+	seeding := map[string]bool{}
+	for _, w := range o.workspaces {
+		seeding[w.Name] = true
+	}
 	c := h.uncounted()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		pending := 0
 		opts := &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}, ListOptions: tfe.ListOptions{PageSize: 100}}
@@ -350,7 +354,7 @@ func (h *harness) seedHistory(o org) {
 				h.t.Fatal(err)
 			}
 			for _, w := range list.Items {
-				if w.CurrentRun == nil || w.CurrentRun.Status != tfe.RunPlannedAndFinished {
+				if seeding[w.Name] && (w.CurrentRun == nil || w.CurrentRun.Status != tfe.RunPlannedAndFinished) {
 					pending++
 				}
 			}
