@@ -9,8 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	tu "github.com/tfe-orchestrator/orchestrator/internal/testutil"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // fakeClock moves only when the test advances it. It starts an hour after
