@@ -29,6 +29,10 @@ type sleeper struct {
 
 func newFakeClock() *fakeClock { return &fakeClock{now: time.Now().Add(time.Hour)} }
 
+// newFakeClockNow is a fakeClock at the wall clock's time, for requests
+// whose deadlines http.Client sets on the wall clock.
+func newFakeClockNow() *fakeClock { return &fakeClock{now: time.Now()} }
+
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -60,6 +60,12 @@ func (s *Status) note(what sending) {
 	}
 }
 
+func (s *Status) answered(code int) {
+	if s != nil {
+		s.code.Store(int32(code))
+	}
+}
+
 // NotSent reports whether the limiter kept the last request back, and no
 // request before it went out with an outcome that is unknown.
 func (s *Status) NotSent() bool {

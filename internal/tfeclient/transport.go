@@ -36,7 +36,7 @@ type Options struct {
 
 // Retries of a request answered 5xx, and how far apart: go-tfe's.
 const (
-	maxRetries    = 30
+	retryAttempts = 31 // the first and 30 retries
 	retryWaitMin  = 700 * time.Millisecond
 	retryWaitMax  = 900 * time.Millisecond
 	maxKeptBody   = 1 << 20
@@ -44,7 +44,6 @@ const (
 	pingPathEnd   = "/" + tfe.PingEndpoint
 	rateLimitHdr  = "X-RateLimit-Limit"
 	rateResetHdr  = "X-RateLimit-Reset"
-	retryAttempts = maxRetries + 1
 )
 
 // Transport notes each answer's status in the Status of its request's
@@ -108,7 +107,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 			lastRes, lastErr = nil, err
 			continue
 		}
-		status.code.Store(int32(res.StatusCode))
+		status.answered(res.StatusCode)
 		if t.Limiter != nil {
 			if res.StatusCode == http.StatusTooManyRequests {
 				t.Limiter.RateLimited(resetWait(res.Header.Get(rateResetHdr)))
@@ -187,4 +186,23 @@ func resetWait(header string) time.Duration {
 		return defaultReset
 	}
 	return time.Duration(v * float64(time.Second))
+}
+
+// NewClient is a go-tfe client whose every request goes through
+// NewTransport(o), on cfg.HTTPClient's settings (its transport the next
+// one when o.Next is nil). go-tfe's retry of server errors is given to the
+// transport (cfg.RetryServerErrors sets o.RetryServerErrors), so that
+// ErrNotSent reaches the caller.
+func NewClient(cfg tfe.Config, o Options) (*tfe.Client, error) {
+	hc := &http.Client{}
+	if cfg.HTTPClient != nil {
+		*hc = *cfg.HTTPClient
+	}
+	if o.Next == nil {
+		o.Next = hc.Transport
+	}
+	o.RetryServerErrors = o.RetryServerErrors || cfg.RetryServerErrors
+	hc.Transport = NewTransport(o)
+	cfg.HTTPClient, cfg.RetryServerErrors = hc, false
+	return tfe.NewClient(&cfg)
 }
