@@ -179,3 +179,32 @@ func TestA429BacksEveryReplicaOff(t *testing.T) {
 		t.Fatalf("TFE saw %d requests, want 1", n)
 	}
 }
+
+// A replica that stops without a word (its process killed) is counted
+// until three heartbeats pass without one from it.
+func TestASilentReplicaIsForgotten(t *testing.T) {
+	js, _ := tu.JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const hb = 200 * time.Millisecond
+	s, err := tfeclient.JoinJetStream(ctx, js, tfeclient.JetStreamOptions{Heartbeat: hb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	kv, err := js.KeyValue(ctx, tfeclient.DefaultBudgetBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "replica.killed", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	tu.WaitFor(t, "the other replica to be counted", 10*time.Second, func() bool { return s.Replicas() == 2 })
+	seen := time.Now()
+	tu.WaitFor(t, "the silent replica to be forgotten", 10*time.Second, func() bool { return s.Replicas() == 1 })
+	if gone := time.Since(seen); gone < 2*hb {
+		t.Errorf("a replica heard of %s ago was forgotten, want after 3 heartbeats (%s)", gone, 3*hb)
+	}
+}

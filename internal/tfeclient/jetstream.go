@@ -54,7 +54,7 @@ type JetStreamShared struct {
 	log *zap.Logger
 	now func() time.Time
 
-	publish chan time.Time // a back-off to tell the others, the latest only
+	publish chan struct{} // a back-off to tell the others: the one in force
 	joined  jetstream.KeyWatcher
 
 	mu      sync.Mutex
@@ -89,7 +89,7 @@ func JoinJetStream(ctx context.Context, js jetstream.JetStream, opts JetStreamOp
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	s := &JetStreamShared{kv: kv, id: hex.EncodeToString(id), hb: opts.Heartbeat, log: opts.Log, now: time.Now,
-		publish: make(chan time.Time, 1), seen: map[string]time.Time{}}
+		publish: make(chan struct{}, 1), seen: map[string]time.Time{}}
 	if err := s.heartbeat(ctx); err != nil {
 		return nil, err
 	}
@@ -131,10 +131,9 @@ func (s *JetStreamShared) BackOff(until time.Time) {
 		return
 	}
 	select {
-	case <-s.publish:
-	default:
+	case s.publish <- struct{}{}:
+	default: // Run has yet to tell the one before: it will tell this one
 	}
-	s.publish <- until
 }
 
 // extend reports whether until is later than the back-off in force, which
@@ -181,8 +180,8 @@ func (s *JetStreamShared) Run(ctx context.Context) error {
 			if err := s.heartbeat(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("tfe budget: heartbeat", zap.Error(err))
 			}
-		case until := <-s.publish:
-			wait := until.Sub(s.now())
+		case <-s.publish:
+			wait := s.BackoffUntil().Sub(s.now())
 			if wait <= 0 {
 				continue
 			}
