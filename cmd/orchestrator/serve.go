@@ -66,7 +66,7 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.intVar(&cfg.Stream.Replicas, "stream-replicas", "ORCHESTRATOR_STREAM_REPLICAS", 1, "stream replicas (3 in a NATS cluster)")
 	fs.stringVar(&cfg.TFE.Address, "tfe-address", "TFE_ADDRESS", "https://app.terraform.io", "TFE or HCP Terraform address")
 	tfeToken := fs.secret("tfe-token", "TFE_TOKEN", "TFE API token the dispatcher creates runs with; without it the daemon only ingests")
-	fs.Float64Var(&cfg.TFE.RateLimit, "tfe-rate-limit", 0, "requests per second this process makes to TFE, shared by all its parts (0: go-tfe's 0.66 × TFE's advertised limit)")
+	fs.Float64Var(&cfg.TFE.RateLimit, "tfe-rate-limit", 0, "requests per second to TFE of the whole deployment, all replicas together: each takes an equal share, agreed through JetStream (0: 0.9 × the X-RateLimit-Limit TFE advertises, 30 when none)")
 	fs.mirror("tfe-rate-limit", "ORCHESTRATOR_TFE_RATE_LIMIT")
 	fs.boolVar(&cfg.Dispatcher.DryRun, "dry-run", "ORCHESTRATOR_DRY_RUN", false, "decide and log every cascade step; write nothing to TFE")
 	fs.durationVar(&cfg.GraphCacheTTL, "graph-cache-ttl", "ORCHESTRATOR_GRAPH_CACHE_TTL", 5*time.Minute, "how long a workspace's run triggers are trusted before they are read again")

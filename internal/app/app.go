@@ -27,7 +27,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/api"
@@ -162,9 +161,10 @@ func (a *App) Run(ctx context.Context) error {
 	var disp *dispatcher.Dispatcher
 	var dog *watchdog.Watchdog
 	var client *tfe.Client
+	var budget *tfeclient.JetStreamShared
 	if a.cfg.TFE.Token != "" {
 		a.tfeAuth = newTFEAuth(a.log.Named("tfe"), notifier, a.registry)
-		if client, err = a.tfeClient(); err != nil {
+		if client, budget, err = a.tfeClient(ctx, js); err != nil {
 			return err
 		}
 		// Checked now, so that a wrong token shows at once in /readyz, the
@@ -220,6 +220,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return notifier.Run(gctx) })
 	if client != nil {
 		g.Go(func() error { return a.tfeAuth.run(gctx, client.Users, a.cfg.TFE.CheckInterval) })
+		g.Go(func() error { return budget.Run(gctx) })
 	}
 	if disp != nil {
 		g.Go(func() error { return disp.Run(gctx) })
@@ -416,13 +417,24 @@ func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.
 	})
 }
 
-// tfeClient connects to TFE: one go-tfe client for the process, so one
-// rate limiter, capped process-wide when configured, and one transport
-// where every request to TFE is counted and every refusal of the token
-// seen.
-func (a *App) tfeClient() (*tfe.Client, error) {
+// tfeClient connects to TFE: one go-tfe client for the process, so that
+// every request of the process (engine, graph reads, watchdog) waits for
+// its turn in this replica's share of the deployment's rate limit, which
+// the replicas share through the KV bucket tfe-budget; and one transport
+// where every request sent to TFE is counted and every refusal of the
+// token seen.
+func (a *App) tfeClient(ctx context.Context, js jetstream.JetStream) (*tfe.Client, *tfeclient.JetStreamShared, error) {
+	// The watch made here lives with ctx: JetStream's own timeout (5s)
+	// bounds each call.
+	budget, err := tfeclient.JoinJetStream(ctx, js, tfeclient.JetStreamOptions{
+		Replicas: max(1, a.cfg.Stream.Replicas), Log: a.log.Named("tfe"),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("share the TFE rate limit: %w", err)
+	}
+	limiter := tfeclient.NewLimiter(tfeclient.LimiterOptions{Limit: a.cfg.TFE.RateLimit, Shared: budget, Registerer: a.registry})
 	transport := &tfeTransport{
-		next: tfeclient.Transport(http.DefaultTransport),
+		next: http.DefaultTransport,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_tfe_requests_total",
 			Help: "Requests to the TFE API by endpoint (IDs and names written :id) and status code (error: no answer).",
@@ -430,15 +442,14 @@ func (a *App) tfeClient() (*tfe.Client, error) {
 		auth: a.tfeAuth,
 	}
 	a.registry.MustRegister(transport.requests)
-	if a.cfg.TFE.RateLimit > 0 {
-		transport.limiter = rate.NewLimiter(rate.Limit(a.cfg.TFE.RateLimit), max(1, int(a.cfg.TFE.RateLimit)))
-	}
-	httpClient := &http.Client{Timeout: 60 * time.Second, Transport: transport}
-	client, err := tfe.NewClient(&tfe.Config{Address: a.cfg.TFE.Address, Token: a.cfg.TFE.Token, HTTPClient: httpClient, RetryServerErrors: true})
+	client, err := tfeclient.NewClient(tfe.Config{Address: a.cfg.TFE.Address, Token: a.cfg.TFE.Token, RetryServerErrors: true,
+		HTTPClient: &http.Client{Timeout: 60 * time.Second, Transport: transport}}, tfeclient.Options{Limiter: limiter})
 	if err != nil {
-		return nil, fmt.Errorf("connect to TFE at %s: %w", a.cfg.TFE.Address, err)
+		return nil, nil, fmt.Errorf("connect to TFE at %s: %w", a.cfg.TFE.Address, err)
 	}
-	return client, nil
+	a.log.Info("tfe rate limit", zap.Float64("deployment", limiter.Limit()), zap.Int("replicas", limiter.Replicas()),
+		zap.Float64("this_replica", limiter.Share()), zap.Bool("configured", a.cfg.TFE.RateLimit > 0))
+	return client, budget, nil
 }
 
 // newDispatcher sets the dispatcher up.

@@ -66,9 +66,10 @@ type Config struct {
 type TFEConfig struct {
 	Address string
 	Token   string
-	// RateLimit caps this process's requests per second to TFE, shared by
-	// all its parts; 0 leaves only go-tfe's own limit (0.66 × what TFE
-	// advertises).
+	// RateLimit is the requests per second to TFE of the whole deployment:
+	// the replicas that share the JetStream take an equal share each, and
+	// every part of a replica draws from its share. 0 takes 0.9 × what TFE
+	// advertises in X-RateLimit-Limit (30 when it advertises nothing).
 	RateLimit float64
 	// CheckInterval is how often a token TFE refused is tried again, so
 	// that a fixed token recovers without a restart; default 1m.
@@ -409,7 +410,7 @@ func (c *Config) validateTFE() error {
 		return fmt.Errorf("--tfe-address %q: %w", c.TFE.Address, err)
 	}
 	if r := c.TFE.RateLimit; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
-		return fmt.Errorf("--tfe-rate-limit (%v) must be 0 (go-tfe's own limit) or a positive number of requests per second", r)
+		return fmt.Errorf("--tfe-rate-limit (%v) must be 0 (0.9 × what TFE advertises) or a positive number of requests per second, all replicas together", r)
 	}
 	if c.TFE.CheckInterval < 0 {
 		return fmt.Errorf("the TFE token check interval (%s) must not be negative", duration(c.TFE.CheckInterval))

@@ -13,28 +13,21 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 )
 
-// tfeTransport is the one place where the daemon's HTTP to TFE is observed:
-// every request of the process's go-tfe client goes through it. It holds
-// requests to the process-wide rate when one is set, counts them by
-// endpoint and status code, and reports any 401 or 403 to the token status.
+// tfeTransport sees every request of the process's go-tfe client that goes
+// out, behind the rate limit of tfeclient's transport (retries included):
+// it counts them by endpoint and status code, and reports any 401 or 403 to
+// the token status.
 type tfeTransport struct {
 	next     http.RoundTripper
-	limiter  *rate.Limiter // nil: go-tfe's own limit only
 	requests *prometheus.CounterVec
 	auth     *tfeAuth
 }
 
 func (t *tfeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t.limiter != nil {
-		if err := t.limiter.Wait(r.Context()); err != nil {
-			return nil, err
-		}
-	}
 	endpoint := tfeEndpoint(r.Method, r.URL.Path)
 	res, err := t.next.RoundTrip(r)
 	if err != nil {

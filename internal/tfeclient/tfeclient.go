@@ -1,7 +1,16 @@
 // Package tfeclient is where the orchestrator's HTTP traffic to TFE is
-// seen: the transport every go-tfe call goes through, and what a caller
-// learns from it that go-tfe's errors do not keep (the HTTP status of an
-// answer), so that failures are classified where they are handled.
+// seen: the transport every go-tfe call goes through, the rate limit the
+// replicas of a deployment share, and what a caller learns from it that
+// go-tfe's errors do not keep (the HTTP status of an answer, whether the
+// request was sent at all), so that failures are classified where they are
+// handled.
+//
+// It guarantees that, with a Limiter, every request of the process (retries
+// and go-tfe's /ping included) waits for its turn in this replica's share of
+// the deployment's rate, that no request is sent while a back-off asked for
+// by a 429 to any replica is in force, and that a request the limiter did
+// not send fails with ErrNotSent (Classify: NotSent) and reached TFE in no
+// form.
 //
 // go-tfe turns most answers into plain errors (it keeps sentinels only for
 // 401 and 404); Record gives a call a place where the transport writes the
@@ -21,8 +30,47 @@ import (
 type recorderKey struct{}
 
 // Status holds the HTTP status of the last answer TFE gave to requests made
-// with a context from Record.
-type Status struct{ code atomic.Int32 }
+// with a context from Record, and whether they were sent.
+type Status struct {
+	code atomic.Int32
+	// unknown: a request went out and got no answer or a 5xx, so what it
+	// did is unknown; notSent: the last request was not sent.
+	unknown, notSent atomic.Bool
+}
+
+type sending int
+
+const (
+	sent sending = iota
+	unknown
+	notSent
+)
+
+func (s *Status) note(what sending) {
+	if s == nil {
+		return
+	}
+	switch what {
+	case sent:
+		s.notSent.Store(false)
+	case unknown:
+		s.unknown.Store(true)
+	case notSent:
+		s.notSent.Store(true)
+	}
+}
+
+func (s *Status) answered(code int) {
+	if s != nil {
+		s.code.Store(int32(code))
+	}
+}
+
+// NotSent reports whether the limiter kept the last request back, and no
+// request before it went out with an outcome that is unknown.
+func (s *Status) NotSent() bool {
+	return s != nil && s.notSent.Load() && !s.unknown.Load()
+}
 
 // Code is the status of the last answer, 0 when none came.
 func (s *Status) Code() int {
@@ -32,30 +80,12 @@ func (s *Status) Code() int {
 	return int(s.code.Load())
 }
 
-// Record returns a context whose requests through Transport note their
-// answer's status in the returned Status.
+// Record returns a context whose requests through the transport (Transport,
+// NewTransport) note their answer's status, and whether they were sent, in
+// the returned Status. Use one per call.
 func Record(ctx context.Context) (context.Context, *Status) {
 	s := &Status{}
 	return context.WithValue(ctx, recorderKey{}, s), s
-}
-
-// Transport notes each answer's status in the Status of its request's
-// context, when there is one.
-func Transport(next http.RoundTripper) http.RoundTripper {
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	return roundTripper{next}
-}
-
-type roundTripper struct{ next http.RoundTripper }
-
-func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
-	res, err := t.next.RoundTrip(r)
-	if s, ok := r.Context().Value(recorderKey{}).(*Status); ok && res != nil {
-		s.code.Store(int32(res.StatusCode))
-	}
-	return res, err
 }
 
 // Class is what a failed call means for the caller.
@@ -74,10 +104,23 @@ const (
 	Gone
 	// Refused: TFE refused the request as it stands (400, 409, 422).
 	Refused
+	// NotSent: the rate limiter did not send the request (its turn came
+	// after its deadline, or its caller gave up waiting): TFE saw nothing,
+	// nothing happened; try again in a later turn.
+	NotSent
 )
 
 // Classify says what err, from a call whose answers status recorded, means.
+// A call whose request the limiter did not send is NotSent: by ErrNotSent,
+// or, when go-tfe returned the context's error in its place (the context
+// ended while the request waited), by status.
 func Classify(err error, status *Status) Class {
+	if status == nil || !status.unknown.Load() {
+		ctxErr := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+		if errors.Is(err, ErrNotSent) || status.NotSent() && ctxErr {
+			return NotSent
+		}
+	}
 	switch {
 	case errors.Is(err, tfe.ErrUnauthorized):
 		return Unauthorized
