@@ -1267,6 +1267,21 @@ func (s Status) equal(o Status) bool {
 	return true
 }
 
+// AfterNotSent is member i's status when its run's creation was never sent
+// (the deployment's rate budget had no turn for it in time): nothing
+// happened in TFE, so no attempt is spent; the member is ready to create
+// it again when its turn comes.
+func AfterNotSent(st []Status, i int) Status {
+	s := st[i]
+	if s.State != Dispatching {
+		return s
+	}
+	s.State, s.Reason = Ready, "waiting for its turn in the rate budget to create its run"
+	s.Attempts = max(0, s.Attempts-1)
+	s.AttemptDeadline = time.Time{}
+	return s
+}
+
 // AfterCreate is member i's status once the shell knows how the creation
 // of its run went: created (r), or refused by TFE (refused, why: the
 // member is blocked and operators are told). When neither is known, the

@@ -41,3 +41,24 @@ func TestStatusEqualSeesEveryField(t *testing.T) {
 		t.Error("the same instant in two zones, or an empty list and none, compare different")
 	}
 }
+
+// A run creation the rate budget never sent spends no attempt: the member
+// is ready to create it again, and MaxAttempts counts only what TFE saw.
+func TestNotSentSpendsNoAttempt(t *testing.T) {
+	p := plan(t, "root", "root>a")
+	st := []Status{Initial(p, 0)}
+	st[0] = Status{State: Ready, ReadyAt: at(0), Since: at(0)}
+	pol := Policy{NativeGrace: time.Second, MaxAttempts: 2}
+	for range 5 {
+		d := Decide(Input{Plan: p, Statuses: st, Facts: Facts{Workspaces: map[string]Workspace{p.Members[0].WorkspaceID: {ID: p.Members[0].WorkspaceID, HasConfiguration: true}},
+			Lists: map[string][]Run{p.Members[0].WorkspaceID: nil}}, Policy: pol, Now: t0.Add(time.Minute)})
+		st = d.Statuses
+		if st[0].State != Dispatching || st[0].Attempts != 1 {
+			t.Fatalf("got %s with %d attempts, want dispatching with 1", st[0].State, st[0].Attempts)
+		}
+		st[0] = AfterNotSent(st, 0)
+		if st[0].State != Ready || st[0].Attempts != 0 {
+			t.Fatalf("after not sent: got %s with %d attempts, want ready with 0", st[0].State, st[0].Attempts)
+		}
+	}
+}

@@ -20,28 +20,37 @@ import (
 
 // selfCache keeps the ID of the TFE user the engine acts as.
 type selfCache struct {
-	mu  sync.Mutex
-	id  string
-	err time.Time // when reading it last failed: tried again a minute later
+	mu       sync.Mutex
+	id       string
+	disabled bool // TFE will not say (a token that cannot read its account)
 }
 
-func (c *selfCache) get(ctx context.Context, users Users, log *zap.Logger) string {
+// get returns the engine's user ID. A transient failure (rate limit, a
+// server error, a timeout) fails the look, which is tried again: a look
+// made without it would take no hold. A token TFE refuses account details
+// to turns holds off, with a warning.
+func (c *selfCache) get(ctx context.Context, users Users, log *zap.Logger) (string, error) {
 	if users == nil {
-		return ""
+		return "", nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.id != "" || time.Since(c.err) < time.Minute {
-		return c.id
+	if c.id != "" || c.disabled {
+		return c.id, nil
 	}
-	u, err := users.ReadCurrent(ctx)
-	if err != nil || u == nil || u.ID == "" {
-		c.err = time.Now()
-		log.Warn("the engine's tfe user is not known: members are not held until it is", zap.Error(err))
-		return ""
+	rctx, status := tfeclient.Record(ctx)
+	u, err := users.ReadCurrent(rctx)
+	switch class := tfeclient.Classify(err, status); {
+	case err == nil && u != nil && u.ID != "":
+		c.id = u.ID
+		return c.id, nil
+	case err == nil, class == tfeclient.Gone, class == tfeclient.Refused:
+		c.disabled = true
+		log.Warn("tfe does not say which user the engine's token is: members are not held (C13)", zap.Error(err))
+		return "", nil
+	default:
+		return "", fmt.Errorf("read the engine's tfe user: %w", err)
 	}
-	c.id = u.ID
-	return c.id
 }
 
 // hold locks a member's workspace for its cascade and stores that it did.
@@ -124,7 +133,10 @@ func (d *Dispatcher) storeAfter(ctx context.Context, l *lease, p *cascade.Plan, 
 // cascade p that it may hold: TFE shows it locked by the engine's user and
 // no other open cascade holds it.
 func (d *Dispatcher) releaseAll(ctx context.Context, l *lease, p *cascade.Plan) error {
-	self := d.self.get(ctx, d.deps.Users, d.log)
+	self, err := d.self.get(ctx, d.deps.Users, d.log)
+	if err != nil {
+		return err
+	}
 	if self == "" || d.opts.DryRun {
 		return nil
 	}

@@ -80,7 +80,9 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 	if facts.Tools, err = d.tools.get(ctx); err != nil {
 		return err
 	}
-	facts.Self = d.self.get(ctx, d.deps.Users, d.log)
+	if facts.Self, err = d.self.get(ctx, d.deps.Users, d.log); err != nil {
+		return err
+	}
 	var dec cascade.Decision
 	for round := 0; ; round++ {
 		if err := d.holders(ctx, p, st, &facts); err != nil {
