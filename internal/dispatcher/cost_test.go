@@ -39,7 +39,7 @@ func TestAPICostPerMember(t *testing.T) {
 			// stop of the run queued too early, the list that confirms
 			// it), plus the graph's reads when cold.
 			warmMax := 2.0 + 5*float64(tc.fanIns)/float64(tc.members)
-			coldMax := warmMax + 1.5
+			coldMax := warmMax + 2.5
 			h := newHarness(t, tc.org, tfesim.Options{})
 			opts := fastOptions()
 			opts.Debounce, opts.Policy.Recheck = 500*time.Millisecond, time.Minute

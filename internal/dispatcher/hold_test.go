@@ -69,7 +69,10 @@ func TestFanInHeldWhileLooksComeLate(t *testing.T) {
 // A cascade whose member record cannot be read is set aside; the member it
 // held is let go all the same: no workspace stays locked by the engine.
 func TestHoldReleasedWhenSetAside(t *testing.T) {
-	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 20, 20),
+	// a plans long enough for the cascade to have started before it
+	// applies (else a's apply starts a cascade of its own, which holds
+	// the sink in turn).
+	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 2000, 20),
 		wsKind("b", triggerApply, 60000, 20), wsKind("sink", triggerApply, 20, 20)},
 		edges: [][2]string{{"root", "a"}, {"root", "b"}, {"a", "sink"}, {"b", "sink"}}}
 	h := newHarness(t, o, tfesim.Options{})
@@ -94,6 +97,10 @@ func TestHoldReleasedWhenSetAside(t *testing.T) {
 		return err == nil && len(list) == 1 && list[0].ID == id
 	})
 	if locked() {
+		all, _ := d.List(h.ctx, dispatcher.Filter{})
+		for _, c := range all {
+			t.Logf("cascade %+v", c)
+		}
 		t.Error("sink is still locked by the engine after its cascade was set aside")
 	}
 }
