@@ -123,7 +123,7 @@ func writeAudit(w io.Writer, recs []dispatcher.AuditRecord) error {
 		fmt.Fprintln(w, "(no audit records)")
 		return nil
 	}
-	fmt.Fprintln(w, "AT\tBY\tACTION\tCONCERNS\tCHANGE\tWHY")
+	fmt.Fprintln(w, "AT\tBY\tACTION\tCONCERNS\tWHY\tCHANGE")
 	for _, r := range recs {
 		var concerns []string
 		if r.Organization != "" {
@@ -143,7 +143,7 @@ func writeAudit(w io.Writer, recs []dispatcher.AuditRecord) error {
 			change = r.Before + " → " + r.After
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", formatTime(r.At), r.By, strings.ReplaceAll(r.Action, "_", " "),
-			strings.Join(concerns, "/"), oneLine(change), oneLine(r.Why))
+			strings.Join(concerns, "/"), oneLine(r.Why), oneLine(change))
 	}
 	return nil
 }

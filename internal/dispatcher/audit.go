@@ -97,7 +97,7 @@ type Organizations interface {
 
 // ErrUnknownOrganization marks a control naming an organization TFE does
 // not know.
-var ErrUnknownOrganization = errors.New("unknown organization")
+var ErrUnknownOrganization = errors.New("not known to TFE")
 
 func auditConfig(o Options) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
@@ -148,7 +148,7 @@ func (d *Dispatcher) knownOrganization(ctx context.Context, org string) error {
 	_, err := d.deps.Organizations.Read(ctx, org)
 	switch {
 	case errors.Is(err, tfe.ErrResourceNotFound):
-		return fmt.Errorf("%w: organization %s is not known to TFE", ErrUnknownOrganization, org)
+		return fmt.Errorf("organization %s is %w", org, ErrUnknownOrganization)
 	case err != nil:
 		return fmt.Errorf("check organization %s with TFE: %w", org, err)
 	}
