@@ -138,7 +138,7 @@ func TestAuditAndStatusCommands(t *testing.T) {
 			t.Errorf("record %d: %+v, want %+v", i, r, w)
 		}
 	}
-	if r := trail.Records[5]; r.Cascade != id || r.Workspace != "net" || r.Organization != "acme" {
+	if r := trail.Records[5]; r.Cascade != id || r.Workspace != "net" || r.Organization != "acme" || !strings.Contains(r.Before, "member net (") || !strings.Contains(r.Before, ") failed") {
 		t.Errorf("the retry's record does not say what it concerns: %+v", r)
 	}
 

@@ -114,7 +114,7 @@ type decisionFlags struct{ by, why string }
 
 func (d *decisionFlags) define(fs *flagSet) {
 	fs.stringVar(&d.by, "by", "ORCHESTRATOR_OPERATOR", "", "who decides (recorded with the control; default: the token's name)")
-	fs.stringVar(&d.why, "why", "", "", "why (required; recorded with the control and shown to everyone)")
+	fs.stringVar(&d.why, "why", "", "", "why (required, at most 1,000 characters; recorded with the control and in the audit trail, and shown to everyone)")
 }
 
 func (d *decisionFlags) decision() (api.Decision, error) {

@@ -1,7 +1,8 @@
 // Package api is the operator API: cascades as the engine's read model
-// shows them, "why" for a workspace, and the operators' controls, over
-// versioned JSON on HTTP (documented in docs/api.md). The CLI and the web
-// page use it, through Client or from the browser.
+// shows them, "why" for a workspace, the operators' controls, what is in
+// force (status) and the audit trail of the controls, over versioned JSON
+// on HTTP (documented in docs/api.md). The CLI and the web page use it,
+// through Client or from the browser.
 //
 // It guarantees that nothing is read or changed without a bearer token of
 // the right role (tokens compared in constant time, never logged), that
@@ -9,7 +10,10 @@
 // engine's storage: it calls the engine's read model and controls. A
 // cascade ID, workspace or organization that cannot be one (a NATS
 // wildcard, a dot, a space, too long) is answered 400 before anything is
-// looked up, a well-formed one the engine does not keep 404. Requests
+// looked up, a well-formed one the engine does not keep 404. A control's
+// fields are bounded (a why of dispatcher.MaxWhy characters, a body of 64
+// KiB, a list's of 1 MiB) and one over is answered 400 naming the field;
+// an organization TFE does not know, 422. Requests
 // without a valid token are logged within a bound (internal/ratelog), their
 // paths cut short. Watch streams are capped, per token and in all (MaxStreamsPerToken,
 // MaxStreams); one over a cap is answered 429 with Retry-After, and the

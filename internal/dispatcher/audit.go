@@ -134,6 +134,22 @@ func checkName(what, name string) error {
 	return nil
 }
 
+// organizationChecker returns knownOrganization, remembering its answers:
+// a list names the same organizations many times.
+func (d *Dispatcher) organizationChecker() func(context.Context, string) error {
+	seen := map[string]error{}
+	return func(ctx context.Context, org string) error {
+		if err, ok := seen[org]; ok {
+			return err
+		}
+		err := d.knownOrganization(ctx, org)
+		if err == nil || errors.Is(err, ErrBadControl) || errors.Is(err, ErrUnknownOrganization) {
+			seen[org] = err
+		}
+		return err
+	}
+}
+
 // knownOrganization checks that TFE knows org ("" names none).
 func (d *Dispatcher) knownOrganization(ctx context.Context, org string) error {
 	if org == "" {
@@ -178,10 +194,16 @@ func auditKey(r *AuditRecord) string {
 	return fmt.Sprintf("%s.%s.%019d-%s", org, id, r.At.UnixNano(), hex.EncodeToString(b[:]))
 }
 
+// auditWriteTimeout bounds the writes of a control's records.
+const auditWriteTimeout = 10 * time.Second
+
 // record keeps the records of a control's use and logs each once. The
-// control is in force already: a record that cannot be kept is an error
-// saying so, and its log line stays.
+// control is in force already: its records are written even when the
+// caller has gone (the request's context ended), and a record that cannot
+// be kept is an error saying so; its log line stays.
 func (d *Dispatcher) record(ctx context.Context, recs ...AuditRecord) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
+	defer cancel()
 	var failed error
 	for _, r := range recs {
 		if r.At.IsZero() {
@@ -240,7 +262,11 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 	if err != nil {
 		return nil, fmt.Errorf("read the audit bucket: %w", err)
 	}
-	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return nil, fmt.Errorf("read the audit bucket: a status of type %T", st)
+	}
+	info := bs.StreamInfo()
 	lo, hi := info.State.FirstSeq, info.State.LastSeq
 	if info.State.Msgs == 0 {
 		return []AuditRecord{}, nil

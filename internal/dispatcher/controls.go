@@ -464,7 +464,7 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	}
 	name := p.Name(workspaceID)
 	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditRetry, Organization: p.Organization, Cascade: id,
-		Workspace: name, Before: "member " + name + " (" + workspaceID + ") failed or was blocked",
+		Workspace: name, Before: d.describeMember(ctx, p, workspaceID),
 		After: fmt.Sprintf("member %s runs again (retry %s; members retried in this cascade: %d)", name, c.ID, tries)})
 	if err := d.reopen(ctx, id); err != nil {
 		return err
@@ -592,6 +592,7 @@ func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Cont
 		return x.Organization + "\x00" + x.Name + "\x00" + strings.ToLower(x.Tag) + "\x00" + x.Why
 	}
 	var recs []AuditRecord
+	known := d.organizationChecker()
 	err := d.replaceList(ctx, "ctl.exclude", func(data []byte) (any, error) {
 		var old []Exclusion
 		if data != nil && decode(data, &old) != nil {
@@ -614,7 +615,7 @@ func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Cont
 				next = append(next, o)
 				continue
 			}
-			if err := d.knownOrganization(ctx, x.Organization); err != nil {
+			if err := known(ctx, x.Organization); err != nil {
 				return nil, err
 			}
 			next = append(next, x)
@@ -667,6 +668,7 @@ func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]
 	}
 	now := d.opts.Now().UTC()
 	var recs []AuditRecord
+	known := d.organizationChecker()
 	err := d.replaceList(ctx, "ctl.freeze", func(data []byte) (any, error) {
 		var old []Freeze
 		if data != nil && decode(data, &old) != nil {
@@ -689,7 +691,7 @@ func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]
 				next = append(next, o)
 				continue
 			}
-			if err := d.knownOrganization(ctx, f.Organization); err != nil {
+			if err := known(ctx, f.Organization); err != nil {
 				return nil, err
 			}
 			f.Start, f.End = f.Start.UTC(), f.End.UTC()
@@ -720,4 +722,24 @@ func (d *Dispatcher) Freezes(ctx context.Context) ([]Freeze, error) {
 	var fs []Freeze
 	err := d.store.readList(ctx, "ctl.freeze", &fs)
 	return fs, err
+}
+
+// describeMember words how a member stands, for a record's before.
+func (d *Dispatcher) describeMember(ctx context.Context, p *cascade.Plan, ws string) string {
+	i := p.Index(ws)
+	st := cascade.Initial(p, i)
+	if e, err := d.store.get(ctx, memberKey(p.ID, ws)); err == nil {
+		var v cascade.Status
+		if decode(e.Value(), &v) == nil && v.Validate() == nil {
+			st = v
+		}
+	}
+	s := fmt.Sprintf("member %s (%s) %s", p.Name(ws), ws, st.State)
+	if st.Reason != "" {
+		s += ": " + st.Reason
+	}
+	if st.RunID != "" {
+		s += " (run " + st.RunID + ")"
+	}
+	return s
 }
