@@ -94,7 +94,7 @@ func TestAuditAndStatusCommands(t *testing.T) {
 	if _, err := alice.SetExclusions(ctx, api.ExclusionsRequest{Exclusions: []dispatcher.Exclusion{{Organization: "acme", Name: "app", Why: "by hand"}}}); err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ = cli("status")
+	code, out, _ = cli("status", "--token", readToken)
 	for _, want := range []string{"readiness:", "ready", "guard:", "none", "replicas:", "audit kept:", "2160h0m0s", "dispatching is not paused anywhere",
 		"FREEZE", "acme", "in force", "carol (token alice)", "year end", "EXCLUDED", "workspace app", "by hand"} {
 		if code != 0 || !strings.Contains(out, want) {

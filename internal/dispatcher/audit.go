@@ -102,7 +102,7 @@ var ErrUnknownOrganization = errors.New("not known to TFE")
 func auditConfig(o Options) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket: o.AuditBucket, Description: "audit trail of the operators' controls of the run-trigger orchestrator",
-		TTL: o.AuditRetention, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, MaxValueSize: 16 << 10,
+		TTL: o.AuditRetention, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, MaxValueSize: 32 << 10, // a record is at most about 20 KiB (its fields bounded)
 	}
 }
 
