@@ -212,12 +212,19 @@ func (s *Server) audit(c *call) (int, any) {
 	return s.auditTrail(c, f)
 }
 
+// cascadeAudit is the audit trail of one cascade. Records outlive the
+// cascade's state (--audit-retention, --state-ttl): a cascade no longer
+// kept still has them; one without records that the engine does not keep
+// is a 404.
 func (s *Server) cascadeAudit(c *call) (int, any) {
 	id := c.r.PathValue("id")
-	if _, err := c.engine.Snapshot(c.r.Context(), id); err != nil && errors.Is(err, dispatcher.ErrNoCascade) {
-		return failed(err)
+	code, body := s.auditTrail(c, dispatcher.AuditFilter{Cascade: id})
+	if trail, ok := body.(AuditTrail); ok && len(trail.Records) == 0 {
+		if _, err := c.engine.Snapshot(c.r.Context(), id); errors.Is(err, dispatcher.ErrNoCascade) {
+			return failed(err)
+		}
 	}
-	return s.auditTrail(c, dispatcher.AuditFilter{Cascade: id})
+	return code, body
 }
 
 func (s *Server) auditTrail(c *call, f dispatcher.AuditFilter) (int, any) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -350,6 +351,11 @@ func (d *Dispatcher) auditRange(ctx context.Context, filter string, from, to uin
 		})
 		if err != nil {
 			return fmt.Errorf("read the audit bucket: %w", err)
+		}
+		if eob != nil { // the last message sent, also when it was a deletion fn did not see
+			if n, err := strconv.ParseUint(eob.Header.Get("Nats-Last-Sequence"), 10, 64); err == nil && n > last {
+				last = n
+			}
 		}
 		if eob == nil || last == 0 || last >= to || eob.Header.Get("Nats-Num-Pending") == "0" {
 			return nil
