@@ -40,6 +40,9 @@ func (c *clock) add(d time.Duration) {
 type orgs map[string]bool
 
 func (o orgs) Read(_ context.Context, name string) (*tfe.Organization, error) {
+	if name == "unreachable" {
+		return nil, errors.New("dial tcp: connection refused")
+	}
 	if !o[name] {
 		return nil, tfe.ErrResourceNotFound
 	}
@@ -189,6 +192,19 @@ func TestControlsAreChecked(t *testing.T) {
 	}
 	if trail, err := d.Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 0 {
 		t.Errorf("refused controls left audit records: %+v, %v", trail, err)
+	}
+
+	// The brake works while TFE does not answer; its record says the
+	// organization was not checked. A freeze, planned ahead, waits.
+	if err := d.Pause(ctx, "unreachable", dispatcher.Control{By: "bob", Why: "incident"}); err != nil {
+		t.Errorf("a pause while TFE does not answer: %v", err)
+	}
+	if trail, err := d.Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 1 || !strings.Contains(trail[0].After, "not checked") {
+		t.Errorf("the record of a pause not checked: %+v, %v", trail, err)
+	}
+	if _, err := d.SetFreezes(ctx, []dispatcher.Freeze{{Organization: "unreachable", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); err == nil ||
+		errors.Is(err, dispatcher.ErrUnknownOrganization) || errors.Is(err, dispatcher.ErrBadControl) {
+		t.Errorf("a freeze while TFE does not answer: %v, want the engine's trouble", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 )
@@ -288,13 +289,19 @@ func where(org string) string {
 }
 
 // Pause stops new dispatching everywhere, or in one organization, which
-// TFE must know.
+// TFE must know. A pause is the brake of an incident: when TFE cannot
+// say whether it knows the organization (it does not answer), the pause
+// is taken all the same, and its record says it was not checked.
 func (d *Dispatcher) Pause(ctx context.Context, org string, c Control) error {
 	if err := d.newControl(&c); err != nil {
 		return err
 	}
-	if err := d.knownOrganization(ctx, org); err != nil {
+	unchecked := ""
+	if err := d.knownOrganization(ctx, org); errors.Is(err, ErrBadControl) || errors.Is(err, ErrUnknownOrganization) {
 		return err
+	} else if err != nil {
+		d.log.Warn("pause taken without checking its organization", zap.String("organization", org), zap.Error(err))
+		unchecked = "; the organization was not checked: TFE did not answer"
 	}
 	before, err := d.store.readControl(ctx, pauseKey(org))
 	if err != nil && !errors.Is(err, errMalformed) {
@@ -304,7 +311,7 @@ func (d *Dispatcher) Pause(ctx context.Context, org string, c Control) error {
 		return err
 	}
 	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditPause, Organization: org,
-		Before: describePause(before), After: describePause(&c) + " (" + where(org) + ")"})
+		Before: describePause(before), After: describePause(&c) + " (" + where(org) + unchecked + ")"})
 	return errors.Join(d.lookAtRunning(ctx, org), rerr)
 }
 
