@@ -115,6 +115,7 @@ func TestConfigurationRefusedBeforeStart(t *testing.T) {
 		want string
 	}{
 		{"state TTL under the ack wait", serve("--state-ttl", "1s"), nil, "--state-ttl (1s) must be longer than --ack-wait (30s)"},
+		{"audit kept under an hour", serve("--audit-retention", "30m"), nil, "--audit-retention (30m) must be at least 1h"},
 		{"no dispatch in flight", serve("--max-dispatch-in-flight", "0"), nil, "--max-dispatch-in-flight must be greater than 0"},
 		{"negative in flight from the environment", serve(), map[string]string{"ORCHESTRATOR_MAX_DISPATCH_IN_FLIGHT": "-3"}, "--max-dispatch-in-flight"},
 		{"negative duration", serve("--root-max-age", "-1m"), nil, "--root-max-age must be greater than 0"},

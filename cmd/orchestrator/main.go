@@ -33,7 +33,7 @@ func main() {
 
 func commands() []*command {
 	return []*command{demoCommand(), serveCommand(), cascadesListCommand(), cascadesShowCommand(), cascadesWatchCommand(),
-		cascadesCancelCommand(), cascadesRetryCommand(), cascadesApproveCommand(), pauseCommand(false), pauseCommand(true), whyCommand(),
+		cascadesCancelCommand(), cascadesRetryCommand(), cascadesApproveCommand(), pauseCommand(false), pauseCommand(true), statusCommand(), auditCommand(), whyCommand(),
 		graphCommand(), notificationsInstallCommand(), tfesimCommand(), versionCommand()}
 }
 

@@ -114,7 +114,7 @@ type decisionFlags struct{ by, why string }
 
 func (d *decisionFlags) define(fs *flagSet) {
 	fs.stringVar(&d.by, "by", "ORCHESTRATOR_OPERATOR", "", "who decides (recorded with the control; default: the token's name)")
-	fs.stringVar(&d.why, "why", "", "", "why (required; recorded with the control and shown to everyone)")
+	fs.stringVar(&d.why, "why", "", "", "why (required, at most 1,000 characters; recorded with the control and in the audit trail, and shown to everyone)")
 }
 
 func (d *decisionFlags) decision() (api.Decision, error) {
@@ -430,18 +430,35 @@ func pauseCommand(resume bool) *command {
 			if err != nil {
 				return err
 			}
-			var ctl *api.Controls
 			if resume {
-				ctl, err = c.Resume(env.ctx, org, d)
-			} else {
-				ctl, err = c.Pause(env.ctx, org, d)
+				ans, err := c.Resume(env.ctx, org, d)
+				if err != nil {
+					return apiError(err)
+				}
+				return af.print(env.stdout, ans, func(w io.Writer) error {
+					if ans.Lifted != nil {
+						fmt.Fprintf(w, "lifted the pause of %s: %s had paused it since %s (%s)\n", scope(org), ans.Lifted.By, formatTime(ans.Lifted.At), ans.Lifted.Why)
+					} else {
+						fmt.Fprintf(w, "nothing lifted: there was no pause of %s\n", scope(org))
+					}
+					return writePauses(w, &ans.Controls)
+				})
 			}
+			ctl, err := c.Pause(env.ctx, org, d)
 			if err != nil {
 				return apiError(err)
 			}
 			return af.print(env.stdout, ctl, func(w io.Writer) error { return writePauses(w, ctl) })
 		}
 	})
+}
+
+// scope words what a pause concerns: an organization, or everything.
+func scope(org string) string {
+	if org == "" {
+		return "everything"
+	}
+	return "organization " + org
 }
 
 func writePauses(w io.Writer, ctl *api.Controls) error {

@@ -89,6 +89,7 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.boolVar(&cfg.Dispatcher.Policy.NoHolds, "no-holds", "ORCHESTRATOR_NO_HOLDS", false, "do not lock members that TFE's run triggers can queue runs in too early (C13); such runs are then only stopped when a look finds them, in time only while looks come faster than runs plan")
 	fs.boolVar(&cfg.Dispatcher.Policy.RunUnchanged, "run-unchanged", "ORCHESTRATOR_RUN_UNCHANGED", false, "run a member whose upstreams all finished with no changes (by default it is skipped)")
 	fs.durationVar(&cfg.Dispatcher.StateTTL, "state-ttl", "ORCHESTRATOR_STATE_TTL", 7*24*time.Hour, "how long cascade state is kept")
+	fs.durationVar(&cfg.Dispatcher.AuditRetention, "audit-retention", "ORCHESTRATOR_AUDIT_RETENTION", 90*24*time.Hour, "how long the audit trail of the operators' controls is kept (at least 1h)")
 	alertWebhook := fs.secret("alert-webhook-url", "ORCHESTRATOR_ALERT_WEBHOOK_URL", "send alerts as JSON to this URL")
 	alertSlack := fs.secret("alert-slack-url", "ORCHESTRATOR_ALERT_SLACK_URL", "send alerts to this Slack-style incoming webhook")
 	fs.durationVar(&cfg.Alerts.Window, "alert-window", "ORCHESTRATOR_ALERT_WINDOW", 15*time.Minute, "an alert with the same key is sent once within this window")
@@ -106,7 +107,7 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 		if err := fs.positive("http-idle-timeout", "webhook-max-body", "webhook-max-concurrent", "webhook-max-pending-bytes", "webhook-read-timeout",
 			"stream-max-age", "stream-duplicate-window", "stream-replicas", "graph-cache-ttl", "max-dispatch-in-flight",
 			"ack-wait", "reconcile-interval", "locked-retry", "locked-alert-after", "state-ttl", "reconcile-workers",
-			"max-event-deliveries", "lease-ttl", "approval-reminder", "native-run-grace", "root-max-age", "reconcile-debounce",
+			"max-event-deliveries", "lease-ttl", "approval-reminder", "native-run-grace", "audit-retention", "root-max-age", "reconcile-debounce",
 			"alert-window", "watchdog-interval", "watchdog-lease-ttl", "shutdown-timeout", "api-max-watch-streams",
 			"api-max-watch-streams-per-token"); err != nil {
 			return app.Config{}, err

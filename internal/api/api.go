@@ -1,7 +1,8 @@
 // Package api is the operator API: cascades as the engine's read model
-// shows them, "why" for a workspace, and the operators' controls, over
-// versioned JSON on HTTP (documented in docs/api.md). The CLI and the web
-// page use it, through Client or from the browser.
+// shows them, "why" for a workspace, the operators' controls, what is in
+// force (status) and the audit trail of the controls, over versioned JSON
+// on HTTP (documented in docs/api.md). The CLI and the web page use it,
+// through Client or from the browser.
 //
 // It guarantees that nothing is read or changed without a bearer token of
 // the right role (tokens compared in constant time, never logged), that
@@ -9,7 +10,10 @@
 // engine's storage: it calls the engine's read model and controls. A
 // cascade ID, workspace or organization that cannot be one (a NATS
 // wildcard, a dot, a space, too long) is answered 400 before anything is
-// looked up, a well-formed one the engine does not keep 404. Requests
+// looked up, a well-formed one the engine does not keep 404. A control's
+// fields are bounded (a why of dispatcher.MaxWhy characters, a body of 64
+// KiB, a list's of 1 MiB) and one over is answered 400 naming the field;
+// an organization TFE does not know, 422. Requests
 // without a valid token are logged within a bound (internal/ratelog), their
 // paths cut short. Watch streams are capped, per token and in all (MaxStreamsPerToken,
 // MaxStreams); one over a cap is answered 429 with Retry-After, and the
@@ -43,15 +47,17 @@ type Engine interface {
 	Watch(ctx context.Context, id string) (<-chan *dispatcher.View, error)
 	Why(ctx context.Context, org, workspace string) (*dispatcher.Why, error)
 	Pause(ctx context.Context, org string, c dispatcher.Control) error
-	Resume(ctx context.Context, org, by, why string) error
+	Resume(ctx context.Context, org string, c dispatcher.Control) (*dispatcher.Control, error)
 	Paused(ctx context.Context) (map[string]dispatcher.Control, error)
 	Cancel(ctx context.Context, id string, c dispatcher.Control) error
 	Retry(ctx context.Context, id, workspaceID string, c dispatcher.Control) error
 	Approve(ctx context.Context, id string, c dispatcher.Control) error
-	SetExclusions(ctx context.Context, excl []dispatcher.Exclusion) error
+	SetExclusions(ctx context.Context, excl []dispatcher.Exclusion, c dispatcher.Control) ([]dispatcher.AuditRecord, error)
 	Exclusions(ctx context.Context) ([]dispatcher.Exclusion, error)
-	SetFreezes(ctx context.Context, fs []dispatcher.Freeze) error
+	SetFreezes(ctx context.Context, fs []dispatcher.Freeze, c dispatcher.Control) ([]dispatcher.AuditRecord, error)
 	Freezes(ctx context.Context) ([]dispatcher.Freeze, error)
+	Audit(ctx context.Context, f dispatcher.AuditFilter) ([]dispatcher.AuditRecord, error)
+	Status(ctx context.Context) (*dispatcher.Status, error)
 }
 
 // Options configure the API.
@@ -60,6 +66,9 @@ type Options struct {
 	// Engine returns the engine, or nil while there is none (the daemon
 	// ingests only, without a TFE token).
 	Engine func() Engine
+	// Ready says whether the daemon is ready, as /readyz does: "" when it
+	// is, else what is wrong. Nil: status says readiness is not reported.
+	Ready func(context.Context) string
 	// Stop ends the watch streams (the server is shutting down).
 	Stop <-chan struct{}
 	// KeepAlive is how often a watch stream sends a comment; default 15s.
@@ -172,7 +181,10 @@ func New(opts Options) (*Server, error) {
 	s.route("GET /api/v1/cascades/{id}", RoleRead, s.show)
 	s.route("GET /api/v1/cascades/{id}/watch", RoleRead, s.watch)
 	s.route("GET /api/v1/why/{workspace}", RoleRead, s.why)
+	s.route("GET /api/v1/cascades/{id}/audit", RoleRead, s.cascadeAudit)
 	s.route("GET /api/v1/controls", RoleRead, s.controls)
+	s.route("GET /api/v1/status", RoleRead, s.status)
+	s.route("GET /api/v1/audit", RoleRead, s.audit)
 	s.route("POST /api/v1/pause", RoleOperate, s.pause)
 	s.route("POST /api/v1/resume", RoleOperate, s.resume)
 	s.route("POST /api/v1/cascades/{id}/cancel", RoleOperate, s.cancel)
@@ -261,25 +273,39 @@ func writeError(w http.ResponseWriter, code int, msg string) int {
 }
 
 // failed maps an engine error to a status: an unknown cascade is a 404,
-// a refused control a 400, the rest the engine's trouble.
+// a refused control a 400, an organization TFE does not know a 422, the
+// rest the engine's trouble.
 func failed(err error) (int, any) {
 	switch {
 	case errors.Is(err, dispatcher.ErrNoCascade):
 		return http.StatusNotFound, err
 	case errors.Is(err, dispatcher.ErrBadControl):
 		return http.StatusBadRequest, err
+	case errors.Is(err, dispatcher.ErrUnknownOrganization):
+		return http.StatusUnprocessableEntity, err
 	}
 	return http.StatusServiceUnavailable, fmt.Errorf("the engine could not answer: %w", err)
 }
 
-// decodeBody reads a JSON body of at most 64 KiB into v, refusing unknown
-// fields, with errors that name what is wrong.
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+// Bounds of a request's body: a control's, and a list's (freeze windows,
+// exclusions: up to dispatcher.MaxList entries).
+const (
+	maxBody     = 64 << 10
+	maxListBody = 1 << 20
+)
+
+// decodeBody reads a JSON body of at most limit bytes into v, refusing
+// unknown fields, with errors that name what is wrong.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.Is(err, io.EOF):
 			return errors.New("the request needs a JSON body")
+		case errors.As(err, &tooLarge):
+			return fmt.Errorf("the body is larger than this request takes (%d KiB at most)", limit>>10)
 		}
 		return fmt.Errorf("the body is not what this request takes: %v", err)
 	}
@@ -334,6 +360,9 @@ func checkNames(r *http.Request) error {
 		return fmt.Errorf("workspace %q: want a workspace name or ID (letters, digits, - and _)", ratelog.Clean(ws, maxShown))
 	}
 	q := r.URL.Query()
+	if id := q.Get("cascade"); id != "" && !ValidCascadeID(id) {
+		return fmt.Errorf("cascade %q: want a cascade ID, c- then letters, digits, - and _", ratelog.Clean(id, maxShown))
+	}
 	for _, param := range []string{"organization", "workspace"} {
 		if v := q.Get(param); v != "" && !plainName(v, maxName) {
 			return fmt.Errorf("%s %q: want a TFE %s name (letters, digits, - and _)", param, ratelog.Clean(v, maxShown), param)

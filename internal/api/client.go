@@ -218,10 +218,47 @@ func (c *Client) Pause(ctx context.Context, org string, d Decision) (*Controls, 
 	return &out, c.do(ctx, http.MethodPost, "/api/v1/pause", PauseRequest{Decision: d, Organization: org}, &out)
 }
 
-// Resume lifts a pause.
-func (c *Client) Resume(ctx context.Context, org string, d Decision) (*Controls, error) {
-	var out Controls
+// Resume lifts a pause; the answer says which (Lifted nil: nothing was
+// paused there).
+func (c *Client) Resume(ctx context.Context, org string, d Decision) (*ResumeAnswer, error) {
+	var out ResumeAnswer
 	return &out, c.do(ctx, http.MethodPost, "/api/v1/resume", PauseRequest{Decision: d, Organization: org}, &out)
+}
+
+// Status returns what is in force.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var out Status
+	return &out, c.do(ctx, http.MethodGet, "/api/v1/status", nil, &out)
+}
+
+// AuditOptions select audit records; zero fields select all.
+type AuditOptions struct {
+	Organization, Cascade string
+	Since                 time.Time
+	Limit                 int
+}
+
+// Audit returns the audit records o selects, newest first.
+func (c *Client) Audit(ctx context.Context, o AuditOptions) ([]dispatcher.AuditRecord, error) {
+	q := url.Values{}
+	if o.Organization != "" {
+		q.Set("organization", o.Organization)
+	}
+	if o.Cascade != "" {
+		q.Set("cascade", o.Cascade)
+	}
+	if !o.Since.IsZero() {
+		q.Set("since", o.Since.UTC().Format(time.RFC3339))
+	}
+	if o.Limit > 0 {
+		q.Set("limit", fmt.Sprint(o.Limit))
+	}
+	path := "/api/v1/audit"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out AuditTrail
+	return out.Records, c.do(ctx, http.MethodGet, path, nil, &out)
 }
 
 // Cancel cancels a cascade.
@@ -243,15 +280,15 @@ func (c *Client) Approve(ctx context.Context, id string, d Decision) (*dispatche
 }
 
 // SetExclusions replaces the exclusions.
-func (c *Client) SetExclusions(ctx context.Context, excl []dispatcher.Exclusion) (*Controls, error) {
+func (c *Client) SetExclusions(ctx context.Context, r ExclusionsRequest) (*Controls, error) {
 	var out Controls
-	return &out, c.do(ctx, http.MethodPut, "/api/v1/exclusions", ExclusionsRequest{Exclusions: excl}, &out)
+	return &out, c.do(ctx, http.MethodPut, "/api/v1/exclusions", r, &out)
 }
 
 // SetFreezes replaces the freeze windows.
-func (c *Client) SetFreezes(ctx context.Context, fs []dispatcher.Freeze) (*Controls, error) {
+func (c *Client) SetFreezes(ctx context.Context, r FreezesRequest) (*Controls, error) {
 	var out Controls
-	return &out, c.do(ctx, http.MethodPut, "/api/v1/freezes", FreezesRequest{Freezes: fs}, &out)
+	return &out, c.do(ctx, http.MethodPut, "/api/v1/freezes", r, &out)
 }
 
 // IsStatus reports whether err is an API answer with this status.

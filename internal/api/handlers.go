@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -140,21 +142,32 @@ type Controls struct {
 	Paused     map[string]dispatcher.Control `json:"paused"`
 	Freezes    []dispatcher.Freeze           `json:"freezes"`
 	Exclusions []dispatcher.Exclusion        `json:"exclusions"`
+	// Changes, in the answer to a list replaced: the freeze windows or
+	// exclusions added and removed, as the audit trail records them.
+	Changes []dispatcher.AuditRecord `json:"changes,omitempty"`
 }
 
 func (s *Server) controls(c *call) (int, any) {
+	ctl, err := s.inForce(c)
+	if err != nil {
+		return failed(err)
+	}
+	return http.StatusOK, ctl
+}
+
+func (s *Server) inForce(c *call) (*Controls, error) {
 	ctx := c.r.Context()
 	paused, err := c.engine.Paused(ctx)
 	if err != nil {
-		return failed(err)
+		return nil, err
 	}
 	freezes, err := c.engine.Freezes(ctx)
 	if err != nil {
-		return failed(err)
+		return nil, err
 	}
 	excl, err := c.engine.Exclusions(ctx)
 	if err != nil {
-		return failed(err)
+		return nil, err
 	}
 	if freezes == nil {
 		freezes = []dispatcher.Freeze{}
@@ -162,7 +175,83 @@ func (s *Server) controls(c *call) (int, any) {
 	if excl == nil {
 		excl = []dispatcher.Exclusion{}
 	}
-	return http.StatusOK, Controls{Paused: paused, Freezes: freezes, Exclusions: excl}
+	return &Controls{Paused: paused, Freezes: freezes, Exclusions: excl}, nil
+}
+
+// Status is what is in force (the engine's dispatcher.Status), and
+// whether this daemon is ready.
+type Status struct {
+	dispatcher.Status
+	// Readiness: "ready", what keeps the daemon from being ready (as
+	// /readyz says it), or "not reported".
+	Readiness string `json:"readiness"`
+}
+
+func (s *Server) status(c *call) (int, any) {
+	st, err := c.engine.Status(c.r.Context())
+	if err != nil {
+		return failed(err)
+	}
+	out := Status{Status: *st, Readiness: "not reported"}
+	if s.opts.Ready != nil {
+		if out.Readiness = s.opts.Ready(c.r.Context()); out.Readiness == "" {
+			out.Readiness = "ready"
+		}
+	}
+	return http.StatusOK, out
+}
+
+// AuditTrail is the answer to an audit request: records newest first.
+type AuditTrail struct {
+	Records []dispatcher.AuditRecord `json:"records"`
+}
+
+func (s *Server) audit(c *call) (int, any) {
+	q := c.r.URL.Query()
+	f := dispatcher.AuditFilter{Organization: q.Get("organization"), Cascade: q.Get("cascade")}
+	return s.auditTrail(c, f)
+}
+
+// cascadeAudit is the audit trail of one cascade. Records outlive the
+// cascade's state (--audit-retention, --state-ttl): a cascade no longer
+// kept still has them; one without records that the engine does not keep
+// is a 404.
+func (s *Server) cascadeAudit(c *call) (int, any) {
+	id := c.r.PathValue("id")
+	code, body := s.auditTrail(c, dispatcher.AuditFilter{Cascade: id})
+	if trail, ok := body.(AuditTrail); ok && len(trail.Records) == 0 {
+		if _, err := c.engine.Snapshot(c.r.Context(), id); errors.Is(err, dispatcher.ErrNoCascade) {
+			return failed(err)
+		}
+	}
+	return code, body
+}
+
+func (s *Server) auditTrail(c *call, f dispatcher.AuditFilter) (int, any) {
+	q := c.r.URL.Query()
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return http.StatusBadRequest, fmt.Errorf("since %q: want a time as RFC 3339 (2026-11-23T10:00:00Z)", ratelog.Clean(v, maxShown))
+		}
+		f.Since = t
+	}
+	f.Limit = 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return http.StatusBadRequest, fmt.Errorf("limit %q: want a number from 1 to 1000", ratelog.Clean(v, maxShown))
+		}
+		f.Limit = n
+	}
+	recs, err := c.engine.Audit(c.r.Context(), f)
+	if err != nil {
+		return failed(err)
+	}
+	if recs == nil {
+		recs = []dispatcher.AuditRecord{}
+	}
+	return http.StatusOK, AuditTrail{Records: recs}
 }
 
 // Decision is the body of a control: who (optional: the token's name
@@ -172,11 +261,20 @@ type Decision struct {
 	Why string `json:"why"`
 }
 
+// maxPerson bounds the name a decision gives (the token's is added).
+const maxPerson = 100
+
 // control turns a decision into the engine's record of it: the person's
 // name as given, and the token it came with.
 func (c *call) control(d Decision) (dispatcher.Control, error) {
-	if d.Why == "" {
+	switch n := utf8.RuneCountInString(d.Why); {
+	case strings.TrimSpace(d.Why) == "":
 		return dispatcher.Control{}, errors.New("why: say why (it is recorded with the control)")
+	case n > dispatcher.MaxWhy:
+		return dispatcher.Control{}, fmt.Errorf("why: at most %d characters, not %d: say why in short (it is recorded with the control and shown to everyone)", dispatcher.MaxWhy, n)
+	}
+	if n := utf8.RuneCountInString(d.By); n > maxPerson {
+		return dispatcher.Control{}, fmt.Errorf("by: at most %d characters, not %d", maxPerson, n)
 	}
 	by := c.who
 	if d.By != "" && d.By != c.who {
@@ -188,7 +286,7 @@ func (c *call) control(d Decision) (dispatcher.Control, error) {
 // read decodes a control's body into req, whose decision is d, and
 // returns the engine's record of the decision.
 func (c *call) read(req any, d *Decision) (dispatcher.Control, error) {
-	if err := decodeBody(c.r, req); err != nil {
+	if err := decodeBody(c.w, c.r, maxBody, req); err != nil {
 		return dispatcher.Control{}, err
 	}
 	return c.control(*d)
@@ -198,6 +296,13 @@ func (c *call) read(req any, d *Decision) (dispatcher.Control, error) {
 type PauseRequest struct {
 	Decision
 	Organization string `json:"organization,omitempty"`
+}
+
+// ResumeAnswer is the controls in force after a resume, and the pause it
+// lifted: null when nothing was paused there.
+type ResumeAnswer struct {
+	Controls
+	Lifted *dispatcher.Control `json:"lifted"`
 }
 
 func (s *Server) pause(c *call) (int, any)  { return s.pausing(c, true) }
@@ -213,18 +318,23 @@ func (s *Server) pausing(c *call, pause bool) (int, any) {
 		return http.StatusBadRequest, fmt.Errorf("organization %q: want a TFE organization name (letters, digits, - and _), or none for everywhere",
 			ratelog.Clean(req.Organization, maxShown))
 	}
-	what := "dispatching paused"
+	var lifted *dispatcher.Control
 	if pause {
 		err = c.engine.Pause(c.r.Context(), req.Organization, ctl)
 	} else {
-		what = "dispatching resumed"
-		err = c.engine.Resume(c.r.Context(), req.Organization, ctl.By, ctl.Why)
+		lifted, err = c.engine.Resume(c.r.Context(), req.Organization, ctl)
 	}
 	if err != nil {
 		return failed(err)
 	}
-	s.opts.Log.Info(what, zap.String("organization", req.Organization), zap.String("by", ctl.By), zap.String("why", ctl.Why))
-	return s.controls(c)
+	now, err := s.inForce(c)
+	if err != nil {
+		return failed(err)
+	}
+	if pause {
+		return http.StatusOK, now
+	}
+	return http.StatusOK, ResumeAnswer{Controls: *now, Lifted: lifted}
 }
 
 // CancelRequest cancels a cascade.
@@ -270,7 +380,7 @@ func (s *Server) retry(c *call) (int, any) {
 		return req.Workspace != "" && (m.Name == req.Workspace || m.WorkspaceID == req.Workspace)
 	})
 	if i < 0 {
-		return http.StatusBadRequest, fmt.Errorf("workspace: %q is not a member of cascade %s", req.Workspace, id)
+		return http.StatusBadRequest, fmt.Errorf("workspace: %q is not a member of cascade %s", ratelog.Clean(req.Workspace, maxShown), id)
 	}
 	if err := c.engine.Retry(c.r.Context(), id, v.Members[i].WorkspaceID, ctl); err != nil {
 		return failed(err)
@@ -290,54 +400,93 @@ func (s *Server) approve(c *call) (int, any) {
 	return s.show(c)
 }
 
-// FreezesRequest replaces the freeze windows.
+// FreezesRequest replaces the freeze windows. Why (with By, optional)
+// says why the list changes: the why of the windows it removes, and of
+// those it adds without their own.
 type FreezesRequest struct {
 	Freezes []dispatcher.Freeze `json:"freezes"`
+	By      string              `json:"by,omitempty"`
+	Why     string              `json:"why,omitempty"`
+}
+
+// listChange is the decision a list's replacement comes with: its why,
+// or none (then nothing may be removed).
+func (c *call) listChange(by, why string) (dispatcher.Control, error) {
+	if why == "" {
+		return dispatcher.Control{By: c.who}, nil
+	}
+	return c.control(Decision{By: by, Why: why})
 }
 
 func (s *Server) setFreezes(c *call) (int, any) {
 	var req FreezesRequest
-	if err := decodeBody(c.r, &req); err != nil {
+	if err := decodeBody(c.w, c.r, maxListBody, &req); err != nil {
+		return http.StatusBadRequest, err
+	}
+	change, err := c.listChange(req.By, req.Why)
+	if err != nil {
 		return http.StatusBadRequest, err
 	}
 	for i := range req.Freezes {
 		f := &req.Freezes[i]
-		ctl, err := c.control(Decision{By: f.By, Why: f.Why})
+		d := Decision{By: f.By, Why: f.Why}
+		if d.Why == "" {
+			d = Decision{By: req.By, Why: req.Why}
+		}
+		ctl, err := c.control(d)
 		if err != nil {
 			return http.StatusBadRequest, fmt.Errorf("freezes[%d].%v", i, err)
 		}
-		f.By = ctl.By
+		f.By, f.Why = ctl.By, ctl.Why
 	}
-	if err := c.engine.SetFreezes(c.r.Context(), req.Freezes); err != nil {
+	recs, err := c.engine.SetFreezes(c.r.Context(), req.Freezes, change)
+	if err != nil {
 		return failed(err)
 	}
-	return s.controls(c)
+	return s.changed(c, recs)
 }
 
-// ExclusionsRequest replaces the exclusions.
+func (s *Server) changed(c *call, recs []dispatcher.AuditRecord) (int, any) {
+	now, err := s.inForce(c)
+	if err != nil {
+		return failed(err)
+	}
+	now.Changes = recs
+	return http.StatusOK, now
+}
+
+// ExclusionsRequest replaces the exclusions; Why and By as in a
+// FreezesRequest.
 type ExclusionsRequest struct {
 	Exclusions []dispatcher.Exclusion `json:"exclusions"`
+	By         string                 `json:"by,omitempty"`
+	Why        string                 `json:"why,omitempty"`
 }
 
 func (s *Server) setExclusions(c *call) (int, any) {
 	var req ExclusionsRequest
-	if err := decodeBody(c.r, &req); err != nil {
+	if err := decodeBody(c.w, c.r, maxListBody, &req); err != nil {
 		return http.StatusBadRequest, err
 	}
-	now := time.Now()
+	change, err := c.listChange(req.By, req.Why)
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
 	for i := range req.Exclusions {
 		x := &req.Exclusions[i]
-		ctl, err := c.control(Decision{By: x.By, Why: x.Why})
+		d := Decision{By: x.By, Why: x.Why}
+		if d.Why == "" {
+			d = Decision{By: req.By, Why: req.Why}
+		}
+		ctl, err := c.control(d)
 		if err != nil {
 			return http.StatusBadRequest, fmt.Errorf("exclusions[%d].%v", i, err)
 		}
-		x.By = ctl.By
-		if x.At.IsZero() {
-			x.At = now
-		}
+		x.By, x.Why = ctl.By, ctl.Why
 	}
-	if err := c.engine.SetExclusions(c.r.Context(), req.Exclusions); err != nil {
+	recs, err := c.engine.SetExclusions(c.r.Context(), req.Exclusions, change)
+	if err != nil {
 		return failed(err)
 	}
-	return s.controls(c)
+	return s.changed(c, recs)
 }

@@ -184,9 +184,10 @@ func (a *App) Run(ctx context.Context) error {
 	mux.Handle("/webhooks/tfe", webhook)
 	mux.HandleFunc("GET /favicon.ico", favicon)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", a.readyz(nc, js, streamName))
+	ready := a.readiness(nc, js, streamName)
+	mux.HandleFunc("GET /readyz", readyz(ready))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
-	if err := a.mountAPI(mux, disp, ctx.Done()); err != nil {
+	if err := a.mountAPI(mux, disp, ready, ctx.Done()); err != nil {
 		return err
 	}
 	mux.Handle("/", webhook.NotFound())
@@ -244,7 +245,7 @@ func (a *App) Run(ctx context.Context) error {
 // mountAPI serves the operator API under /api/ and its web page under
 // /ui/ (GET / leads there) when it has tokens; without any both answer
 // that they are off.
-func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, stop <-chan struct{}) error {
+func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, ready func(context.Context) string, stop <-chan struct{}) error {
 	tokens, err := a.cfg.API.tokens()
 	if err != nil {
 		return err
@@ -260,7 +261,7 @@ func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, stop <-c
 		})
 		return nil
 	}
-	srv, err := api.New(api.Options{Tokens: tokens, Stop: stop, Log: a.log.Named("api"), Registerer: a.registry,
+	srv, err := api.New(api.Options{Tokens: tokens, Stop: stop, Ready: ready, Log: a.log.Named("api"), Registerer: a.registry,
 		MaxStreams: a.cfg.API.MaxStreams, MaxStreamsPerToken: a.cfg.API.MaxStreamsPerToken,
 		Engine: func() api.Engine {
 			if disp == nil {
@@ -478,8 +479,9 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	}
 	return dispatcher.New(ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools, Users: client.Users,
-		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil).WithShared(shared),
-		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
+		Organizations: client.Organizations,
+		Planner:       tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil).WithShared(shared),
+		Alerts:        notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
 	})
 }
 
@@ -566,24 +568,33 @@ func (a *App) connect(embedded *natsembed.Server) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// readyz answers 200 while NATS is connected and the stream is there.
-func (a *App) readyz(nc *nats.Conn, js jetstream.JetStream, stream string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+// readiness says what keeps the daemon from being ready ("" when it is):
+// NATS not connected, the stream unavailable, TFE refusing the token.
+func (a *App) readiness(nc *nats.Conn, js jetstream.JetStream, stream string) func(context.Context) string {
+	return func(ctx context.Context) string {
 		if !nc.IsConnected() {
-			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
-			return
+			return "NATS not connected"
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if _, err := js.Stream(ctx, stream); err != nil {
-			http.Error(w, "stream "+stream+" unavailable", http.StatusServiceUnavailable)
-			return
+			return "stream " + stream + " unavailable"
 		}
 		if a.tfeAuth != nil {
 			if problem := a.tfeAuth.Problem(); problem != "" {
-				http.Error(w, problem, http.StatusServiceUnavailable)
-				return
+				return problem
 			}
+		}
+		return ""
+	}
+}
+
+// readyz answers 200 while the daemon is ready, else 503 saying why.
+func readyz(ready func(context.Context) string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if problem := ready(r.Context()); problem != "" {
+			http.Error(w, problem, http.StatusServiceUnavailable)
+			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	}

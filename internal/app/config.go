@@ -471,6 +471,8 @@ func (c *Config) validateDispatcher() error {
 		maxDeliver = 10
 	}
 	switch {
+	case d.AuditRetention != 0 && d.AuditRetention < time.Hour:
+		return fmt.Errorf("--audit-retention (%s) must be at least 1h", duration(d.AuditRetention))
 	case ackWait < 100*time.Millisecond:
 		return fmt.Errorf("--ack-wait (%s) must be at least 100ms", duration(ackWait))
 	case leaseTTL < time.Second:

@@ -387,10 +387,10 @@ func TestExcludedWorkspaceIsNeverDispatched(t *testing.T) {
 	o := newOperators(t, []tfesim.WorkspaceSpec{ws("root", 0), ws("db", 1000), tagged, ws("app", 1000)},
 		[]string{"root>db", "root>audit", "root>app"}, dispatcher.Options{})
 	c := o.api(o.a, operateSecret)
-	if _, err := c.SetExclusions(o.ctx, []dispatcher.Exclusion{
+	if _, err := c.SetExclusions(o.ctx, api.ExclusionsRequest{Exclusions: []dispatcher.Exclusion{
 		{Organization: "acme", Name: "db", Why: "database changes go by hand"},
 		{Tag: "no-cascade", Why: "audited workspaces"},
-	}); err != nil {
+	}}); err != nil {
 		t.Fatal(err)
 	}
 	id := o.start("root")
@@ -535,10 +535,10 @@ func TestFreezeWindowHoldsDispatching(t *testing.T) {
 	o := newOperators(t, []tfesim.WorkspaceSpec{ws("root", 0), ws("net", 1000)}, []string{"root>net"}, dispatcher.Options{})
 	c := o.api(o.a, operateSecret)
 	now := time.Now().UTC()
-	if _, err := c.SetFreezes(o.ctx, []dispatcher.Freeze{{Organization: "acme", Start: now.Add(-time.Minute), End: now.Add(time.Hour), Why: "quarter close"}}); err != nil {
+	if _, err := c.SetFreezes(o.ctx, api.FreezesRequest{Freezes: []dispatcher.Freeze{{Organization: "acme", Start: now.Add(-time.Minute), End: now.Add(time.Hour), Why: "quarter close"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.SetFreezes(o.ctx, []dispatcher.Freeze{{Start: now, End: now.Add(-time.Hour), Why: "backwards"}}); !api.IsStatus(err, 400) {
+	if _, err := c.SetFreezes(o.ctx, api.FreezesRequest{Freezes: []dispatcher.Freeze{{Start: now, End: now.Add(-time.Hour), Why: "backwards"}}}); !api.IsStatus(err, 400) {
 		t.Errorf("a window that ends before it starts: %v, want 400", err)
 	}
 	id := o.start("root")
@@ -549,7 +549,7 @@ func TestFreezeWindowHoldsDispatching(t *testing.T) {
 	if n := o.created("net", id); n != 0 {
 		t.Fatalf("a frozen cascade created %d runs", n)
 	}
-	if _, err := c.SetFreezes(o.ctx, nil); err != nil {
+	if _, err := c.SetFreezes(o.ctx, api.FreezesRequest{Why: "quarter closed"}); err != nil {
 		t.Fatal(err)
 	}
 	v := o.view(c, id, "the cascade to finish once the freeze is lifted", done)

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -67,9 +69,11 @@ type Exclusion struct {
 // the error's text.
 var ErrBadControl = errors.New("control refused")
 
+// validate checks a stored control: who and why within their limits (in
+// bytes, four a character, so that every control once accepted is read).
 func (c *Control) validate() error {
-	if c.By == "" || len(c.By) > 200 || len(c.Why) > 2000 {
-		return fmt.Errorf("%w: a control needs who (at most 200 characters) and why (at most 2000)", ErrBadControl)
+	if c.By == "" || len(c.By) > 4*MaxBy || len(c.Why) > 4*MaxWhy {
+		return fmt.Errorf("%w: a control needs who (at most %d characters) and why (at most %d)", ErrBadControl, MaxBy, MaxWhy)
 	}
 	return nil
 }
@@ -234,31 +238,28 @@ func (c *controls) byTag(p *cascade.Plan, f *cascade.Facts) {
 	}
 }
 
-// Setting controls. Each is stored, then every cascade it may concern gets
-// a look.
+// Setting controls. Each is checked (who, why and names within their
+// limits, an organization TFE knows), stored, recorded in the audit trail,
+// and then every cascade it may concern gets a look.
 
 func (d *Dispatcher) putControl(ctx context.Context, key string, c Control) error {
-	if err := c.validate(); err != nil {
-		return err
-	}
-	if c.At.IsZero() {
-		c.At = d.opts.Now()
-	}
 	data, _ := json.Marshal(c)
 	d.store.count(1)
 	if _, err := d.store.bucket(key).Put(ctx, key, data); err != nil {
 		return fmt.Errorf("store control %s: %w", key, err)
 	}
-	d.log.Info("operator control set", zap.String("control", key), zap.String("by", c.By), zap.String("why", c.Why))
 	return nil
 }
 
-func (d *Dispatcher) deleteControl(ctx context.Context, key, by, why string) error {
-	d.store.count(1)
-	if err := d.store.bucket(key).Delete(ctx, key); err != nil && !isMissing(err) {
-		return fmt.Errorf("remove control %s: %w", key, err)
+// newControl checks a control being used and stamps it.
+func (d *Dispatcher) newControl(c *Control) error {
+	if err := checkDecision(c.By, c.Why); err != nil {
+		return err
 	}
-	d.log.Info("operator control removed", zap.String("control", key), zap.String("by", by), zap.String("why", why))
+	if c.At.IsZero() {
+		c.At = d.opts.Now()
+	}
+	c.At = c.At.UTC()
 	return nil
 }
 
@@ -280,20 +281,82 @@ func (d *Dispatcher) lookAtRunning(ctx context.Context, org string) error {
 	return nil
 }
 
-// Pause stops new dispatching everywhere, or in one organization.
+func where(org string) string {
+	if org == "" {
+		return "everywhere"
+	}
+	return "in " + org
+}
+
+// Pause stops new dispatching everywhere, or in one organization, which
+// TFE must know. A pause is the brake of an incident: when TFE cannot
+// say whether it knows the organization (it does not answer), the pause
+// is taken all the same, and its record says it was not checked.
 func (d *Dispatcher) Pause(ctx context.Context, org string, c Control) error {
+	if err := d.newControl(&c); err != nil {
+		return err
+	}
+	unchecked := ""
+	if err := d.knownOrganization(ctx, org); errors.Is(err, ErrBadControl) || errors.Is(err, ErrUnknownOrganization) {
+		return err
+	} else if err != nil {
+		d.log.Warn("pause taken without checking its organization", zap.String("organization", org), zap.Error(err))
+		unchecked = "; the organization was not checked: TFE did not answer"
+	}
+	before, err := d.store.readControl(ctx, pauseKey(org))
+	if err != nil && !errors.Is(err, errMalformed) {
+		return err
+	}
 	if err := d.putControl(ctx, pauseKey(org), c); err != nil {
 		return err
 	}
-	return d.lookAtRunning(ctx, org)
+	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditPause, Organization: org,
+		Before: describePause(before), After: describePause(&c) + " (" + where(org) + unchecked + ")"})
+	return errors.Join(d.lookAtRunning(ctx, org), rerr)
 }
 
-// Resume lifts a pause; the same cascades continue.
-func (d *Dispatcher) Resume(ctx context.Context, org, by, why string) error {
-	if err := d.deleteControl(ctx, pauseKey(org), by, why); err != nil {
-		return err
+// Resume lifts a pause, and returns it; nil when nothing was paused there.
+// The same cascades continue.
+func (d *Dispatcher) Resume(ctx context.Context, org string, c Control) (*Control, error) {
+	if err := d.newControl(&c); err != nil {
+		return nil, err
 	}
-	return d.lookAtRunning(ctx, org)
+	if org != "" {
+		if err := checkName("organization", org); err != nil {
+			return nil, err
+		}
+	}
+	key := pauseKey(org)
+	var lifted *Control
+	for {
+		e, err := d.store.get(ctx, key)
+		if isMissing(err) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		var p Control
+		if decode(e.Value(), &p) != nil {
+			p = Control{By: "unknown", Why: "a pause record that could not be read"}
+		}
+		d.store.count(1)
+		err = d.store.bucket(key).Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		if err == nil {
+			lifted = &p
+			break
+		}
+		if !isConflict(err) && !isMissing(err) {
+			return nil, fmt.Errorf("remove control %s: %w", key, err)
+		}
+	}
+	after := "not paused (" + where(org) + ")"
+	if lifted == nil {
+		after = "nothing was paused " + where(org)
+	}
+	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditResume, Organization: org,
+		Before: describePause(lifted), After: after})
+	return lifted, errors.Join(d.lookAtRunning(ctx, org), rerr)
 }
 
 func pauseKey(org string) string {
@@ -328,19 +391,39 @@ func (d *Dispatcher) Paused(ctx context.Context) (map[string]Control, error) {
 // Cancel stops a cascade; with c.StopRuns, its runs that have not started
 // applying are stopped too.
 func (d *Dispatcher) Cancel(ctx context.Context, id string, c Control) error {
-	if _, err := d.cascadePlan(ctx, id); err != nil {
+	if err := d.newControl(&c); err != nil {
+		return err
+	}
+	p, err := d.cascadePlan(ctx, id)
+	if err != nil {
+		return err
+	}
+	before, err := d.store.readControl(ctx, "ctl.cancel."+id)
+	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
 	if err := d.putControl(ctx, "ctl.cancel."+id, c); err != nil {
 		return err
 	}
+	was, now := "not cancelled", "cancelled: it dispatches nothing more"
+	if before != nil {
+		was = "cancelled by " + before.describe()
+	}
+	if c.StopRuns {
+		now += ", and its runs that have not started applying are stopped"
+	}
+	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditCancel, Organization: p.Organization, Cascade: id,
+		Before: was, After: now})
 	d.nudge()
-	return d.store.markDirty(ctx, id, "", d.opts.Now(), true)
+	return errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
 }
 
 // Retry runs a failed (or preflight-blocked) member again, and resumes
 // what it blocked.
 func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Control) error {
+	if err := d.newControl(&c); err != nil {
+		return err
+	}
 	p, err := d.cascadePlan(ctx, id)
 	if err != nil {
 		return err
@@ -348,11 +431,9 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	if p.Index(workspaceID) < 0 {
 		return fmt.Errorf("%w: workspace %s is not a member of cascade %s", ErrBadControl, workspaceID, id)
 	}
-	if err := c.validate(); err != nil {
-		return err
-	}
-	c.ID, c.At = strconv.FormatInt(d.opts.Now().UnixNano(), 36), d.opts.Now()
+	c.ID = strconv.FormatInt(c.At.UnixNano(), 36)
 	key := "ctl.retry." + id
+	var tries int
 	for {
 		var retries map[string]Control
 		e, err := d.store.get(ctx, key)
@@ -370,6 +451,10 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 		if retries == nil {
 			retries = map[string]Control{}
 		}
+		tries = len(retries)
+		if _, again := retries[workspaceID]; !again {
+			tries++
+		}
 		retries[workspaceID] = c
 		data, _ := json.Marshal(retries)
 		if rev == 0 {
@@ -384,13 +469,15 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 			return fmt.Errorf("store the retry of %s in %s: %w", workspaceID, id, err)
 		}
 	}
-	d.log.Info("operator control set", zap.String("control", key), zap.String("workspace", p.Name(workspaceID)), zap.String("workspace_id", workspaceID),
-		zap.String("by", c.By), zap.String("why", c.Why))
+	name := p.Name(workspaceID)
+	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditRetry, Organization: p.Organization, Cascade: id,
+		Workspace: name, Before: d.describeMember(ctx, p, workspaceID),
+		After: fmt.Sprintf("member %s runs again (retry %s; members retried in this cascade: %d)", name, c.ID, tries)})
 	if err := d.reopen(ctx, id); err != nil {
 		return err
 	}
 	d.nudge()
-	return d.store.markDirty(ctx, id, "", d.opts.Now(), true)
+	return errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
 }
 
 // reopen marks a finished cascade running again (a retry).
@@ -412,29 +499,152 @@ func (d *Dispatcher) reopen(ctx context.Context, id string) error {
 
 // Approve lets a cascade the blast-radius guard holds go.
 func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
-	if _, err := d.cascadePlan(ctx, id); err != nil {
+	if err := d.newControl(&c); err != nil {
+		return err
+	}
+	p, err := d.cascadePlan(ctx, id)
+	if err != nil {
+		return err
+	}
+	before, err := d.store.readControl(ctx, "ctl.approve."+id)
+	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
 	if err := d.putControl(ctx, "ctl.approve."+id, c); err != nil {
 		return err
 	}
+	was := fmt.Sprintf("%d members; the blast-radius guard (limit %d) holds it until approved", len(p.Members), d.opts.GuardLimit)
+	if d.opts.GuardLimit == 0 || len(p.Members) <= d.opts.GuardLimit {
+		was = fmt.Sprintf("%d members; the blast-radius guard does not hold it", len(p.Members))
+	}
+	if before != nil {
+		was = "approved already by " + before.describe()
+	}
+	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditApprove, Organization: p.Organization, Cascade: id,
+		Before: was, After: "approved: the guard lets it go"})
 	d.nudge()
-	return d.store.markDirty(ctx, id, "", d.opts.Now(), true)
+	return errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
 }
 
-// SetExclusions replaces the exclusion list.
-func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion) error {
-	for _, x := range excl {
-		if (x.Name == "") == (x.Tag == "") || x.By == "" {
-			return fmt.Errorf("%w: an exclusion names a workspace or a tag (not both), and who decided", ErrBadControl)
+// replaceList replaces the list of key (freeze windows or exclusions) by
+// compare-and-swap with the one change makes of the list stored (nil when
+// there is none), so that a change is always made to the list it was
+// worked out from.
+func (d *Dispatcher) replaceList(ctx context.Context, key string, change func(old []byte) (any, error)) error {
+	for {
+		d.store.count(1)
+		e, err := d.store.ctl.Get(ctx, key)
+		var old []byte
+		var rev uint64
+		switch {
+		case isMissing(err):
+		case err != nil:
+			return err
+		default:
+			old, rev = e.Value(), e.Revision()
+		}
+		next, err := change(old)
+		if err != nil {
+			return err
+		}
+		data, _ := json.Marshal(next)
+		if len(data) > maxListBytes {
+			return fmt.Errorf("%w: the list takes %d KiB stored, more than %d KiB: shorten its whys or its entries", ErrBadControl, len(data)>>10, maxListBytes>>10)
+		}
+		d.store.count(1)
+		if rev == 0 {
+			_, err = d.store.ctl.Create(ctx, key, data)
+		} else {
+			_, err = d.store.ctl.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !isConflict(err) {
+			return fmt.Errorf("store %s: %w", key, err)
 		}
 	}
-	data, _ := json.Marshal(excl)
-	d.store.count(1)
-	if _, err := d.store.ctl.Put(ctx, "ctl.exclude", data); err != nil {
-		return err
+}
+
+// SetExclusions replaces the exclusion list. An exclusion kept as it was
+// (the same organization, workspace or tag, and why) keeps who decided it
+// and when; each one added or removed is recorded in the audit trail, a
+// removal with c's who and why (required when anything is removed). It
+// returns the records.
+func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Control) ([]AuditRecord, error) {
+	if len(excl) > MaxList {
+		return nil, fmt.Errorf("%w: at most %d exclusions, not %d", ErrBadControl, MaxList, len(excl))
 	}
-	return d.lookAtRunning(ctx, "")
+	now := d.opts.Now().UTC()
+	for i, x := range excl {
+		if (x.Name == "") == (x.Tag == "") {
+			return nil, fmt.Errorf("%w: exclusions[%d]: an exclusion names a workspace or a tag (not both)", ErrBadControl, i)
+		}
+		if err := checkDecision(x.By, x.Why); err != nil {
+			return nil, fmt.Errorf("exclusions[%d]: %w", i, err)
+		}
+		if x.Name != "" {
+			if err := checkName("workspace", x.Name); err != nil {
+				return nil, fmt.Errorf("exclusions[%d]: %w", i, err)
+			}
+		}
+		if n := utf8.RuneCountInString(x.Tag); n > MaxName || strings.ContainsAny(x.Tag, "\x00\n\r\t") {
+			return nil, fmt.Errorf("%w: exclusions[%d]: a tag of at most %d characters, on one line", ErrBadControl, i, MaxName)
+		}
+		if x.At.IsZero() {
+			excl[i].At = now
+		}
+	}
+	key := func(x Exclusion) string {
+		return x.Organization + "\x00" + x.Name + "\x00" + strings.ToLower(x.Tag) + "\x00" + x.Why
+	}
+	var recs []AuditRecord
+	known := d.organizationChecker()
+	err := d.replaceList(ctx, "ctl.exclude", func(data []byte) (any, error) {
+		var old []Exclusion
+		if data != nil && decode(data, &old) != nil {
+			old = nil // unreadable: replaced, each new one recorded as added
+		}
+		was := map[string]Exclusion{}
+		for _, x := range old {
+			was[key(x)] = x
+		}
+		next := make([]Exclusion, 0, len(excl))
+		recs = nil
+		kept := map[string]bool{}
+		for _, x := range excl {
+			k := key(x)
+			if kept[k] {
+				continue // given twice: once is enough
+			}
+			kept[k] = true
+			if o, ok := was[k]; ok {
+				next = append(next, o)
+				continue
+			}
+			if err := known(ctx, x.Organization); err != nil {
+				return nil, err
+			}
+			next = append(next, x)
+			recs = append(recs, AuditRecord{At: now, By: x.By, Why: x.Why, Action: AuditExclusionAdded, Organization: x.Organization,
+				Workspace: x.Name, Before: "not excluded", After: describeExclusion(x)})
+		}
+		for _, o := range old {
+			if !kept[key(o)] {
+				if err := checkDecision(c.By, c.Why); err != nil {
+					return nil, fmt.Errorf("%w (the request removes the exclusion of %s; a removal is recorded with the request's who and why)", err, describeExclusion(o))
+				}
+				recs = append(recs, AuditRecord{At: now, By: c.By, Why: c.Why, Action: AuditExclusionRemoved, Organization: o.Organization,
+					Workspace: o.Name, Before: describeExclusion(o), After: "not excluded"})
+			}
+		}
+		return next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rerr := d.record(ctx, recs...)
+	return recs, errors.Join(d.lookAtRunning(ctx, ""), rerr)
 }
 
 // Exclusions returns the exclusion list.
@@ -444,19 +654,74 @@ func (d *Dispatcher) Exclusions(ctx context.Context) ([]Exclusion, error) {
 	return excl, err
 }
 
-// SetFreezes replaces the freeze windows.
-func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze) error {
-	for _, f := range fs {
-		if !f.End.After(f.Start) || f.By == "" {
-			return fmt.Errorf("%w: a freeze window ends after it starts, and says who decided", ErrBadControl)
+// SetFreezes replaces the freeze windows. A window kept as it was (the
+// same organization, start, end and why) keeps who decided it; each one
+// added or removed is recorded in the audit trail, a removal with c's who
+// and why (required when anything is removed). It returns the records.
+func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]AuditRecord, error) {
+	if len(fs) > MaxList {
+		return nil, fmt.Errorf("%w: at most %d freeze windows, not %d", ErrBadControl, MaxList, len(fs))
+	}
+	for i, f := range fs {
+		if !f.End.After(f.Start) {
+			return nil, fmt.Errorf("%w: freezes[%d]: a freeze window ends after it starts", ErrBadControl, i)
+		}
+		if err := checkDecision(f.By, f.Why); err != nil {
+			return nil, fmt.Errorf("freezes[%d]: %w", i, err)
 		}
 	}
-	data, _ := json.Marshal(fs)
-	d.store.count(1)
-	if _, err := d.store.ctl.Put(ctx, "ctl.freeze", data); err != nil {
-		return err
+	key := func(f Freeze) string {
+		return f.Organization + "\x00" + f.Start.UTC().Format(time.RFC3339Nano) + "\x00" + f.End.UTC().Format(time.RFC3339Nano) + "\x00" + f.Why
 	}
-	return d.lookAtRunning(ctx, "")
+	now := d.opts.Now().UTC()
+	var recs []AuditRecord
+	known := d.organizationChecker()
+	err := d.replaceList(ctx, "ctl.freeze", func(data []byte) (any, error) {
+		var old []Freeze
+		if data != nil && decode(data, &old) != nil {
+			old = nil
+		}
+		was := map[string]Freeze{}
+		for _, f := range old {
+			was[key(f)] = f
+		}
+		next := make([]Freeze, 0, len(fs))
+		recs = nil
+		kept := map[string]bool{}
+		for _, f := range fs {
+			k := key(f)
+			if kept[k] {
+				continue
+			}
+			kept[k] = true
+			if o, ok := was[k]; ok {
+				next = append(next, o)
+				continue
+			}
+			if err := known(ctx, f.Organization); err != nil {
+				return nil, err
+			}
+			f.Start, f.End = f.Start.UTC(), f.End.UTC()
+			next = append(next, f)
+			recs = append(recs, AuditRecord{At: now, By: f.By, Why: f.Why, Action: AuditFreezeAdded, Organization: f.Organization,
+				Before: "no such freeze window", After: describeFreeze(f)})
+		}
+		for _, o := range old {
+			if !kept[key(o)] {
+				if err := checkDecision(c.By, c.Why); err != nil {
+					return nil, fmt.Errorf("%w (the request removes the %s; a removal is recorded with the request's who and why)", err, describeFreeze(o))
+				}
+				recs = append(recs, AuditRecord{At: now, By: c.By, Why: c.Why, Action: AuditFreezeRemoved, Organization: o.Organization,
+					Before: describeFreeze(o), After: "freeze window removed"})
+			}
+		}
+		return next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rerr := d.record(ctx, recs...)
+	return recs, errors.Join(d.lookAtRunning(ctx, ""), rerr)
 }
 
 // Freezes returns the freeze windows.
@@ -464,4 +729,24 @@ func (d *Dispatcher) Freezes(ctx context.Context) ([]Freeze, error) {
 	var fs []Freeze
 	err := d.store.readList(ctx, "ctl.freeze", &fs)
 	return fs, err
+}
+
+// describeMember words how a member stands, for a record's before.
+func (d *Dispatcher) describeMember(ctx context.Context, p *cascade.Plan, ws string) string {
+	i := p.Index(ws)
+	st := cascade.Initial(p, i)
+	if e, err := d.store.get(ctx, memberKey(p.ID, ws)); err == nil {
+		var v cascade.Status
+		if decode(e.Value(), &v) == nil && v.Validate() == nil {
+			st = v
+		}
+	}
+	s := fmt.Sprintf("member %s (%s) %s", p.Name(ws), ws, st.State)
+	if st.Reason != "" {
+		s += ": " + st.Reason
+	}
+	if st.RunID != "" {
+		s += " (run " + st.RunID + ")"
+	}
+	return s
 }

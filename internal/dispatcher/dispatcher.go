@@ -67,6 +67,10 @@ type Options struct {
 	// (pauses, freeze windows, exclusions): no TTL; default
 	// "cascade-controls".
 	ControlBucket string
+	// AuditBucket keeps the audit trail of the operators' controls, each
+	// record for AuditRetention; defaults "cascade-audit" and 90 days.
+	AuditBucket    string
+	AuditRetention time.Duration
 	// Replicas of the KV buckets: the stream's, so that losing a NATS node
 	// loses no cascade; default 1.
 	Replicas int
@@ -143,6 +147,10 @@ func (o *Options) withDefaults() Options {
 	if d.ControlBucket == "" {
 		d.ControlBucket = "cascade-controls"
 	}
+	if d.AuditBucket == "" {
+		d.AuditBucket = "cascade-audit"
+	}
+	def(&d.AuditRetention, 90*24*time.Hour)
 	defInt(&d.Replicas, 1)
 	def(&d.StateTTL, 7*24*time.Hour)
 	def(&d.AckWait, 30*time.Second)
@@ -183,6 +191,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("the state TTL (%s) must outlast every redelivery of an event (%d × %s)", d.StateTTL, d.MaxDeliver, d.AckWait)
 	case d.WalkPages < 0 || d.GuardLimit < 0:
 		return errors.New("walk pages and the guard limit must not be negative")
+	case d.AuditRetention < time.Hour:
+		return fmt.Errorf("the audit retention (%s) must be at least an hour", d.AuditRetention)
 	}
 	return d.Policy.Validate()
 }
@@ -194,10 +204,13 @@ type Deps struct {
 	Workspaces   Workspaces
 	ToolVersions ToolVersions // nil: no Terraform version check
 	Users        Users        // nil: no holds (C13), runs queued too early are only raced
-	Planner      Planner
-	Alerts       alerts.Notifier
-	Log          *zap.Logger
-	Metrics      *Metrics
+	// Organizations: nil, the organizations controls name are not checked
+	// against TFE.
+	Organizations Organizations
+	Planner       Planner
+	Alerts        alerts.Notifier
+	Log           *zap.Logger
+	Metrics       *Metrics
 }
 
 // Dispatcher is the cascade engine's shell: it turns run events into
@@ -209,6 +222,7 @@ type Dispatcher struct {
 	log     *zap.Logger
 	store   *store
 	leases  jetstream.KeyValue
+	audit   jetstream.KeyValue // the operators' controls, as they were used
 	metrics *Metrics
 	tools   *toolCache
 	self    selfCache
@@ -252,13 +266,17 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
+	audit, err := bucket(ctx, deps.JetStream, auditConfig(o))
+	if err != nil {
+		return nil, err
+	}
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
 	}
 	if deps.Log == nil {
 		deps.Log = zap.NewNop()
 	}
-	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
+	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
 	d.store = newStore(deps.JetStream.Conn(), kv, ctl, d.malformedRecord)
 	d.tools = &toolCache{list: deps.ToolVersions, ttl: o.CacheTTL, now: o.Now}
 	return d, nil

@@ -38,6 +38,11 @@
 //     every Watch of a process shares one KV watch. However many readers,
 //     the engine's consumers stay a fixed few a replica (its event
 //     consumer and the watches of due entries and of metas).
+//   - Operators' controls are checked before they are stored (who and why
+//     bounded, an organization TFE knows) and every one used is kept in
+//     the audit trail (Audit) for AuditRetention, with who, why, when and
+//     what it changed; replacing a list records each entry added or
+//     removed. Reading the trail opens no consumer either.
 //   - Setting up converges: the buckets are created or read back whatever
 //     the order and timing of replicas (events.EnsureKeyValue).
 //

@@ -50,7 +50,7 @@ func TestFirstInstallOfThreeReplicasConverges(t *testing.T) {
 			t.Logf("replica %d set up in %s", i, took[i].Round(time.Millisecond))
 		}
 	}
-	for _, name := range []string{events.DefaultStreamName, "KV_cascades", "KV_cascade-leases", "KV_cascade-controls", "KV_watchdog", "KV_watchdog-claims"} {
+	for _, name := range []string{events.DefaultStreamName, "KV_cascades", "KV_cascade-leases", "KV_cascade-controls", "KV_cascade-audit", "KV_watchdog", "KV_watchdog-claims"} {
 		st, err := js[0].Stream(context.Background(), name)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
