@@ -56,7 +56,10 @@ func TestTwoThousandReadersHoldUpNoControl(t *testing.T) {
 	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{
 		{Name: "beta", Email: "ops@beta.test", Workspaces: []tfesim.WorkspaceSpec{ws("first", 0), person},
 			RunTriggers: []tfesim.RunTriggerSpec{{Source: "first", Target: "gate"}}, Notifications: notify},
-		{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{ws("root", 0), ws("net", 1000), ws("app", 1000)},
+		// net's run, queued by the root's apply before any look, plans for
+		// 5 s: long enough for a look on a loaded machine to stop it (the
+		// root's own runs are what no hold can cover).
+		{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{ws("root", 0), ws("net", 5000), ws("app", 1000)},
 			RunTriggers: []tfesim.RunTriggerSpec{{Source: "root", Target: "net"}, {Source: "net", Target: "app"}}, Notifications: notify},
 	}}); err != nil {
 		t.Fatal(err)
