@@ -47,8 +47,11 @@ func (d *decider) gated(i int, ws Workspace) bool {
 		d.end(i, Skipped, CauseUnchanged, "no upstream changed", false, s.ReadyAt)
 		return false
 	}
-	g, known := d.compare(i)
+	g, known, pending := d.compare(i)
 	if !known {
+		if pending {
+			d.stopEager(i, ws)
+		}
 		return false
 	}
 	s = d.next[i]
@@ -61,12 +64,28 @@ func (d *decider) gated(i int, ws Workspace) bool {
 	return false
 }
 
+// stopEager stops, while member i's gate is undecided, the runs TFE's run
+// triggers queued in it that would apply on their own: one could apply
+// before the comparison ends, and a member that is skipped must not have
+// applied. Should the member run, the cascade creates its run. A run that
+// waits for a person is left: it cannot apply meanwhile.
+func (d *decider) stopEager(i int, ws Workspace) {
+	m := &d.p.Members[i]
+	runs, _ := d.runsIn(i, ws)
+	for _, r := range runs {
+		if r.Native() && r.AutoApply && !Final(r.Status) && !r.CreatedAt.Before(d.p.Root.FinishedAt) {
+			d.stop(i, r, fmt.Sprintf("stopped by cascade %s: this run would apply on its own before the cascade knows whether %s's upstreams changed an output; if one did, the cascade runs %s itself",
+				d.p.ID, m.Name, m.Name))
+		}
+	}
+}
+
 // compare builds member i's gate from the comparisons of its upstreams
 // that applied. known is false while one it needs was not read or is not
-// processed yet, and nothing read so far lets the member run.
-func (d *decider) compare(i int) (*Gate, bool) {
+// processed yet (pending), and nothing read so far lets the member run.
+func (d *decider) compare(i int) (g *Gate, known, pending bool) {
 	m := &d.p.Members[i]
-	g := &Gate{}
+	g = &Gate{}
 	var unknown, waiting []string
 	for _, u := range m.Upstreams {
 		name := d.p.Name(u)
@@ -106,6 +125,7 @@ func (d *decider) compare(i int) (*Gate, bool) {
 			}
 			if seen.Before(at.Add(d.pol.OutputsWait)) {
 				waiting = append(waiting, name)
+				pending = true
 				continue
 			}
 			unknown = append(unknown, fmt.Sprintf("%s: TFE had not processed the state version of run %s %s after it applied", name, runID, d.pol.OutputsWait))
@@ -129,9 +149,9 @@ func (d *decider) compare(i int) (*Gate, bool) {
 	if len(waiting) > 0 && !g.Runs() {
 		d.setReason(i, Ready, "comparing the outputs of "+strings.Join(waiting, ", "))
 		d.wakeIn(d.pol.Soon)
-		return nil, false
+		return nil, false, pending
 	}
-	return g, true
+	return g, true, false
 }
 
 // unchanged says, for a gate that skips its member, what applied and that

@@ -20,6 +20,7 @@ func TestOutputGate(t *testing.T) {
 		notGated bool
 		changed  []string
 		need     []string // run IDs whose outputs the decision asks for
+		eager    bool     // d's native run, which would apply on its own, is stopped while the gate waits
 	}
 	for _, tc := range []struct {
 		name    string
@@ -56,7 +57,7 @@ func TestOutputGate(t *testing.T) {
 			want:    want{state: Running, notGated: true, reason: []string{"not the one run-c wrote"}}},
 		{name: "not processed yet, within the wait: waits, asks nothing more", when: RunWhenOutputs, now: 15,
 			outputs: map[string]OutputsDiff{"run-b": unchanged(3), "run-c": {Pending: true, At: at(15)}},
-			want:    want{state: Ready, reason: []string{"comparing the outputs of c"}}},
+			want:    want{state: Ready, reason: []string{"comparing the outputs of c"}, eager: true}},
 		{name: "not processed yet, but one upstream changed: runs without waiting", when: RunWhenOutputs, now: 15,
 			outputs: map[string]OutputsDiff{"run-b": changed(3, "subnets"), "run-c": {Pending: true, At: at(15)}},
 			want:    want{state: Running, changed: []string{"b.subnets"}}},
@@ -135,6 +136,10 @@ func TestOutputGate(t *testing.T) {
 			case got.State == Skipped:
 				if len(stops) != 1 || stops[0].RunID != "run-d1" || !stops[0].Discard || !strings.Contains(stops[0].Message, got.Reason) {
 					t.Errorf("stops: got %+v, want run-d1 discarded with a comment saying %q", stops, got.Reason)
+				}
+			case tc.want.eager:
+				if len(stops) != 1 || stops[0].RunID != "run-d1" || !strings.Contains(stops[0].Message, "would apply on its own before the cascade knows") {
+					t.Errorf("stops: got %+v, want run-d1, which would apply on its own", stops)
 				}
 			case len(stops) > 0:
 				t.Errorf("stops: got %+v, want none", stops)

@@ -194,10 +194,13 @@ type Deps struct {
 	Workspaces   Workspaces
 	ToolVersions ToolVersions // nil: no Terraform version check
 	Users        Users        // nil: no holds (C13), runs queued too early are only raced
-	Planner      Planner
-	Alerts       alerts.Notifier
-	Log          *zap.Logger
-	Metrics      *Metrics
+	// StateVersions reads upstreams' outputs for output gating; nil: they
+	// cannot be compared, and members gated on them run.
+	StateVersions StateVersions
+	Planner       Planner
+	Alerts        alerts.Notifier
+	Log           *zap.Logger
+	Metrics       *Metrics
 }
 
 // Dispatcher is the cascade engine's shell: it turns run events into
@@ -212,6 +215,7 @@ type Dispatcher struct {
 	metrics *Metrics
 	tools   *toolCache
 	self    selfCache
+	outputs outputsCache // what comparisons of upstreams' outputs found
 
 	wake chan struct{} // the scheduler's: a due entry changed
 
