@@ -228,3 +228,61 @@ func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
 		})
 	}
 }
+
+// The cost of output gating, from the simulator's counters: one list of
+// state versions (outputs included) per upstream that applied and has
+// members downstream, however many members wait on it. Three layers of
+// five, two upstreams each; in the measured cascade the root and one
+// member of the first layer change an output, the rest apply the same.
+func TestOutputGatingCost(t *testing.T) {
+	o := layered(3, 5, triggerApply, 600, 20)
+	h := newHarness(t, o, tfesim.Options{})
+	release := 0
+	bump := func() {
+		release++
+		for _, name := range []string{"root", "l00-000"} {
+			if err := h.sim.SetOutputs(h.id(name), map[string]tfesim.Output{"release": {Value: release}, "region": {Value: "eu-west-1"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, w := range o.workspaces[1:] {
+		if w.Name != "l00-000" {
+			if err := h.sim.SetOutputs(h.id(w.Name), map[string]tfesim.Output{"id": {Value: w.Name}, "region": {Value: "eu-west-1"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bump()
+	opts := fastOptions()
+	opts.Policy.RunWhen = cascade.RunWhenOutputs
+	d, _ := h.engine(opts)
+	first := h.start("root") // no state before: nothing is gated
+	if v := h.done(d, cascade.ID(first), 3*time.Minute); v.Counts[string(cascade.Applied)] != 15 {
+		t.Fatalf("first cascade: want every member applied:%s", states(v))
+	}
+	bump()
+	h.sim.ResetStats()
+	root := h.start("root")
+	v := h.done(d, cascade.ID(root), 3*time.Minute)
+	h.checkOnce(v, root)
+	st := h.sim.Stats()
+	lists := st.Requests["GET /api/v2/state-versions"]
+	var applied []string
+	for _, m := range v.Members {
+		if m.State == cascade.Applied {
+			applied = append(applied, m.Name)
+		}
+	}
+	// root, the 5 of the first layer, and the two of the second whose
+	// upstream l00-000 changed an output (l01-000, l01-004).
+	if strings.Join(applied, ",") != "l00-000,l00-001,l00-002,l00-003,l00-004,l01-000,l01-004" {
+		t.Errorf("applied %v:%s", applied, states(v))
+	}
+	t.Logf("output gating, warm, 15 members: %d applied, %d runs saved, %d state-version lists for %d upstreams that applied, %d API calls in all (%.2f per member)",
+		len(applied), v.RunsSaved, lists, 1+len(applied), apiCalls(st)-1, float64(apiCalls(st)-1)/15)
+	t.Logf("requests: %v", st.Requests)
+	if lists > 1+len(applied) {
+		t.Errorf("%d lists of state versions for %d upstreams that applied: want at most one each", lists, 1+len(applied))
+	}
+}
