@@ -68,11 +68,16 @@ func (d *decider) gated(i int, ws Workspace) bool {
 // triggers queued in it that would apply on their own: one could apply
 // before the comparison ends, and a member that is skipped must not have
 // applied. Should the member run, the cascade creates its run. A run that
-// waits for a person is left: it cannot apply meanwhile.
+// waits for a person is left, and so is one pending behind the cascade's
+// hold: neither can apply meanwhile.
 func (d *decider) stopEager(i int, ws Workspace) {
 	m := &d.p.Members[i]
+	held := d.mine(ws) && d.next[i].Hold.open()
 	runs, _ := d.runsIn(i, ws)
 	for _, r := range runs {
+		if held && r.Status == "pending" {
+			continue
+		}
 		if r.Native() && r.AutoApply && !Final(r.Status) && !r.CreatedAt.Before(d.p.Root.FinishedAt) {
 			d.stop(i, r, fmt.Sprintf("stopped by cascade %s: this run would apply on its own before the cascade knows whether %s's upstreams changed an output; if one did, the cascade runs %s itself",
 				d.p.ID, m.Name, m.Name))

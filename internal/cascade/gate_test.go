@@ -154,6 +154,33 @@ func TestOutputGate(t *testing.T) {
 	}
 }
 
+// A run pending behind the cascade's hold cannot apply while the outputs
+// are compared: it is left, to be taken if the member runs.
+func TestOutputGateLeavesAHeldRun(t *testing.T) {
+	s := newSit(plan(t, "a", "a>b", "a>c", "b>d", "c>d"))
+	applied(s.status("b"), "run-b", at(10))
+	applied(s.status("c"), "run-c", at(9))
+	s.status("d").Hold = HoldHeld
+	s.seen("d", native("run-d1", "pending", at(10.001), true), func(w *Workspace) {
+		w.Locked, w.LockedByRun, w.LockedByUser, w.LockedBy = true, "", "user-engine", "engine"
+	})
+	s.pol = Policy{RunWhen: RunWhenOutputs}
+	s.now = at(11)
+	in := Input{Plan: s.p, Statuses: s.st, Facts: Facts{Workspaces: s.ws, Self: "user-engine", Lists: map[string][]Run{"ws-d": {*native("run-d1", "pending", at(10.001), true)}},
+		Outputs: map[string]OutputsDiff{"run-b": {Count: 1}, "run-c": {Pending: true, At: at(11)}}}, Policy: s.pol, Now: s.now}
+	d := Decide(in)
+	noRefused(t, d)
+	state(t, d, s.p, "d", Ready)
+	if stops := actions(d, ActStop); len(stops) != 0 {
+		t.Errorf("stops: got %+v, want none while the hold keeps run-d1 pending", stops)
+	}
+	in.Facts.Outputs["run-c"] = OutputsDiff{Count: 2, Changed: []string{"dns"}}
+	d = Decide(in)
+	if got := state(t, d, s.p, "d", Running); got.RunID != "run-d1" {
+		t.Errorf("run: got %q, want run-d1 taken", got.RunID)
+	}
+}
+
 // A member gated on the root's outputs: the root's run is compared.
 func TestOutputGateOnRoot(t *testing.T) {
 	s := newSit(plan(t, "net", "net>app"))
