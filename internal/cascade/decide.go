@@ -42,7 +42,7 @@ const (
 )
 
 // Tags that set, for one workspace as a member, when it runs, whatever
-// the policy. With both, it runs always.
+// the policy. With both, TagRunAlways wins.
 const (
 	// TagRunAlways: never gated on outputs; it runs whenever the policy
 	// would without them (under outputs: when an upstream applied).
