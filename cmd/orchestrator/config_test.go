@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 )
 
 // parseServe parses serve's flags and environment into the daemon's
@@ -173,5 +174,37 @@ func TestConfigurationRefusedBeforeStart(t *testing.T) {
 				t.Fatalf("the data directory was created")
 			}
 		})
+	}
+}
+
+// --run-when chooses when members run; --run-unchanged, deprecated, is
+// --run-when always and contradicts any other choice.
+func TestRunWhen(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		vars map[string]string
+		want cascade.RunWhen
+		err  string
+	}{
+		{nil, nil, cascade.RunWhenChanges, ""},
+		{[]string{"--run-when", "outputs"}, nil, cascade.RunWhenOutputs, ""},
+		{nil, map[string]string{"ORCHESTRATOR_RUN_WHEN": "always"}, cascade.RunWhenAlways, ""},
+		{[]string{"--run-unchanged"}, nil, cascade.RunWhenAlways, ""},
+		{nil, map[string]string{"ORCHESTRATOR_RUN_UNCHANGED": "true"}, cascade.RunWhenAlways, ""},
+		{[]string{"--run-unchanged", "--run-when", "outputs"}, nil, "", "contradicts --run-when outputs"},
+		{[]string{"--run-when", "sometimes"}, nil, "", "--run-when must be changes, outputs or always"},
+	} {
+		cfg, err := parseServe(t, append([]string{"--insecure-skip-signature"}, tc.args...), tc.vars)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%v %v: got %v, want an error saying %q", tc.args, tc.vars, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%v %v: %v", tc.args, tc.vars, err)
+		case tc.err == "" && cfg.Dispatcher.Policy.WithDefaults().RunWhen != tc.want:
+			t.Errorf("%v %v: run-when %s, want %s", tc.args, tc.vars, cfg.Dispatcher.Policy.RunWhen, tc.want)
+		}
 	}
 }

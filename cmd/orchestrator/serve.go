@@ -5,6 +5,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/api"
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 )
 
@@ -87,7 +88,9 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.intVar(&cfg.Dispatcher.GuardLimit, "guard-limit", "ORCHESTRATOR_GUARD_LIMIT", 0, "blast-radius guard: a cascade of more members than this waits for an operator's go (0: no guard)")
 	fs.boolVar(&cfg.Dispatcher.NoChangesStarts, "no-changes-starts-cascade", "ORCHESTRATOR_NO_CHANGES_STARTS_CASCADE", false, "a run that finishes with no changes starts a cascade too")
 	fs.boolVar(&cfg.Dispatcher.Policy.NoHolds, "no-holds", "ORCHESTRATOR_NO_HOLDS", false, "do not lock members that TFE's run triggers can queue runs in too early (C13); such runs are then only stopped when a look finds them, in time only while looks come faster than runs plan")
-	fs.boolVar(&cfg.Dispatcher.Policy.RunUnchanged, "run-unchanged", "ORCHESTRATOR_RUN_UNCHANGED", false, "run a member whose upstreams all finished with no changes (by default it is skipped)")
+	runWhen := (*string)(&cfg.Dispatcher.Policy.RunWhen)
+	fs.stringVar(runWhen, "run-when", "ORCHESTRATOR_RUN_WHEN", "changes", "when a member whose upstreams finished runs: changes (an upstream applied changes), outputs (an upstream that applied changed an output) or always; the tags cascade-run-always and cascade-run-on-outputs override it per workspace")
+	fs.boolVar(&cfg.Dispatcher.Policy.RunUnchanged, "run-unchanged", "ORCHESTRATOR_RUN_UNCHANGED", false, "deprecated: --run-when always")
 	fs.durationVar(&cfg.Dispatcher.StateTTL, "state-ttl", "ORCHESTRATOR_STATE_TTL", 7*24*time.Hour, "how long cascade state is kept")
 	fs.durationVar(&cfg.Dispatcher.AuditRetention, "audit-retention", "ORCHESTRATOR_AUDIT_RETENTION", 90*24*time.Hour, "how long the audit trail of the operators' controls is kept (at least 1h)")
 	alertWebhook := fs.secret("alert-webhook-url", "ORCHESTRATOR_ALERT_WEBHOOK_URL", "send alerts as JSON to this URL")
@@ -104,6 +107,14 @@ func serveFlags(fs *flagSet) func() (app.Config, error) {
 	fs.durationVar(&cfg.Watchdog.LeaseTTL, "watchdog-lease-ttl", "ORCHESTRATOR_WATCHDOG_LEASE_TTL", 15*time.Second, "a watchdog leader that stops renewing loses the lease after this")
 	fs.durationVar(&cfg.ShutdownTimeout, "shutdown-timeout", "ORCHESTRATOR_SHUTDOWN_TIMEOUT", 20*time.Second, "how long an orderly shutdown may take")
 	return func() (app.Config, error) {
+		if cfg.Dispatcher.Policy.RunUnchanged {
+			switch cfg.Dispatcher.Policy.RunWhen {
+			case cascade.RunWhenChanges, cascade.RunWhenAlways:
+				cfg.Dispatcher.Policy.RunWhen = cascade.RunWhenAlways
+			default:
+				return app.Config{}, usagef("--run-unchanged (deprecated: --run-when always) contradicts --run-when %s", cfg.Dispatcher.Policy.RunWhen)
+			}
+		}
 		if err := fs.positive("http-idle-timeout", "webhook-max-body", "webhook-max-concurrent", "webhook-max-pending-bytes", "webhook-read-timeout",
 			"stream-max-age", "stream-duplicate-window", "stream-replicas", "graph-cache-ttl", "max-dispatch-in-flight",
 			"ack-wait", "reconcile-interval", "locked-retry", "locked-alert-after", "state-ttl", "reconcile-workers",

@@ -103,6 +103,10 @@ func (a *App) Run(ctx context.Context) error {
 			"one organization's token can start cascades in another; bind each with --webhook-org-token ORG=TOKEN",
 			zap.Int("tokens", n))
 	}
+	if a.cfg.Dispatcher.Policy.RunUnchanged {
+		a.log.Warn("--run-unchanged is deprecated: it runs as --run-when always, which replaces it",
+			zap.String("run_when", string(a.cfg.Dispatcher.Policy.WithDefaults().RunWhen)))
+	}
 	var embedded *natsembed.Server
 	if a.cfg.NATS.URL == "" {
 		var err error
@@ -479,7 +483,7 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	}
 	return dispatcher.New(ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools, Users: client.Users,
-		Organizations: client.Organizations,
+		Organizations: client.Organizations, StateVersions: dispatcher.NewStateVersions(client),
 		Planner:       tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil).WithShared(shared),
 		Alerts:        notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
 	})

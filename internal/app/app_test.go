@@ -830,3 +830,16 @@ func TestNATSAsyncErrorsAreLogged(t *testing.T) {
 		return false
 	})
 }
+
+// --run-unchanged, deprecated, runs as --run-when always and says so at
+// start.
+func TestRunUnchangedWarns(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	cfg := app.Config{Webhook: events.WebhookOptions{Tokens: []string{}, SkipSignature: true}}
+	cfg.Dispatcher.Policy.RunUnchanged = true
+	startLogged(t, cfg, zap.New(core))
+	got := logs.FilterMessageSnippet("--run-unchanged is deprecated").FilterLevelExact(zap.WarnLevel).All()
+	if len(got) != 1 || got[0].ContextMap()["run_when"] != "always" {
+		t.Errorf("got %+v, want one warning that it runs as always", got)
+	}
+}

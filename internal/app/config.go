@@ -457,6 +457,11 @@ func (c *Config) validateDispatcher() error {
 	default:
 		return fmt.Errorf("--apply-policy must be workspace, always or never, not %q", o.Policy.Apply)
 	}
+	switch o.Policy.RunWhen {
+	case "", cascade.RunWhenChanges, cascade.RunWhenOutputs, cascade.RunWhenAlways:
+	default:
+		return fmt.Errorf("--run-when must be changes, outputs or always, not %q", o.Policy.RunWhen)
+	}
 	d := o
 	def := func(v, fallback time.Duration) time.Duration {
 		if v == 0 {

@@ -46,7 +46,7 @@ func (a *App) logStart() {
 	o := c.Dispatcher
 	p := o.Policy.WithDefaults()
 	engine := zap.Dict("engine",
-		zap.Bool("dry_run", o.DryRun), zap.String("apply_policy", string(p.Apply)), zap.Bool("run_unchanged", p.RunUnchanged), zap.Bool("holds", !p.NoHolds),
+		zap.Bool("dry_run", o.DryRun), zap.String("apply_policy", string(p.Apply)), zap.String("run_when", string(p.RunWhen)), zap.Bool("holds", !p.NoHolds),
 		zap.Bool("no_changes_starts_cascade", o.NoChangesStarts), zap.Int("guard_limit", o.GuardLimit),
 		zap.Duration("reconcile_interval", p.Recheck), zap.Duration("native_run_grace", p.NativeGrace),
 		zap.Duration("approval_reminder", p.ApprovalReminder), zap.Duration("locked_retry", p.LockedRetry),

@@ -23,6 +23,12 @@
 //     exactly when the apply policy says so; a run waiting for a person is a
 //     state of its own, reminded after a budget; a member whose upstreams
 //     all finished without changes is skipped (unless configured to run).
+//   - Output gating (RunWhenOutputs, or a member's tag): a member runs
+//     when an upstream that applied changed an output, and is skipped only
+//     when every such upstream's outputs were compared and none changed;
+//     where they cannot be, it runs and its Gate says why. While a
+//     comparison waits on TFE, a run TFE queued in it that would apply on
+//     its own is stopped.
 //   - Progress: every member that is not final has a reason, and Decide
 //     always says when to look again while anything is open, so a lost
 //     webhook delays a cascade and never stalls it.

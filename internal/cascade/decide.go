@@ -23,12 +23,48 @@ const (
 	ApplyNever ApplyPolicy = "never"
 )
 
+// RunWhen says when a member whose upstreams all finished runs.
+type RunWhen string
+
+// When members run.
+const (
+	// RunWhenChanges runs a member when at least one of its upstreams
+	// applied changes, and skips it when none did (C11). The default.
+	RunWhenChanges RunWhen = "changes"
+	// RunWhenOutputs runs a member when at least one of its upstreams that
+	// applied changed an output: the state version its run wrote against
+	// the one before it. A member whose upstreams' outputs cannot be
+	// compared runs, and says why.
+	RunWhenOutputs RunWhen = "outputs"
+	// RunWhenAlways runs every member whose upstreams finished, changed or
+	// not.
+	RunWhenAlways RunWhen = "always"
+)
+
+// Tags that set, for one workspace as a member, when it runs, whatever
+// the policy. With both, TagRunAlways wins.
+const (
+	// TagRunAlways: never gated on outputs; it runs whenever the policy
+	// would without them (under outputs: when an upstream applied).
+	TagRunAlways = "cascade-run-always"
+	// TagRunOnOutputs: gated on its upstreams' outputs even when the
+	// policy is changes or always.
+	TagRunOnOutputs = "cascade-run-on-outputs"
+)
+
 // Policy is how cascades behave: the operator's settings.
 type Policy struct {
 	Apply ApplyPolicy
-	// RunUnchanged runs a member whose upstreams all finished without
-	// changes; by default it is skipped.
+	// RunWhen says when a member whose upstreams finished runs; default
+	// RunWhenChanges.
+	RunWhen RunWhen
+	// RunUnchanged is the old name of RunWhen always: when RunWhen is not
+	// set, it selects RunWhenAlways.
 	RunUnchanged bool
+	// OutputsWait bounds the wait for TFE to process the state version an
+	// upstream's run wrote, from the run's apply (TFE's time): past it,
+	// outputs are not compared and the member runs. Default 30s.
+	OutputsWait time.Duration
 	// LockedRetry is how often a member held by a person's lock or run is
 	// looked at again; LockedAlertAfter is when that is alerted.
 	LockedRetry, LockedAlertAfter time.Duration
@@ -60,6 +96,7 @@ var DefaultPolicy = Policy{
 	Apply: ApplyLikeTFE, LockedRetry: 30 * time.Second, LockedAlertAfter: 10 * time.Minute,
 	ApprovalReminder: time.Hour, Recheck: time.Minute, NativeGrace: 10 * time.Second,
 	CreateTimeout: 30 * time.Second, CreateSettle: 30 * time.Second, MaxAttempts: 5, Soon: 2 * time.Second,
+	RunWhen: RunWhenChanges, OutputsWait: 30 * time.Second,
 }
 
 // WithDefaults returns the policy with every unset setting at its default.
@@ -70,7 +107,14 @@ func (p Policy) withDefaults() Policy {
 	if p.Apply != "" {
 		d.Apply = p.Apply
 	}
-	d.RunUnchanged, d.NoHolds = p.RunUnchanged, p.NoHolds
+	d.NoHolds = p.NoHolds
+	switch {
+	case p.RunWhen != "":
+		d.RunWhen = p.RunWhen
+	case p.RunUnchanged:
+		d.RunWhen = RunWhenAlways
+	}
+	d.RunUnchanged = d.RunWhen == RunWhenAlways
 	set := func(dst *time.Duration, v time.Duration) {
 		if v > 0 {
 			*dst = v
@@ -84,6 +128,7 @@ func (p Policy) withDefaults() Policy {
 	set(&d.CreateTimeout, p.CreateTimeout)
 	set(&d.CreateSettle, p.CreateSettle)
 	set(&d.Soon, p.Soon)
+	set(&d.OutputsWait, p.OutputsWait)
 	if p.MaxAttempts > 0 {
 		d.MaxAttempts = p.MaxAttempts
 	}
@@ -97,7 +142,12 @@ func (p Policy) Validate() error {
 	default:
 		return fmt.Errorf("apply policy must be workspace, always or never, not %q", p.Apply)
 	}
-	for _, d := range []time.Duration{p.LockedRetry, p.LockedAlertAfter, p.ApprovalReminder, p.Recheck, p.NativeGrace, p.CreateTimeout, p.CreateSettle, p.Soon} {
+	switch p.RunWhen {
+	case "", RunWhenChanges, RunWhenOutputs, RunWhenAlways:
+	default:
+		return fmt.Errorf("run-when must be changes, outputs or always, not %q", p.RunWhen)
+	}
+	for _, d := range []time.Duration{p.OutputsWait, p.LockedRetry, p.LockedAlertAfter, p.ApprovalReminder, p.Recheck, p.NativeGrace, p.CreateTimeout, p.CreateSettle, p.Soon} {
 		if d < 0 {
 			return fmt.Errorf("cascade durations must not be negative")
 		}
@@ -188,10 +238,20 @@ type Needs struct {
 	Workspaces []string // members' workspaces with their current runs
 	Runs       []string // runs, by ID
 	Lists      []string // members' recent runs
+	// Outputs are upstream runs whose outputs are to be compared (into
+	// Facts.Outputs).
+	Outputs []OutputsNeed
+}
+
+// OutputsNeed asks for the outputs of the state version a run wrote in
+// a workspace to be compared with the state version before it.
+type OutputsNeed struct {
+	WorkspaceID string
+	RunID       string
 }
 
 // Empty reports whether nothing is needed.
-func (n Needs) Empty() bool { return len(n.Workspaces)+len(n.Runs)+len(n.Lists) == 0 }
+func (n Needs) Empty() bool { return len(n.Workspaces)+len(n.Runs)+len(n.Lists)+len(n.Outputs) == 0 }
 
 // Input is everything a decision is made from.
 type Input struct {
@@ -374,7 +434,7 @@ func (d *decider) waiting(i int) {
 		}
 	case len(v.pending) > 0:
 		d.setReason(i, Waiting, "waiting for "+strings.Join(v.pending, ", "))
-	case !v.changed && !d.pol.RunUnchanged:
+	case !v.changed && d.pol.RunWhen != RunWhenAlways:
 		d.end(i, Skipped, CauseUnchanged, "no upstream changed", false, v.readyAt)
 	case d.gate() != "":
 		d.setReason(i, Waiting, d.gate())
@@ -411,6 +471,9 @@ func (d *decider) ready(i int) {
 	}
 	if ws.Missing {
 		d.block(i, CausePreflight, "the workspace no longer exists")
+		return
+	}
+	if !d.gated(i, ws) {
 		return
 	}
 	runs, listed := d.runsIn(i, ws)
@@ -1166,7 +1229,7 @@ func (d *decider) needList(i int) {
 }
 func (d *decider) needRun(id string) { d.out.Need.Runs = appendOnce(d.out.Need.Runs, id) }
 
-func appendOnce(list []string, v string) []string {
+func appendOnce[T comparable](list []T, v T) []T {
 	if slices.Contains(list, v) {
 		return list
 	}

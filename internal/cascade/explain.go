@@ -9,6 +9,19 @@ import (
 // in plan order) and, where there is one, what an operator can do about
 // it. It answers "why didn't billing run?".
 func Explain(p *Plan, st []Status, i int) string {
+	out := explain(p, st, i)
+	if g := st[i].Gate; g != nil && g.Runs() {
+		switch {
+		case len(g.Changed) > 0:
+			out += " It was gated on its upstreams' outputs and runs because some changed: " + strings.TrimPrefix(g.Summary(), "changed outputs: ") + "."
+		default:
+			out += " It was gated on its upstreams' outputs, but they could not be compared, so it runs all the same (" + g.NotGated + ")."
+		}
+	}
+	return out
+}
+
+func explain(p *Plan, st []Status, i int) string {
 	m, s := p.Members[i], st[i]
 	in := fmt.Sprintf("in the cascade from %s (%s)", p.Root.WorkspaceName, p.ID)
 	retry := func(name string) string {
@@ -84,6 +97,12 @@ func Explain(p *Plan, st []Status, i int) string {
 		switch s.Cause {
 		case CauseUnchanged:
 			return fmt.Sprintf("%s was skipped %s: none of its upstreams changed anything, so there was nothing new for it to plan.", m.Name, in)
+		case CauseOutputsUnchanged:
+			stopped := ""
+			if s.Stopped > 0 {
+				stopped = " The run TFE's run triggers queued in it was stopped."
+			}
+			return fmt.Sprintf("%s was skipped %s: %s, so there was nothing new for it to plan.%s", m.Name, in, s.Reason, stopped)
 		case CauseDryRun:
 			return fmt.Sprintf("%s was not run %s: it is a dry run; a run would have been created.", m.Name, in)
 		default:

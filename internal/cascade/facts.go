@@ -26,6 +26,29 @@ type Facts struct {
 	// Tools says which Terraform versions the installation enables; nil
 	// when unknown (no admin API).
 	Tools map[string]Tool
+	// Outputs are comparisons of upstream runs' outputs, by run ID: the
+	// state version the run wrote against the one before it. Read when a
+	// decision asks (Needs.Outputs).
+	Outputs map[string]OutputsDiff
+}
+
+// OutputsDiff is what a comparison of the outputs a run wrote found. It
+// holds output names only, never values.
+type OutputsDiff struct {
+	// Changed names the outputs added, removed, or whose value differs
+	// from the state version before, in name order.
+	Changed []string
+	// Count is how many outputs the run's state version holds.
+	Count int
+	// Pending: TFE has not processed the state version yet, so its outputs
+	// cannot be read yet. At is TFE's time when that was seen (zero when
+	// TFE did not say).
+	Pending bool
+	At      time.Time
+	// Unknown, when set, says why the outputs cannot be compared: 403, no
+	// state version before it, a newer state version written since, a
+	// sensitive value that cannot be read. The member runs.
+	Unknown string
 }
 
 // Workspace is a member's workspace as TFE reported it.

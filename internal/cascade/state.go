@@ -148,7 +148,34 @@ type Status struct {
 	// Hold is where the cascade's hold on the member's workspace stands: a
 	// TFE lock that keeps runs queued too early pending (C13).
 	Hold HoldState `json:"hold,omitempty"`
+
+	// Gate is what the comparison of its upstreams' outputs found, for a
+	// member gated on outputs: names only, never values.
+	Gate *Gate `json:"gate,omitempty"`
 }
+
+// Gate is how a member gated on outputs was decided: which upstreams that
+// applied were compared, which of their outputs changed, or why they could
+// not be compared (then it ran all the same).
+type Gate struct {
+	// Upstreams are the names of the upstreams whose outputs were compared
+	// (or tried); Outputs is how many outputs their new state versions
+	// hold.
+	Upstreams []string `json:"upstreams,omitempty"`
+	Outputs   int      `json:"outputs,omitempty"`
+	// Changed names the outputs that changed, as upstream.output, at most
+	// MaxGateNames; More counts the others.
+	Changed []string `json:"changed,omitempty"`
+	More    int      `json:"more,omitempty"`
+	// NotGated, when set, says why outputs could not be compared.
+	NotGated string `json:"not_gated,omitempty"`
+}
+
+// MaxGateNames bounds the output names a member's status keeps.
+const MaxGateNames = 50
+
+// Runs reports whether the gate lets the member run.
+func (g *Gate) Runs() bool { return g.NotGated != "" || len(g.Changed) > 0 }
 
 // HoldState is where the cascade's hold on a member's workspace stands.
 // A hold is a TFE workspace lock taken by the engine's user: while it is
@@ -194,7 +221,9 @@ const (
 	CauseRefused   = "refused"   // TFE refused its run
 	CauseOperator  = "operator"  // excluded, or the cascade was cancelled
 	CauseUnchanged = "unchanged" // no upstream changed
-	CauseDryRun    = "dry_run"   // a dry run decided it would run
+	// CauseOutputsUnchanged: upstreams applied, none changed an output.
+	CauseOutputsUnchanged = "outputs_unchanged"
+	CauseDryRun           = "dry_run" // a dry run decided it would run
 )
 
 // Validate checks a status read back from storage.
@@ -210,6 +239,9 @@ func (s *Status) Validate() error {
 	}
 	if (s.State == Running || s.State == AwaitingApproval) && s.RunID == "" {
 		return fmt.Errorf("member %s without a run", s.State)
+	}
+	if g := s.Gate; g != nil && (len(g.Changed) > MaxGateNames || len(g.Upstreams) > 1000 || g.More < 0 || g.Outputs < 0 || len(g.NotGated) > 4096) {
+		return fmt.Errorf("member gate too large")
 	}
 	if len(s.Reason) > 4096 || len(s.PastRuns) > 1000 {
 		return fmt.Errorf("member status too large")

@@ -49,9 +49,21 @@ type Scenario struct {
 	BudgetSpec   []string         `yaml:"watchdog_budgets"`
 	// Approve lists the workspaces whose cascade runs a person confirms
 	// when they wait for one (the demo plays that person).
-	Approve   []string        `yaml:"approve"`
+	Approve []string `yaml:"approve"`
+	// Prepare lists workspaces applied once before the daemon starts, so
+	// that they have a state version the cascade's is compared with
+	// (output gating).
+	Prepare   []Prepare       `yaml:"prepare"`
 	Expect    Expect          `yaml:"expect"`
 	Simulator tfesim.Scenario `yaml:"simulator"`
+}
+
+// Prepare is a workspace applied before the demo. Outputs, when set, are
+// what that apply writes; the cascade's applies write the simulator
+// scenario's.
+type Prepare struct {
+	Workspace string                   `yaml:"workspace"`
+	Outputs   map[string]tfesim.Output `yaml:"outputs"`
 }
 
 // Expect lists workspaces by the state their cascade member must end in,
@@ -64,7 +76,11 @@ type Expect struct {
 	ForceCancelled []string `yaml:"force_cancelled"`
 	Blocked        []string `yaml:"blocked"`
 	Skipped        []string `yaml:"skipped"`
-	Alerts         []string `yaml:"alerts"`
+	// Gated: ran because an upstream changed an output (output gating);
+	// OutputsUnchanged: skipped because none did.
+	Gated            []string `yaml:"gated"`
+	OutputsUnchanged []string `yaml:"outputs_unchanged"`
+	Alerts           []string `yaml:"alerts"`
 }
 
 // LoadScenario reads a demo scenario file, refusing unknown fields.
@@ -121,12 +137,17 @@ type Row struct {
 	Duration  time.Duration
 	// Approved: a person confirmed its run.
 	Approved bool
+	Cause    string
+	// OutputsChanged are the upstream outputs whose change made it run
+	// (output gating), by name.
+	OutputsChanged []string
 }
 
 // Report is how a demo ended.
 type Report struct {
 	CascadeID string
 	Rows      []Row
+	RunsSaved int
 	Alerts    []alerts.Alert
 	// Failures are the expectations that did not hold.
 	Failures []string
@@ -151,6 +172,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer stopSim()
 	p.say("simulator up at %s with organization %s", simURL, sc.Organization)
+	if err := prepare(ctx, sc, sim, simURL, simToken, p); err != nil {
+		return nil, err
+	}
 
 	dataDir, err := os.MkdirTemp("", "orchestrator-demo-")
 	if err != nil {
@@ -241,7 +265,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{CascadeID: id, Rows: rows(v, approved)}
+	rep := &Report{CascadeID: id, Rows: rows(v, approved), RunsSaved: v.RunsSaved}
 	alertsMu.Lock()
 	rep.Alerts = append(rep.Alerts, raised...)
 	alertsMu.Unlock()
@@ -276,6 +300,82 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		<-outer.Done()
 	}
 	return rep, nil
+}
+
+// prepare applies the scenario's Prepare workspaces, before any daemon
+// listens: each gets the state version a cascade's is compared with. The
+// runs TFE's run triggers queue from them run their course too; the
+// demo's cascade starts once every workspace is at rest.
+func prepare(ctx context.Context, sc *Scenario, sim *tfesim.Sim, simURL, token string, p *printer) error {
+	if len(sc.Prepare) == 0 {
+		return nil
+	}
+	client, err := tfe.NewClient(&tfe.Config{Address: simURL, Token: token})
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, pr := range sc.Prepare {
+		id := sim.WorkspaceID(sc.Organization, pr.Workspace)
+		if id == "" {
+			return fmt.Errorf("prepare: workspace %q is not in the scenario", pr.Workspace)
+		}
+		if pr.Outputs != nil {
+			if err := sim.SetOutputs(id, pr.Outputs); err != nil {
+				return fmt.Errorf("prepare %s: %w", pr.Workspace, err)
+			}
+		}
+		if _, err := client.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: id}, Message: tfe.String("demo: prepare " + pr.Workspace),
+			AutoApply: tfe.Bool(true)}); err != nil {
+			return fmt.Errorf("prepare %s: %w", pr.Workspace, err)
+		}
+		names = append(names, pr.Workspace)
+	}
+	p.say("preparing %s: a first apply each, so that the cascade has state to compare outputs with", strings.Join(names, ", "))
+	for {
+		list, err := client.Workspaces.List(ctx, sc.Organization, &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun},
+			ListOptions: tfe.ListOptions{PageSize: 100}})
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		busy := false
+		for _, w := range list.Items {
+			busy = busy || (w.CurrentRun != nil && !cascade.Final(string(w.CurrentRun.Status)))
+		}
+		if !busy {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("prepare: runs did not finish: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// The cascade's applies write the scenario's outputs.
+	for _, pr := range sc.Prepare {
+		if pr.Outputs == nil {
+			continue
+		}
+		if err := sim.SetOutputs(sim.WorkspaceID(sc.Organization, pr.Workspace), scenarioOutputs(sc, pr.Workspace)); err != nil {
+			return fmt.Errorf("prepare %s: %w", pr.Workspace, err)
+		}
+	}
+	return nil
+}
+
+// scenarioOutputs are the outputs the simulator scenario gives a workspace.
+func scenarioOutputs(sc *Scenario, name string) map[string]tfesim.Output {
+	for _, o := range sc.Simulator.Organizations {
+		if o.Name != sc.Organization {
+			continue
+		}
+		for _, w := range o.Workspaces {
+			if w.Name == name {
+				return w.Behavior.Outputs
+			}
+		}
+	}
+	return nil
 }
 
 func randomToken() string {
@@ -393,7 +493,7 @@ func rows(v *dispatcher.View, approved map[string]bool) []Row {
 	out := make([]Row, 0, len(v.Members))
 	for _, m := range v.Members {
 		r := Row{Workspace: m.Name, RunID: m.RunID, State: m.State, RunStatus: m.RunStatus, Reason: m.Reason,
-			WaitedFor: m.WaitsFor, Approved: approved[m.RunID]}
+			WaitedFor: m.WaitsFor, Approved: approved[m.RunID], Cause: m.Cause, OutputsChanged: m.OutputsChanged}
 		if !m.FinishedAt.IsZero() && !m.ReadyAt.IsZero() && m.RunID != "" {
 			r.Duration = m.FinishedAt.Sub(m.ReadyAt)
 		}
@@ -431,6 +531,10 @@ func check(e Expect, rep *Report) []string {
 	want(e.ForceCancelled, forceCancelled, "been force-cancelled")
 	want(e.Blocked, func(r Row) bool { return r.State == cascade.Blocked && r.RunID == "" }, "been blocked and never dispatched")
 	want(e.Skipped, func(r Row) bool { return r.State == cascade.Skipped && r.RunID == "" }, "been skipped")
+	want(e.Gated, func(r Row) bool { return r.State == cascade.Applied && len(r.OutputsChanged) > 0 }, "applied because an upstream output changed")
+	want(e.OutputsUnchanged, func(r Row) bool {
+		return r.State == cascade.Skipped && r.Cause == cascade.CauseOutputsUnchanged && r.RunID == ""
+	}, "been skipped because no upstream output changed")
 	for _, kind := range e.Alerts {
 		if !slices.ContainsFunc(rep.Alerts, func(a alerts.Alert) bool { return a.Kind == kind }) {
 			fails = append(fails, "no "+kind+" alert was raised")

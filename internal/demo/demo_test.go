@@ -54,7 +54,8 @@ func TestShippedScenario(t *testing.T) {
 		t.Fatalf("expectations failed: %v\n%s", rep.Failures, out.String())
 	}
 	for _, want := range []string{"WORKSPACE", "WAITED FOR", "cluster, dns", "on run-trigger cycle app → db → app", "alerts", "done: incomplete",
-		"waits for a person to confirm it", "a person reviewed run", "approved by a person", "taken as its run"} {
+		"waits for a person to confirm it", "a person reviewed run", "approved by a person", "taken as its run",
+		"outputs changed: vpc.vpc_id", "logs applied, none of its 1 output changed", "1 run(s) saved"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -68,6 +68,9 @@ func (p *printer) member(m dispatcher.MemberView) {
 			how = "queued by TFE's run trigger, taken as its run"
 		}
 		detail = "run " + m.RunID + " " + m.RunStatus + " (" + how + ")"
+		if m.Gate != "" {
+			detail += "; " + m.Gate
+		}
 	case cascade.AwaitingApproval:
 		detail = "run " + m.RunID + " planned: waits for a person to confirm it"
 	case cascade.Applied, cascade.NoChanges, cascade.Failed:
@@ -109,10 +112,15 @@ func (p *printer) summary(rep *Report) {
 			note = r.Reason
 		case r.Approved:
 			note = "approved by a person"
+		case len(r.OutputsChanged) > 0:
+			note = "outputs changed: " + strings.Join(r.OutputsChanged, ", ")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Workspace, run, status, strings.Join(r.WaitedFor, ", "), dur, note)
 	}
 	_ = tw.Flush()
+	if rep.RunsSaved > 0 {
+		fmt.Fprintf(p.w, "\n%d run(s) saved: no output of their upstreams changed\n", rep.RunsSaved)
+	}
 	fmt.Fprintf(p.w, "\n%s\n", p.paint(bold, fmt.Sprintf("%d alerts", len(rep.Alerts))))
 	for _, a := range rep.Alerts {
 		fmt.Fprintf(p.w, "  [%s] %s\n", a.Kind, a.Message)

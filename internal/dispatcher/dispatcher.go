@@ -207,6 +207,9 @@ type Deps struct {
 	// Organizations: nil, the organizations controls name are not checked
 	// against TFE.
 	Organizations Organizations
+	// StateVersions reads upstreams' outputs for output gating; nil: they
+	// cannot be compared, and members gated on them run.
+	StateVersions StateVersions
 	Planner       Planner
 	Alerts        alerts.Notifier
 	Log           *zap.Logger
@@ -226,6 +229,7 @@ type Dispatcher struct {
 	metrics *Metrics
 	tools   *toolCache
 	self    selfCache
+	outputs outputsCache // what comparisons of upstreams' outputs found
 
 	wake chan struct{} // the scheduler's: a due entry changed
 

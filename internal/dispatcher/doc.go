@@ -33,6 +33,12 @@
 //     aside, and nothing read from NATS panics the daemon.
 //   - With DryRun every decision is made and logged, and nothing is
 //     written to TFE (C9).
+//   - Output gating reads, per upstream run that applied, one list of its
+//     workspace's two newest state versions with their outputs (two more
+//     reads per sensitive output present in both). Output values are
+//     hashed as they are read and dropped: never logged, stored or shown;
+//     only the names of those that changed are kept. What keeps outputs
+//     from being compared is a finding, and the member runs.
 //   - Readers take nothing the engine needs. A look, a snapshot, a list
 //     and the controls read by direct gets and open no JetStream consumer;
 //     every Watch of a process shares one KV watch. However many readers,

@@ -168,7 +168,8 @@ func (h *harness) engineOn(js jetstream.JetStream, opts dispatcher.Options, tran
 	opts.Address = h.simURL
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
-		Planner: tfegraph.NewCache(client.RunTriggers, time.Minute, nil), Alerts: h.alerts,
+		StateVersions: dispatcher.NewStateVersions(client),
+		Planner:       tfegraph.NewCache(client.RunTriggers, time.Minute, nil), Alerts: h.alerts,
 		Log: zaptest.NewLogger(h.t, zaptest.Level(zap.WarnLevel)),
 	})
 	if err != nil {

@@ -63,7 +63,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 	full := dueRec.Full || !now.Before(meta.LastFull.Add(pol.Recheck))
 	dirty := func(ws string) bool { return slices.Contains(dueRec.Dirty, ws) }
 	facts := cascade.Facts{Workspaces: map[string]cascade.Workspace{}, Quiet: map[string]time.Time{}, Runs: map[string]cascade.Run{},
-		Lists: map[string][]cascade.Run{}, HeldBy: map[string]string{}}
+		Lists: map[string][]cascade.Run{}, HeldBy: map[string]string{}, Outputs: map[string]cascade.OutputsDiff{}}
 	for wsID, w := range pre {
 		if p.Index(wsID) >= 0 {
 			facts.Workspaces[wsID] = w
@@ -94,8 +94,9 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 			break
 		}
 		d.log.Debug("a look needs more of TFE", zap.String("cascade_id", id), zap.Int("round", round),
-			zap.Strings("workspaces", names(p, dec.Need.Workspaces)), zap.Strings("runs", dec.Need.Runs), zap.Strings("lists", names(p, dec.Need.Lists)))
-		n, err := d.fetch(ctx, dec.Need, &facts)
+			zap.Strings("workspaces", names(p, dec.Need.Workspaces)), zap.Strings("runs", dec.Need.Runs), zap.Strings("lists", names(p, dec.Need.Lists)),
+			zap.Int("outputs", len(dec.Need.Outputs)))
+		n, err := d.fetch(ctx, p, dec.Need, &facts)
 		if err != nil {
 			return err
 		}
@@ -198,18 +199,22 @@ func (d *Dispatcher) index(ctx context.Context, p *cascade.Plan, dec cascade.Dec
 // look, and, when it is done, its outcome.
 func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev uint64, dec cascade.Decision, full bool, now time.Time) error {
 	counts := map[string]int{}
+	saved := 0
 	for _, s := range dec.Statuses {
 		counts[string(s.State)]++
+		if s.Cause == cascade.CauseOutputsUnchanged {
+			saved++
+		}
 	}
 	next := meta
-	next.Counts = counts
+	next.Counts, next.RunsSaved = counts, saved
 	if full {
 		next.LastFull = now
 	}
 	if dec.Done {
 		next.State, next.Outcome, next.FinishedAt = StateDone, dec.Outcome, now
 	}
-	if maps.Equal(meta.Counts, next.Counts) && meta.LastFull.Equal(next.LastFull) && meta.State == next.State {
+	if maps.Equal(meta.Counts, next.Counts) && meta.LastFull.Equal(next.LastFull) && meta.State == next.State && meta.RunsSaved == next.RunsSaved {
 		return nil
 	}
 	if _, err := d.store.putMeta(ctx, id, next, rev); err != nil {
@@ -221,7 +226,7 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 	if dec.Done {
 		d.metrics.finished.WithLabelValues(string(dec.Outcome)).Inc()
 		d.log.Info("cascade finished", zap.String("cascade_id", id), zap.String("root", meta.Root), zap.String("outcome", string(dec.Outcome)),
-			zap.Any("members", counts), zap.Duration("took", now.Sub(meta.StartedAt).Round(time.Millisecond)))
+			zap.Any("members", counts), zap.Int("runs_saved", saved), zap.Duration("took", now.Sub(meta.StartedAt).Round(time.Millisecond)))
 	}
 	return nil
 }

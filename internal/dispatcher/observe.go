@@ -180,7 +180,7 @@ func (d *Dispatcher) readWorkspaces(ctx context.Context, ids []string, f *cascad
 }
 
 // fetch reads what a decision said it lacks, and returns the API calls made.
-func (d *Dispatcher) fetch(ctx context.Context, need cascade.Needs, f *cascade.Facts) (int, error) {
+func (d *Dispatcher) fetch(ctx context.Context, p *cascade.Plan, need cascade.Needs, f *cascade.Facts) (int, error) {
 	calls, err := d.readWorkspaces(ctx, need.Workspaces, f)
 	if err != nil {
 		return calls, err
@@ -215,6 +215,14 @@ func (d *Dispatcher) fetch(ctx context.Context, need cascade.Needs, f *cascade.F
 		default:
 			return calls, d.readError(err, status, "list the runs of "+id)
 		}
+	}
+	for _, o := range need.Outputs {
+		diff, n, err := d.compareOutputs(ctx, p, o)
+		calls += n
+		if err != nil {
+			return calls, err
+		}
+		f.Outputs[o.RunID] = diff
 	}
 	return calls, nil
 }

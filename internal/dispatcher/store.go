@@ -195,6 +195,8 @@ type Meta struct {
 	LastFull     time.Time       `json:"last_full,omitzero"`
 	Counts       map[string]int  `json:"counts,omitempty"`
 	Members      int             `json:"members"`
+	// RunsSaved counts members skipped by output gating.
+	RunsSaved int `json:"runs_saved,omitempty"`
 }
 
 // Cascade states.

@@ -42,7 +42,10 @@ type View struct {
 	Held      string         `json:"held,omitempty"`
 	Cancelled string         `json:"cancelled,omitempty"`
 	Counts    map[string]int `json:"counts"`
-	Members   []MemberView   `json:"members"`
+	// RunsSaved counts the members skipped because none of their
+	// upstreams' outputs changed (output gating).
+	RunsSaved int          `json:"runs_saved,omitempty"`
+	Members   []MemberView `json:"members"`
 }
 
 // MemberView is one workspace of a cascade.
@@ -69,6 +72,12 @@ type MemberView struct {
 	// Hold is where the cascade's hold (a TFE lock) on the member's
 	// workspace stands: taking, held, releasing, released or lifted.
 	Hold cascade.HoldState `json:"hold,omitempty"`
+	// For a member gated on its upstreams' outputs: the outputs that
+	// changed (upstream.output, names only), or why they were not compared
+	// and it ran all the same; Gate says it in words.
+	OutputsChanged []string `json:"outputs_changed,omitempty"`
+	NotGated       string   `json:"not_gated,omitempty"`
+	Gate           string   `json:"gate,omitempty"`
 }
 
 // Summary is a cascade in a list.
@@ -82,6 +91,7 @@ type Summary struct {
 	FinishedAt   time.Time       `json:"finished_at,omitzero"`
 	Members      int             `json:"members"`
 	Counts       map[string]int  `json:"counts,omitempty"`
+	RunsSaved    int             `json:"runs_saved,omitempty"`
 }
 
 // ErrNoCascade is returned for a cascade the engine does not know (or no
@@ -141,6 +151,12 @@ func (d *Dispatcher) view(p *cascade.Plan, meta Meta, st []cascade.Status) *View
 		if s.RunID != "" {
 			mv.RunURL = d.runURL(p.Organization, m.Name, s.RunID)
 		}
+		if g := s.Gate; g != nil {
+			mv.OutputsChanged, mv.NotGated, mv.Gate = g.Changed, g.NotGated, g.Summary()
+		}
+		if s.Cause == cascade.CauseOutputsUnchanged {
+			v.RunsSaved++
+		}
 		for _, u := range m.Upstreams {
 			mv.WaitsFor = append(mv.WaitsFor, p.Name(u))
 		}
@@ -180,7 +196,7 @@ func (d *Dispatcher) List(ctx context.Context, f Filter) ([]Summary, error) {
 			}
 		}
 		out = append(out, Summary{ID: id, Organization: m.Organization, Root: m.Root, State: m.State, Outcome: m.Outcome,
-			StartedAt: m.StartedAt, FinishedAt: m.FinishedAt, Members: m.Members, Counts: m.Counts})
+			StartedAt: m.StartedAt, FinishedAt: m.FinishedAt, Members: m.Members, Counts: m.Counts, RunsSaved: m.RunsSaved})
 	}
 	slices.SortFunc(out, func(a, b Summary) int {
 		if c := b.StartedAt.Compare(a.StartedAt); c != 0 {
