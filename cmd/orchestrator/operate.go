@@ -232,6 +232,9 @@ func writeView(w io.Writer, v *dispatcher.View) error {
 	for _, c := range v.Cycles {
 		fmt.Fprintf(w, "cycle:\t%s\n", c)
 	}
+	if v.RunsSaved > 0 {
+		fmt.Fprintf(w, "runs saved:\t%d (none of their upstreams' outputs changed)\n", v.RunsSaved)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "LAYER\tWORKSPACE\tSTATE\tRUN\tREASON")
 	for _, m := range v.Members {
@@ -239,7 +242,11 @@ func writeView(w io.Writer, v *dispatcher.View) error {
 		if m.Adopted {
 			run += " (TFE's)"
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", m.Layer, m.Name, m.State, run, m.Reason)
+		reason := m.Reason
+		if m.Gate != "" && !strings.Contains(reason, m.Gate) {
+			reason += " (" + m.Gate + ")"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", m.Layer, m.Name, m.State, run, reason)
 	}
 	return nil
 }

@@ -433,7 +433,8 @@
     meta.append(`${v.organization} · `, el('span', { class: 'mono' }, v.id),
       ` · started ${fmtTime(v.started_at)}`,
       v.finished_at ? ` · finished ${fmtTime(v.finished_at)} (took ${fmtDur(Date.parse(v.finished_at) - Date.parse(v.started_at))})` : ` (${ago(v.started_at)})`,
-      ' · root run ', link(v.root_run_url, v.root_run_id));
+      ' · root run ', link(v.root_run_url, v.root_run_id),
+      v.runs_saved ? ` · ${v.runs_saved} run${v.runs_saved === 1 ? '' : 's'} saved: no upstream output changed` : '');
     show($('#cancel-btn'), canOperate() && v.state === 'running' && !v.cancelled);
     show($('#approve-btn'), canOperate() && Boolean(v.held));
     renderBanners(v);
@@ -600,6 +601,7 @@
     clear(body);
     for (const m of v.members) {
       const why = [m.reason || ''];
+      if (m.gate && !(m.reason || '').includes(m.gate)) why.push(`(${m.gate})`);
       if (m.attempts > 1) why.push(`(attempt ${m.attempts})`);
       if (m.stopped) why.push(`(the cascade stopped ${m.stopped} run${m.stopped === 1 ? '' : 's'} that TFE’s run triggers queued here)`);
       const run = m.run_id
