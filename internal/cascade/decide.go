@@ -278,7 +278,12 @@ type Decision struct {
 	// cascade can still queue a run in it.
 	Hold, Release []int
 	Done          bool
-	Outcome       Outcome
+	// Finished: a cancelled cascade whose members are all final; its
+	// outcome is known (Outcome) although it is not Done yet: runs already
+	// applying may still make TFE queue runs in it, to be stopped, or it
+	// still holds members.
+	Finished bool
+	Outcome  Outcome
 	// Refused lists transitions the table does not allow: a bug, reported
 	// by the shell; the member keeps its status.
 	Refused []string
@@ -1269,6 +1274,15 @@ func Done(p *Plan, st []Status, i int) bool {
 	return s.Swept || !fired || s.Cause == CauseOperator || s.Cause == CauseDryRun || p.DryRun
 }
 
+func allFinal(st []Status) bool {
+	for _, s := range st {
+		if !s.State.Final() {
+			return false
+		}
+	}
+	return true
+}
+
 func (d *decider) conclude() {
 	d.out.Statuses = d.next
 	open := false
@@ -1292,6 +1306,9 @@ func (d *decider) conclude() {
 	if open {
 		d.wakeIn(d.pol.Recheck)
 		d.out.Wake = d.wake
+		if d.in.Controls.Cancelled != "" && allFinal(d.next) {
+			d.out.Finished, d.out.Outcome = true, OutcomeCancelled
+		}
 		return
 	}
 	d.out.Done = true

@@ -32,7 +32,8 @@ import "fmt"
 // looks find them before it goes.
 
 // holdable reports whether member i is one the cascade holds: TFE's run
-// triggers may queue a run in it before it may run, and such a run would
+// triggers may queue a run in it before it may run (or at all, in a
+// cascade cancelled with its runs), and such a run would
 // apply on its own (its workspace auto-applies run-trigger runs, or was not
 // read yet). One that waits for a person is stopped when a look finds it:
 // holding it would cost four API calls for nothing.
@@ -42,7 +43,7 @@ func (d *decider) holdable(i int) bool {
 		return false
 	}
 	return !d.pol.NoHolds && d.in.Facts.Self != "" && !d.p.DryRun && d.in.Facts.HeldBy[m.WorkspaceID] == "" &&
-		(len(m.Upstreams) > 1 || m.Cycle != "")
+		(len(m.Upstreams) > 1 || m.Cycle != "" || (d.in.Controls.Cancelled != "" && d.in.Controls.CancelRuns))
 }
 
 // mine reports whether the engine's user holds the workspace's lock.

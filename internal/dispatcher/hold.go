@@ -153,7 +153,7 @@ func (d *Dispatcher) releaseAll(ctx context.Context, l *lease, p *cascade.Plan) 
 			if id == p.ID {
 				continue
 			}
-			if om, _, err := d.store.meta(ctx, id); err == nil && om.State == StateRunning {
+			if om, _, err := d.store.meta(ctx, id); err == nil && om.open() {
 				other = true
 			}
 		}

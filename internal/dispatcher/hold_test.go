@@ -104,3 +104,45 @@ func TestHoldReleasedWhenSetAside(t *testing.T) {
 		t.Error("sink is still locked by the engine after its cascade was set aside")
 	}
 }
+
+// An operator cancels a cascade, stopping its runs, while a member's run
+// is applying: the cascade reads cancelled at once, and the run TFE's run
+// trigger queues downstream when that apply ends never applies (the
+// cascade holds the downstream member until it has stopped it).
+func TestCancelStopsWhatAnApplyingRunQueues(t *testing.T) {
+	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 1000, 4000),
+		wsKind("b", triggerApply, 50, 20)},
+		edges: [][2]string{{"root", "a"}, {"a", "b"}}}
+	h := newHarness(t, o, tfesim.Options{})
+	d, _ := h.engine(fastOptions())
+	root := h.start("root")
+	id := cascade.ID(root)
+	testutil.WaitFor(t, "a to apply its cascade run", time.Minute, func() bool {
+		v, err := d.Snapshot(h.ctx, id)
+		runs := h.runs("a")
+		return err == nil && len(v.Members) == 2 && len(runs) > 0 && runs[0].Status == tfe.RunApplying
+	})
+	if err := d.Cancel(h.ctx, id, dispatcher.Control{By: "ops", Why: "wrong change", StopRuns: true}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the cascade to read cancelled", 30*time.Second, func() bool {
+		v, err := d.Snapshot(h.ctx, id)
+		return err == nil && v.State == dispatcher.StateDone && v.Outcome == cascade.OutcomeCancelled
+	})
+	// In the look the cancel calls for, not once a's apply is over (it
+	// takes 4 s).
+	if runs := h.runs("a"); runs[0].Status != tfe.RunApplying {
+		t.Errorf("a's run was %s when the cascade read cancelled, want still applying", runs[0].Status)
+	}
+	testutil.WaitFor(t, "the run TFE queued in b to be stopped", time.Minute, func() bool {
+		runs := h.runs("b")
+		return len(runs) == 1 && (runs[0].Status == tfe.RunCanceled || runs[0].Status == tfe.RunDiscarded)
+	})
+	testutil.WaitFor(t, "b to be let go", time.Minute, func() bool {
+		w, err := h.client.Workspaces.ReadByID(h.ctx, h.id("b"))
+		return err == nil && !w.Locked
+	})
+	if n := len(h.applied("b")); n != 0 {
+		t.Errorf("b applied %d runs after the cascade was cancelled:%s", n, describeRuns(h.runs("b")))
+	}
+}

@@ -45,7 +45,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 	if err != nil && !isMissing(err) {
 		return err
 	}
-	if meta.State != StateRunning {
+	if !meta.open() {
 		return d.store.settleDue(ctx, id, dueRev, dueRec.Dirty, time.Time{})
 	}
 	st, revs, err := d.store.members(ctx, p)
@@ -211,10 +211,16 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 	if full {
 		next.LastFull = now
 	}
-	if dec.Done {
+	// A cancelled cascade is done (cancelled) as soon as every member is
+	// final, in every view; it is still looked at (Cleanup) while runs
+	// already applying can make TFE queue runs in it, or it holds members.
+	finished := (dec.Done || dec.Finished) && meta.State == StateRunning
+	if finished {
 		next.State, next.Outcome, next.FinishedAt = StateDone, dec.Outcome, now
 	}
-	if maps.Equal(meta.Counts, next.Counts) && meta.LastFull.Equal(next.LastFull) && meta.State == next.State && meta.RunsSaved == next.RunsSaved {
+	next.Cleanup = next.State == StateDone && !dec.Done
+	if maps.Equal(meta.Counts, next.Counts) && meta.LastFull.Equal(next.LastFull) && meta.State == next.State && meta.RunsSaved == next.RunsSaved &&
+		meta.Cleanup == next.Cleanup {
 		return nil
 	}
 	if _, err := d.store.putMeta(ctx, id, next, rev); err != nil {
@@ -223,7 +229,7 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 		}
 		return err
 	}
-	if dec.Done {
+	if finished {
 		d.metrics.finished.WithLabelValues(string(dec.Outcome)).Inc()
 		d.log.Info("cascade finished", zap.String("cascade_id", id), zap.String("root", meta.Root), zap.String("outcome", string(dec.Outcome)),
 			zap.Any("members", counts), zap.Int("runs_saved", saved), zap.Duration("took", now.Sub(meta.StartedAt).Round(time.Millisecond)))
@@ -272,7 +278,7 @@ func (d *Dispatcher) holders(ctx context.Context, p *cascade.Plan, st []cascade.
 			}
 			// An older cascade acts first, while it runs; one that ended
 			// without letting go (a crash) is let go of here.
-			if om, _, err := d.store.meta(ctx, other); err == nil && om.State == StateRunning {
+			if om, _, err := d.store.meta(ctx, other); err == nil && om.open() {
 				f.HeldBy[m.WorkspaceID] = other
 				break
 			} else if err != nil && !isMissing(err) && !errors.Is(err, errMalformed) {

@@ -197,7 +197,14 @@ type Meta struct {
 	Members      int             `json:"members"`
 	// RunsSaved counts members skipped by output gating.
 	RunsSaved int `json:"runs_saved,omitempty"`
+	// Cleanup: the cascade is done (cancelled) but still stops what its
+	// runs already applying make TFE queue, and lets go of its holds: it
+	// is looked at until nothing is left.
+	Cleanup bool `json:"cleanup,omitempty"`
 }
+
+// open reports whether the engine still acts for the cascade.
+func (m *Meta) open() bool { return m.State == StateRunning || (m.State == StateDone && m.Cleanup) }
 
 // Cascade states.
 const (
