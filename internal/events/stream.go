@@ -173,6 +173,16 @@ func Ensure[T any](ctx context.Context, create func(context.Context) (T, error),
 		defer cancel()
 	}
 	attempt, pause := 2*time.Second, 100*time.Millisecond
+	// What is there as wanted is used as it is: an update of an unchanged
+	// stream is not free for the server, and nats-server's update races
+	// with a consumer being created on the same stream (its race detector
+	// says so) when replicas start beside ones already running.
+	actx, cancel := context.WithTimeout(ctx, attempt)
+	v, ok, err := exists(actx)
+	cancel()
+	if err == nil && ok {
+		return v, nil
+	}
 	var last error
 	for ctx.Err() == nil {
 		actx, cancel := context.WithTimeout(ctx, attempt)

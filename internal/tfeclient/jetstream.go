@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"go.uber.org/zap"
 )
 
@@ -75,7 +77,7 @@ func JoinJetStream(ctx context.Context, js jetstream.JetStream, opts JetStreamOp
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := events.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      opts.Bucket,
 		Description: "replicas sharing the TFE rate limit, and the back-off of the last 429",
 		History:     1,
