@@ -35,7 +35,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
 
-// alertKindTests names, for every kind of alert the README lists, the tests
+// alertKindTests names, for every kind of alert docs/alerts.md lists, the tests
 // that make its condition happen in the running daemon and see the alert
 // where an operator would: on orchestrator.alerts.<kind> and at the
 // webhook sink. A kind without a test here fails TestEveryAlertKindIsTested.
@@ -57,7 +57,7 @@ var alertKindTests = map[string][]string{
 	alerts.KindHoldLifted:      {"TestAlertHoldLifted"},
 }
 
-// The README's table of alert kinds, the kinds the alerts package defines
+// The table of alert kinds in docs/alerts.md, the kinds the alerts package defines
 // and alertKindTests name the same kinds, and every test named exists: a
 // new kind cannot be added without a test that raises it.
 func TestEveryAlertKindIsTested(t *testing.T) {
@@ -65,11 +65,11 @@ func TestEveryAlertKindIsTested(t *testing.T) {
 	defined := definedAlertKinds(t)
 	tests := testFuncs(t)
 	if len(documented) == 0 {
-		t.Fatal("no alert kinds found in the README's Alerts table")
+		t.Fatal("no alert kinds found in the table of docs/alerts.md")
 	}
 	for _, kind := range documented {
 		if !slices.Contains(defined, kind) {
-			t.Errorf("the README lists %s, which internal/alerts does not define", kind)
+			t.Errorf("docs/alerts.md lists %s, which internal/alerts does not define", kind)
 		}
 		names := alertKindTests[kind]
 		if len(names) == 0 {
@@ -83,26 +83,27 @@ func TestEveryAlertKindIsTested(t *testing.T) {
 	}
 	for _, kind := range defined {
 		if !slices.Contains(documented, kind) {
-			t.Errorf("internal/alerts defines %s, which the README's Alerts table does not list", kind)
+			t.Errorf("internal/alerts defines %s, which the table of docs/alerts.md does not list", kind)
 		}
 	}
 	for kind := range alertKindTests {
 		if !slices.Contains(documented, kind) {
-			t.Errorf("alertKindTests names %s, which the README does not list", kind)
+			t.Errorf("alertKindTests names %s, which docs/alerts.md does not list", kind)
 		}
 	}
 }
 
-// readmeAlertKinds reads the kinds from the table under "### Alerts".
+// readmeAlertKinds reads the kinds from the table of docs/alerts.md (the
+// README links to it).
 func readmeAlertKinds(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../docs/alerts.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(b), "\n### Alerts\n")
+	_, section, ok := strings.Cut(string(b), "# Alerts\n")
 	if !ok {
-		t.Fatal("the README has no Alerts section")
+		t.Fatal("docs/alerts.md has no Alerts heading")
 	}
 	row := regexp.MustCompile("^\\| `([a-z_]+)` \\|")
 	var kinds []string

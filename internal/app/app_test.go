@@ -384,7 +384,7 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 		t.Errorf("the seed file's mode is %04o, want 0600", st.Mode().Perm())
 	}
 	seed, _ := os.ReadFile(seedPath)
-	// As the README tells operators: nats --server URL --nkey DATA_DIR/nats-user.nk
+	// As docs/security.md tells operators: nats --server URL --nkey DATA_DIR/nats-user.nk
 	withSeed := func(d *daemon) *nats.Conn {
 		t.Helper()
 		opt, err := nats.NkeyOptionFromSeed(seedPath)
