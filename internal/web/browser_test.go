@@ -44,9 +44,11 @@ const (
 
 	// screenshotName is the file the screenshot of the running cascade is
 	// kept in, under $ARTIFACTS_DIR; doneShotName that of the cascade
-	// done, its members table and its audit trail.
+	// done, its members table and its audit trail; auditShotName that of
+	// the audit trail of all.
 	screenshotName = "web-running-cascade.png"
 	doneShotName   = "web-done-cascade.png"
+	auditShotName  = "web-audit-trail.png"
 
 	// appWS is the last workspace of the cascade the page follows: a long
 	// name with no place to break a line, as real ones have, which the
@@ -377,6 +379,9 @@ func TestPageInAHeadlessBrowser(t *testing.T) {
 	checkSearch(t, b, seed, id)
 	checkWhy(t, s, b, seed)
 	checkAudit(t, b)
+	screenshot(t, b, auditShotName)
+	checkSince(t, b, seed)
+	checkCascadeAudit(t, s, b)
 
 	b.mu.Lock()
 	for _, m := range b.console {
@@ -474,6 +479,39 @@ func checkAudit(t *testing.T, b *browser) {
 	}
 	if first := eval[string](b, `document.querySelector('#audit li').dataset.action`); first != "resume" {
 		t.Errorf("the audit trail starts with %s, want the resume (newest first)", first)
+	}
+}
+
+// checkSince narrows the list to the last hour: the list is asked with a
+// since, and the cascades of the test, all recent, are still listed.
+func checkSince(t *testing.T, b *browser, seed string) {
+	t.Helper()
+	eval[bool](b, `(() => { const s = document.getElementById('f-since'); s.value = '1h'; s.dispatchEvent(new Event('change')); return true; })()`)
+	b.until("the list to be asked for the last hour", `performance.getEntriesByType('resource').some(e => /\/api\/v1\/cascades\?.*since=20/.test(e.name))`)
+	b.until("the seed cascade to be listed since an hour ago", fmt.Sprintf(`document.querySelector('#cascades li[data-id=%q]') !== null`, seed))
+}
+
+// checkCascadeAudit cancels a cascade through the page: the cascade's
+// view then lists the cancel, with who and why, from its audit trail.
+func checkCascadeAudit(t *testing.T, s *stack, b *browser) {
+	t.Helper()
+	op := &api.Client{Server: s.base, Token: operateSecret}
+	if _, err := op.Pause(context.Background(), "acme", api.Decision{By: "bob", Why: "hold seed-app"}); err != nil {
+		t.Fatal(err)
+	}
+	id := s.start(t, "seed")
+	s.view(t, id, "the second seed cascade to be held by the pause", func(v *dispatcher.View) bool { return v.Paused != "" })
+	li := chromedp.CSS(fmt.Sprintf(`#cascades li[data-id=%q] a`, id))
+	b.do("open the second seed cascade", chromedp.Click(chromedp.ID("refresh")), chromedp.WaitVisible(li), chromedp.Click(li),
+		chromedp.WaitVisible(row("seed-app", "waiting")), chromedp.WaitVisible(chromedp.CSS(`#c-audit li.none`)))
+	b.control("cancel-btn", "seed-app is not wanted tonight")
+	b.do("see the cancel in the cascade's trail", chromedp.WaitVisible(chromedp.CSS(`#c-audit li[data-action="cancel"]`)))
+	text := eval[string](b, `document.getElementById('c-audit').innerText`)
+	if !strings.Contains(text, "alice") || !strings.Contains(text, "seed-app is not wanted tonight") {
+		t.Errorf("the cascade's trail shows the cancel as:\n%s", text)
+	}
+	if _, err := op.Resume(context.Background(), "acme", api.Decision{Why: "done"}); err != nil {
+		t.Fatal(err)
 	}
 }
 
