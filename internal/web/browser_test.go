@@ -44,11 +44,12 @@ const (
 
 	// screenshotName is the file the screenshot of the running cascade is
 	// kept in, under $ARTIFACTS_DIR; doneShotName that of the cascade
-	// done, its members table and its audit trail; auditShotName that of
-	// the audit trail of all.
+	// done, its members table and its audit trail; whyShotName that of the
+	// why pane; auditShotName that of the audit trail of all.
 	screenshotName = "web-running-cascade.png"
 	doneShotName   = "web-done-cascade.png"
 	auditShotName  = "web-audit-trail.png"
+	whyShotName    = "web-why.png"
 
 	// appWS is the last workspace of the cascade the page follows: a long
 	// name with no place to break a line, as real ones have, which the
@@ -378,6 +379,7 @@ func TestPageInAHeadlessBrowser(t *testing.T) {
 	screenshot(t, b, doneShotName)
 	checkSearch(t, b, seed, id)
 	checkWhy(t, s, b, seed)
+	screenshot(t, b, whyShotName)
 	checkAudit(t, b)
 	screenshot(t, b, auditShotName)
 	checkSince(t, b, seed)
@@ -512,6 +514,16 @@ func checkCascadeAudit(t *testing.T, s *stack, b *browser) {
 	}
 	if _, err := op.Resume(context.Background(), "acme", api.Decision{Why: "done"}); err != nil {
 		t.Fatal(err)
+	}
+
+	// A member's name leads to why for it: both seed cascades reached it.
+	b.do("follow seed-app's name to why", chromedp.Click(chromedp.CSS(`#members tr[data-workspace="seed-app"] td.name a`)),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#why-result li[data-cascade=%q]`, id))))
+	if n := eval[int](b, `document.querySelectorAll('#why-result li').length`); n != 2 {
+		t.Errorf("why seed-app from its member row lists %d cascades, want the 2 that reached it", n)
+	}
+	if hash := eval[string](b, `location.hash`); hash != "#why/acme/seed-app" {
+		t.Errorf("the member's name led to %s, want #why/acme/seed-app", hash)
 	}
 }
 
