@@ -43,8 +43,18 @@ const (
 	runningFill = 0xc6dbff
 
 	// screenshotName is the file the screenshot of the running cascade is
-	// kept in, under $ARTIFACTS_DIR.
+	// kept in, under $ARTIFACTS_DIR; doneShotName that of the cascade
+	// done, its members table and its audit trail; whyShotName that of the
+	// why pane; auditShotName that of the audit trail of all.
 	screenshotName = "web-running-cascade.png"
+	doneShotName   = "web-done-cascade.png"
+	auditShotName  = "web-audit-trail.png"
+	whyShotName    = "web-why.png"
+
+	// appWS is the last workspace of the cascade the page follows: a long
+	// name with no place to break a line, as real ones have, which the
+	// members table must still show within the page.
+	appWS = "app_for_the_payments_platform_eu_west_1_primary_cluster_blue"
 )
 
 // stack is the simulator with organization acme, its run triggers firing
@@ -105,15 +115,15 @@ func startStack(t *testing.T) *stack {
 	base := "http://" + d.HTTPAddr()
 
 	// seed → seed-app is a cascade that is over before the page is opened;
-	// root → net → app is the one the page follows. Runs TFE's triggers
+	// root → net → appWS is the one the page follows. Runs TFE's triggers
 	// queue plan long enough to be stopped while the cascade is paused; net
 	// plans long enough to be seen running.
 	ws := func(name string, planMS int64) tfesim.WorkspaceSpec {
 		return tfesim.WorkspaceSpec{Name: name, AutoApplyRunTrigger: true, Behavior: tfesim.Behavior{PlanDurationMS: planMS, ApplyDurationMS: 20}}
 	}
 	spec := tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test",
-		Workspaces:  []tfesim.WorkspaceSpec{ws("seed", 0), ws("seed-app", 0), ws("root", 0), ws("net", 3000), ws("app", 1000)},
-		RunTriggers: []tfesim.RunTriggerSpec{{Source: "seed", Target: "seed-app"}, {Source: "root", Target: "net"}, {Source: "net", Target: "app"}},
+		Workspaces:  []tfesim.WorkspaceSpec{ws("seed", 0), ws("seed-app", 0), ws("root", 0), ws("net", 3000), ws(appWS, 1000)},
+		RunTriggers: []tfesim.RunTriggerSpec{{Source: "seed", Target: "seed-app"}, {Source: "root", Target: "net"}, {Source: "net", Target: appWS}},
 		Notifications: []tfesim.ScenarioNotification{{NotificationSpec: tfesim.NotificationSpec{
 			Name: "orchestrator", URL: base + "/webhooks/tfe", Token: webhookToken,
 			Triggers: []string{"run:created", "run:planning", "run:needs_attention", "run:applying", "run:completed", "run:errored"},
@@ -349,8 +359,8 @@ func TestPageInAHeadlessBrowser(t *testing.T) {
 	type rect struct{ X, Y, W, H float64 }
 	box := eval[rect](b, `(() => { const r = document.querySelector('#graph g.node[data-workspace="net"] rect').getBoundingClientRect();
 		return {X: r.x + scrollX, Y: r.y + scrollY, W: r.width, H: r.height}; })()`)
-	shot := screenshot(t, b)
-	b.do("see the cascade go on live", chromedp.WaitVisible(row("net", "applied")), chromedp.WaitVisible(row("app", "applied")))
+	shot := screenshot(t, b, screenshotName)
+	b.do("see the cascade go on live", chromedp.WaitVisible(row("net", "applied")), chromedp.WaitVisible(row(appWS, "applied")))
 	b.until("the cascade to be done", `document.querySelector('#c-title .badge').textContent === 'done: applied'`)
 	if !eval[bool](b, `window.sameDocument === true`) {
 		t.Error("the page was reloaded to show the cascade's progress")
@@ -362,6 +372,19 @@ func TestPageInAHeadlessBrowser(t *testing.T) {
 
 	checkScreenshot(t, shot, image.Rect(int(box.X), int(box.Y), int(box.X+box.W), int(box.Y+box.H)))
 
+	checkDone(t, b)
+	checkMembersFit(t, b, 1400, 900)
+	checkMembersFit(t, b, 1024, 700) // a small laptop, or half a screen
+	b.do("back to 1400 px", chromedp.EmulateViewport(1400, 900))
+	screenshot(t, b, doneShotName)
+	checkSearch(t, b, seed, id)
+	checkWhy(t, s, b, seed)
+	screenshot(t, b, whyShotName)
+	checkAudit(t, b)
+	screenshot(t, b, auditShotName)
+	checkSince(t, b, seed)
+	checkCascadeAudit(t, s, b)
+
 	b.mu.Lock()
 	for _, m := range b.console {
 		if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
@@ -372,9 +395,141 @@ func TestPageInAHeadlessBrowser(t *testing.T) {
 	t.Logf("browser test took %s", time.Since(began).Round(100*time.Millisecond))
 }
 
+// checkDone checks that the cascade shown, done, has no live dot: it
+// changes no more, though its watch stream stays open.
+func checkDone(t *testing.T, b *browser) {
+	t.Helper()
+	if eval[bool](b, `(() => { const l = document.getElementById('live');
+		return l.classList.contains('on') || l.classList.contains('off') || getComputedStyle(l, '::before').content !== 'none'; })()`) {
+		t.Errorf("a done cascade shows a live dot: %q", eval[string](b, `document.getElementById('live').outerHTML`))
+	}
+	if text := eval[string](b, `document.getElementById('live').textContent`); text != "finished" {
+		t.Errorf("a done cascade says %q beside its title, want finished", text)
+	}
+}
+
+// checkMembersFit checks at a window size that the members table, with
+// its long workspace name, ends within its pane and the window, and that
+// the page does not scroll sideways.
+func checkMembersFit(t *testing.T, b *browser, width, height int64) {
+	t.Helper()
+	b.do(fmt.Sprintf("resize to %dx%d", width, height), chromedp.EmulateViewport(width, height))
+	b.until("the members table to be laid out at "+fmt.Sprint(width), fmt.Sprintf(`document.documentElement.clientWidth === %d`, width))
+	type fit struct {
+		Table, Pane, Name, Client, Scroll float64
+	}
+	got := eval[fit](b, fmt.Sprintf(`(() => {
+		const right = (e) => e.getBoundingClientRect().right;
+		const d = document.documentElement;
+		return {Table: right(document.getElementById('members')), Pane: right(document.getElementById('detail')),
+			Name: right(document.querySelector('#members tr[data-workspace=%q] td.name')),
+			Client: d.clientWidth, Scroll: d.scrollWidth};
+	})()`, appWS))
+	if got.Table > got.Pane+0.5 || got.Table > got.Client+0.5 || got.Name > got.Client+0.5 || got.Scroll > got.Client+0.5 {
+		t.Errorf("at %d px the members table does not fit: its right edge at %.0f, its pane's at %.0f, the long name's at %.0f, the window %.0f wide, the page %.0f",
+			width, got.Table, got.Pane, got.Name, got.Client, got.Scroll)
+	}
+}
+
+// checkSearch searches the list for a workspace: only the cascades it is
+// the root or a member of are left.
+func checkSearch(t *testing.T, b *browser, seed, id string) {
+	t.Helper()
+	has := func(c string) string { return fmt.Sprintf(`document.querySelector('#cascades li[data-id=%q]')`, c) }
+	b.do("search seed-app", chromedp.SendKeys(chromedp.ID("f-ws"), "seed-app"))
+	b.until("the list to show the seed cascade only", has(seed)+` !== null && `+has(id)+` === null`)
+	eval[bool](b, `(() => { const i = document.getElementById('f-ws'); i.value = ''; i.dispatchEvent(new Event('input')); return true; })()`)
+	b.do("search net", chromedp.SendKeys(chromedp.ID("f-ws"), "net"))
+	b.until("the list to show the followed cascade only", has(id)+` !== null && `+has(seed)+` === null`)
+	eval[bool](b, `(() => { const i = document.getElementById('f-ws'); i.value = ''; i.dispatchEvent(new Event('input')); return true; })()`)
+	b.until("the list to show both again", has(id)+` !== null && `+has(seed)+` !== null`)
+}
+
+// checkWhy asks the why panel about a workspace: it explains what the
+// cascade that reached it did, with a link to that cascade.
+func checkWhy(t *testing.T, s *stack, b *browser, seed string) {
+	t.Helper()
+	b.do("ask why about seed-app", chromedp.Click(chromedp.ID("why-link")), chromedp.WaitVisible(chromedp.ID("why-ws")),
+		chromedp.SendKeys(chromedp.ID("why-ws"), "seed-app"), chromedp.Click(chromedp.CSS(`#why-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#why-result li[data-cascade=%q]`, seed))))
+	text := eval[string](b, `document.getElementById('why-result').innerText`)
+	w, err := (&api.Client{Server: s.base, Token: readSecret}).Why(context.Background(), "", "seed-app")
+	if err != nil || len(w.Cascades) != 1 || w.Cascades[0].Explanation == "" {
+		t.Fatalf("why seed-app from the API: %+v, %v", w, err)
+	}
+	if !strings.Contains(text, w.Cascades[0].Explanation) || !strings.Contains(text, seed) {
+		t.Errorf("the why panel about seed-app says:\n%s\nwant the API's explanation: %s", text, w.Cascades[0].Explanation)
+	}
+	if h := eval[string](b, fmt.Sprintf(`document.querySelector('#why-result li[data-cascade=%q] a').getAttribute('href')`, seed)); h != "#"+seed {
+		t.Errorf("the why panel links the cascade to %q", h)
+	}
+}
+
+// checkAudit opens the audit trail: the pause and the resume used through
+// the page are there, with who and why.
+func checkAudit(t *testing.T, b *browser) {
+	t.Helper()
+	b.do("open the audit trail", chromedp.Click(chromedp.ID("audit-link")),
+		chromedp.WaitVisible(chromedp.CSS(`#audit li[data-action="pause"]`)), chromedp.WaitVisible(chromedp.CSS(`#audit li[data-action="resume"]`)))
+	pause := eval[string](b, `document.querySelector('#audit li[data-action="pause"]').innerText`)
+	if !strings.Contains(pause, "alice") || !strings.Contains(pause, "audit of the network change") || !strings.Contains(pause, "everywhere") {
+		t.Errorf("the audit trail shows the pause as:\n%s", pause)
+	}
+	resume := eval[string](b, `document.querySelector('#audit li[data-action="resume"]').innerText`)
+	if !strings.Contains(resume, "alice") || !strings.Contains(resume, "audit done") {
+		t.Errorf("the audit trail shows the resume as:\n%s", resume)
+	}
+	if first := eval[string](b, `document.querySelector('#audit li').dataset.action`); first != "resume" {
+		t.Errorf("the audit trail starts with %s, want the resume (newest first)", first)
+	}
+}
+
+// checkSince narrows the list to the last hour: the list is asked with a
+// since, and the cascades of the test, all recent, are still listed.
+func checkSince(t *testing.T, b *browser, seed string) {
+	t.Helper()
+	eval[bool](b, `(() => { const s = document.getElementById('f-since'); s.value = '1h'; s.dispatchEvent(new Event('change')); return true; })()`)
+	b.until("the list to be asked for the last hour", `performance.getEntriesByType('resource').some(e => /\/api\/v1\/cascades\?.*since=20/.test(e.name))`)
+	b.until("the seed cascade to be listed since an hour ago", fmt.Sprintf(`document.querySelector('#cascades li[data-id=%q]') !== null`, seed))
+}
+
+// checkCascadeAudit cancels a cascade through the page: the cascade's
+// view then lists the cancel, with who and why, from its audit trail.
+func checkCascadeAudit(t *testing.T, s *stack, b *browser) {
+	t.Helper()
+	op := &api.Client{Server: s.base, Token: operateSecret}
+	if _, err := op.Pause(context.Background(), "acme", api.Decision{By: "bob", Why: "hold seed-app"}); err != nil {
+		t.Fatal(err)
+	}
+	id := s.start(t, "seed")
+	s.view(t, id, "the second seed cascade to be held by the pause", func(v *dispatcher.View) bool { return v.Paused != "" })
+	li := chromedp.CSS(fmt.Sprintf(`#cascades li[data-id=%q] a`, id))
+	b.do("open the second seed cascade", chromedp.Click(chromedp.ID("refresh")), chromedp.WaitVisible(li), chromedp.Click(li),
+		chromedp.WaitVisible(row("seed-app", "waiting")), chromedp.WaitVisible(chromedp.CSS(`#c-audit li.none`)))
+	b.control("cancel-btn", "seed-app is not wanted tonight")
+	b.do("see the cancel in the cascade's trail", chromedp.WaitVisible(chromedp.CSS(`#c-audit li[data-action="cancel"]`)))
+	text := eval[string](b, `document.getElementById('c-audit').innerText`)
+	if !strings.Contains(text, "alice") || !strings.Contains(text, "seed-app is not wanted tonight") {
+		t.Errorf("the cascade's trail shows the cancel as:\n%s", text)
+	}
+	if _, err := op.Resume(context.Background(), "acme", api.Decision{Why: "done"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A member's name leads to why for it: both seed cascades reached it.
+	b.do("follow seed-app's name to why", chromedp.Click(chromedp.CSS(`#members tr[data-workspace="seed-app"] td.name a`)),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#why-result li[data-cascade=%q]`, id))))
+	if n := eval[int](b, `document.querySelectorAll('#why-result li').length`); n != 2 {
+		t.Errorf("why seed-app from its member row lists %d cascades, want the 2 that reached it", n)
+	}
+	if hash := eval[string](b, `location.hash`); hash != "#why/acme/seed-app" {
+		t.Errorf("the member's name led to %s, want #why/acme/seed-app", hash)
+	}
+}
+
 // screenshot takes the whole page as PNG and keeps it: in $ARTIFACTS_DIR
 // when set, else in a temporary directory that outlives the test.
-func screenshot(t *testing.T, b *browser) []byte {
+func screenshot(t *testing.T, b *browser, name string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
@@ -390,11 +545,11 @@ func screenshot(t *testing.T, b *browser) []byte {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, screenshotName)
+	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot of the running cascade: %s", path)
+	t.Logf("screenshot: %s", path)
 	return shot
 }
 

@@ -1,7 +1,9 @@
 // Package web is the operator page: one HTML page, its stylesheet and its
 // script, embedded in the binary and served under /ui/, that shows the
-// cascades and their members live and gives the operate role the
-// controls, all through the operator API (docs/api.md).
+// cascades (searched by workspace and time) and their members live, why
+// for any workspace, and the audit trail of the controls (of all, and of
+// each cascade), and gives the operate role the controls, all through the
+// operator API (docs/api.md).
 //
 // It guarantees that the page itself carries no data: every cascade it
 // shows comes from an API request that the browser makes with the bearer

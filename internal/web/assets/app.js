@@ -29,6 +29,10 @@
     selected: null,
     view: null,
     watch: null, // AbortController of the watch stream
+    streamOpen: false, // the watch stream is open and has answered
+    auditKey: null, // what the cascade's audit trail was last loaded for
+    pane: null, // 'cascade', 'why', 'audit' or null
+    wsTimer: 0,
     listTimer: 0,
     clockTimer: 0,
     dialogAct: null,
@@ -102,6 +106,13 @@
     return `${Math.floor(s / 3600)}h ${pad(Math.floor(s / 60) % 60)}m`;
   }
 
+  // sinceISO is the RFC 3339 time a "last N hours" choice ("6h") starts.
+  function sinceISO(choice) {
+    const h = parseInt(choice, 10);
+    if (!(h > 0)) return '';
+    return new Date(Date.now() - h * 3600 * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+
   function ago(iso) {
     return iso ? `${fmtDur(Date.now() - Date.parse(iso))} ago` : '';
   }
@@ -171,7 +182,11 @@
     show($('#app'), true);
     document.body.classList.toggle('can-operate', canOperate());
     await Promise.all([loadList(), loadControls()]);
-    page.listTimer = setInterval(() => { loadList(); loadControls(); }, LIST_EVERY);
+    page.listTimer = setInterval(() => {
+      loadList();
+      loadControls();
+      if (page.pane === 'audit') loadAudit();
+    }, LIST_EVERY);
     page.clockTimer = setInterval(tick, 1000);
     route();
     return true;
@@ -182,12 +197,18 @@
     stopWatch();
     clearInterval(page.listTimer);
     clearInterval(page.clockTimer);
-    Object.assign(page, { token: null, who: null, orgs: new Set(), paused: {}, selected: null, view: null });
-    for (const sel of ['#cascades', '#banners', '#legend', '#graph', '#timeline', '#members tbody']) clear($(sel));
+    Object.assign(page, { token: null, who: null, orgs: new Set(), paused: {}, selected: null, view: null, auditKey: null, pane: null });
+    for (const sel of ['#cascades', '#banners', '#legend', '#graph', '#timeline', '#members tbody', '#c-audit', '#why-result', '#audit']) clear($(sel));
     for (const sel of ['#c-title', '#c-meta', '#who', '#global-pause']) $(sel).textContent = '';
-    const orgs = $('#f-org');
-    while (orgs.options.length > 1) orgs.remove(1);
+    for (const sel of ORG_SELECTS) {
+      const orgs = $(sel);
+      while (orgs.options.length > 1) orgs.remove(1);
+    }
+    $('#f-ws').value = '';
+    $('#why-ws').value = '';
     show($('#cascade'), false);
+    show($('#why-pane'), false);
+    show($('#audit-pane'), false);
     show($('#app'), false);
     show($('#session'), false);
     const d = $('#confirm');
@@ -207,8 +228,12 @@
     const q = new URLSearchParams({ limit: '200' });
     const org = $('#f-org').value;
     const st = $('#f-state').value;
+    const ws = $('#f-ws').value.trim();
+    const since = sinceISO($('#f-since').value);
     if (org) q.set('organization', org);
     if (st) q.set('state', st);
+    if (ws) q.set('workspace', ws);
+    if (since) q.set('since', since);
     let data;
     try {
       data = await api('GET', `cascades?${q}`);
@@ -219,17 +244,23 @@
       return;
     }
     if (!page.token) return;
+    // An answer to an older search is not shown over a newer one.
+    if (q.get('workspace') !== ($('#f-ws').value.trim() || null)) return;
     show($('#list-error'), false);
     for (const c of data.cascades) page.orgs.add(c.organization);
     renderOrgs();
     renderList(data.cascades);
   }
 
+  const ORG_SELECTS = ['#f-org', '#why-org', '#a-org'];
+
   function renderOrgs() {
-    const sel = $('#f-org');
-    const have = new Set([...sel.options].map((o) => o.value));
-    for (const org of [...page.orgs].sort()) {
-      if (!have.has(org)) sel.append(el('option', { value: org }, org));
+    for (const s of ORG_SELECTS) {
+      const sel = $(s);
+      const have = new Set([...sel.options].map((o) => o.value));
+      for (const org of [...page.orgs].sort()) {
+        if (!have.has(org)) sel.append(el('option', { value: org }, org));
+      }
     }
   }
 
@@ -305,25 +336,57 @@
 
   // ---- One cascade, live.
 
+  // route shows what the address names: #<cascade ID>, #why,
+  // #why/<organization>/<workspace> (organization may be empty), #audit.
   function route() {
-    const id = decodeURIComponent(location.hash.replace(/^#/, ''));
     if (!page.token) return;
-    if (!id) {
+    const hash = location.hash.replace(/^#/, '');
+    const parts = hash.split('/').map((p) => { try { return decodeURIComponent(p); } catch (e) { return p; } });
+    if (parts[0] === 'why') {
       select(null);
+      showPane('why');
+      if (parts.length >= 3) {
+        $('#why-ws').value = parts.slice(2).join('/');
+        $('#why-org').value = [...$('#why-org').options].some((o) => o.value === parts[1]) ? parts[1] : '';
+        loadWhy(parts[1], parts.slice(2).join('/'));
+      } else {
+        clear($('#why-result'));
+        $('#why-ws').focus();
+      }
       return;
     }
-    select(id);
+    if (parts[0] === 'audit') {
+      select(null);
+      showPane('audit');
+      loadAudit();
+      return;
+    }
+    select(parts[0] || null);
+  }
+
+  // showPane shows one of the right-hand panes: a cascade, why, the audit
+  // trail, or (null) the hint to pick a cascade.
+  function showPane(which) {
+    page.pane = which;
+    show($('#pick'), which === null);
+    show($('#why-pane'), which === 'why');
+    show($('#audit-pane'), which === 'audit');
+    if (which !== 'cascade') show($('#cascade'), false);
+    $('#why-link').classList.toggle('selected', which === 'why');
+    $('#audit-link').classList.toggle('selected', which === 'audit');
   }
 
   function select(id) {
-    if (id === page.selected) return;
+    if (id === page.selected && page.pane === (id ? 'cascade' : null)) return;
     stopWatch();
     page.selected = id;
     page.view = null;
+    page.auditKey = null;
     for (const li of document.querySelectorAll('#cascades li')) li.classList.toggle('selected', li.dataset.id === id);
-    show($('#pick'), !id);
+    showPane(id ? 'cascade' : null);
     show($('#cascade'), false);
     show($('#c-error'), false);
+    clear($('#c-audit'));
     if (!id) return;
     const ctl = new AbortController();
     page.watch = ctl;
@@ -333,13 +396,35 @@
   function stopWatch() {
     if (page.watch) page.watch.abort();
     page.watch = null;
-    setLive(null);
+    page.streamOpen = false;
+    showLive();
   }
 
-  function setLive(on) {
+  function setStream(open) {
+    page.streamOpen = open;
+    showLive();
+  }
+
+  // showLive says whether what is shown is live: the green dot only while
+  // the watch stream is open and the cascade is running. A cascade that is
+  // over (done, set aside) changes no more: it has no dot, whatever the
+  // stream.
+  function showLive() {
     const live = $('#live');
-    live.className = on === null ? 'live' : on ? 'live on' : 'live off';
-    live.textContent = on === null ? '' : on ? 'live' : 'reconnecting…';
+    const v = page.view;
+    let cls = 'live';
+    let text = '';
+    if (page.watch && v && v.state !== 'running') {
+      text = v.state === 'done' ? 'finished' : 'set aside';
+    } else if (page.watch && page.streamOpen && v) {
+      cls = 'live on';
+      text = 'live';
+    } else if (page.watch && !page.streamOpen && v) {
+      cls = 'live off';
+      text = 'reconnecting…';
+    }
+    live.className = cls;
+    live.textContent = text;
   }
 
   function wait(ms, signal) {
@@ -370,7 +455,7 @@
           if (res.status === 404 || res.status === 403) return;
           throw new APIError(res.status, msg);
         }
-        setLive(true);
+        setStream(true);
         backoff = 1000;
         await readEvents(res.body, (event, data) => {
           if (event === 'view' && !signal.aborted) render(JSON.parse(data));
@@ -378,7 +463,7 @@
       } catch (e) {
         if (signal.aborted) return;
       }
-      setLive(false);
+      setStream(false);
       await wait(backoff, signal);
       backoff = Math.min(backoff * 2, 15000);
     }
@@ -421,10 +506,12 @@
   }
 
   function render(v) {
+    if (v.id !== page.selected || page.pane !== 'cascade') return;
     page.view = v;
     updateListEntry(v);
     show($('#c-error'), false);
     show($('#cascade'), true);
+    showLive();
     const title = $('#c-title');
     clear(title);
     title.append(`Cascade from ${v.root}`, cascadeBadge(v));
@@ -442,6 +529,12 @@
     renderGraph(v);
     renderTimeline(v);
     renderMembers(v);
+    // The trail changes with a control: reloaded when one shows in the view.
+    const key = [v.id, v.paused, v.held, v.cancelled, v.members.map((m) => m.attempts || 0).join(',')].join('|');
+    if (key !== page.auditKey) {
+      page.auditKey = key;
+      loadCascadeAudit(v.id);
+    }
   }
 
   function renderBanners(v) {
@@ -612,15 +705,131 @@
         ? el('button', { type: 'button', class: 'small retry', onclick: () => retry(v, m) }, 'Retry…') : null;
       body.append(el('tr', { 'data-workspace': m.name, 'data-state': m.state },
         el('td', { class: 'muted' }, m.layer),
-        el('td', { class: 'name', title: m.workspace_id }, m.name),
+        el('td', { class: 'name', title: m.workspace_id },
+          el('a', { href: whyHash(v.organization, m.name), title: `why: what the cascades kept did to ${m.name}` }, m.name)),
         el('td', {}, el('span', { class: `badge s-${m.state}` }, stateLabel(m))),
         el('td', { class: 'reason' }, why.join(' ')),
         run,
-        el('td', {}, (m.waits_for || []).join(', ')),
+        el('td', { class: 'waits' }, (m.waits_for || []).join(', ')),
         el('td', { class: 'time', title: m.ready_at || '' }, fmtTime(m.ready_at)),
         el('td', { class: 'time', title: m.finished_at || '' }, fmtTime(m.finished_at)),
         el('td', {}, action)));
     }
+  }
+
+  // ---- The audit trail: of one cascade, and of all.
+
+  const ACTION_WORDS = {
+    pause: 'pause', resume: 'resume', cancel: 'cancel', retry: 'retry', approve: 'approve',
+    freeze_added: 'freeze added', freeze_removed: 'freeze removed',
+    exclusion_added: 'exclusion added', exclusion_removed: 'exclusion removed',
+  };
+
+  // auditEntry is one control as recorded: when, what, who, why, what it
+  // concerns, and how things stood before and after.
+  function auditEntry(r, inCascade) {
+    const about = [];
+    if (r.organization) about.push(`in ${r.organization}`);
+    else if (['pause', 'resume', 'freeze_added', 'freeze_removed'].includes(r.action) && !r.cascade) about.push('everywhere');
+    if (r.workspace) about.push(`workspace ${r.workspace}`);
+    return el('li', { 'data-action': r.action },
+      el('div', { class: 'a-head' },
+        el('span', { class: 'time', title: r.at }, fmtTime(r.at)),
+        el('span', { class: `badge a-${r.action}` }, ACTION_WORDS[r.action] || r.action),
+        el('span', { class: 'a-by' }, r.by),
+        about.length ? el('span', { class: 'muted' }, about.join(' · ')) : null,
+        r.cascade && !inCascade ? el('a', { class: 'mono', href: `#${encodeURIComponent(r.cascade)}` }, r.cascade) : null),
+      el('div', { class: 'a-why' }, '“', r.why, '”'),
+      r.before ? el('div', { class: 'a-change' }, el('span', { class: 'muted' }, 'before: '), r.before) : null,
+      r.after ? el('div', { class: 'a-change' }, el('span', { class: 'muted' }, 'after: '), r.after) : null);
+  }
+
+  async function loadCascadeAudit(id) {
+    let data;
+    try {
+      data = await api('GET', `cascades/${encodeURIComponent(id)}/audit?limit=200`);
+    } catch (e) {
+      if (!page.token || page.selected !== id) return;
+      $('#c-audit-error').textContent = `audit trail: ${e.message}`;
+      show($('#c-audit-error'), true);
+      return;
+    }
+    if (!page.token || page.selected !== id) return;
+    show($('#c-audit-error'), false);
+    const ol = $('#c-audit');
+    clear(ol);
+    for (const r of data.records) ol.append(auditEntry(r, true));
+    if (!data.records.length) ol.append(el('li', { class: 'muted none' }, 'No control was used on this cascade. Pauses of an organization or of everywhere are in the audit trail.'));
+  }
+
+  async function loadAudit() {
+    const q = new URLSearchParams({ limit: '200' });
+    const org = $('#a-org').value;
+    const since = sinceISO($('#a-since').value);
+    if (org) q.set('organization', org);
+    if (since) q.set('since', since);
+    let data;
+    try {
+      data = await api('GET', `audit?${q}`);
+    } catch (e) {
+      if (!page.token) return;
+      $('#audit-error').textContent = e.message;
+      show($('#audit-error'), true);
+      return;
+    }
+    if (!page.token || page.pane !== 'audit') return;
+    show($('#audit-error'), false);
+    const ol = $('#audit');
+    clear(ol);
+    for (const r of data.records) ol.append(auditEntry(r, false));
+    show($('#audit-empty'), data.records.length === 0);
+  }
+
+  // ---- Why: what the cascades kept did to a workspace.
+
+  function whyHash(org, workspace) {
+    return `#why/${encodeURIComponent(org || '')}/${encodeURIComponent(workspace)}`;
+  }
+
+  async function loadWhy(org, workspace) {
+    const box = $('#why-result');
+    const q = new URLSearchParams();
+    if (org) q.set('organization', org);
+    let w;
+    try {
+      w = await api('GET', `why/${encodeURIComponent(workspace)}${org ? '?' + q : ''}`);
+    } catch (e) {
+      if (!page.token) return;
+      clear(box);
+      $('#why-error').textContent = e.message;
+      show($('#why-error'), true);
+      return;
+    }
+    if (!page.token || page.pane !== 'why') return;
+    show($('#why-error'), false);
+    clear(box);
+    box.append(el('p', { class: 'why-for' }, el('strong', {}, w.workspace), w.organization ? ` in ${w.organization}` : ' in any organization',
+      `: ${w.cascades.length} cascade${w.cascades.length === 1 ? '' : 's'} kept reached it`));
+    if (w.excluded) {
+      const x = w.excluded;
+      box.append(el('div', { class: 'banner held' }, el('strong', {}, 'Excluded:'),
+        `${x.name ? 'workspace ' + x.name : 'tag ' + x.tag}${x.organization ? ' in ' + x.organization : ''}, by ${x.by}: ${x.why}. Cascades never run it.`));
+    }
+    if (w.explanation) box.append(el('p', { class: 'why-explanation' }, w.explanation));
+    const ol = el('ol', { class: 'why-list' });
+    for (const c of w.cascades) {
+      const state = c.state === 'root' ? 'root' : (STATE_WORDS[c.state] || c.state);
+      const cstate = c.cascade_state === 'done' ? `done: ${c.outcome || 'applied'}` : c.cascade_state.replace(/_/g, ' ');
+      ol.append(el('li', { 'data-cascade': c.cascade_id, 'data-state': c.state },
+        el('div', { class: 'a-head' },
+          el('span', { class: `badge s-${c.state}` }, state),
+          el('a', { href: `#${encodeURIComponent(c.cascade_id)}` }, `cascade from ${c.root}`),
+          el('span', { class: 'mono muted' }, c.cascade_id),
+          el('span', { class: 'muted' }, `${c.organization} · started ${fmtTime(c.started_at)} · ${cstate}`),
+          c.run_id ? link(c.run_url, c.run_id) : null),
+        el('p', { class: 'why-explanation' }, c.explanation)));
+    }
+    box.append(ol);
   }
 
   // tick keeps what depends on the clock current: bars of open members.
@@ -743,6 +952,22 @@
     $('#sign-out').addEventListener('click', () => signOut(''));
     $('#f-org').addEventListener('change', loadList);
     $('#f-state').addEventListener('change', loadList);
+    $('#f-since').addEventListener('change', loadList);
+    $('#f-ws').addEventListener('input', () => {
+      clearTimeout(page.wsTimer);
+      page.wsTimer = setTimeout(loadList, 250);
+    });
+    $('#why-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const ws = $('#why-ws').value.trim();
+      if (!ws) return;
+      const want = whyHash($('#why-org').value, ws);
+      if (location.hash === want) route();
+      else location.hash = want;
+    });
+    $('#a-org').addEventListener('change', loadAudit);
+    $('#a-since').addEventListener('change', loadAudit);
+    $('#a-refresh').addEventListener('click', loadAudit);
     $('#refresh').addEventListener('click', () => { loadList(); loadControls(); });
     $('#pause-btn').addEventListener('click', pause);
     $('#resume-btn').addEventListener('click', resume);
