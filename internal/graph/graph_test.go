@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -433,5 +434,29 @@ func TestPlanInvariants(t *testing.T) {
 		for _, c := range p.Cycles {
 			checkPath(t, g, c)
 		}
+	}
+}
+
+// The JSON document is valid and reads back whatever the names hold: its
+// lines are broken between elements, never inside a string.
+func TestWriteJSONBreaksLinesBetweenElementsOnly(t *testing.T) {
+	ws := []graph.Workspace{{ID: "ws-a", Name: `a,{"x":[1,2]}\`}, {ID: "ws-b", Name: "b],["}, {ID: "ws-c", Name: "c"}}
+	g, err := graph.New(ws, []graph.Edge{{Source: "ws-a", Target: "ws-b"}, {Source: "ws-b", Target: "ws-a"}, {Source: "ws-b", Target: "ws-c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := g.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var d graph.Document
+	if err := json.Unmarshal(b.Bytes(), &d); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, b.String())
+	}
+	if len(d.Workspaces) != 3 || d.Workspaces[0].Name != ws[0].Name || len(d.Edges) != 3 || len(d.Cycles) != 1 {
+		t.Errorf("read back %+v from\n%s", d, b.String())
+	}
+	if lines := strings.Count(b.String(), "\n"); lines < 3+3+2+6 {
+		t.Errorf("got %d lines, want one per element:\n%s", lines, b.String())
 	}
 }

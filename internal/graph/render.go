@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -127,11 +128,72 @@ func (g *Graph) Document() Document {
 // FromDocument builds the graph a Document describes.
 func FromDocument(d Document) (*Graph, error) { return New(d.Workspaces, d.Edges) }
 
-// WriteJSON writes the graph as an indented Document.
+// WriteJSON writes the graph as a Document, one workspace, edge, finding
+// or cycle a line. Indenting the whole document with encoding/json took
+// about half the time of the graph command on 100,000 workspaces; this
+// marshals each list once and only breaks its lines.
 func (g *Graph) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(g.Document())
+	d := g.Document()
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString("{\n")
+	for k, part := range []struct {
+		name string
+		v    any
+	}{{"workspaces", d.Workspaces}, {"edges", d.Edges}, {"findings", d.Findings}, {"cycles", d.Cycles}} {
+		data, err := json.Marshal(part.v)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(bw, "  %q: ", part.name)
+		lineList(bw, data)
+		if k < 3 {
+			bw.WriteByte(',')
+		}
+		bw.WriteByte('\n')
+	}
+	bw.WriteString("}\n")
+	return bw.Flush()
+}
+
+// lineList writes a compact JSON array with each element on a line of its
+// own, indented under its key.
+func lineList(w *bufio.Writer, data []byte) {
+	if len(data) <= 2 { // [] or null
+		w.Write(data)
+		return
+	}
+	depth, inString, escaped, start := 0, false, false, 0
+	for i, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			if depth == 1 {
+				w.WriteString("[\n    ")
+				start = i + 1
+			}
+		case c == ']' || c == '}':
+			depth--
+			if depth == 0 {
+				w.Write(data[start:i])
+				w.WriteString("\n  ]")
+			}
+		case c == ',' && depth == 1:
+			w.Write(data[start : i+1])
+			w.WriteString("\n    ")
+			start = i + 1
+		}
+	}
 }
 
 // WriteText writes one line per workspace with downstream workspaces:
