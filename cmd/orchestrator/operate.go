@@ -402,7 +402,18 @@ func cascadesRetryCommand() *command {
 	return steerCommand("cascades retry", "ID WORKSPACE", "run a failed or blocked member of a cascade again, and resume what it blocked",
 		func(*flagSet) func(*runEnv, *api.Client, api.Decision) (*dispatcher.View, error) {
 			return func(env *runEnv, c *api.Client, d api.Decision) (*dispatcher.View, error) {
-				return c.Retry(env.ctx, env.args[0], api.RetryRequest{Decision: d, Workspace: env.args[1]})
+				a, err := c.Retry(env.ctx, env.args[0], api.RetryRequest{Decision: d, Workspace: env.args[1]})
+				if err != nil {
+					return nil, err
+				}
+				// What the retry set in motion, on stderr: stdout stays the
+				// cascade (or its JSON).
+				resumes := "nothing blocked behind it"
+				if len(a.Retry.Unblocks) > 0 {
+					resumes = strings.Join(a.Retry.Unblocks, ", ")
+				}
+				fmt.Fprintf(env.stderr, "retrying %s; it resumes %s\n", a.Retry.Member, resumes)
+				return a.View, nil
 			}
 		})
 }

@@ -382,10 +382,21 @@ func (s *Server) retry(c *call) (int, any) {
 	if i < 0 {
 		return http.StatusBadRequest, fmt.Errorf("workspace: %q is not a member of cascade %s", ratelog.Clean(req.Workspace, maxShown), id)
 	}
-	if err := c.engine.Retry(c.r.Context(), id, v.Members[i].WorkspaceID, ctl); err != nil {
+	res, err := c.engine.Retry(c.r.Context(), id, v.Members[i].WorkspaceID, ctl)
+	if err != nil {
 		return failed(err)
 	}
-	return s.show(c)
+	if v, err = c.engine.Snapshot(c.r.Context(), id); err != nil {
+		return failed(err)
+	}
+	return http.StatusOK, RetryAnswer{View: v, Retry: *res}
+}
+
+// RetryAnswer is the cascade after a retry, and what the retry set in
+// motion.
+type RetryAnswer struct {
+	*dispatcher.View
+	Retry dispatcher.RetryResult `json:"retry"`
 }
 
 func (s *Server) approve(c *call) (int, any) {

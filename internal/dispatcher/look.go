@@ -211,8 +211,14 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 	if full {
 		next.LastFull = now
 	}
+	// finishing: it goes from running to done. A cascade is counted
+	// finished once: the first time (a retry may reopen it).
+	finishing := dec.Done && meta.State == StateRunning
 	if dec.Done {
 		next.State, next.Outcome, next.FinishedAt = StateDone, dec.Outcome, now
+		if meta.State == StateDone {
+			next.FinishedAt = meta.FinishedAt // it finished then
+		}
 	}
 	if maps.Equal(meta.Counts, next.Counts) && meta.LastFull.Equal(next.LastFull) && meta.State == next.State && meta.RunsSaved == next.RunsSaved {
 		return nil
@@ -223,8 +229,10 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 		}
 		return err
 	}
-	if dec.Done {
-		d.metrics.finished.WithLabelValues(string(dec.Outcome)).Inc()
+	if finishing {
+		if meta.Reopened == 0 {
+			d.metrics.finished.WithLabelValues(string(dec.Outcome)).Inc()
+		}
 		d.log.Info("cascade finished", zap.String("cascade_id", id), zap.String("root", meta.Root), zap.String("outcome", string(dec.Outcome)),
 			zap.Any("members", counts), zap.Int("runs_saved", saved), zap.Duration("took", now.Sub(meta.StartedAt).Round(time.Millisecond)))
 	}

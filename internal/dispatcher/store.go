@@ -197,6 +197,9 @@ type Meta struct {
 	Members      int             `json:"members"`
 	// RunsSaved counts members skipped by output gating.
 	RunsSaved int `json:"runs_saved,omitempty"`
+	// Reopened counts the times a retry reopened the cascade after it
+	// finished; a cascade is counted finished once, when it first finishes.
+	Reopened int `json:"reopened,omitempty"`
 }
 
 // Cascade states.
