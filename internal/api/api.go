@@ -78,6 +78,9 @@ type Options struct {
 	// token (default DefaultMaxStreamsPerToken). A watch over either cap
 	// is answered 429 with Retry-After.
 	MaxStreams, MaxStreamsPerToken int
+	// PublicURL is where operators reach the daemon; the status says it,
+	// so that the CLI can print a cascade's page.
+	PublicURL string
 
 	Log *zap.Logger
 	// Registerer receives orchestrator_api_requests_total and

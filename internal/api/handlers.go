@@ -185,6 +185,9 @@ type Status struct {
 	// Readiness: "ready", what keeps the daemon from being ready (as
 	// /readyz says it), or "not reported".
 	Readiness string `json:"readiness"`
+	// PublicURL is where operators reach the daemon (serve --public-url):
+	// a cascade's page is PublicURL/ui/#ID. Empty when not set.
+	PublicURL string `json:"public_url,omitempty"`
 }
 
 func (s *Server) status(c *call) (int, any) {
@@ -192,7 +195,7 @@ func (s *Server) status(c *call) (int, any) {
 	if err != nil {
 		return failed(err)
 	}
-	out := Status{Status: *st, Readiness: "not reported"}
+	out := Status{Status: *st, Readiness: "not reported", PublicURL: s.opts.PublicURL}
 	if s.opts.Ready != nil {
 		if out.Readiness = s.opts.Ready(c.r.Context()); out.Readiness == "" {
 			out.Readiness = "ready"
