@@ -136,6 +136,9 @@ func TestOperatorCommands(t *testing.T) {
 			t.Errorf("cascades list (exit %d) does not say %q:\n%s", code, want, out)
 		}
 	}
+	if code, out, _ = cli("status"); code != 0 || !strings.Contains(out, publicURLOf+"/ui/") {
+		t.Errorf("status (exit %d) does not say where the page is:\n%s", code, out)
+	}
 	code, out, _ = cli("cascades", "show", id)
 	for _, want := range []string{"cascade " + id + " from root in acme: done (incomplete)", "root run:", "/app/acme/workspaces/root/runs/" + root.ID,
 		"LAYER", "net", "failed", "app", "blocked", "upstream net failed", "page:", publicURLOf + "/ui/#" + id} {
