@@ -451,13 +451,27 @@ func retriable(s cascade.Status) bool {
 func notRetriable(p *cascade.Plan, st []cascade.Status, i int) error {
 	s, name := st[i], p.Members[i].Name
 	if s.State == cascade.Blocked && s.Cause == cascade.CauseUpstream {
-		var failed []string
-		for _, u := range p.Members[i].Upstreams {
-			if j := p.Index(u); j >= 0 && (st[j].State == cascade.Failed || st[j].State == cascade.Blocked) {
-				failed = append(failed, p.Members[j].Name)
+		// The members to retry: up its blocked upstreams to those that
+		// failed (or cannot go on for another cause).
+		var retry []string
+		seen := map[int]bool{}
+		var up func(k int)
+		up = func(k int) {
+			for _, u := range p.Members[k].Upstreams {
+				j := p.Index(u)
+				if j < 0 || seen[j] || (st[j].State != cascade.Failed && st[j].State != cascade.Blocked) {
+					continue
+				}
+				seen[j] = true
+				if st[j].State == cascade.Blocked && st[j].Cause == cascade.CauseUpstream {
+					up(j)
+				} else {
+					retry = append(retry, p.Members[j].Name)
+				}
 			}
 		}
-		return fmt.Errorf("%w: %s is blocked by its upstream (%s): retry %s, and %s resumes", ErrConflict, name, s.Reason, strings.Join(failed, ", "), name)
+		up(i)
+		return fmt.Errorf("%w: %s is blocked by its upstream (%s): retry %s, and it resumes", ErrConflict, name, s.Reason, strings.Join(retry, ", "))
 	}
 	state := string(s.State)
 	if s.Retry != "" && s.State == cascade.Waiting {
