@@ -354,6 +354,9 @@ func TestCancelStopsTheCascadeAndItsRuns(t *testing.T) {
 	if m := member(v, "app"); m.State != cascade.Blocked || !strings.Contains(m.Reason, "cancelled") {
 		t.Errorf("app: %s (%s)", m.State, m.Reason)
 	}
+	if _, err := c.Retry(o.ctx, id, api.RetryRequest{Decision: api.Decision{Why: "try again"}, Workspace: "net"}); !api.IsStatus(err, 409) || !strings.Contains(err.Error(), "is cancelled") {
+		t.Errorf("retry in a cancelled cascade: %v, want 409", err)
+	}
 }
 
 // A member whose run errored blocks what depends on it; "why" says so and

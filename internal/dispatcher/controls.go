@@ -512,8 +512,9 @@ func unblocks(p *cascade.Plan, st []cascade.Status, i int) []string {
 
 // Retry runs a failed (or preflight-blocked, or refused) member again,
 // and resumes what it blocked; it returns what it set in motion. A member
-// in any other state is refused (ErrConflict), and nothing changes: a
-// retry never reopens a cascade for a member that did not fail.
+// in any other state, or in a cancelled cascade, is refused (ErrConflict),
+// and nothing changes: a retry never reopens a cascade for a member that
+// did not fail.
 func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Control) (*RetryResult, error) {
 	if err := d.newControl(&c); err != nil {
 		return nil, err
@@ -525,6 +526,11 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	i := p.Index(workspaceID)
 	if i < 0 {
 		return nil, fmt.Errorf("%w: workspace %s is not a member of cascade %s", ErrBadControl, workspaceID, id)
+	}
+	if cc, err := d.store.readControl(ctx, "ctl.cancel."+id); err != nil && !errors.Is(err, errMalformed) {
+		return nil, err
+	} else if cc != nil {
+		return nil, fmt.Errorf("%w: cascade %s is cancelled (%s): nothing in it runs again", ErrConflict, id, cc.describe())
 	}
 	st, _, err := d.store.readMembers(ctx, p, true)
 	if err != nil {
