@@ -26,6 +26,9 @@ func statusCommand() *command {
 
 func writeStatus(w io.Writer, st *api.Status) error {
 	fmt.Fprintf(w, "readiness:\t%s\n", st.Readiness)
+	if st.PublicURL != "" {
+		fmt.Fprintf(w, "page:\t%s\n", strings.TrimRight(st.PublicURL, "/")+"/ui/")
+	}
 	guard := "none"
 	if st.GuardLimit > 0 {
 		guard = fmt.Sprintf("a cascade of more than %d members waits for an approval", st.GuardLimit)

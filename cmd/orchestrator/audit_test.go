@@ -62,7 +62,8 @@ func TestAuditAndStatusCommands(t *testing.T) {
 		t.Errorf("resume of bob's pause: exit %d\n%s%s", code, out, stderr)
 	}
 
-	// A cascade whose member net fails: retried, approved, cancelled.
+	// A cascade whose member net fails: retried and cancelled; no guard
+	// holds it, so an approval is refused and not recorded.
 	root, err := o.tfe.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: o.sim.WorkspaceID("acme", "root")}, AutoApply: tfe.Bool(true)})
 	if err != nil {
 		t.Fatal(err)
@@ -72,8 +73,10 @@ func TestAuditAndStatusCommands(t *testing.T) {
 		v, err := alice.Show(ctx, id)
 		return err == nil && v.State == dispatcher.StateDone
 	})
+	if code, out, stderr := cli("cascades", "approve", id, "--why", "checked the plan"); code != exitError || !strings.Contains(stderr, "does not hold cascade "+id) {
+		t.Errorf("approve of a cascade no guard holds: exit %d\n%s%s", code, out, stderr)
+	}
 	for _, args := range [][]string{
-		{"cascades", "approve", id, "--why", "checked the plan"},
 		{"cascades", "retry", id, "net", "--why", "fixed the credentials"},
 		{"cascades", "cancel", id, "--why", "stop for today"},
 	} {
@@ -125,7 +128,6 @@ func TestAuditAndStatusCommands(t *testing.T) {
 		{dispatcher.AuditFreezeAdded, "carol (token alice)", "year end"},
 		{dispatcher.AuditCancel, "alice", "stop for today"},
 		{dispatcher.AuditRetry, "alice", "fixed the credentials"},
-		{dispatcher.AuditApprove, "alice", "checked the plan"},
 		{dispatcher.AuditResume, "alice", "prep done"},
 		{dispatcher.AuditPause, "bob (token alice)", "year-end prep"},
 		{dispatcher.AuditResume, "alice", "just in case"},
@@ -171,7 +173,7 @@ func TestAuditAndStatusCommands(t *testing.T) {
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	trail = api.AuditTrail{}
-	if err := json.Unmarshal(body, &trail); res.StatusCode != http.StatusOK || err != nil || len(trail.Records) != 3 {
+	if err := json.Unmarshal(body, &trail); res.StatusCode != http.StatusOK || err != nil || len(trail.Records) != 2 {
 		t.Errorf("GET /api/v1/cascades/%s/audit: %d, %v\n%s", id, res.StatusCode, err, body)
 	}
 	req, _ = http.NewRequest(http.MethodGet, o.server+"/api/v1/cascades/c-run-nosuchrun/audit", nil)

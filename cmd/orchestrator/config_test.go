@@ -144,6 +144,7 @@ func TestConfigurationRefusedBeforeStart(t *testing.T) {
 		{"pending bytes under the body limit", serve("--webhook-max-pending-bytes", "1000"), nil, "--webhook-max-pending-bytes (1000) must be at least --webhook-max-body (1048576)"},
 		{"skip signature with a token", serve("--insecure-skip-signature"), nil, "--insecure-skip-signature with --webhook-token"},
 		{"alert URL with a secret", serve(), map[string]string{"ORCHESTRATOR_ALERT_SLACK_URL": "hooks.example.com/services/SECRET"}, "--alert-slack-url is not an http:// or https:// URL"},
+		{"public URL", serve("--public-url", "orchestrator.example.com"), nil, "--public-url \"orchestrator.example.com\": want an http:// or https:// URL"},
 		{"tfesim listen address", []string{"tfesim", "--token", "t", "--listen", "nowhere"}, nil, "--listen"},
 		{"tfesim address", []string{"tfesim", "--token", "t", "--address", "ftp://sim"}, nil, "--address"},
 		{"tfesim scenario", []string{"tfesim", "--token", "t", "--scenario", scenario}, nil, "--scenario"},

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/api"
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -160,14 +161,23 @@ func cascadesListCommand() *command {
 				return apiError(err)
 			}
 			return af.print(env.stdout, map[string]any{"cascades": list}, func(w io.Writer) error {
-				fmt.Fprintln(w, "ID\tORGANIZATION\tROOT\tSTATE\tSTARTED\tMEMBERS\tPROGRESS")
+				public := publicURL(env, c)
+				head := "ID\tORGANIZATION\tROOT\tSTATE\tSTARTED\tMEMBERS\tPROGRESS"
+				if public != "" {
+					head += "\tPAGE"
+				}
+				fmt.Fprintln(w, head)
 				for _, s := range list {
 					state := s.State
 					if s.Outcome != "" {
 						state += " (" + string(s.Outcome) + ")"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.Organization, s.Root, state,
-						formatTime(s.StartedAt), s.Members, counts(s.Counts))
+					page := ""
+					if public != "" {
+						page = "\t" + alerts.PageURL(public, s.ID)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", s.ID, s.Organization, s.Root, state,
+						formatTime(s.StartedAt), s.Members, counts(s.Counts), page)
 				}
 				if len(list) == 0 {
 					fmt.Fprintln(w, "(no cascades)")
@@ -207,18 +217,35 @@ func cascadesShowCommand() *command {
 			if err != nil {
 				return apiError(err)
 			}
-			return af.print(env.stdout, v, func(w io.Writer) error { return writeView(w, v) })
+			return af.print(env.stdout, v, func(w io.Writer) error { return writePage(w, v, alerts.PageURL(publicURL(env, c), v.ID)) })
 		}
 	})
 }
 
+// publicURL is where operators reach the server (serve --public-url), as
+// its status says; "" when it is not set or the status cannot be read
+// (the link is a convenience: its absence fails nothing).
+func publicURL(env *runEnv, c *api.Client) string {
+	st, err := c.Status(env.ctx)
+	if err != nil {
+		return ""
+	}
+	return st.PublicURL
+}
+
 // writeView writes a cascade as a person reads it.
-func writeView(w io.Writer, v *dispatcher.View) error {
+func writeView(w io.Writer, v *dispatcher.View) error { return writePage(w, v, "") }
+
+// writePage is writeView with the link to the cascade's page, if any.
+func writePage(w io.Writer, v *dispatcher.View, page string) error {
 	state := v.State
 	if v.Outcome != "" {
 		state += " (" + string(v.Outcome) + ")"
 	}
 	fmt.Fprintf(w, "cascade %s from %s in %s: %s\n", v.ID, v.Root, v.Organization, state)
+	if page != "" {
+		fmt.Fprintf(w, "page:\t%s\n", page)
+	}
 	fmt.Fprintf(w, "root run:\t%s\n", orID(v.RootRunURL, v.RootRunID))
 	fmt.Fprintf(w, "started:\t%s\n", formatTime(v.StartedAt))
 	if !v.FinishedAt.IsZero() {
@@ -402,7 +429,18 @@ func cascadesRetryCommand() *command {
 	return steerCommand("cascades retry", "ID WORKSPACE", "run a failed or blocked member of a cascade again, and resume what it blocked",
 		func(*flagSet) func(*runEnv, *api.Client, api.Decision) (*dispatcher.View, error) {
 			return func(env *runEnv, c *api.Client, d api.Decision) (*dispatcher.View, error) {
-				return c.Retry(env.ctx, env.args[0], api.RetryRequest{Decision: d, Workspace: env.args[1]})
+				a, err := c.Retry(env.ctx, env.args[0], api.RetryRequest{Decision: d, Workspace: env.args[1]})
+				if err != nil {
+					return nil, err
+				}
+				// What the retry set in motion, on stderr: stdout stays the
+				// cascade (or its JSON).
+				resumes := "nothing blocked behind it"
+				if len(a.Retry.Unblocks) > 0 {
+					resumes = strings.Join(a.Retry.Unblocks, ", ")
+				}
+				fmt.Fprintf(env.stderr, "retrying %s; it resumes %s\n", a.Retry.Member, resumes)
+				return a.View, nil
 			}
 		})
 }

@@ -24,6 +24,10 @@ import (
 
 const readToken, operateToken, hookToken = "read-0123456789abcdef", "operate-0123456789abcdef", "hook-token"
 
+// publicURLOf is where operators reach the daemon startOperated starts
+// (serve --public-url, given by its environment variable).
+const publicURLOf = "https://orchestrator.example.com"
+
 // operated is a daemon the operators' commands talk to: the simulator as
 // TFE, embedded JetStream, the API with a read token (viewer) and an
 // operate token (alice), read the way serve reads them.
@@ -55,7 +59,7 @@ func startOperated(t *testing.T, failNet bool) *operated {
 	operateFile := writeFile(t, "# who may steer\n\nalice:"+operateToken+"\n")
 	fs := newFlagSet("serve", io.Discard)
 	config := serveFlags(fs)
-	if err := fs.parse([]string{"--api-read-token-file", readFile, "--api-operate-token-file", operateFile}, env(nil)); err != nil {
+	if err := fs.parse([]string{"--api-read-token-file", readFile, "--api-operate-token-file", operateFile}, env(map[string]string{"ORCHESTRATOR_PUBLIC_URL": publicURLOf})); err != nil {
 		t.Fatal(err)
 	}
 	served, err := config()
@@ -68,7 +72,7 @@ func startOperated(t *testing.T, failNet bool) *operated {
 		Webhook: events.WebhookOptions{Tokens: []string{hookToken}},
 		TFE:     app.TFEConfig{Address: simSrv.URL, Token: "sim-token"}, DisableWatchdog: true,
 		Dispatcher: dispatcher.Options{Debounce: 20 * time.Millisecond, Policy: cascade.Policy{NativeGrace: 200 * time.Millisecond, Recheck: time.Second}},
-		API:        served.API,
+		API:        served.API, PublicURL: served.PublicURL,
 	}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -127,14 +131,17 @@ func TestOperatorCommands(t *testing.T) {
 		return strings.Contains(out, id) && strings.Contains(out, `"outcome": "incomplete"`)
 	})
 	code, out, _ := cli("cascades", "list")
-	for _, want := range []string{"ID", "PROGRESS", id, "acme", "root", "done (incomplete)", "1 failed, 1 blocked"} {
+	for _, want := range []string{"ID", "PROGRESS", "PAGE", id, "acme", "root", "done (incomplete)", "1 failed, 1 blocked", publicURLOf + "/ui/#" + id} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("cascades list (exit %d) does not say %q:\n%s", code, want, out)
 		}
 	}
+	if code, out, _ = cli("status"); code != 0 || !strings.Contains(out, publicURLOf+"/ui/") {
+		t.Errorf("status (exit %d) does not say where the page is:\n%s", code, out)
+	}
 	code, out, _ = cli("cascades", "show", id)
 	for _, want := range []string{"cascade " + id + " from root in acme: done (incomplete)", "root run:", "/app/acme/workspaces/root/runs/" + root.ID,
-		"LAYER", "net", "failed", "app", "blocked", "upstream net failed"} {
+		"LAYER", "net", "failed", "app", "blocked", "upstream net failed", "page:", publicURLOf + "/ui/#" + id} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("cascades show (exit %d) does not say %q:\n%s", code, want, out)
 		}
@@ -181,14 +188,21 @@ func TestOperatorCommands(t *testing.T) {
 	if err := sim.SetBehavior(sim.WorkspaceID("acme", "net"), tfesim.Behavior{PlanDurationMS: 800, ApplyDurationMS: 20}); err != nil {
 		t.Fatal(err)
 	}
+	// app is blocked by net: its retry is refused, pointing at net.
+	if code, _, stderr = cli("cascades", "retry", id, "app", "--why", "fixed"); code != exitError || !strings.Contains(stderr, "retry net") {
+		t.Errorf("retry of app, blocked by net: exit %d, %s", code, stderr)
+	}
 	// The command why suggested, pasted as it is.
 	code, out, stderr = cli(suggested...)
-	if code != 0 || !strings.Contains(out, "running") {
+	if code != 0 || !strings.Contains(out, "running") || !strings.Contains(stderr, "retrying net; it resumes app") {
 		t.Fatalf("%q, as why suggested it: exit %d, %s%s", suggested, code, out, stderr)
 	}
 	code, out, stderr = cli("cascades", "watch", id)
 	if code != 0 || !strings.Contains(out, "app") || !strings.Contains(out, "cascade "+id+" done: applied") {
 		t.Errorf("watch to the end: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, _, stderr = cli("cascades", "retry", id, "net", "--why", "again"); code != exitError || !strings.Contains(stderr, "net is applied: only a failed or blocked member can be retried") {
+		t.Errorf("retry of an applied member: exit %d, %s", code, stderr)
 	}
 
 	code, out, _ = cli("pause", "--organization", "acme", "--why", "change freeze")

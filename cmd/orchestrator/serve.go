@@ -35,6 +35,7 @@ func serveCommand() *command {
 func serveFlags(fs *flagSet) func() (app.Config, error) {
 	cfg := app.Config{Version: version}
 	fs.stringVar(&cfg.HTTPListen, "http-listen", "ORCHESTRATOR_HTTP_LISTEN", ":8080", "address of the webhook, health and metrics server")
+	fs.stringVar(&cfg.PublicURL, "public-url", "ORCHESTRATOR_PUBLIC_URL", "", "where operators reach this server (http:// or https://), e.g. behind a proxy: alerts link to a cascade's page under it, and cascades show and list print the link")
 	fs.durationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", "ORCHESTRATOR_HTTP_IDLE_TIMEOUT", app.DefaultHTTPIdleTimeout, "a keep-alive connection of the HTTP server idle this long is closed")
 	fs.stringVar(&cfg.DataDir, "data-dir", "ORCHESTRATOR_DATA_DIR", "data", "directory for the embedded NATS server's store")
 	fs.stringVar(&cfg.NATS.URL, "nats-url", "NATS_URL", "", "NATS server or cluster URL(s); empty runs an embedded JetStream server")

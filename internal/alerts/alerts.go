@@ -58,6 +58,7 @@ type Alert struct {
 	RunID        string `json:"run_id,omitempty"`
 	RunURL       string `json:"run_url,omitempty"` // the run in TFE's UI
 	CascadeID    string `json:"cascade_id,omitempty"`
+	PageURL      string `json:"page_url,omitempty"` // the cascade's operator page (PipelineOptions.PublicURL)
 	Message      string `json:"message"`
 	// Key identifies the condition: alerts with the same key within a
 	// window are one alert.

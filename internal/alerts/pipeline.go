@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,17 @@ type PipelineOptions struct {
 	// oldest is dropped (and counted); default 256.
 	Queue int
 	Now   func() time.Time
+	// PublicURL is where operators reach the daemon: an alert about a
+	// cascade gets the link to its page (PageURL). Empty: no link.
+	PublicURL string
+}
+
+// PageURL is the operator page of a cascade under the daemon's public URL.
+func PageURL(publicURL, cascadeID string) string {
+	if publicURL == "" || cascadeID == "" {
+		return ""
+	}
+	return strings.TrimRight(publicURL, "/") + "/ui/#" + url.PathEscape(cascadeID)
 }
 
 // Pipeline is the Notifier of the daemon: it logs every alert and publishes
@@ -106,6 +118,9 @@ func (p *Pipeline) Raise(ctx context.Context, a Alert) {
 	now := p.opts.Now()
 	if a.Time.IsZero() {
 		a.Time = now
+	}
+	if a.PageURL == "" {
+		a.PageURL = PageURL(p.opts.PublicURL, a.CascadeID)
 	}
 	p.mu.Lock()
 	last, seen := p.sent[a.Key]
@@ -241,6 +256,9 @@ func (s *Slack) Send(ctx context.Context, a Alert) error {
 	}
 	if a.RunURL != "" {
 		ctxParts = append(ctxParts, "<"+a.RunURL+"|open the run in TFE>")
+	}
+	if a.PageURL != "" {
+		ctxParts = append(ctxParts, "<"+a.PageURL+"|open the cascade>")
 	}
 	if len(ctxParts) > 0 {
 		text += "\n" + joinWith(ctxParts, " · ")

@@ -105,11 +105,40 @@ func TestSinksReceiveShapedPayloads(t *testing.T) {
 	if ts, _ := h["time"].(string); ts == "" {
 		t.Error("webhook payload has no time")
 	}
+	if u, ok := h["page_url"]; ok {
+		t.Errorf("webhook page_url %v without a public URL", u)
+	}
 	text, _ := slack.got()[0]["text"].(string)
 	for _, want := range []string{"*[critical] stuck_run*", sample.Message, "workspace `network`", "run `run-1`", "<" + sample.RunURL + "|open the run in TFE>"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("slack text %q lacks %q", text, want)
 		}
+	}
+}
+
+// With the daemon's public URL, an alert about a cascade links to its
+// page, in the webhook's page_url and in the Slack text; one about no
+// cascade has no link.
+func TestAlertsLinkToTheCascadePage(t *testing.T) {
+	hook, slack := newReceiver(t, 0), newReceiver(t, 0)
+	p := alerts.NewPipeline(alerts.PipelineOptions{Backoff: time.Millisecond, PublicURL: "https://orchestrator.example.com/"}, &alerts.Basic{Log: zap.NewNop()},
+		[]alerts.Sink{&alerts.Webhook{URL: hook.srv.URL}, &alerts.Slack{URL: slack.srv.URL}}, nil)
+	start(t, p)
+	p.Raise(context.Background(), sample)
+	waitFor(t, "both sinks", func() bool { return len(hook.got()) == 1 && len(slack.got()) == 1 })
+	const page = "https://orchestrator.example.com/ui/#c-run-0"
+	if got := hook.got()[0]["page_url"]; got != page {
+		t.Errorf("webhook page_url %v, want %q", got, page)
+	}
+	if text, _ := slack.got()[0]["text"].(string); !strings.Contains(text, "<"+page+"|open the cascade>") {
+		t.Errorf("slack text %q lacks the cascade's page", text)
+	}
+	other := sample
+	other.CascadeID, other.Key = "", "stuck/run-2"
+	p.Raise(context.Background(), other)
+	waitFor(t, "the second alert", func() bool { return len(hook.got()) == 2 })
+	if u, ok := hook.got()[1]["page_url"]; ok {
+		t.Errorf("an alert about no cascade has page_url %v", u)
 	}
 }
 

@@ -50,7 +50,7 @@ type Engine interface {
 	Resume(ctx context.Context, org string, c dispatcher.Control) (*dispatcher.Control, error)
 	Paused(ctx context.Context) (map[string]dispatcher.Control, error)
 	Cancel(ctx context.Context, id string, c dispatcher.Control) error
-	Retry(ctx context.Context, id, workspaceID string, c dispatcher.Control) error
+	Retry(ctx context.Context, id, workspaceID string, c dispatcher.Control) (*dispatcher.RetryResult, error)
 	Approve(ctx context.Context, id string, c dispatcher.Control) error
 	SetExclusions(ctx context.Context, excl []dispatcher.Exclusion, c dispatcher.Control) ([]dispatcher.AuditRecord, error)
 	Exclusions(ctx context.Context) ([]dispatcher.Exclusion, error)
@@ -78,6 +78,9 @@ type Options struct {
 	// token (default DefaultMaxStreamsPerToken). A watch over either cap
 	// is answered 429 with Retry-After.
 	MaxStreams, MaxStreamsPerToken int
+	// PublicURL is where operators reach the daemon; the status says it,
+	// so that the CLI can print a cascade's page.
+	PublicURL string
 
 	Log *zap.Logger
 	// Registerer receives orchestrator_api_requests_total and
@@ -273,14 +276,18 @@ func writeError(w http.ResponseWriter, code int, msg string) int {
 }
 
 // failed maps an engine error to a status: an unknown cascade is a 404,
-// a refused control a 400, an organization TFE does not know a 422, the
-// rest the engine's trouble.
+// a refused control a 400, a control that does not fit the cascade as it
+// stands (a retry of a member that did not fail, an approval of a cascade
+// not held) a 409, an organization TFE does not know a 422, the rest the
+// engine's trouble.
 func failed(err error) (int, any) {
 	switch {
 	case errors.Is(err, dispatcher.ErrNoCascade):
 		return http.StatusNotFound, err
 	case errors.Is(err, dispatcher.ErrBadControl):
 		return http.StatusBadRequest, err
+	case errors.Is(err, dispatcher.ErrConflict):
+		return http.StatusConflict, err
 	case errors.Is(err, dispatcher.ErrUnknownOrganization):
 		return http.StatusUnprocessableEntity, err
 	}

@@ -268,8 +268,8 @@ func (c *Client) Cancel(ctx context.Context, id string, r CancelRequest) (*dispa
 }
 
 // Retry runs a failed or blocked member again.
-func (c *Client) Retry(ctx context.Context, id string, r RetryRequest) (*dispatcher.View, error) {
-	var v dispatcher.View
+func (c *Client) Retry(ctx context.Context, id string, r RetryRequest) (*RetryAnswer, error) {
+	var v RetryAnswer
 	return &v, c.do(ctx, http.MethodPost, "/api/v1/cascades/"+url.PathEscape(id)+"/retry", r, &v)
 }
 

@@ -185,6 +185,9 @@ type Status struct {
 	// Readiness: "ready", what keeps the daemon from being ready (as
 	// /readyz says it), or "not reported".
 	Readiness string `json:"readiness"`
+	// PublicURL is where operators reach the daemon (serve --public-url):
+	// a cascade's page is PublicURL/ui/#ID. Empty when not set.
+	PublicURL string `json:"public_url,omitempty"`
 }
 
 func (s *Server) status(c *call) (int, any) {
@@ -192,7 +195,7 @@ func (s *Server) status(c *call) (int, any) {
 	if err != nil {
 		return failed(err)
 	}
-	out := Status{Status: *st, Readiness: "not reported"}
+	out := Status{Status: *st, Readiness: "not reported", PublicURL: s.opts.PublicURL}
 	if s.opts.Ready != nil {
 		if out.Readiness = s.opts.Ready(c.r.Context()); out.Readiness == "" {
 			out.Readiness = "ready"
@@ -382,10 +385,21 @@ func (s *Server) retry(c *call) (int, any) {
 	if i < 0 {
 		return http.StatusBadRequest, fmt.Errorf("workspace: %q is not a member of cascade %s", ratelog.Clean(req.Workspace, maxShown), id)
 	}
-	if err := c.engine.Retry(c.r.Context(), id, v.Members[i].WorkspaceID, ctl); err != nil {
+	res, err := c.engine.Retry(c.r.Context(), id, v.Members[i].WorkspaceID, ctl)
+	if err != nil {
 		return failed(err)
 	}
-	return s.show(c)
+	if v, err = c.engine.Snapshot(c.r.Context(), id); err != nil {
+		return failed(err)
+	}
+	return http.StatusOK, RetryAnswer{View: v, Retry: *res}
+}
+
+// RetryAnswer is the cascade after a retry, and what the retry set in
+// motion.
+type RetryAnswer struct {
+	*dispatcher.View
+	Retry dispatcher.RetryResult `json:"retry"`
 }
 
 func (s *Server) approve(c *call) (int, any) {

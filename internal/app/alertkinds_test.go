@@ -255,7 +255,7 @@ func (e *alertEnv) runURL(workspace, runID string) string {
 // wantAlert is what an alert must say. Empty fields must be empty in the
 // alert too, but for Message, a part of the message.
 type wantAlert struct {
-	Kind, Severity, Organization, Workspace, WorkspaceID, RunID, RunURL, CascadeID, Message string
+	Kind, Severity, Organization, Workspace, WorkspaceID, RunID, RunURL, CascadeID, PageURL, Message string
 }
 
 // expect waits for an alert of want.Kind on NATS and at the sink and
@@ -277,6 +277,7 @@ func expectAlert(t *testing.T, watch *testutil.AlertWatch, want wantAlert) alert
 			{"severity", a.Severity, want.Severity}, {"organization", a.Organization, want.Organization},
 			{"workspace", a.Workspace, want.Workspace}, {"workspace_id", a.WorkspaceID, want.WorkspaceID},
 			{"run_id", a.RunID, want.RunID}, {"run_url", a.RunURL, want.RunURL}, {"cascade_id", a.CascadeID, want.CascadeID},
+			{"page_url", a.PageURL, want.PageURL},
 		} {
 			if f.got != f.want {
 				t.Errorf("%s alert %s: %s is %q, want %q", want.Kind, seen.where, f.field, f.got, f.want)
@@ -317,15 +318,17 @@ func TestAlertCycle(t *testing.T) {
 }
 
 // An upstream's run errors: what depends on it is blocked, in one alert
-// about the cascade, which names the root.
+// about the cascade, which names the root and links the cascade's page
+// under the daemon's public URL.
 func TestAlertCascadeBlocked(t *testing.T) {
-	e := newAlertEnv(t, tfesim.Options{}, app.Config{DisableWatchdog: true})
+	e := newAlertEnv(t, tfesim.Options{}, app.Config{DisableWatchdog: true, PublicURL: "https://orchestrator.example.com/"})
 	failing := auto("b")
 	failing.Behavior.Outcome = tfesim.OutcomeErrored
 	e.load([]tfesim.WorkspaceSpec{auto("root"), failing, auto("c")}, [2]string{"root", "b"}, [2]string{"b", "c"})
 	root := e.run("root", true)
 	e.expect(wantAlert{Kind: alerts.KindCascadeBlocked, Severity: alerts.SeverityWarning, Organization: "acme",
-		Workspace: "root", WorkspaceID: e.id("root"), CascadeID: cascade.ID(root), Message: "c (upstream b failed"})
+		Workspace: "root", WorkspaceID: e.id("root"), CascadeID: cascade.ID(root), PageURL: "https://orchestrator.example.com/ui/#" + cascade.ID(root),
+		Message: "c (upstream b failed"})
 }
 
 // TFE refuses the cascade's run: the member's current configuration

@@ -266,7 +266,7 @@ func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, ready fu
 		return nil
 	}
 	srv, err := api.New(api.Options{Tokens: tokens, Stop: stop, Ready: ready, Log: a.log.Named("api"), Registerer: a.registry,
-		MaxStreams: a.cfg.API.MaxStreams, MaxStreamsPerToken: a.cfg.API.MaxStreamsPerToken,
+		MaxStreams: a.cfg.API.MaxStreams, MaxStreamsPerToken: a.cfg.API.MaxStreamsPerToken, PublicURL: a.cfg.PublicURL,
 		Engine: func() api.Engine {
 			if disp == nil {
 				return nil
@@ -390,7 +390,7 @@ func (a *App) alertPipeline(nc *nats.Conn) *alerts.Pipeline {
 		sinks = append(sinks, &alerts.Slack{URL: u, Client: client})
 	}
 	basic := &alerts.Basic{Log: a.log.Named("alerts"), Conn: nc}
-	return alerts.NewPipeline(alerts.PipelineOptions{Window: a.cfg.Alerts.Window}, basic, sinks, a.registry)
+	return alerts.NewPipeline(alerts.PipelineOptions{Window: a.cfg.Alerts.Window, PublicURL: a.cfg.PublicURL}, basic, sinks, a.registry)
 }
 
 // newWatchdog sets the watchdog up where the admin API is there to serve it.

@@ -33,6 +33,10 @@ type Config struct {
 	// HTTPIdleTimeout closes a keep-alive connection of that server once
 	// it has been idle this long; default 30s.
 	HTTPIdleTimeout time.Duration
+	// PublicURL is where operators reach the daemon (its operator page is
+	// PublicURL/ui/): alerts link to a cascade's page, and the status
+	// tells the CLI. Empty: no links.
+	PublicURL string
 	// DataDir holds the embedded NATS server's store; default "data".
 	DataDir string
 	NATS    NATSConfig
@@ -531,6 +535,11 @@ func (c *Config) validateWatchdog() error {
 }
 
 func (c *Config) validateAlerts() error {
+	if c.PublicURL != "" {
+		if err := CheckHTTPURL(c.PublicURL); err != nil {
+			return fmt.Errorf("--public-url %q: %w", c.PublicURL, err)
+		}
+	}
 	// The URLs are secrets (a Slack webhook URL is its own credential):
 	// the errors never show them.
 	for _, f := range []struct{ flag, v string }{{"--alert-webhook-url", c.Alerts.WebhookURL}, {"--alert-slack-url", c.Alerts.SlackURL}} {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +167,24 @@ func scrape(t *testing.T, d *daemon) string {
 }
 
 func done(v *dispatcher.View) bool { return v.State == dispatcher.StateDone }
+
+// counted sums a counter's series (every label) over both daemons.
+func counted(t *testing.T, o *operators, name string) float64 {
+	t.Helper()
+	var n float64
+	for _, d := range []*daemon{o.a, o.b} {
+		for _, line := range strings.Split(scrape(t, d), "\n") {
+			if line == name || strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+				f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				if err != nil {
+					t.Fatalf("metric line %q: %v", line, err)
+				}
+				n += f
+			}
+		}
+	}
+	return n
+}
 
 // states says how each member stands, for a failure's message.
 func states(v *dispatcher.View) string {
@@ -334,6 +354,9 @@ func TestCancelStopsTheCascadeAndItsRuns(t *testing.T) {
 	if m := member(v, "app"); m.State != cascade.Blocked || !strings.Contains(m.Reason, "cancelled") {
 		t.Errorf("app: %s (%s)", m.State, m.Reason)
 	}
+	if _, err := c.Retry(o.ctx, id, api.RetryRequest{Decision: api.Decision{Why: "try again"}, Workspace: "net"}); !api.IsStatus(err, 409) || !strings.Contains(err.Error(), "is cancelled") {
+		t.Errorf("retry in a cancelled cascade: %v, want 409", err)
+	}
 }
 
 // A member whose run errored blocks what depends on it; "why" says so and
@@ -362,11 +385,19 @@ func TestRetryResumesWhatAFailedMemberBlocked(t *testing.T) {
 		}
 	}
 
+	// app is blocked by net: retrying it is refused, pointing at net.
+	if _, err := c.Retry(o.ctx, id, api.RetryRequest{Decision: api.Decision{Why: "try app"}, Workspace: "app"}); !api.IsStatus(err, 409) || !strings.Contains(err.Error(), "retry net") {
+		t.Errorf("retry of app, blocked by net: %v, want 409 pointing at net", err)
+	}
 	if err := o.sim.SetBehavior(o.sim.WorkspaceID("acme", "net"), tfesim.Behavior{PlanDurationMS: 1000, ApplyDurationMS: 20}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Retry(o.ctx, id, api.RetryRequest{Decision: api.Decision{Why: "fixed the provider credentials"}, Workspace: "net"}); err != nil {
+	a, err := c.Retry(o.ctx, id, api.RetryRequest{Decision: api.Decision{Why: "fixed the provider credentials"}, Workspace: "net"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if a.Retry.Member != "net" || !slices.Equal(a.Retry.Unblocks, []string{"app"}) || a.View == nil || a.View.ID != id {
+		t.Errorf("retry answer: %+v (view %v)", a.Retry, a.View)
 	}
 	v = o.view(c, id, "the retried cascade to finish", func(v *dispatcher.View) bool { return done(v) && member(v, "app").State == cascade.Applied })
 	if v.Outcome != cascade.OutcomeApplied {
@@ -374,6 +405,31 @@ func TestRetryResumesWhatAFailedMemberBlocked(t *testing.T) {
 	}
 	o.appliedOnce(v, "net")
 	o.appliedOnce(v, "app")
+	// Reopened by the retry, the cascade is counted finished once.
+	waitFor(t, "the metrics to count the cascade started", func() bool { return counted(t, o, "orchestrator_cascades_started_total") == 1 })
+	if n := counted(t, o, "orchestrator_cascades_finished_total"); n != 1 {
+		t.Errorf("cascades finished: %v, want 1 (started 1)", n)
+	}
+
+	// net applied: a retry of it is refused, and nothing changes.
+	_, err = c.Retry(o.ctx, id, api.RetryRequest{Decision: api.Decision{Why: "once more"}, Workspace: "net"})
+	if !api.IsStatus(err, 409) || !strings.Contains(err.Error(), "net is applied: only a failed or blocked member can be retried") {
+		t.Errorf("retry of an applied member: %v, want 409", err)
+	}
+	after, err := c.Show(o.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !done(after) || after.Outcome != cascade.OutcomeApplied || !after.FinishedAt.Equal(v.FinishedAt) {
+		t.Errorf("after a refused retry: %s (%s), finished %s, was %s", after.State, after.Outcome, after.FinishedAt, v.FinishedAt)
+	}
+	if n := counted(t, o, "orchestrator_cascades_finished_total"); n != 1 {
+		t.Errorf("cascades finished after a refused retry: %v, want 1", n)
+	}
+	// No guard holds it: an approval is refused.
+	if _, err := c.Approve(o.ctx, id, api.Decision{Why: "go"}); !api.IsStatus(err, 409) || !strings.Contains(err.Error(), "does not hold cascade "+id) {
+		t.Errorf("approval of a cascade no guard holds: %v, want 409", err)
+	}
 	if _, err := c.Retry(o.ctx, id, api.RetryRequest{Decision: api.Decision{Why: "again"}, Workspace: "nosuch"}); !api.IsStatus(err, 400) {
 		t.Errorf("retry of a workspace that is not a member: %v, want 400", err)
 	}
@@ -430,6 +486,9 @@ func TestGuardHoldsALargeCascadeUntilApproved(t *testing.T) {
 	}
 	if _, err := c.Approve(o.ctx, id, api.Decision{Why: "expected: new region"}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c.Approve(o.ctx, id, api.Decision{Why: "twice"}); !api.IsStatus(err, 409) || !strings.Contains(err.Error(), "does not hold") {
+		t.Errorf("approval of an approved cascade: %v, want 409", err)
 	}
 	v = o.view(c, id, "the approved cascade to finish", done)
 	if v.Outcome != cascade.OutcomeApplied {

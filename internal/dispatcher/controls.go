@@ -25,7 +25,7 @@ import (
 //	ctl.freeze                scheduled freeze windows
 //	ctl.exclude               workspaces (by name or tag) cascades never run
 //	ctl.cancel.<cascade>      the cascade is cancelled
-//	ctl.retry.<cascade>       members to run again (failed ones), by workspace
+//	ctl.retry.<cascade>       members to run again (failed or blocked ones), by workspace
 //	ctl.approve.<cascade>     the blast-radius guard lets the cascade go
 //
 // Those of one cascade go with its other records (the state TTL); the
@@ -418,19 +418,128 @@ func (d *Dispatcher) Cancel(ctx context.Context, id string, c Control) error {
 	return errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
 }
 
-// Retry runs a failed (or preflight-blocked) member again, and resumes
-// what it blocked.
-func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Control) error {
+// ErrConflict marks a control that does not fit the cascade as it stands
+// (a retry of a member that did not fail, an approval of a cascade the
+// guard does not hold): what is wrong is in the error's text.
+var ErrConflict = errors.New("control does not fit the cascade")
+
+// RetryResult is what a retry sets in motion: the member that runs again,
+// and the members blocked behind it that resume (by name), those whose
+// only blocked or failed upstreams are the retried one or others it
+// resumes.
+type RetryResult struct {
+	Member   string   `json:"member"`
+	Unblocks []string `json:"unblocks"`
+}
+
+// retriable is the core's rule (cascade's retriable): only a member that
+// failed, or that is blocked because it cannot run (preflight) or TFE
+// refused its run, runs again. A member blocked because an upstream
+// failed resumes when that upstream is retried.
+func retriable(s cascade.Status) bool {
+	switch {
+	case s.State == cascade.Failed:
+		return true
+	case s.State == cascade.Blocked:
+		return s.Cause == cascade.CausePreflight || s.Cause == cascade.CauseRefused
+	}
+	return false
+}
+
+// notRetriable says why a member cannot be retried, pointing at what can
+// be when its upstream blocked it.
+func notRetriable(p *cascade.Plan, st []cascade.Status, i int) error {
+	s, name := st[i], p.Members[i].Name
+	if s.State == cascade.Blocked && s.Cause == cascade.CauseUpstream {
+		// The members to retry: up its blocked upstreams to those that
+		// failed (or cannot go on for another cause).
+		var retry []string
+		seen := map[int]bool{}
+		var up func(k int)
+		up = func(k int) {
+			for _, u := range p.Members[k].Upstreams {
+				j := p.Index(u)
+				if j < 0 || seen[j] || (st[j].State != cascade.Failed && st[j].State != cascade.Blocked) {
+					continue
+				}
+				seen[j] = true
+				if st[j].State == cascade.Blocked && st[j].Cause == cascade.CauseUpstream {
+					up(j)
+				} else {
+					retry = append(retry, p.Members[j].Name)
+				}
+			}
+		}
+		up(i)
+		return fmt.Errorf("%w: %s is blocked by its upstream (%s): retry %s, and it resumes", ErrConflict, name, s.Reason, strings.Join(retry, ", "))
+	}
+	state := string(s.State)
+	if s.Retry != "" && s.State == cascade.Waiting {
+		state += " (retried already)"
+	}
+	return fmt.Errorf("%w: %s is %s: only a failed or blocked member can be retried", ErrConflict, name, state)
+}
+
+// unblocks names the members a retry of member i resumes: those blocked
+// by an upstream whose failed or blocked upstreams all run again.
+func unblocks(p *cascade.Plan, st []cascade.Status, i int) []string {
+	again := map[int]bool{i: true}
+	stuck := func(j int) bool {
+		return !again[j] && (st[j].State == cascade.Failed || st[j].State == cascade.Blocked)
+	}
+	out := []string{}
+	for changed := true; changed; {
+		changed = false
+		for j, m := range p.Members {
+			if again[j] || st[j].State != cascade.Blocked || st[j].Cause != cascade.CauseUpstream {
+				continue
+			}
+			free := true
+			for _, u := range m.Upstreams {
+				if k := p.Index(u); k >= 0 && stuck(k) {
+					free = false
+					break
+				}
+			}
+			if free {
+				again[j], changed = true, true
+				out = append(out, m.Name)
+			}
+		}
+	}
+	return out
+}
+
+// Retry runs a failed (or preflight-blocked, or refused) member again,
+// and resumes what it blocked; it returns what it set in motion. A member
+// in any other state, or in a cancelled cascade, is refused (ErrConflict),
+// and nothing changes: a retry never reopens a cascade for a member that
+// did not fail.
+func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Control) (*RetryResult, error) {
 	if err := d.newControl(&c); err != nil {
-		return err
+		return nil, err
 	}
 	p, err := d.cascadePlan(ctx, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if p.Index(workspaceID) < 0 {
-		return fmt.Errorf("%w: workspace %s is not a member of cascade %s", ErrBadControl, workspaceID, id)
+	i := p.Index(workspaceID)
+	if i < 0 {
+		return nil, fmt.Errorf("%w: workspace %s is not a member of cascade %s", ErrBadControl, workspaceID, id)
 	}
+	if cc, err := d.store.readControl(ctx, "ctl.cancel."+id); err != nil && !errors.Is(err, errMalformed) {
+		return nil, err
+	} else if cc != nil {
+		return nil, fmt.Errorf("%w: cascade %s is cancelled (%s): nothing in it runs again", ErrConflict, id, cc.describe())
+	}
+	st, _, err := d.store.readMembers(ctx, p, true)
+	if err != nil {
+		return nil, err
+	}
+	if !retriable(st[i]) {
+		return nil, notRetriable(p, st, i)
+	}
+	res := &RetryResult{Member: p.Members[i].Name, Unblocks: unblocks(p, st, i)}
 	c.ID = strconv.FormatInt(c.At.UnixNano(), 36)
 	key := "ctl.retry." + id
 	var tries int
@@ -441,7 +550,7 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 		switch {
 		case isMissing(err):
 		case err != nil:
-			return err
+			return nil, err
 		default:
 			rev = e.Revision()
 			if decode(e.Value(), &retries) != nil {
@@ -466,18 +575,21 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 			break
 		}
 		if !isConflict(err) {
-			return fmt.Errorf("store the retry of %s in %s: %w", workspaceID, id, err)
+			return nil, fmt.Errorf("store the retry of %s in %s: %w", workspaceID, id, err)
 		}
 	}
 	name := p.Name(workspaceID)
+	after := fmt.Sprintf("member %s runs again (retry %s; members retried in this cascade: %d)", name, c.ID, tries)
+	if len(res.Unblocks) > 0 {
+		after += "; it resumes " + strings.Join(res.Unblocks, ", ")
+	}
 	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditRetry, Organization: p.Organization, Cascade: id,
-		Workspace: name, Before: d.describeMember(ctx, p, workspaceID),
-		After: fmt.Sprintf("member %s runs again (retry %s; members retried in this cascade: %d)", name, c.ID, tries)})
+		Workspace: name, Before: d.describeMember(ctx, p, workspaceID), After: after})
 	if err := d.reopen(ctx, id); err != nil {
-		return err
+		return nil, err
 	}
 	d.nudge()
-	return errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
+	return res, errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
 }
 
 // reopen marks a finished cascade running again (a retry).
@@ -490,6 +602,9 @@ func (d *Dispatcher) reopen(ctx context.Context, id string) error {
 		if m.State == StateRunning {
 			return nil
 		}
+		if m.State == StateDone {
+			m.Reopened++ // its finish was counted: the next one is not
+		}
 		m.State, m.Outcome, m.FinishedAt = StateRunning, "", time.Time{}
 		if _, err := d.store.putMeta(ctx, id, m, rev); err == nil || !isConflict(err) {
 			return err
@@ -497,7 +612,9 @@ func (d *Dispatcher) reopen(ctx context.Context, id string) error {
 	}
 }
 
-// Approve lets a cascade the blast-radius guard holds go.
+// Approve lets a cascade the blast-radius guard holds go. A cascade the
+// guard does not hold (no guard, few enough members, approved already,
+// or no longer running) is refused (ErrConflict), and nothing changes.
 func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 	if err := d.newControl(&c); err != nil {
 		return err
@@ -510,16 +627,23 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
+	switch limit := d.opts.GuardLimit; {
+	case limit == 0:
+		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: there is no guard (--guard-limit is 0)", ErrConflict, id)
+	case len(p.Members) <= limit:
+		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: %d members, no more than %d", ErrConflict, id, len(p.Members), limit)
+	case before != nil:
+		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: approved already by %s", ErrConflict, id, before.describe())
+	}
+	if m, _, err := d.store.meta(ctx, id); err != nil {
+		return err
+	} else if m.State != StateRunning {
+		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: it is %s", ErrConflict, id, m.State)
+	}
 	if err := d.putControl(ctx, "ctl.approve."+id, c); err != nil {
 		return err
 	}
 	was := fmt.Sprintf("%d members; the blast-radius guard (limit %d) holds it until approved", len(p.Members), d.opts.GuardLimit)
-	if d.opts.GuardLimit == 0 || len(p.Members) <= d.opts.GuardLimit {
-		was = fmt.Sprintf("%d members; the blast-radius guard does not hold it", len(p.Members))
-	}
-	if before != nil {
-		was = "approved already by " + before.describe()
-	}
 	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditApprove, Organization: p.Organization, Cascade: id,
 		Before: was, After: "approved: the guard lets it go"})
 	d.nudge()

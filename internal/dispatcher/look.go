@@ -230,7 +230,9 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 		return err
 	}
 	if finished {
-		d.metrics.finished.WithLabelValues(string(dec.Outcome)).Inc()
+		if meta.Reopened == 0 {
+			d.metrics.finished.WithLabelValues(string(dec.Outcome)).Inc()
+		}
 		d.log.Info("cascade finished", zap.String("cascade_id", id), zap.String("root", meta.Root), zap.String("outcome", string(dec.Outcome)),
 			zap.Any("members", counts), zap.Int("runs_saved", saved), zap.Duration("took", now.Sub(meta.StartedAt).Round(time.Millisecond)))
 	}

@@ -28,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orchestrator_cascades_started_total", Help: "Cascades started.",
 		}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "orchestrator_cascades_finished_total", Help: "Cascades finished, by outcome (applied, incomplete, cancelled, dry_run).",
+			Name: "orchestrator_cascades_finished_total", Help: "Cascades finished, by outcome (applied, incomplete, cancelled, dry_run): each once, when it first finishes (a retry that reopens it does not count it again).",
 		}, []string{"outcome"}),
 		dispatched: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orchestrator_runs_dispatched_total", Help: "Runs created by cascades.",

@@ -201,6 +201,9 @@ type Meta struct {
 	// runs already applying make TFE queue, and lets go of its holds: it
 	// is looked at until nothing is left.
 	Cleanup bool `json:"cleanup,omitempty"`
+	// Reopened counts the times a retry reopened the cascade after it
+	// finished; a cascade is counted finished once, when it first finishes.
+	Reopened int `json:"reopened,omitempty"`
 }
 
 // open reports whether the engine still acts for the cascade.
