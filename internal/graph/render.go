@@ -109,8 +109,11 @@ type DocumentCycle struct {
 
 // Document returns the graph as a Document, dangling edges included, so
 // that reading it back gives the same graph.
-func (g *Graph) Document() Document {
-	edges := append(g.Edges(), g.dangling...)
+func (g *Graph) Document() Document { return g.document(g.Workspaces(), append(g.Edges(), g.dangling...)) }
+
+// document builds the Document from the given lists (WriteJSON passes the
+// graph's own, which it only reads, to spare two copies of them).
+func (g *Graph) document(ws []Workspace, edges []Edge) Document {
 	if edges == nil {
 		edges = []Edge{}
 	}
@@ -122,7 +125,7 @@ func (g *Graph) Document() Document {
 	for _, c := range g.Cycles() {
 		cycles = append(cycles, DocumentCycle{Workspaces: g.nameList(c.Path), IDs: c.Path, Members: g.nameList(c.Members)})
 	}
-	return Document{Workspaces: g.Workspaces(), Edges: edges, Findings: findings, Cycles: cycles}
+	return Document{Workspaces: ws, Edges: edges, Findings: findings, Cycles: cycles}
 }
 
 // FromDocument builds the graph a Document describes.
@@ -133,7 +136,11 @@ func FromDocument(d Document) (*Graph, error) { return New(d.Workspaces, d.Edges
 // about half the time of the graph command on 100,000 workspaces; this
 // marshals each list once and only breaks its lines.
 func (g *Graph) WriteJSON(w io.Writer) error {
-	d := g.Document()
+	edges := g.edges
+	if len(g.dangling) > 0 {
+		edges = append(g.Edges(), g.dangling...)
+	}
+	d := g.document(g.ws, edges)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString("{\n")
 	for k, part := range []struct {
