@@ -109,7 +109,9 @@ type DocumentCycle struct {
 
 // Document returns the graph as a Document, dangling edges included, so
 // that reading it back gives the same graph.
-func (g *Graph) Document() Document { return g.document(g.Workspaces(), append(g.Edges(), g.dangling...)) }
+func (g *Graph) Document() Document {
+	return g.document(g.Workspaces(), append(g.Edges(), g.dangling...))
+}
 
 // document builds the Document from the given lists (WriteJSON passes the
 // graph's own, which it only reads, to spare two copies of them).
