@@ -18,13 +18,7 @@ import (
 // one workspace. The command is held to within twice the floor
 // (docs/benchmarks.md).
 func BenchmarkGraphCommand(b *testing.B) {
-	ws, edges := dag(100_000, 100)
-	// a few cycles, as real organizations have by accident
-	r := rand.New(rand.NewPCG(3, 3))
-	for range 50 {
-		i := r.IntN(len(ws) - 1)
-		edges = append(edges, graph.Edge{Source: ws[i+1].ID, Target: ws[i].ID})
-	}
+	ws, edges := commandGraph()
 	b.ReportAllocs()
 	for b.Loop() {
 		g, err := graph.New(ws, edges)
@@ -38,12 +32,7 @@ func BenchmarkGraphCommand(b *testing.B) {
 }
 
 func BenchmarkPlainSlicesFloor(b *testing.B) {
-	ws, edges := dag(100_000, 100)
-	r := rand.New(rand.NewPCG(3, 3))
-	for range 50 {
-		i := r.IntN(len(ws) - 1)
-		edges = append(edges, graph.Edge{Source: ws[i+1].ID, Target: ws[i].ID})
-	}
+	ws, edges := commandGraph()
 	b.ReportAllocs()
 	for b.Loop() {
 		index := make(map[string]int32, len(ws))
@@ -75,6 +64,18 @@ func BenchmarkPlainSlicesFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// commandGraph is 100,000 workspaces in acyclic components of 100, with
+// 50 cycles, as real organizations have by accident.
+func commandGraph() ([]graph.Workspace, []graph.Edge) {
+	ws, edges := dag(100_000, 100)
+	r := rand.New(rand.NewPCG(3, 3))
+	for range 50 {
+		i := r.IntN(len(ws) - 1)
+		edges = append(edges, graph.Edge{Source: ws[i+1].ID, Target: ws[i].ID})
+	}
+	return ws, edges
 }
 
 // tarjan returns the strongly connected components of adj, iteratively.
