@@ -230,12 +230,21 @@ func (h *harness) applied(name string) []*tfe.Run {
 func (h *harness) done(d *dispatcher.Dispatcher, id string, timeout time.Duration) *dispatcher.View {
 	h.t.Helper()
 	var v *dispatcher.View
-	testutil.WaitFor(h.t, "cascade "+id+" to be done", timeout, func() bool {
+	deadline := time.Now().Add(timeout)
+	for {
 		var err error
 		v, err = d.Snapshot(h.ctx, id)
-		return err == nil && v.State == dispatcher.StateDone
-	})
-	return v
+		if err == nil && v.State == dispatcher.StateDone {
+			return v
+		}
+		if time.Now().After(deadline) {
+			if v != nil {
+				h.t.Fatalf("cascade %s not done after %s:%s", id, timeout, states(v))
+			}
+			h.t.Fatalf("cascade %s not done after %s: %v", id, timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // person confirms, through the API as a person would, every run of the
@@ -338,7 +347,7 @@ func apiCalls(st tfesim.Stats) int {
 func states(v *dispatcher.View) string {
 	var b strings.Builder
 	for _, m := range v.Members {
-		fmt.Fprintf(&b, "\n  %s: %s %q run %s (%s)", m.Name, m.State, m.Reason, m.RunID, m.RunStatus)
+		fmt.Fprintf(&b, "\n  %s: %s %q run %s (%s) hold %q", m.Name, m.State, m.Reason, m.RunID, m.RunStatus, m.Hold)
 	}
 	return b.String()
 }
