@@ -13,6 +13,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
 
@@ -129,13 +130,17 @@ func TestClusterNodeAndReplicaLostMidCascade(t *testing.T) {
 	}
 	root := h.start("root")
 	id := cascade.ID(root)
-	waitFor(t, "the first layer to apply", func() bool {
+	// Deadlines for "never happened" with three NATS servers and three
+	// engines under the race detector beside the rest of the suite: the
+	// first layer applies in about 10 s and the cascade ends in about 27 s
+	// alone, and took over 30 s and 120 s in two full runs here.
+	testutil.WaitFor(t, "the first layer to apply", 90*time.Second, func() bool {
 		v, err := d.Snapshot(h.ctx, id)
 		return err == nil && v.Counts[string(cascade.Applied)] >= 3
 	})
 	stopB()
 	servers[1].Shutdown()
-	v := h.done(d, id, 120*time.Second)
+	v := h.done(d, id, 4*time.Minute)
 	if v.Outcome != cascade.OutcomeApplied {
 		t.Fatalf("got %s:%s", v.Outcome, states(v))
 	}
