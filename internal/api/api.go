@@ -37,6 +37,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/ratelog"
 )
 
@@ -339,21 +340,7 @@ const (
 // not IDs.
 func ValidCascadeID(id string) bool {
 	rest, ok := strings.CutPrefix(id, "c-")
-	return ok && len(id) <= maxCascadeID && plainName(rest, maxCascadeID)
-}
-
-// plainName reports whether s is 1 to max ASCII letters, digits, - and _.
-func plainName(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return ok && len(id) <= maxCascadeID && events.ValidName(rest, maxCascadeID)
 }
 
 // checkNames checks the cascade ID, workspace and organization a request
@@ -363,7 +350,7 @@ func checkNames(r *http.Request) error {
 		return fmt.Errorf("cascade ID %q: want c- then letters, digits, - and _ (e.g. c-run-8F5JFydVYAmtTjET), at most %d characters",
 			ratelog.Clean(id, maxShown), maxCascadeID)
 	}
-	if ws := r.PathValue("workspace"); ws != "" && !plainName(ws, maxName) {
+	if ws := r.PathValue("workspace"); ws != "" && !events.ValidName(ws, maxName) {
 		return fmt.Errorf("workspace %q: want a workspace name or ID (letters, digits, - and _)", ratelog.Clean(ws, maxShown))
 	}
 	q := r.URL.Query()
@@ -371,7 +358,7 @@ func checkNames(r *http.Request) error {
 		return fmt.Errorf("cascade %q: want a cascade ID, c- then letters, digits, - and _", ratelog.Clean(id, maxShown))
 	}
 	for _, param := range []string{"organization", "workspace"} {
-		if v := q.Get(param); v != "" && !plainName(v, maxName) {
+		if v := q.Get(param); v != "" && !events.ValidName(v, maxName) {
 			return fmt.Errorf("%s %q: want a TFE %s name (letters, digits, - and _)", param, ratelog.Clean(v, maxShown), param)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/ratelog"
 )
 
@@ -317,7 +318,7 @@ func (s *Server) pausing(c *call, pause bool) (int, any) {
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
-	if req.Organization != "" && !plainName(req.Organization, maxName) {
+	if req.Organization != "" && !events.ValidName(req.Organization, maxName) {
 		return http.StatusBadRequest, fmt.Errorf("organization %q: want a TFE organization name (letters, digits, - and _), or none for everywhere",
 			ratelog.Clean(req.Organization, maxShown))
 	}

@@ -104,17 +104,9 @@ func (d *Dispatcher) create(ctx context.Context, l *lease, p *cascade.Plan, a ca
 		// TFE saw nothing: no attempt is spent, the member waits its turn.
 		d.log.Debug("run creation not sent: no turn in the rate budget in time", zap.String("cascade_id", p.ID),
 			zap.String("workspace", m.Name))
-		mu.Lock()
-		defer mu.Unlock()
-		s := cascade.AfterNotSent(st, i)
-		if _, err := l.deadline(0); err != nil {
-			return err
-		}
-		rev, err := d.store.putMember(ctx, p.ID, m.WorkspaceID, s, revs[i])
-		if err != nil {
+		if err := d.storeAfter(ctx, l, p, i, cascade.AfterNotSent(st, i), st, revs, mu); err != nil {
 			return fmt.Errorf("store that the run in %s was not sent: %w", m.Name, err)
 		}
-		st[i], revs[i] = s, rev
 		return d.store.markDirty(ctx, p.ID, m.WorkspaceID, d.opts.Now().Add(d.opts.Policy.Soon), false)
 	default:
 		d.log.Warn("run creation's outcome unknown; the next look finds out", zap.String("cascade_id", p.ID),

@@ -175,7 +175,10 @@ func TestClusterFastRuns(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			servers := cluster(t)
 			h := newHarnessOn(t, connect(t, servers, 0), events.StreamOptions{Replicas: 3}, fast,
-				tfesim.Options{Timing: &tfesim.Timing{Queue: 200 * time.Millisecond}})
+				// Runs queue for a second before planning: the cascade's
+				// first look, which takes the holds, must come before the
+				// first layer applies, on a loaded machine too.
+				tfesim.Options{Timing: &tfesim.Timing{Queue: time.Second}})
 			opts := fastOptions()
 			opts.Replicas = 3
 			d, _ := h.engineOn(connect(t, servers, 0), opts, nil)

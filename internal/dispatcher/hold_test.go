@@ -31,7 +31,11 @@ func TestFanInHeldWhileLooksComeLate(t *testing.T) {
 		o.workspaces = append(o.workspaces, wsKind(name, triggerApply, 100, applyMS))
 		o.edges = append(o.edges, [2]string{"root", name}, [2]string{name, "sink"})
 	}
-	h := newHarness(t, o, tfesim.Options{Timing: &tfesim.Timing{Queue: 300 * time.Millisecond}})
+	// Runs queue for 2 s, as TFE's do for a worker: the hold is taken in
+	// the cascade's first look, which must come before the first upstream
+	// applies (what happens before any look no hold can cover), also on a
+	// loaded machine.
+	h := newHarness(t, o, tfesim.Options{Timing: &tfesim.Timing{Queue: 2 * time.Second}})
 	opts := fastOptions()
 	// Every look after the first comes four seconds after the events that
 	// call for it, and no recheck comes sooner.
@@ -110,7 +114,7 @@ func TestHoldReleasedWhenSetAside(t *testing.T) {
 // trigger queues downstream when that apply ends never applies (the
 // cascade holds the downstream member until it has stopped it).
 func TestCancelStopsWhatAnApplyingRunQueues(t *testing.T) {
-	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 1000, 4000),
+	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 1000, 15000),
 		wsKind("b", triggerApply, 50, 20)},
 		edges: [][2]string{{"root", "a"}, {"a", "b"}}}
 	h := newHarness(t, o, tfesim.Options{})
@@ -130,7 +134,7 @@ func TestCancelStopsWhatAnApplyingRunQueues(t *testing.T) {
 		return err == nil && v.State == dispatcher.StateDone && v.Outcome == cascade.OutcomeCancelled
 	})
 	// In the look the cancel calls for, not once a's apply is over (it
-	// takes 4 s).
+	// takes 15 s, longer than a look on a loaded machine).
 	if runs := h.runs("a"); runs[0].Status != tfe.RunApplying {
 		t.Errorf("a's run was %s when the cascade read cancelled, want still applying", runs[0].Status)
 	}

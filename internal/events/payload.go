@@ -147,9 +147,9 @@ func runEvent(p *payload, n *notification, receivedAt time.Time) (RunEvent, erro
 		return RunEvent{}, &ShapeError{Reason: "run_id is not a TFE run ID (run- then 8 to 32 letters and digits)"}
 	case !validID(p.WorkspaceID, "ws-"):
 		return RunEvent{}, &ShapeError{Reason: "workspace_id is not a TFE workspace ID (ws- then 8 to 32 letters and digits)"}
-	case !validName(p.OrganizationName, maxOrganizationName):
+	case !ValidName(p.OrganizationName, maxOrganizationName):
 		return RunEvent{}, &ShapeError{Reason: "organization_name is not a TFE organization name (letters, digits, - and _)"}
-	case !validName(p.WorkspaceName, maxWorkspaceName):
+	case !ValidName(p.WorkspaceName, maxWorkspaceName):
 		return RunEvent{}, &ShapeError{Reason: "workspace_name is not a TFE workspace name (up to 90 letters, digits, - and _)"}
 	case !validToken(n.RunStatus):
 		return RunEvent{}, &ShapeError{Reason: "run_status must be a plain name"}
@@ -210,9 +210,9 @@ func validID(id, prefix string) bool {
 	return true
 }
 
-// validName reports whether s is a TFE organization or workspace name: 1 to
+// ValidName reports whether s is a TFE organization or workspace name: 1 to
 // max ASCII letters, digits, - and _.
-func validName(s string, max int) bool {
+func ValidName(s string, max int) bool {
 	if s == "" || len(s) > max {
 		return false
 	}

@@ -114,7 +114,7 @@ func ParseOrgToken(s string) (OrgToken, error) {
 	var t OrgToken
 	for _, org := range strings.Split(orgs, ",") {
 		org = strings.TrimSpace(org)
-		if !validName(org, maxOrganizationName) {
+		if !ValidName(org, maxOrganizationName) {
 			return OrgToken{}, errors.New("before '=': want TFE organization names (letters, digits, - and _) separated by commas (the value is not shown: it may hold a secret)")
 		}
 		if !slices.Contains(t.Organizations, org) {
@@ -145,7 +145,7 @@ func (o *WebhookOptions) validate() error {
 			return errors.New("a webhook token bound to organizations names none")
 		}
 		for _, org := range t.Organizations {
-			if !validName(org, maxOrganizationName) {
+			if !ValidName(org, maxOrganizationName) {
 				return fmt.Errorf("%q is not a TFE organization name (letters, digits, - and _)", org)
 			}
 		}
