@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
@@ -53,13 +54,15 @@ func cluster(t testing.TB) []*server.Server {
 		servers = append(servers, ns)
 	}
 	for _, ns := range servers {
-		if !ns.ReadyForConnections(10 * time.Second) {
+		// A minute: on a loaded machine a clustered server took over
+		// ten seconds to accept clients.
+		if !ns.ReadyForConnections(time.Minute) {
 			t.Fatal("a NATS server did not start")
 		}
 	}
 	// A stream of three replicas can be placed once the meta leader sees
 	// all three peers online, not as soon as a leader is elected.
-	waitFor(t, "the JetStream leader to see three peers", func() bool {
+	testutil.WaitFor(t, "the JetStream leader to see three peers", time.Minute, func() bool {
 		for _, ns := range servers {
 			if ns.JetStreamIsLeader() && len(ns.JetStreamClusterPeers()) == 3 {
 				return true
@@ -134,9 +137,8 @@ func TestClusterNodeAndReplicaLostMidCascade(t *testing.T) {
 	// engines under the race detector beside the rest of the suite: the
 	// first layer applies in about 10 s and the cascade ends in about 27 s
 	// alone, and took over 30 s and 120 s in two full runs here.
-	testutil.WaitFor(t, "the first layer to apply", 90*time.Second, func() bool {
-		v, err := d.Snapshot(h.ctx, id)
-		return err == nil && v.Counts[string(cascade.Applied)] >= 3
+	h.until(d, id, "the first layer to apply", 90*time.Second, func(v *dispatcher.View) bool {
+		return v.Counts[string(cascade.Applied)] >= 3
 	})
 	stopB()
 	servers[1].Shutdown()
@@ -186,9 +188,11 @@ func TestClusterFastRuns(t *testing.T) {
 			h.engineOn(connect(t, servers, 2), opts, nil)
 			root := h.start("root")
 			id := cascade.ID(root)
-			waitFor(t, "the first layer to apply", func() bool {
-				v, err := d.Snapshot(h.ctx, id)
-				return err == nil && v.Counts[string(cascade.Applied)] >= 1
+			// The deadline is for "never happened": three NATS servers
+			// and three engines under the race detector beside the rest
+			// of the suite took over 30 s here for what takes 3 s alone.
+			h.until(d, id, "the first layer to apply", 90*time.Second, func(v *dispatcher.View) bool {
+				return v.Counts[string(cascade.Applied)] >= 1
 			})
 			tc.fault(h, servers, stopB)
 			v := h.done(d, id, 3*time.Minute)

@@ -247,6 +247,28 @@ func (h *harness) done(d *dispatcher.Dispatcher, id string, timeout time.Duratio
 	}
 }
 
+// until waits for the cascade's view to satisfy cond, and fails the test
+// with the members' states when timeout passes first.
+func (h *harness) until(d *dispatcher.Dispatcher, id, what string, timeout time.Duration, cond func(*dispatcher.View) bool) {
+	h.t.Helper()
+	var v *dispatcher.View
+	deadline := time.Now().Add(timeout)
+	for {
+		var err error
+		v, err = d.Snapshot(h.ctx, id)
+		if err == nil && cond(v) {
+			return
+		}
+		if time.Now().After(deadline) {
+			if v != nil {
+				h.t.Fatalf("timed out after %s waiting for %s:%s", timeout, what, states(v))
+			}
+			h.t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // person confirms, through the API as a person would, every run of the
 // cascade that waits in the named workspaces, until the test ends.
 func (h *harness) person(d *dispatcher.Dispatcher, id string, names ...string) {
