@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,29 +53,17 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			watcher, updates = w, w.Updates()
 		}
 		now := d.opts.Now()
-		next := time.Time{}
-		for id, at := range dueAt {
-			if running[id] {
-				continue
-			}
-			if r := retry[id]; r.After(at) {
-				at = r
-			}
-			switch {
-			case at.After(now):
-				if next.IsZero() || at.Before(next) {
-					next = at
-				}
-			case len(sem) < cap(sem):
-				sem <- struct{}{}
-				running[id] = true
-				go func() {
-					defer func() { <-sem }()
-					finished <- lookResult{id: id, err: d.lookWhenDue(ctx, id)}
-				}()
-			}
-			// Otherwise every worker is busy: one finishing wakes the loop.
+		ready, next := dueNow(dueAt, retry, running, now, cap(sem)-len(sem))
+		for _, id := range ready {
+			sem <- struct{}{}
+			running[id] = true
+			go func() {
+				defer func() { <-sem }()
+				finished <- lookResult{id: id, err: d.lookWhenDue(ctx, id)}
+			}()
 		}
+		// Cascades due and left waiting wait for a worker: one finishing
+		// wakes the loop.
 		wait := time.Hour
 		if !next.IsZero() {
 			wait = max(next.Sub(now), time.Millisecond)
@@ -127,6 +116,44 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 		case <-timer.C:
 		}
 	}
+}
+
+// dueNow chooses the cascades to look at now, at most free of them: those
+// due (and not to be retried later) that no worker is looking at, the
+// longest due first, so that a cascade due again and again (a large one,
+// or one whose events keep coming) never keeps another waiting for a
+// worker. next is when the earliest cascade not yet due will be, or zero.
+func dueNow(dueAt, retry map[string]time.Time, running map[string]bool, now time.Time, free int) (ready []string, next time.Time) {
+	type waiting struct {
+		id string
+		at time.Time
+	}
+	var due []waiting
+	for id, at := range dueAt {
+		if running[id] {
+			continue
+		}
+		if r := retry[id]; r.After(at) {
+			at = r
+		}
+		if at.After(now) {
+			if next.IsZero() || at.Before(next) {
+				next = at
+			}
+			continue
+		}
+		due = append(due, waiting{id, at})
+	}
+	slices.SortFunc(due, func(a, b waiting) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	for _, w := range due[:min(len(due), max(free, 0))] {
+		ready = append(ready, w.id)
+	}
+	return ready, next
 }
 
 // retryLook is how soon a look that failed is made again: a second, with
