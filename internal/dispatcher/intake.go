@@ -137,6 +137,11 @@ func (d *Dispatcher) nudge() {
 // it did, in the workspace and organization the event names, recently
 // enough (C12). A root is handled once, however late a replay comes.
 func (d *Dispatcher) maybeStart(ctx context.Context, ev *events.RunEvent) error {
+	// A start's requests go before other looks' (the root's check, the run
+	// triggers, the first look and its holds): the holds must be in place
+	// before TFE's own runs downstream apply, however many cascades are
+	// open.
+	ctx = tfeclient.Urgent(ctx)
 	if _, ours, err := d.store.runOwner(ctx, ev.RunID); err != nil || ours {
 		return err // a cascade's own run: its downstream is in that cascade
 	}

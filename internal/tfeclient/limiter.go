@@ -122,7 +122,36 @@ type Limiter struct {
 	limit    float64   // the deployment's rate
 	tat      time.Time // when the bucket is empty again: GCRA's theoretical arrival time
 	backedTo time.Time // the last back-off the bucket was emptied for
+
+	urgent      int           // urgent requests waiting for their turn
+	urgentUntil time.Time     // others yield until then: the last urgent one's turn plus UrgentLinger
+	calm        chan struct{} // closed when urgent falls to 0
 }
+
+// Urgent marks ctx's requests as urgent: while any waits for its turn, and
+// for UrgentLinger after the last one got it, other requests wait before
+// taking a turn, for at most MaxYield each. The engine marks the start of
+// a cascade (its root's check, its run triggers, its first look and the
+// holds it takes): what must be in place before TFE's own runs move, and
+// which a backlog of other looks would otherwise delay.
+func Urgent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, urgentKey{}, true)
+}
+
+type urgentKey struct{}
+
+func isUrgent(ctx context.Context) bool {
+	u, _ := ctx.Value(urgentKey{}).(bool)
+	return u
+}
+
+// UrgentLinger bridges the moments between an urgent caller's requests,
+// made one after the other.
+const UrgentLinger = 250 * time.Millisecond
+
+// MaxYield is the longest a request waits for urgent ones before taking
+// its turn, so that a stream of urgent work never starves the rest.
+const MaxYield = 5 * time.Second
 
 // NewLimiter returns a Limiter; it panics when the metrics cannot be
 // registered, as prometheus.MustRegister does.
@@ -201,6 +230,12 @@ func (l *Limiter) WaitAfter(ctx context.Context, notBefore time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return l.refuse(fmt.Errorf("%w: %w", ErrNotSent, err))
 	}
+	if isUrgent(ctx) {
+		l.urgentBegin()
+		defer l.urgentEnd()
+	} else if err := l.yield(ctx); err != nil {
+		return l.refuse(fmt.Errorf("%w: %w", ErrNotSent, err))
+	}
 	deadline, hasDeadline := ctx.Deadline()
 	reserved := false
 	for {
@@ -226,6 +261,68 @@ func (l *Limiter) WaitAfter(ctx context.Context, notBefore time.Time) error {
 			return l.refuse(fmt.Errorf("%w: its turn in the rate limit comes in %s, after its deadline", ErrNotSent, at.Sub(now).Round(time.Millisecond)))
 		}
 		reserved, notBefore = true, at
+	}
+}
+
+func (l *Limiter) urgentBegin() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.urgent == 0 {
+		l.calm = make(chan struct{})
+	}
+	l.urgent++
+}
+
+func (l *Limiter) urgentEnd() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.urgent--
+	if until := l.clock.Now().Add(UrgentLinger); until.After(l.urgentUntil) {
+		l.urgentUntil = until
+	}
+	if l.urgent == 0 {
+		close(l.calm)
+	}
+}
+
+// yield waits while urgent requests wait, and UrgentLinger after, for at
+// most MaxYield.
+func (l *Limiter) yield(ctx context.Context) error {
+	var giveUp time.Time
+	for {
+		l.mu.Lock()
+		now := l.clock.Now()
+		if giveUp.IsZero() {
+			giveUp = now.Add(MaxYield)
+		}
+		urgent, calm, until := l.urgent, l.calm, l.urgentUntil
+		l.mu.Unlock()
+		if !now.Before(giveUp) {
+			return nil
+		}
+		if urgent == 0 {
+			if !until.After(now) {
+				return nil
+			}
+			if err := l.clock.Sleep(ctx, min(until.Sub(now), giveUp.Sub(now))); err != nil {
+				return err
+			}
+			continue
+		}
+		// Sleep until the urgent ones are done or MaxYield passed.
+		sctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-calm:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+		_ = l.clock.Sleep(sctx, giveUp.Sub(now))
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 	}
 }
 

@@ -60,6 +60,13 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// sleepsUntil tells whether one sleeper, alone, sleeps until at.
+func (c *fakeClock) sleepsUntil(at time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sleepers) == 1 && c.sleepers[0].at.Equal(at)
+}
+
 // Sleeping is how many are asleep.
 func (c *fakeClock) Sleeping() int {
 	c.mu.Lock()
@@ -265,5 +272,77 @@ func TestLimiterTakesTheAdvertisedLimit(t *testing.T) {
 		if got := l.Limit(); got != tc.want {
 			t.Errorf("configured %v, advertised %q: limit %v, want %v", tc.configured, tc.header, got, tc.want)
 		}
+	}
+}
+
+// An urgent request (a cascade's start) goes before the others: they wait
+// while it waits, and a moment after, for the next of its requests.
+func TestUrgentRequestsGoFirst(t *testing.T) {
+	c := newFakeClock()
+	l := tfeclient.NewLimiter(tfeclient.LimiterOptions{Limit: 3, Clock: c}) // a turn every 333ms, burst 1
+	if err := l.Wait(within(t, c, 0)); err != nil {
+		t.Fatal(err)
+	}
+	urgent, other := make(chan error, 1), make(chan error, 1)
+	go func() { urgent <- l.Wait(tfeclient.Urgent(context.Background())) }()
+	tu.WaitFor(t, "the urgent request to wait for its turn", 10*time.Second, func() bool { return c.Sleeping() == 1 })
+	go func() { other <- l.Wait(context.Background()) }()
+	tu.WaitFor(t, "the other request to wait", 10*time.Second, func() bool { return c.Sleeping() == 2 })
+	start := c.Now()
+	c.Advance(time.Second / 3)
+	if err := <-urgent; err != nil {
+		t.Fatal(err)
+	}
+	lingerEnd := c.Now().Add(tfeclient.UrgentLinger)
+	tu.WaitFor(t, "the other request to wait for a next urgent one", 10*time.Second, func() bool { return c.sleepsUntil(lingerEnd) })
+	select {
+	case err := <-other:
+		t.Fatalf("the other request went %v right after the urgent one: want it to wait %s", err, tfeclient.UrgentLinger)
+	default:
+	}
+	c.Advance(tfeclient.UrgentLinger)
+	turn := start.Add(2 * time.Second / 3) // the turn after the urgent one's
+	tu.WaitFor(t, "the other request to wait for its turn", 10*time.Second, func() bool { return c.sleepsUntil(turn) })
+	c.Advance(turn.Sub(c.Now()))
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Urgent requests never starve the others: one waits for them MaxYield at
+// most; one whose caller gives up meanwhile is not sent.
+func TestUrgentRequestsStarveNone(t *testing.T) {
+	c := newFakeClock()
+	l := tfeclient.NewLimiter(tfeclient.LimiterOptions{Limit: 30, Clock: c})
+	urgent := make(chan error, 1)
+	go func() { urgent <- l.WaitAfter(tfeclient.Urgent(context.Background()), c.Now().Add(time.Hour)) }()
+	tu.WaitFor(t, "the urgent request to wait", 10*time.Second, func() bool { return c.Sleeping() == 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- l.Wait(ctx) }()
+	tu.WaitFor(t, "a request to yield", 10*time.Second, func() bool { return c.Sleeping() == 2 })
+	cancel()
+	if err := <-gaveUp; !errors.Is(err, tfeclient.ErrNotSent) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("a request given up while yielding: got %v, want ErrNotSent and context.Canceled", err)
+	}
+
+	other := make(chan error, 1)
+	go func() { other <- l.Wait(context.Background()) }()
+	tu.WaitFor(t, "a request to yield", 10*time.Second, func() bool { return c.Sleeping() == 2 })
+	c.Advance(tfeclient.MaxYield - time.Millisecond)
+	select {
+	case err := <-other:
+		t.Fatalf("went %v before MaxYield", err)
+	default:
+	}
+	c.Advance(time.Millisecond)
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-urgent:
+		t.Fatalf("the urgent request went %v an hour early", err)
+	default:
 	}
 }
