@@ -4,8 +4,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/api"
@@ -123,4 +126,74 @@ func TestServeFlagDefaultsAreTheComponents(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("serve's defaults are refused: %v", err)
 	}
+}
+
+// The default docs/configuration.md gives each flag of serve is the flag's:
+// the first value in backquotes in the default column (none where the flag
+// has none), durations compared as durations (168h is 168h0m0s).
+func TestConfigurationReferenceGivesServesDefaults(t *testing.T) {
+	reference, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `serve --([a-z0-9-]+)` \\|[^|]*\\|([^|]*)\\|")
+	quoted := regexp.MustCompile("`([^`]*)`")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(reference), -1) {
+		def := ""
+		if q := quoted.FindStringSubmatch(m[2]); q != nil {
+			def = q[1]
+		}
+		documented[m[1]] = def
+	}
+	fs := newFlagSet("serve", io.Discard)
+	serveFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		doc, ok := documented[f.Name]
+		if !ok {
+			t.Errorf("--%s: no row in docs/configuration.md's serve table", f.Name)
+			return
+		}
+		got := f.DefValue
+		if d, err := time.ParseDuration(doc); err == nil {
+			if fd, ferr := time.ParseDuration(got); ferr == nil && fd == d {
+				return
+			}
+		}
+		if doc != got {
+			t.Errorf("--%s: docs/configuration.md gives the default %q, the flag's is %q", f.Name, doc, got)
+		}
+	})
+}
+
+// On the command line a 0 is refused wherever it would only mean "the
+// default"; the flags whose 0 means something else say so and accept it.
+func TestServeRefusesZeroUnlessItMeansSomething(t *testing.T) {
+	means := map[string]string{"guard-limit": "no guard", "tfe-rate-limit": "0.9 × what TFE advertises"}
+	fs := newFlagSet("serve", io.Discard)
+	serveFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		switch g.Get().(type) {
+		case int, int64, float64, time.Duration:
+		default:
+			return
+		}
+		zero := "0"
+		if _, isDuration := g.Get().(time.Duration); isDuration {
+			zero = "0s"
+		}
+		_, err := parseServe(t, []string{"--insecure-skip-signature", "--" + f.Name, zero}, nil)
+		switch meaning, ok := means[f.Name]; {
+		case ok && err != nil:
+			t.Errorf("--%s 0 (%s) refused: %v", f.Name, meaning, err)
+		case ok && !strings.Contains(f.Usage, "0:"):
+			t.Errorf("--%s: its help does not say what 0 means (%s)", f.Name, meaning)
+		case !ok && (err == nil || !strings.Contains(err.Error(), "--"+f.Name+" must be greater than 0")):
+			t.Errorf("--%s 0: got %v, want it refused", f.Name, err)
+		}
+	})
 }
