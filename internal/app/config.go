@@ -24,7 +24,10 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
 
-// Config is the daemon's configuration. Zero fields take the defaults.
+// Config is the daemon's configuration. A zero field takes its default,
+// DefaultConfig's, except where its comment (or its component's) says what
+// 0 means instead: Dispatcher.GuardLimit 0 is no guard, TFE.RateLimit 0
+// asks TFE.
 type Config struct {
 	// Version is the binary's version, for the startup line and
 	// orchestrator_build_info.
