@@ -27,7 +27,8 @@ type Sink interface {
 // PipelineOptions configure a Pipeline. Zero values take the defaults.
 type PipelineOptions struct {
 	// Window: an alert whose key was sent within it is not sent again;
-	// default 15m.
+	// default DefaultWindow. 0 takes the default; negative refused by the
+	// daemon's configuration.
 	Window time.Duration
 	// Attempts per alert and sink; default 5.
 	Attempts int
@@ -73,12 +74,15 @@ type sinkQueue struct {
 	wake  chan struct{}
 }
 
+// DefaultWindow is the de-duplication window a zero Window takes.
+const DefaultWindow = 15 * time.Minute
+
 // NewPipeline returns a pipeline over basic and sinks; reg, when not nil,
 // receives the orchestrator_alerts_total and
 // orchestrator_alerts_raised_total counters.
 func NewPipeline(opts PipelineOptions, basic *Basic, sinks []Sink, reg prometheus.Registerer) *Pipeline {
 	if opts.Window == 0 {
-		opts.Window = 15 * time.Minute
+		opts.Window = DefaultWindow
 	}
 	if opts.Attempts == 0 {
 		opts.Attempts = 5

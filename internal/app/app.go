@@ -463,19 +463,7 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	if client.IsEnterprise() {
 		tools = client.Admin.TerraformVersions
 	}
-	opts := a.cfg.Dispatcher
-	if opts.CacheTTL == 0 {
-		opts.CacheTTL = a.cfg.GraphCacheTTL
-	}
-	if opts.Replicas == 0 {
-		opts.Replicas = max(1, a.cfg.Stream.Replicas) // state as durable as the events
-	}
-	if opts.Stream == "" {
-		opts.Stream = a.cfg.Stream.Name
-	}
-	if opts.Address == "" {
-		opts.Address = strings.TrimRight(a.cfg.TFE.Address, "/")
-	}
+	opts := a.cfg.dispatcherOptions()
 	// Replicas share the run triggers they read, for the cache's TTL.
 	shared, err := dispatcher.NewGraphShare(ctx, js, "run-triggers", a.cfg.GraphCacheTTL, opts.Replicas, a.log.Named("graph"))
 	if err != nil {

@@ -3,7 +3,6 @@ package app
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/url"
 	"os"
@@ -15,14 +14,20 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/api"
-	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/setting"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
 
-// Config is the daemon's configuration. Zero fields take the defaults.
+// Config is the daemon's configuration. A zero field takes its default,
+// DefaultConfig's, except where its comment (or its component's) says what
+// 0 means instead: Dispatcher.GuardLimit 0 is no guard, TFE.RateLimit 0
+// asks TFE.
 type Config struct {
 	// Version is the binary's version, for the startup line and
 	// orchestrator_build_info.
@@ -130,49 +135,144 @@ type NATSConfig struct {
 	Token    string
 }
 
-// DefaultHTTPIdleTimeout is how long a keep-alive connection of the HTTP
-// server may stay idle. TFE opens a connection per delivery; a scraper
-// comes back well within it.
-const DefaultHTTPIdleTimeout = 30 * time.Second
+// Defaults of the daemon's own settings; the components' are theirs
+// (DefaultConfig gathers both).
+const (
+	// DefaultHTTPListen is where the webhook, health and metrics server
+	// listens.
+	DefaultHTTPListen = ":8080"
+	// DefaultHTTPIdleTimeout is how long a keep-alive connection of the
+	// HTTP server may stay idle. TFE opens a connection per delivery; a
+	// scraper comes back well within it.
+	DefaultHTTPIdleTimeout = 30 * time.Second
+	// DefaultDataDir holds the embedded NATS server's store.
+	DefaultDataDir = "data"
+	// DefaultEmbeddedListen is where the embedded NATS server listens for
+	// outside clients.
+	DefaultEmbeddedListen = "127.0.0.1:4222"
+	// DefaultShutdownTimeout bounds the orderly shutdown.
+	DefaultShutdownTimeout = 20 * time.Second
+	// DefaultTFEAddress is HCP Terraform's.
+	DefaultTFEAddress = tfe.DefaultAddress
+	// DefaultTokenCheckInterval is how often a token TFE refused is tried
+	// again.
+	DefaultTokenCheckInterval = time.Minute
+)
 
+// DefaultConfig is the configuration every zero field of a Config stands
+// for: the daemon's defaults and each component's, read from the
+// component (dispatcher.DefaultOptions, watchdog.DefaultOptions, ...), so
+// that each default is written once. It is what `orchestrator serve`'s
+// flags default to. Zero fields that mean "off" or "ask TFE" (GuardLimit,
+// TFE.RateLimit) stay zero.
+func DefaultConfig() Config {
+	return Config{
+		Version:         "dev",
+		HTTPListen:      DefaultHTTPListen,
+		HTTPIdleTimeout: DefaultHTTPIdleTimeout,
+		DataDir:         DefaultDataDir,
+		NATS:            NATSConfig{EmbeddedListen: DefaultEmbeddedListen},
+		Webhook:         events.DefaultWebhookOptions(),
+		Stream:          events.DefaultStreamOptions(),
+		TFE:             TFEConfig{Address: DefaultTFEAddress, CheckInterval: DefaultTokenCheckInterval},
+		Dispatcher:      dispatcher.DefaultOptions(),
+		Watchdog:        watchdog.DefaultOptions(),
+		Alerts:          AlertsConfig{Window: alerts.DefaultWindow},
+		API:             APIConfig{MaxStreams: api.DefaultMaxStreams, MaxStreamsPerToken: api.DefaultMaxStreamsPerToken},
+		GraphCacheTTL:   tfegraph.DefaultTTL,
+		ShutdownTimeout: DefaultShutdownTimeout,
+	}
+}
+
+// withDefaults fills the daemon's own zero settings; the components fill
+// theirs.
 func (c *Config) withDefaults() Config {
-	out := *c
+	out, def := *c, DefaultConfig()
 	if out.HTTPListen == "" {
-		out.HTTPListen = ":8080"
+		out.HTTPListen = def.HTTPListen
 	}
 	if out.HTTPIdleTimeout == 0 {
-		out.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+		out.HTTPIdleTimeout = def.HTTPIdleTimeout
 	}
 	if out.Version == "" {
-		out.Version = "dev"
+		out.Version = def.Version
 	}
 	if out.DataDir == "" {
-		out.DataDir = "data"
+		out.DataDir = def.DataDir
 	}
 	if out.NATS.EmbeddedListen == "" {
-		out.NATS.EmbeddedListen = "127.0.0.1:4222"
+		out.NATS.EmbeddedListen = def.NATS.EmbeddedListen
 	}
 	if out.ShutdownTimeout == 0 {
-		out.ShutdownTimeout = 20 * time.Second
+		out.ShutdownTimeout = def.ShutdownTimeout
 	}
 	if out.GraphCacheTTL == 0 {
-		out.GraphCacheTTL = 5 * time.Minute
+		out.GraphCacheTTL = def.GraphCacheTTL
 	}
 	if out.TFE.Address == "" {
-		out.TFE.Address = tfe.DefaultAddress
+		out.TFE.Address = def.TFE.Address
 	}
 	if out.TFE.CheckInterval == 0 {
-		out.TFE.CheckInterval = time.Minute
+		out.TFE.CheckInterval = def.TFE.CheckInterval
 	}
 	return out
+}
+
+// The flags of `orchestrator serve` that set each component's options, by
+// the field the component's errors (*setting.Error) name. A field set by
+// none is named as the component's option.
+var (
+	dispatcherFlags = map[string]string{
+		"MaxInFlight": "--max-dispatch-in-flight", "Workers": "--reconcile-workers", "MaxDeliver": "--max-event-deliveries",
+		"GuardLimit": "--guard-limit", "StateTTL": "--state-ttl", "AckWait": "--ack-wait", "LeaseTTL": "--lease-ttl",
+		"RootMaxAge": "--root-max-age", "Debounce": "--reconcile-debounce", "AuditRetention": "--audit-retention",
+		"CacheTTL": "--graph-cache-ttl", "Replicas": "--stream-replicas", "Stream": "--stream-name",
+		"Policy.Apply": "--apply-policy", "Policy.RunWhen": "--run-when", "Policy.Recheck": "--reconcile-interval",
+		"Policy.LockedRetry": "--locked-retry", "Policy.LockedAlertAfter": "--locked-alert-after",
+		"Policy.ApprovalReminder": "--approval-reminder", "Policy.NativeGrace": "--native-run-grace",
+	}
+	watchdogFlags = map[string]string{
+		"Interval": "--watchdog-interval", "LeaseTTL": "--watchdog-lease-ttl", "Scan": "--watchdog-scan",
+		"Organizations": "--watchdog-organization", "Budgets": "--watchdog-budget",
+	}
+	streamFlags = map[string]string{
+		"Name": "--stream-name", "Retention": "--stream-retention", "MaxAge": "--stream-max-age",
+		"DuplicateWindow": "--stream-duplicate-window", "Replicas": "--stream-replicas",
+	}
+	webhookFlags = map[string]string{
+		"MaxBodyBytes": "--webhook-max-body", "MaxConcurrent": "--webhook-max-concurrent",
+		"MaxPendingBytes": "--webhook-max-pending-bytes", "ReadTimeout": "--webhook-read-timeout",
+	}
+	limiterFlags = map[string]string{"Limit": "--tfe-rate-limit"}
+)
+
+// flagError says a component's error with the flags' names; an error that
+// names no field is put in the component's words.
+func flagError(component string, flags map[string]string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *setting.Error
+	if !errors.As(err, &se) {
+		return fmt.Errorf("%s: %w", component, err)
+	}
+	return errors.New(se.Text(func(field string) string {
+		if flag, ok := flags[field]; ok {
+			return flag
+		}
+		return "the " + component + "'s " + field
+	}))
 }
 
 // Validate reports the first setting that cannot work, naming the flag of
 // `orchestrator serve` that sets it and what it accepts. Everything is
 // checked here, before anything starts, so that a mistake is a usage error
 // and not a component that fails (or quietly does something else) later.
-// Zero values are the defaults; the command line refuses an explicit zero
-// where it would make no sense.
+// A component's options are checked by the component's own Validate, on
+// the options the daemon will give it; this maps the fields its errors
+// name to flags, and checks only what is the daemon's: listeners, NATS,
+// tokens, URLs. Zero values are the defaults; the command line refuses an
+// explicit zero where it would make no sense.
 func (c *Config) Validate() error {
 	d := c.withDefaults()
 	for _, check := range []func() error{d.validateListeners, d.validateNATS, d.validateWebhook, d.validateStream,
@@ -189,7 +289,7 @@ func (c *Config) Validate() error {
 		{"--http-idle-timeout", d.HTTPIdleTimeout},
 	} {
 		if f.v < 0 {
-			return fmt.Errorf("%s (%s) must not be negative", f.flag, duration(f.v))
+			return fmt.Errorf("%s (%s) must not be negative", f.flag, setting.Duration(f.v))
 		}
 	}
 	return nil
@@ -353,71 +453,22 @@ func (c *Config) validateWebhook() error {
 			return errors.New("--webhook-token: a token is empty")
 		}
 	}
-	for _, f := range []struct {
-		flag string
-		v    int64
-	}{
-		{"--webhook-max-body", w.MaxBodyBytes}, {"--webhook-max-concurrent", int64(w.MaxConcurrent)},
-		{"--webhook-max-pending-bytes", w.MaxPendingBytes},
-	} {
-		if f.v < 0 {
-			return fmt.Errorf("%s (%d) must not be negative", f.flag, f.v)
-		}
-	}
-	if w.ReadTimeout < 0 {
-		return fmt.Errorf("--webhook-read-timeout (%s) must not be negative", duration(w.ReadTimeout))
-	}
-	body, pending := w.MaxBodyBytes, w.MaxPendingBytes
-	if body == 0 {
-		body = events.DefaultMaxBodyBytes
-	}
-	if pending != 0 && pending < body {
-		return fmt.Errorf("--webhook-max-pending-bytes (%d) must be at least --webhook-max-body (%d)", pending, body)
-	}
-	return w.Validate()
+	return flagError("webhook", webhookFlags, w.Validate())
 }
 
 func (c *Config) validateStream() error {
-	s := c.Stream
-	if s.Name != "" && !plainName(s.Name, 255) {
-		return fmt.Errorf("--stream-name %q: letters, digits, - and _ only", s.Name)
-	}
-	switch s.Retention {
-	case "", "limits", "interest", "workqueue":
-	default:
-		return fmt.Errorf("--stream-retention must be limits, interest or workqueue, not %q", s.Retention)
-	}
-	maxAge, window := s.MaxAge, s.DuplicateWindow
-	switch {
-	case maxAge < 0:
-		return fmt.Errorf("--stream-max-age (%s) must not be negative", duration(maxAge))
-	case window < 0:
-		return fmt.Errorf("--stream-duplicate-window (%s) must not be negative", duration(window))
-	}
-	if maxAge == 0 {
-		maxAge = events.DefaultMaxAge
-	}
-	if window == 0 {
-		window = events.DefaultDuplicateWindow
-	}
-	if window > maxAge {
-		return fmt.Errorf("--stream-duplicate-window (%s) must not be longer than --stream-max-age (%s)", duration(window), duration(maxAge))
-	}
-	if s.Replicas < 0 || s.Replicas > 5 {
-		return fmt.Errorf("--stream-replicas must be from 1 to 5, not %d", s.Replicas)
-	}
-	return s.Validate()
+	return flagError("stream", streamFlags, c.Stream.Validate())
 }
 
 func (c *Config) validateTFE() error {
 	if err := CheckHTTPURL(c.TFE.Address); err != nil {
 		return fmt.Errorf("--tfe-address %q: %w", c.TFE.Address, err)
 	}
-	if r := c.TFE.RateLimit; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
-		return fmt.Errorf("--tfe-rate-limit (%v) must be 0 (0.9 × what TFE advertises) or a positive number of requests per second, all replicas together", r)
+	if err := (tfeclient.LimiterOptions{Limit: c.TFE.RateLimit}).Validate(); err != nil {
+		return flagError("TFE rate limiter", limiterFlags, err)
 	}
 	if c.TFE.CheckInterval < 0 {
-		return fmt.Errorf("the TFE token check interval (%s) must not be negative", duration(c.TFE.CheckInterval))
+		return fmt.Errorf("the TFE token check interval (%s) must not be negative", setting.Duration(c.TFE.CheckInterval))
 	}
 	return nil
 }
@@ -431,107 +482,37 @@ func CheckHTTPURL(s string) error {
 	return nil
 }
 
+// dispatcherOptions are the engine's options as the daemon runs it: what
+// it is not told takes the stream's (name, replicas) and the graph cache's
+// TTL.
+func (c *Config) dispatcherOptions() dispatcher.Options {
+	opts := c.Dispatcher
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = c.GraphCacheTTL
+	}
+	if opts.Replicas == 0 {
+		opts.Replicas = max(1, c.Stream.Replicas) // state as durable as the events
+	}
+	if opts.Stream == "" {
+		opts.Stream = c.Stream.Name
+	}
+	if opts.Address == "" {
+		opts.Address = strings.TrimRight(c.TFE.Address, "/")
+	}
+	return opts
+}
+
 func (c *Config) validateDispatcher() error {
-	o := c.Dispatcher
-	for _, f := range []struct {
-		flag string
-		v    int
-	}{{"--max-dispatch-in-flight", o.MaxInFlight}, {"--reconcile-workers", o.Workers}, {"--max-event-deliveries", o.MaxDeliver}, {"--guard-limit", o.GuardLimit}} {
-		if f.v < 0 {
-			return fmt.Errorf("%s (%d) must not be negative", f.flag, f.v)
-		}
-	}
-	if o.MaxDeliver == 1 {
-		return errors.New("--max-event-deliveries (1) must be at least 2: an event gets a second chance")
-	}
-	for _, f := range []struct {
-		flag string
-		v    time.Duration
-	}{
-		{"--state-ttl", o.StateTTL}, {"--ack-wait", o.AckWait}, {"--reconcile-interval", o.Policy.Recheck}, {"--lease-ttl", o.LeaseTTL},
-		{"--locked-retry", o.Policy.LockedRetry}, {"--locked-alert-after", o.Policy.LockedAlertAfter}, {"--approval-reminder", o.Policy.ApprovalReminder},
-		{"--native-run-grace", o.Policy.NativeGrace}, {"--root-max-age", o.RootMaxAge}, {"--reconcile-debounce", o.Debounce},
-	} {
-		if f.v < 0 {
-			return fmt.Errorf("%s (%s) must not be negative", f.flag, duration(f.v))
-		}
-	}
-	switch o.Policy.Apply {
-	case "", cascade.ApplyLikeTFE, cascade.ApplyAlways, cascade.ApplyNever:
-	default:
-		return fmt.Errorf("--apply-policy must be workspace, always or never, not %q", o.Policy.Apply)
-	}
-	switch o.Policy.RunWhen {
-	case "", cascade.RunWhenChanges, cascade.RunWhenOutputs, cascade.RunWhenAlways:
-	default:
-		return fmt.Errorf("--run-when must be changes, outputs or always, not %q", o.Policy.RunWhen)
-	}
-	d := o
-	def := func(v, fallback time.Duration) time.Duration {
-		if v == 0 {
-			return fallback
-		}
-		return v
-	}
-	ackWait, stateTTL := def(d.AckWait, 30*time.Second), def(d.StateTTL, 7*24*time.Hour)
-	rootMaxAge, leaseTTL := def(d.RootMaxAge, 24*time.Hour), def(d.LeaseTTL, 30*time.Second)
-	maxDeliver := d.MaxDeliver
-	if maxDeliver == 0 {
-		maxDeliver = 10
-	}
-	switch {
-	case d.AuditRetention != 0 && d.AuditRetention < time.Hour:
-		return fmt.Errorf("--audit-retention (%s) must be at least 1h", duration(d.AuditRetention))
-	case ackWait < 100*time.Millisecond:
-		return fmt.Errorf("--ack-wait (%s) must be at least 100ms", duration(ackWait))
-	case leaseTTL < time.Second:
-		return fmt.Errorf("--lease-ttl (%s) must be at least 1s", duration(leaseTTL))
-	case stateTTL <= ackWait:
-		// A redelivered event finds the cascade it belongs to only while
-		// the state is kept.
-		return fmt.Errorf("--state-ttl (%s) must be longer than --ack-wait (%s)", duration(stateTTL), duration(ackWait))
-	case stateTTL <= time.Duration(maxDeliver)*ackWait:
-		return fmt.Errorf("--state-ttl (%s) must outlast every delivery of an event (--max-event-deliveries %d × --ack-wait %s)", duration(stateTTL), maxDeliver, duration(ackWait))
-	case stateTTL <= rootMaxAge:
-		// A replayed root is refused for its age, or recognised as handled.
-		return fmt.Errorf("--state-ttl (%s) must be longer than --root-max-age (%s): a replayed webhook must find its root handled", duration(stateTTL), duration(rootMaxAge))
-	}
-	return o.Validate()
+	o := c.dispatcherOptions()
+	return flagError("dispatcher", dispatcherFlags, o.Validate())
 }
 
 func (c *Config) validateWatchdog() error {
 	w := c.Watchdog
-	switch {
-	case w.Interval < 0:
-		return fmt.Errorf("--watchdog-interval (%s) must not be negative", duration(w.Interval))
-	case w.LeaseTTL < 0 || (w.LeaseTTL > 0 && w.LeaseTTL < time.Second):
-		return fmt.Errorf("--watchdog-lease-ttl (%s) must be at least 1s", duration(w.LeaseTTL))
+	if c.DisableWatchdog && w.Scan == watchdog.ScanWorkspaces && len(w.Organizations) == 0 {
+		w.Scan = "" // a watchdog that does not run scans nothing
 	}
-	switch w.Scan {
-	case "", watchdog.ScanAdmin:
-	case watchdog.ScanWorkspaces:
-		if len(w.Organizations) == 0 && !c.DisableWatchdog {
-			return errors.New("--watchdog-scan workspaces needs --watchdog-organization")
-		}
-	default:
-		return fmt.Errorf("--watchdog-scan must be admin or workspaces, not %q", w.Scan)
-	}
-	for _, org := range w.Organizations {
-		if !plainName(org, 128) {
-			return fmt.Errorf("--watchdog-organization %q is not a TFE organization name (letters, digits, - and _)", org)
-		}
-	}
-	for _, b := range []struct {
-		group string
-		v     time.Duration
-	}{
-		{"queued", w.Budgets.Queued}, {"planning", w.Budgets.Planning}, {"applying", w.Budgets.Applying}, {"awaiting", w.Budgets.Awaiting},
-	} {
-		if b.v < 0 {
-			return fmt.Errorf("--watchdog-budget %s=%s must be positive", b.group, duration(b.v))
-		}
-	}
-	return nil
+	return flagError("watchdog", watchdogFlags, w.Validate())
 }
 
 func (c *Config) validateAlerts() error {
@@ -551,31 +532,6 @@ func (c *Config) validateAlerts() error {
 		}
 	}
 	return nil
-}
-
-// plainName reports whether s is 1 to max letters, digits, - and _.
-func plainName(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for _, r := range s {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// duration formats d as a flag would be written: 168h, not 168h0m0s.
-func duration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/setting"
 )
 
 // ApplyPolicy says when a cascade run applies without a person.
@@ -52,8 +54,12 @@ const (
 	TagRunOnOutputs = "cascade-run-on-outputs"
 )
 
-// Policy is how cascades behave: the operator's settings.
+// Policy is how cascades behave: the operator's settings. A zero setting
+// takes its default, DefaultPolicy's; a negative one is refused by
+// Validate. No setting can be turned off with 0.
 type Policy struct {
+	// Apply: when a cascade run applies without a person; default
+	// ApplyLikeTFE.
 	Apply ApplyPolicy
 	// RunWhen says when a member whose upstreams finished runs; default
 	// RunWhenChanges.
@@ -66,24 +72,27 @@ type Policy struct {
 	// outputs are not compared and the member runs. Default 30s.
 	OutputsWait time.Duration
 	// LockedRetry is how often a member held by a person's lock or run is
-	// looked at again; LockedAlertAfter is when that is alerted.
+	// looked at again (default 30s); LockedAlertAfter is when that is
+	// alerted (default 10m).
 	LockedRetry, LockedAlertAfter time.Duration
-	// ApprovalReminder is how often a run awaiting a person is reminded.
+	// ApprovalReminder is how often a run awaiting a person is reminded;
+	// default 1h.
 	ApprovalReminder time.Duration
 	// Recheck: an open cascade is looked at in full after this long, so a
-	// lost webhook delays it by at most this.
+	// lost webhook delays it by at most this; default 1m.
 	Recheck time.Duration
 	// NativeGrace is how long after a member's last upstream applied the
 	// run TFE's run trigger queues is waited for before the cascade
-	// creates one.
+	// creates one; default 10s.
 	NativeGrace time.Duration
 	// CreateTimeout bounds a run creation; CreateSettle is how long after
-	// that a creation whose answer was lost may still appear in TFE.
+	// that a creation whose answer was lost may still appear in TFE;
+	// defaults 30s and 30s.
 	CreateTimeout, CreateSettle time.Duration
-	// MaxAttempts bounds the creations of one member's run.
+	// MaxAttempts bounds the creations of one member's run; default 5.
 	MaxAttempts int
 	// Soon is how soon a member is looked at again after the cascade asked
-	// TFE to stop or apply one of its runs.
+	// TFE to stop or apply one of its runs; default 2s.
 	Soon time.Duration
 	// NoHolds turns holds off (C13): runs TFE's run triggers queue too
 	// early are then only stopped when a look finds them, which is in time
@@ -135,25 +144,34 @@ func (p Policy) withDefaults() Policy {
 	return d
 }
 
-// Validate reports a policy that cannot work.
+// Validate reports a policy that cannot work, as a *setting.Error naming
+// the field. A zero setting takes its default (DefaultPolicy); a negative
+// duration or MaxAttempts is refused.
 func (p Policy) Validate() error {
 	switch p.Apply {
 	case "", ApplyLikeTFE, ApplyAlways, ApplyNever:
 	default:
-		return fmt.Errorf("apply policy must be workspace, always or never, not %q", p.Apply)
+		return setting.Errorf("{Apply} must be workspace, always or never, not %q", p.Apply)
 	}
 	switch p.RunWhen {
 	case "", RunWhenChanges, RunWhenOutputs, RunWhenAlways:
 	default:
-		return fmt.Errorf("run-when must be changes, outputs or always, not %q", p.RunWhen)
+		return setting.Errorf("{RunWhen} must be changes, outputs or always, not %q", p.RunWhen)
 	}
-	for _, d := range []time.Duration{p.OutputsWait, p.LockedRetry, p.LockedAlertAfter, p.ApprovalReminder, p.Recheck, p.NativeGrace, p.CreateTimeout, p.CreateSettle, p.Soon} {
-		if d < 0 {
-			return fmt.Errorf("cascade durations must not be negative")
+	for _, f := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"OutputsWait", p.OutputsWait}, {"LockedRetry", p.LockedRetry}, {"LockedAlertAfter", p.LockedAlertAfter},
+		{"ApprovalReminder", p.ApprovalReminder}, {"Recheck", p.Recheck}, {"NativeGrace", p.NativeGrace},
+		{"CreateTimeout", p.CreateTimeout}, {"CreateSettle", p.CreateSettle}, {"Soon", p.Soon},
+	} {
+		if f.v < 0 {
+			return setting.Errorf("{"+f.field+"} (%s) must not be negative", setting.Duration(f.v))
 		}
 	}
 	if p.MaxAttempts < 0 {
-		return fmt.Errorf("max attempts must not be negative")
+		return setting.Errorf("{MaxAttempts} (%d) must not be negative", p.MaxAttempts)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/setting"
 )
 
 // Runs is the part of go-tfe's Runs the engine uses.
@@ -57,7 +58,9 @@ type Planner interface {
 	Plan(ctx context.Context, root graph.Workspace) (*graph.Graph, *graph.Plan, error)
 }
 
-// Options configure the engine. Zero values take the defaults.
+// Options configure the engine. A zero field takes its default, the value
+// DefaultOptions has, unless its comment says 0 turns it off; Validate
+// refuses what cannot work, naming the field (a *setting.Error).
 type Options struct {
 	Stream      string // the run event stream; default events.DefaultStreamName
 	Consumer    string // its durable consumer; default "dispatcher"
@@ -69,25 +72,29 @@ type Options struct {
 	ControlBucket string
 	// AuditBucket keeps the audit trail of the operators' controls, each
 	// record for AuditRetention; defaults "cascade-audit" and 90 days.
+	// AuditRetention under an hour, or negative, is refused.
 	AuditBucket    string
 	AuditRetention time.Duration
 	// Replicas of the KV buckets: the stream's, so that losing a NATS node
-	// loses no cascade; default 1.
+	// loses no cascade; default 1; from 1 to 5.
 	Replicas int
 	// StateTTL is how long cascade state is kept; default 7 days. It must
-	// outlast RootMaxAge, so that a replayed root is recognised.
+	// outlast RootMaxAge, so that a replayed root is recognised, and every
+	// delivery of an event (MaxDeliver × AckWait).
 	StateTTL time.Duration
 	// AckWait is how long an event may be processed before JetStream
-	// redelivers it; default 30s. MaxDeliver bounds its deliveries
-	// (default 10); one that reaches it is dropped with an alert.
+	// redelivers it; default 30s, at least 100ms. MaxDeliver bounds its
+	// deliveries (default 10, at least 2); one that reaches it is dropped
+	// with an alert.
 	AckWait    time.Duration
 	MaxDeliver int
 	// LeaseTTL is how long a cascade's lease lasts without renewal; a
-	// replica that dies holding it is replaced after that; default 30s.
+	// replica that dies holding it is replaced after that; default 30s, at
+	// least 1s.
 	LeaseTTL time.Duration
 	// Workers reconcile this many cascades at once; EventWorkers handle
 	// this many events at once; MaxInFlight bounds TFE writes in flight
-	// per reconcile. Defaults 4, 8, 8.
+	// per reconcile. Defaults 4, 8, 8; negative refused.
 	Workers, EventWorkers, MaxInFlight int
 	// Debounce: events are gathered this long before a cascade is looked
 	// at, so that a burst costs one look; default 1s. It must stay well
@@ -100,13 +107,17 @@ type Options struct {
 	// NoChangesStarts lets a run that finished with no changes start a
 	// cascade (C1).
 	NoChangesStarts bool
-	// Policy is how cascades behave (apply policy, timings).
+	// Policy is how cascades behave (apply policy, timings); its zero
+	// fields take cascade.DefaultPolicy's.
 	Policy cascade.Policy
 	// GuardLimit is the blast-radius guard: a cascade of more members
-	// waits for an operator's go; 0 for none.
+	// waits for an operator's go. 0 turns the guard off (the default);
+	// negative refused.
 	GuardLimit int
 	// WalkPages bounds the pages of the workspace list a look reads before
-	// it reads the rest one by one; default 3.
+	// it reads the rest one by one; 0 takes the default, 3. WalkOff (any
+	// negative value) turns the walk off: roots and members are read one
+	// by one.
 	WalkPages int
 	// CacheTTL is how long the admin list of Terraform versions is trusted;
 	// default 5m.
@@ -120,49 +131,79 @@ type Options struct {
 	Now     func() time.Time
 }
 
+// WalkOff is the WalkPages that turns the walk of the workspace list off.
+const WalkOff = -1
+
+// DefaultOptions are the options a zero field takes: the one place the
+// engine's defaults are written. Instance and Now, which are per process,
+// are left out (a random name and time.Now).
+func DefaultOptions() Options {
+	return Options{
+		Stream:         events.DefaultStreamName,
+		Consumer:       "dispatcher",
+		Bucket:         "cascades",
+		LeaseBucket:    "cascade-leases",
+		ControlBucket:  "cascade-controls",
+		AuditBucket:    "cascade-audit",
+		AuditRetention: 90 * 24 * time.Hour,
+		Replicas:       1,
+		StateTTL:       7 * 24 * time.Hour,
+		AckWait:        30 * time.Second,
+		MaxDeliver:     10,
+		LeaseTTL:       30 * time.Second,
+		Workers:        4,
+		EventWorkers:   8,
+		MaxInFlight:    8,
+		Debounce:       time.Second,
+		RootMaxAge:     24 * time.Hour,
+		WalkPages:      3,
+		CacheTTL:       5 * time.Minute,
+		Policy:         cascade.DefaultPolicy,
+	}
+}
+
 func (o *Options) withDefaults() Options {
 	d := *o
-	def := func(p *time.Duration, v time.Duration) {
+	def := DefaultOptions()
+	str := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	dur := func(p *time.Duration, v time.Duration) {
 		if *p == 0 {
 			*p = v
 		}
 	}
-	defInt := func(p *int, v int) {
+	num := func(p *int, v int) {
 		if *p == 0 {
 			*p = v
 		}
 	}
-	if d.Stream == "" {
-		d.Stream = events.DefaultStreamName
+	str(&d.Stream, def.Stream)
+	str(&d.Consumer, def.Consumer)
+	str(&d.Bucket, def.Bucket)
+	str(&d.LeaseBucket, def.LeaseBucket)
+	str(&d.ControlBucket, def.ControlBucket)
+	str(&d.AuditBucket, def.AuditBucket)
+	dur(&d.AuditRetention, def.AuditRetention)
+	num(&d.Replicas, def.Replicas)
+	dur(&d.StateTTL, def.StateTTL)
+	dur(&d.AckWait, def.AckWait)
+	num(&d.MaxDeliver, def.MaxDeliver)
+	dur(&d.LeaseTTL, def.LeaseTTL)
+	num(&d.Workers, def.Workers)
+	num(&d.EventWorkers, def.EventWorkers)
+	num(&d.MaxInFlight, def.MaxInFlight)
+	dur(&d.Debounce, def.Debounce)
+	dur(&d.RootMaxAge, def.RootMaxAge)
+	switch {
+	case d.WalkPages == 0:
+		d.WalkPages = def.WalkPages
+	case d.WalkPages < 0:
+		d.WalkPages = WalkOff
 	}
-	if d.Consumer == "" {
-		d.Consumer = "dispatcher"
-	}
-	if d.Bucket == "" {
-		d.Bucket = "cascades"
-	}
-	if d.LeaseBucket == "" {
-		d.LeaseBucket = "cascade-leases"
-	}
-	if d.ControlBucket == "" {
-		d.ControlBucket = "cascade-controls"
-	}
-	if d.AuditBucket == "" {
-		d.AuditBucket = "cascade-audit"
-	}
-	def(&d.AuditRetention, 90*24*time.Hour)
-	defInt(&d.Replicas, 1)
-	def(&d.StateTTL, 7*24*time.Hour)
-	def(&d.AckWait, 30*time.Second)
-	defInt(&d.MaxDeliver, 10)
-	def(&d.LeaseTTL, 30*time.Second)
-	defInt(&d.Workers, 4)
-	defInt(&d.EventWorkers, 8)
-	defInt(&d.MaxInFlight, 8)
-	def(&d.Debounce, time.Second)
-	def(&d.RootMaxAge, 24*time.Hour)
-	defInt(&d.WalkPages, 3)
-	def(&d.CacheTTL, 5*time.Minute)
+	dur(&d.CacheTTL, def.CacheTTL)
 	if d.Instance == "" {
 		d.Instance = fmt.Sprintf("dispatcher-%08x", rand.Uint32())
 	}
@@ -173,28 +214,57 @@ func (o *Options) withDefaults() Options {
 	return d
 }
 
-// Validate reports the first option that cannot work.
+// Validate reports the first option that cannot work, as a *setting.Error
+// that names its field (Policy's as Policy.Field).
 func (o *Options) Validate() error {
+	for _, f := range []struct {
+		field string
+		v     int
+	}{{"MaxInFlight", o.MaxInFlight}, {"Workers", o.Workers}, {"EventWorkers", o.EventWorkers}, {"MaxDeliver", o.MaxDeliver}, {"GuardLimit", o.GuardLimit}} {
+		if f.v < 0 {
+			return setting.Errorf("{"+f.field+"} (%d) must not be negative", f.v)
+		}
+	}
+	if o.MaxDeliver == 1 {
+		return setting.Errorf("{MaxDeliver} (1) must be at least 2: an event gets a second chance")
+	}
+	for _, f := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"StateTTL", o.StateTTL}, {"AckWait", o.AckWait}, {"LeaseTTL", o.LeaseTTL}, {"RootMaxAge", o.RootMaxAge},
+		{"Debounce", o.Debounce}, {"AuditRetention", o.AuditRetention}, {"CacheTTL", o.CacheTTL},
+	} {
+		if f.v < 0 {
+			return setting.Errorf("{"+f.field+"} (%s) must not be negative", setting.Duration(f.v))
+		}
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return setting.Within("Policy", err)
+	}
 	d := o.withDefaults()
 	switch {
 	case d.Replicas < 1 || d.Replicas > 5:
-		return errors.New("KV replicas must be between 1 and 5")
-	case d.Workers < 1 || d.EventWorkers < 1 || d.MaxInFlight < 1:
-		return errors.New("workers, event workers and writes in flight must be at least 1")
-	case d.MaxDeliver < 2:
-		return errors.New("max deliveries must be at least 2")
-	case d.AckWait < time.Second/10 || d.LeaseTTL < time.Second || d.Debounce < 0 || d.RootMaxAge <= 0 || d.CacheTTL < 0:
-		return errors.New("ack wait must be at least 100ms, the lease TTL at least 1s, and durations positive")
-	case d.StateTTL <= d.RootMaxAge:
-		return fmt.Errorf("the state TTL (%s) must be longer than the root's max age (%s): a replayed root must still be recognised", d.StateTTL, d.RootMaxAge)
-	case d.StateTTL <= time.Duration(d.MaxDeliver)*d.AckWait:
-		return fmt.Errorf("the state TTL (%s) must outlast every redelivery of an event (%d × %s)", d.StateTTL, d.MaxDeliver, d.AckWait)
-	case d.WalkPages < 0 || d.GuardLimit < 0:
-		return errors.New("walk pages and the guard limit must not be negative")
+		return setting.Errorf("{Replicas} must be from 1 to 5, not %d", d.Replicas)
 	case d.AuditRetention < time.Hour:
-		return fmt.Errorf("the audit retention (%s) must be at least an hour", d.AuditRetention)
+		return setting.Errorf("{AuditRetention} (%s) must be at least 1h", setting.Duration(d.AuditRetention))
+	case d.AckWait < 100*time.Millisecond:
+		return setting.Errorf("{AckWait} (%s) must be at least 100ms", setting.Duration(d.AckWait))
+	case d.LeaseTTL < time.Second:
+		return setting.Errorf("{LeaseTTL} (%s) must be at least 1s", setting.Duration(d.LeaseTTL))
+	case d.StateTTL <= d.AckWait:
+		// A redelivered event finds the cascade it belongs to only while
+		// the state is kept.
+		return setting.Errorf("{StateTTL} (%s) must be longer than {AckWait} (%s)", setting.Duration(d.StateTTL), setting.Duration(d.AckWait))
+	case d.StateTTL <= time.Duration(d.MaxDeliver)*d.AckWait:
+		return setting.Errorf("{StateTTL} (%s) must outlast every delivery of an event ({MaxDeliver} %d × {AckWait} %s)",
+			setting.Duration(d.StateTTL), d.MaxDeliver, setting.Duration(d.AckWait))
+	case d.StateTTL <= d.RootMaxAge:
+		// A replayed root is refused for its age, or recognised as handled.
+		return setting.Errorf("{StateTTL} (%s) must be longer than {RootMaxAge} (%s): a replayed webhook must find its root handled",
+			setting.Duration(d.StateTTL), setting.Duration(d.RootMaxAge))
 	}
-	return d.Policy.Validate()
+	return nil
 }
 
 // Deps are what the engine talks to.

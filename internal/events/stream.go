@@ -10,66 +10,85 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/setting"
 )
 
-// StreamOptions configure the run event stream. The zero value gives the
-// defaults.
+// StreamOptions configure the run event stream. A zero field takes its
+// default, DefaultStreamOptions'; none is turned off by 0. Validate
+// refuses what cannot work, naming the field (a *setting.Error).
 type StreamOptions struct {
-	// Name of the stream; default RUN_EVENTS.
+	// Name of the stream; default RUN_EVENTS; letters, digits, - and _.
 	Name string
 	// Retention is limits (default), interest or workqueue.
 	Retention string
-	// MaxAge is how long events are kept; default 7 days.
+	// MaxAge is how long events are kept; default 7 days; negative
+	// refused.
 	MaxAge time.Duration
 	// DuplicateWindow is how long a de-duplication ID is remembered;
-	// default 10 minutes.
+	// default 10 minutes; negative or longer than MaxAge refused.
 	DuplicateWindow time.Duration
-	// Replicas of the stream in a cluster; default 1.
+	// Replicas of the stream in a cluster; default 1; from 1 to 5.
 	Replicas int
 }
 
 // Defaults for StreamOptions.
 const (
 	DefaultStreamName      = "RUN_EVENTS"
+	DefaultRetention       = "limits"
 	DefaultMaxAge          = 7 * 24 * time.Hour
 	DefaultDuplicateWindow = 10 * time.Minute
+	DefaultReplicas        = 1
 )
 
+// DefaultStreamOptions are the options a zero field takes.
+func DefaultStreamOptions() StreamOptions {
+	return StreamOptions{Name: DefaultStreamName, Retention: DefaultRetention, MaxAge: DefaultMaxAge,
+		DuplicateWindow: DefaultDuplicateWindow, Replicas: DefaultReplicas}
+}
+
 func (o *StreamOptions) withDefaults() StreamOptions {
-	out := *o
+	out, def := *o, DefaultStreamOptions()
 	if out.Name == "" {
-		out.Name = DefaultStreamName
+		out.Name = def.Name
 	}
 	if out.Retention == "" {
-		out.Retention = "limits"
+		out.Retention = def.Retention
 	}
 	if out.MaxAge == 0 {
-		out.MaxAge = DefaultMaxAge
+		out.MaxAge = def.MaxAge
 	}
 	if out.DuplicateWindow == 0 {
-		out.DuplicateWindow = DefaultDuplicateWindow
+		out.DuplicateWindow = def.DuplicateWindow
 	}
 	if out.Replicas == 0 {
-		out.Replicas = 1
+		out.Replicas = def.Replicas
 	}
 	return out
 }
 
-// Validate reports the first option that cannot work.
+// maxStreamName is the longest stream name accepted.
+const maxStreamName = 255
+
+// Validate reports the first option that cannot work, as a *setting.Error
+// naming its field.
 func (o *StreamOptions) Validate() error {
 	d := o.withDefaults()
+	if !ValidName(d.Name, maxStreamName) {
+		return setting.Errorf("{Name} %q: letters, digits, - and _ only", d.Name)
+	}
 	if _, err := retention(d.Retention); err != nil {
-		return err
+		return setting.Errorf("{Retention} must be limits, interest or workqueue, not %q", d.Retention)
 	}
 	switch {
 	case d.MaxAge < 0:
-		return errors.New("stream max age must not be negative")
+		return setting.Errorf("{MaxAge} (%s) must not be negative", setting.Duration(d.MaxAge))
 	case d.DuplicateWindow < 0:
-		return errors.New("stream duplicate window must not be negative")
+		return setting.Errorf("{DuplicateWindow} (%s) must not be negative", setting.Duration(d.DuplicateWindow))
 	case d.DuplicateWindow > d.MaxAge:
-		return errors.New("stream duplicate window must not exceed its max age")
+		return setting.Errorf("{DuplicateWindow} (%s) must not be longer than {MaxAge} (%s)", setting.Duration(d.DuplicateWindow), setting.Duration(d.MaxAge))
 	case d.Replicas < 1 || d.Replicas > 5:
-		return errors.New("stream replicas must be between 1 and 5")
+		return setting.Errorf("{Replicas} must be from 1 to 5, not %d", d.Replicas)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/ratelog"
+	"github.com/tfe-orchestrator/orchestrator/internal/setting"
 )
 
 // SignatureHeader carries hex(HMAC-SHA512(token, body)).
@@ -50,7 +51,9 @@ type EventPublisher interface {
 	Publish(ctx context.Context, ev *RunEvent) (duplicate bool, err error)
 }
 
-// WebhookOptions configure the webhook handler.
+// WebhookOptions configure the webhook handler. A zero limit or timeout
+// takes its default (DefaultWebhookOptions); none is turned off by 0, and a
+// negative one is refused.
 type WebhookOptions struct {
 	// Tokens are the notification configurations' tokens; a request must be
 	// signed with one of them or of OrgTokens. Several allow rotation. A
@@ -150,13 +153,28 @@ func (o *WebhookOptions) validate() error {
 			}
 		}
 	}
-	if o.MaxBodyBytes < 0 || o.PublishTimeout < 0 || o.MaxConcurrent < 0 || o.MaxPendingBytes < 0 || o.ReadTimeout < 0 ||
-		o.RejectLogBurst < 0 || o.RejectLogEvery < 0 {
-		return errors.New("webhook limits must not be negative")
+	for _, f := range []struct {
+		field string
+		v     int64
+	}{
+		{"MaxBodyBytes", o.MaxBodyBytes}, {"MaxConcurrent", int64(o.MaxConcurrent)}, {"MaxPendingBytes", o.MaxPendingBytes},
+		{"RejectLogBurst", int64(o.RejectLogBurst)},
+	} {
+		if f.v < 0 {
+			return setting.Errorf("{"+f.field+"} (%d) must not be negative", f.v)
+		}
+	}
+	for _, f := range []struct {
+		field string
+		v     time.Duration
+	}{{"ReadTimeout", o.ReadTimeout}, {"PublishTimeout", o.PublishTimeout}, {"RejectLogEvery", o.RejectLogEvery}} {
+		if f.v < 0 {
+			return setting.Errorf("{"+f.field+"} (%s) must not be negative", setting.Duration(f.v))
+		}
 	}
 	d := o.withDefaults()
 	if d.MaxPendingBytes < d.MaxBodyBytes {
-		return fmt.Errorf("webhook pending bytes (%d) must be at least the largest body (%d)", d.MaxPendingBytes, d.MaxBodyBytes)
+		return setting.Errorf("{MaxPendingBytes} (%d) must be at least {MaxBodyBytes} (%d)", d.MaxPendingBytes, d.MaxBodyBytes)
 	}
 	return nil
 }
@@ -170,22 +188,29 @@ const (
 	DefaultPublishTimeout  = 5 * time.Second
 )
 
+// DefaultWebhookOptions are the limits a zero field takes (MaxPendingBytes:
+// at least MaxBodyBytes); the log bounds are ratelog's defaults.
+func DefaultWebhookOptions() WebhookOptions {
+	return WebhookOptions{MaxBodyBytes: DefaultMaxBodyBytes, MaxConcurrent: DefaultMaxConcurrent, MaxPendingBytes: DefaultMaxPendingBytes,
+		ReadTimeout: DefaultReadTimeout, PublishTimeout: DefaultPublishTimeout}
+}
+
 func (o *WebhookOptions) withDefaults() WebhookOptions {
-	d := *o
+	d, def := *o, DefaultWebhookOptions()
 	if d.MaxBodyBytes == 0 {
-		d.MaxBodyBytes = DefaultMaxBodyBytes
+		d.MaxBodyBytes = def.MaxBodyBytes
 	}
 	if d.MaxConcurrent == 0 {
-		d.MaxConcurrent = DefaultMaxConcurrent
+		d.MaxConcurrent = def.MaxConcurrent
 	}
 	if d.MaxPendingBytes == 0 {
-		d.MaxPendingBytes = max(DefaultMaxPendingBytes, d.MaxBodyBytes)
+		d.MaxPendingBytes = max(def.MaxPendingBytes, d.MaxBodyBytes)
 	}
 	if d.ReadTimeout == 0 {
-		d.ReadTimeout = DefaultReadTimeout
+		d.ReadTimeout = def.ReadTimeout
 	}
 	if d.PublishTimeout == 0 {
-		d.PublishTimeout = DefaultPublishTimeout
+		d.PublishTimeout = def.PublishTimeout
 	}
 	if d.Now == nil {
 		d.Now = time.Now
@@ -193,7 +218,8 @@ func (o *WebhookOptions) withDefaults() WebhookOptions {
 	return d
 }
 
-// Validate reports the first option that cannot work.
+// Validate reports the first option that cannot work; a limit that cannot
+// work is a *setting.Error naming its field.
 func (o *WebhookOptions) Validate() error { return o.validate() }
 
 // Webhook is the handler of POST /webhooks/tfe: it verifies, decodes and

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/setting"
 )
 
 // ErrNotSent is the error of a request the limiter did not send: its turn
@@ -94,7 +96,7 @@ type LimiterOptions struct {
 	// Limit is the requests per second of the whole deployment, all
 	// replicas together; 0 takes Margin × what TFE advertises at /ping
 	// (DefaultLimit when it advertises none), once the Transport has seen
-	// it.
+	// it. Negative, NaN or infinite: refused by Validate.
 	Limit float64
 	// Shared tells how many replicas share Limit and carries back-offs
 	// between them; nil: Alone.
@@ -152,6 +154,15 @@ const UrgentLinger = 250 * time.Millisecond
 // MaxYield is the longest a request waits for urgent ones before taking
 // its turn, so that a stream of urgent work never starves the rest.
 const MaxYield = 5 * time.Second
+
+// Validate reports a limit that cannot work, as a *setting.Error naming
+// the field.
+func (o LimiterOptions) Validate() error {
+	if r := o.Limit; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		return setting.Errorf("{Limit} (%v) must be 0 (%v × what TFE advertises) or a positive number of requests per second, all replicas together", r, Margin)
+	}
+	return nil
+}
 
 // NewLimiter returns a Limiter; it panics when the metrics cannot be
 // registered, as prometheus.MustRegister does.

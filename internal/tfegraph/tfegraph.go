@@ -123,8 +123,13 @@ type entry struct {
 	fetched time.Time
 }
 
-// NewCache returns a cache whose entries live for ttl. now is the clock;
-// nil means time.Now.
+// DefaultTTL is how long the daemon trusts a workspace's run triggers
+// unless told otherwise (--graph-cache-ttl).
+const DefaultTTL = 5 * time.Minute
+
+// NewCache returns a cache whose entries live for ttl; a ttl of 0 (or
+// less) trusts nothing: every use reads again. now is the clock; nil means
+// time.Now.
 func NewCache(triggers RunTriggerLister, ttl time.Duration, now func() time.Time) *Cache {
 	if now == nil {
 		now = time.Now

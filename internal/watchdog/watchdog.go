@@ -38,6 +38,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/setting"
 )
 
 // AdminRuns is the part of go-tfe's admin runs API the watchdog uses.
@@ -73,17 +74,22 @@ const (
 	ScanWorkspaces = "workspaces"
 )
 
-// Options configure a Watchdog. Zero values take the defaults.
+// Options configure a Watchdog. A zero field takes its default, the value
+// DefaultOptions has; none is turned off by 0. Validate refuses what cannot
+// work, naming the field (a *setting.Error).
 type Options struct {
+	// Budgets: a zero budget takes its default (see Budgets); negative
+	// refused.
 	Budgets Budgets
-	// Interval between scans; default 1m.
+	// Interval between scans; default 1m; negative refused.
 	Interval time.Duration
 	// LeaseTTL: a leader that stops renewing loses the lease after this;
-	// default 15s.
+	// default 15s, at least 1s.
 	LeaseTTL time.Duration
-	// Bucket of the lease; default "watchdog". ClaimsBucket keeps the
-	// cancel claims, for ClaimTTL (default 7 days), well past any lease: a
-	// run is cancelled once, whichever replica leads and whenever.
+	// Bucket of the lease; default "watchdog". ClaimsBucket (default
+	// "watchdog-claims") keeps the cancel claims, for ClaimTTL (default 7
+	// days), well past any lease: a run is cancelled once, whichever
+	// replica leads and whenever.
 	Bucket       string
 	ClaimsBucket string
 	ClaimTTL     time.Duration
@@ -101,7 +107,8 @@ type Options struct {
 	Instance string
 	// Scan is ScanAdmin (default) or ScanWorkspaces.
 	Scan string
-	// Organizations are scanned in ScanWorkspaces mode.
+	// Organizations are scanned in ScanWorkspaces mode, which needs one at
+	// least; TFE organization names.
 	Organizations []string
 	// Stream is the run event stream the watchdog follows, so that it sees
 	// status changes between scans; empty for none.
@@ -110,6 +117,112 @@ type Options struct {
 	// default 10s.
 	EventCheck time.Duration
 	Now        func() time.Time
+}
+
+// DefaultOptions are the options a zero field takes: the one place the
+// watchdog's defaults are written. Instance and Now, which are per
+// process, are left out (a random name and time.Now).
+func DefaultOptions() Options {
+	return Options{
+		Interval:     time.Minute,
+		LeaseTTL:     15 * time.Second,
+		Bucket:       "watchdog",
+		ClaimsBucket: "watchdog-claims",
+		ClaimTTL:     7 * 24 * time.Hour,
+		Replicas:     1,
+		MaxTracked:   100_000,
+		Scan:         ScanAdmin,
+		EventCheck:   10 * time.Second,
+	}
+}
+
+func (o Options) withDefaults() Options {
+	def := DefaultOptions()
+	dur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	dur(&o.Interval, def.Interval)
+	dur(&o.LeaseTTL, def.LeaseTTL)
+	dur(&o.ClaimTTL, def.ClaimTTL)
+	dur(&o.EventCheck, def.EventCheck)
+	if o.Bucket == "" {
+		o.Bucket = def.Bucket
+	}
+	if o.ClaimsBucket == "" {
+		o.ClaimsBucket = def.ClaimsBucket
+	}
+	if o.Replicas == 0 {
+		o.Replicas = def.Replicas
+	}
+	if o.MaxTracked == 0 {
+		o.MaxTracked = def.MaxTracked
+	}
+	if o.Scan == "" {
+		o.Scan = def.Scan
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Instance == "" {
+		o.Instance = fmt.Sprintf("watchdog-%d", time.Now().UnixNano())
+	}
+	return o
+}
+
+// maxOrganizationName is the longest TFE organization name accepted.
+const maxOrganizationName = 128
+
+// Validate reports the first option that cannot work, as a *setting.Error
+// naming its field.
+func (o Options) Validate() error {
+	for _, f := range []struct {
+		field string
+		v     time.Duration
+	}{{"Interval", o.Interval}, {"ClaimTTL", o.ClaimTTL}, {"EventCheck", o.EventCheck}} {
+		if f.v < 0 {
+			return setting.Errorf("{"+f.field+"} (%s) must not be negative", setting.Duration(f.v))
+		}
+	}
+	if o.LeaseTTL < 0 || (o.LeaseTTL > 0 && o.LeaseTTL < time.Second) {
+		return setting.Errorf("{LeaseTTL} (%s) must be at least 1s", setting.Duration(o.LeaseTTL))
+	}
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return setting.Errorf("{Replicas} must be from 1 to 5, not %d", o.Replicas)
+	}
+	if o.MaxTracked < 0 {
+		return setting.Errorf("{MaxTracked} (%d) must not be negative", o.MaxTracked)
+	}
+	for _, org := range o.Organizations {
+		if !events.ValidName(org, maxOrganizationName) {
+			return setting.Errorf("{Organizations} %q is not a TFE organization name (letters, digits, - and _)", org)
+		}
+	}
+	switch o.Scan {
+	case "", ScanAdmin:
+	case ScanWorkspaces:
+		if len(o.Organizations) == 0 {
+			return setting.Errorf("{Scan} workspaces needs {Organizations}")
+		}
+	default:
+		return setting.Errorf("{Scan} must be admin or workspaces, not %q", o.Scan)
+	}
+	for _, b := range []struct {
+		group Group
+		v     time.Duration
+	}{
+		{GroupQueued, o.Budgets.Queued}, {GroupPlanning, o.Budgets.Planning}, {GroupApplying, o.Budgets.Applying}, {GroupAwaiting, o.Budgets.Awaiting},
+		{"planning floor", o.Budgets.PlanningFloor}, {"applying floor", o.Budgets.ApplyingFloor},
+	} {
+		if b.v < 0 {
+			return setting.Errorf("{Budgets} %s=%s must be positive", b.group, setting.Duration(b.v))
+		}
+	}
+	if o.Budgets.Factor < 0 {
+		return setting.Errorf("{Budgets} factor %v must be positive", o.Budgets.Factor)
+	}
+	return nil
 }
 
 // Deps are what a Watchdog talks to.
@@ -148,49 +261,10 @@ type wsInfo struct {
 
 // New sets up the lease bucket.
 func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
-	if opts.Interval == 0 {
-		opts.Interval = time.Minute
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("watchdog: %w", err)
 	}
-	if opts.LeaseTTL == 0 {
-		opts.LeaseTTL = 15 * time.Second
-	}
-	if opts.Bucket == "" {
-		opts.Bucket = "watchdog"
-	}
-	if opts.ClaimsBucket == "" {
-		opts.ClaimsBucket = "watchdog-claims"
-	}
-	if opts.ClaimTTL == 0 {
-		opts.ClaimTTL = 7 * 24 * time.Hour
-	}
-	if opts.Replicas == 0 {
-		opts.Replicas = 1
-	}
-	if opts.MaxTracked == 0 {
-		opts.MaxTracked = 100_000
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.EventCheck == 0 {
-		opts.EventCheck = 10 * time.Second
-	}
-	if opts.Instance == "" {
-		opts.Instance = fmt.Sprintf("watchdog-%d", time.Now().UnixNano())
-	}
-	if opts.Interval < 0 || opts.LeaseTTL < time.Second {
-		return nil, errors.New("watchdog: the interval must be positive and the lease TTL at least 1s")
-	}
-	switch opts.Scan {
-	case "", ScanAdmin:
-		opts.Scan = ScanAdmin
-	case ScanWorkspaces:
-		if len(opts.Organizations) == 0 {
-			return nil, errors.New("watchdog: scanning workspaces needs at least one organization")
-		}
-	default:
-		return nil, fmt.Errorf("watchdog: scan mode must be admin or workspaces, not %q", opts.Scan)
-	}
+	opts = opts.withDefaults()
 	// Replicas starting at once all set the buckets up (events.Ensure),
 	// within the caller's deadline or a minute.
 	kv, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
