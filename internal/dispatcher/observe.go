@@ -115,18 +115,23 @@ func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen fun
 		// that never ran (first, in a descending sort, if it sorts as
 		// PostgreSQL does) must not decide how far the walk reaches.
 		CurrentRunStatus: everyRunStatus,
-		ListOptions:      tfe.ListOptions{PageSize: 100},
 	}
 	var r recentList
-	for page := 0; page < pages; page++ {
+	if pages <= 0 {
+		return r, nil
+	}
+	list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
+		opts.ListOptions = page
 		rctx, status := tfeclient.Record(ctx)
-		list, err := d.deps.Workspaces.List(rctx, org, opts)
-		r.calls++
+		l, err := d.deps.Workspaces.List(rctx, org, opts)
 		if err != nil {
-			return r, d.readError(err, status, "list the workspaces of "+org)
+			return nil, nil, d.readError(err, status, "list the workspaces of "+org)
 		}
+		return l.Items, l.Pagination, nil
+	}
+	calls, err := tfeclient.EachPage(ctx, list, pages, func(page []*tfe.Workspace) (bool, error) {
 		enough := false
-		for _, w := range list.Items {
+		for _, w := range page {
 			if w.CurrentRun != nil && !w.CurrentRun.CreatedAt.IsZero() && (r.reached.IsZero() || w.CurrentRun.CreatedAt.Before(r.reached)) {
 				r.reached = w.CurrentRun.CreatedAt
 			}
@@ -134,12 +139,10 @@ func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen fun
 				enough = true
 			}
 		}
-		if enough || list.Pagination == nil || list.NextPage == 0 {
-			break
-		}
-		opts.PageNumber = list.NextPage
-	}
-	return r, nil
+		return !enough, nil
+	})
+	r.calls = calls
+	return r, err
 }
 
 // readWorkspaces reads members one by one, with their current runs.
@@ -344,21 +347,22 @@ func (c *toolCache) get(ctx context.Context) (map[string]cascade.Tool, error) {
 	if c.tools != nil && c.now().Sub(c.at) < c.ttl {
 		return c.tools, nil
 	}
-	m := map[string]cascade.Tool{}
-	opts := &tfe.AdminTerraformVersionsListOptions{ListOptions: tfe.ListOptions{PageSize: 100}}
-	for {
-		page, err := c.list.List(ctx, opts)
+	opts := &tfe.AdminTerraformVersionsListOptions{}
+	versions, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminTerraformVersion, *tfe.Pagination, error) {
+		opts.ListOptions = page
+		l, err := c.list.List(ctx, opts)
 		if err != nil {
-			c.tools, c.at = map[string]cascade.Tool{}, c.now() // no admin API: the check is skipped
-			return nil, nil
+			return nil, nil, err
 		}
-		for _, tv := range page.Items {
-			m[tv.Version] = cascade.Tool{Enabled: tv.Enabled, Deprecated: tv.Deprecated}
-		}
-		if page.Pagination == nil || page.NextPage == 0 {
-			break
-		}
-		opts.PageNumber = page.NextPage
+		return l.Items, l.Pagination, nil
+	})
+	if err != nil {
+		c.tools, c.at = map[string]cascade.Tool{}, c.now() // no admin API: the check is skipped
+		return nil, nil
+	}
+	m := map[string]cascade.Tool{}
+	for _, tv := range versions {
+		m[tv.Version] = cascade.Tool{Enabled: tv.Enabled, Deprecated: tv.Deprecated}
 	}
 	c.tools, c.at = m, c.now()
 	return m, nil

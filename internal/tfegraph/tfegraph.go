@@ -24,6 +24,7 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // WorkspaceLister is the part of go-tfe's Workspaces this package uses.
@@ -36,26 +37,25 @@ type RunTriggerLister interface {
 	List(ctx context.Context, workspaceID string, options *tfe.RunTriggerListOptions) (*tfe.RunTriggerList, error)
 }
 
-const pageSize = 100
-
 // LoadOrganization reads every workspace of org and its inbound run
 // triggers: one workspace list per page, then one run-trigger list per
 // workspace per page.
 func LoadOrganization(ctx context.Context, workspaces WorkspaceLister, triggers RunTriggerLister, org string) (*graph.Graph, error) {
-	var ws []graph.Workspace
-	opts := &tfe.WorkspaceListOptions{ListOptions: tfe.ListOptions{PageSize: pageSize}}
-	for {
-		page, err := workspaces.List(ctx, org, opts)
+	opts := &tfe.WorkspaceListOptions{}
+	all, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
+		opts.ListOptions = page
+		l, err := workspaces.List(ctx, org, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list workspaces of %s: %w", org, err)
+			return nil, nil, fmt.Errorf("list workspaces of %s: %w", org, err)
 		}
-		for _, w := range page.Items {
-			ws = append(ws, graph.Workspace{ID: w.ID, Name: w.Name, ExecutionMode: w.ExecutionMode})
-		}
-		if page.Pagination == nil || page.NextPage == 0 {
-			break
-		}
-		opts.PageNumber = page.NextPage
+		return l.Items, l.Pagination, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ws := make([]graph.Workspace, 0, len(all))
+	for _, w := range all {
+		ws = append(ws, graph.Workspace{ID: w.ID, Name: w.Name, ExecutionMode: w.ExecutionMode})
 	}
 	var edges []graph.Edge
 	for _, w := range ws {
@@ -83,19 +83,15 @@ func sourceOf(rt *tfe.RunTrigger) string {
 }
 
 func listAll(ctx context.Context, triggers RunTriggerLister, wsID string, typ tfe.RunTriggerFilterOp) ([]*tfe.RunTrigger, error) {
-	var out []*tfe.RunTrigger
-	opts := &tfe.RunTriggerListOptions{RunTriggerType: typ, ListOptions: tfe.ListOptions{PageSize: pageSize}}
-	for {
-		page, err := triggers.List(ctx, wsID, opts)
+	opts := &tfe.RunTriggerListOptions{RunTriggerType: typ}
+	return tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.RunTrigger, *tfe.Pagination, error) {
+		opts.ListOptions = page
+		l, err := triggers.List(ctx, wsID, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list %s run triggers of %s: %w", typ, wsID, err)
+			return nil, nil, fmt.Errorf("list %s run triggers of %s: %w", typ, wsID, err)
 		}
-		out = append(out, page.Items...)
-		if page.Pagination == nil || page.NextPage == 0 {
-			return out, nil
-		}
-		opts.PageNumber = page.NextPage
-	}
+		return l.Items, l.Pagination, nil
+	})
 }
 
 // Shared keeps what a Cache read where other processes see it. Load

@@ -38,6 +38,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // AdminRuns is the part of go-tfe's admin runs API the watchdog uses.
@@ -357,25 +358,27 @@ func (w *Watchdog) adminRuns(ctx context.Context) ([]candidate, error) {
 	for i, s := range activeStatuses {
 		statuses[i] = string(s)
 	}
-	var out []candidate
-	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(statuses, ","), ListOptions: tfe.ListOptions{PageSize: 100}}
-	for {
-		page, err := w.deps.AdminRuns.List(ctx, opts)
+	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(statuses, ",")}
+	runs, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminRun, *tfe.Pagination, error) {
+		opts.ListOptions = page
+		l, err := w.deps.AdminRuns.List(ctx, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list runs: %w", err)
+			return nil, nil, fmt.Errorf("list runs: %w", err)
 		}
-		for _, r := range page.Items {
-			if r.Workspace == nil {
-				continue
-			}
-			out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
-				workspaceID: r.Workspace.ID, org: orgOf(r)})
-		}
-		if page.Pagination == nil || page.NextPage == 0 {
-			return out, nil
-		}
-		opts.PageNumber = page.NextPage
+		return l.Items, l.Pagination, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	var out []candidate
+	for _, r := range runs {
+		if r.Workspace == nil {
+			continue
+		}
+		out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
+			workspaceID: r.Workspace.ID, org: orgOf(r)})
+	}
+	return out, nil
 }
 
 // currentRuns reads each workspace's current run, with the workspace list
@@ -385,13 +388,17 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 	var out []candidate
 	now := w.opts.Now()
 	for _, org := range w.opts.Organizations {
-		opts := &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}, ListOptions: tfe.ListOptions{PageSize: 100}}
-		for {
-			page, err := w.deps.Workspaces.List(ctx, org, opts)
+		opts := &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}}
+		list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
+			opts.ListOptions = page
+			l, err := w.deps.Workspaces.List(ctx, org, opts)
 			if err != nil {
-				return nil, fmt.Errorf("list workspaces of %s: %w", org, err)
+				return nil, nil, fmt.Errorf("list workspaces of %s: %w", org, err)
 			}
-			for _, ws := range page.Items {
+			return l.Items, l.Pagination, nil
+		}
+		_, err := tfeclient.EachPage(ctx, list, 0, func(page []*tfe.Workspace) (bool, error) {
+			for _, ws := range page {
 				// Workspaces.List, unlike Read, leaves the averages in
 				// milliseconds counted as nanoseconds.
 				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, lockedByRun: lockingRun(ws), at: now,
@@ -409,10 +416,10 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 				out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
 					workspaceID: ws.ID, org: org, actions: r.Actions})
 			}
-			if page.Pagination == nil || page.NextPage == 0 {
-				break
-			}
-			opts.PageNumber = page.NextPage
+			return true, nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
