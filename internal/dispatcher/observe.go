@@ -327,43 +327,38 @@ func statusAt(r *tfe.Run) time.Time {
 }
 
 // toolCache keeps the installation's Terraform versions for a TTL; without
-// the admin API (nil, or refused) they are unknown.
+// the admin API (nil, or refused) they are unknown. One read runs at a
+// time; a refused read is kept for the TTL too, as no versions.
 type toolCache struct {
-	list ToolVersions
-	ttl  time.Duration
-	now  func() time.Time
+	list  ToolVersions
+	cache *tfeclient.Cache[struct{}, map[string]cascade.Tool]
+}
 
-	mu    sync.Mutex
-	tools map[string]cascade.Tool
-	at    time.Time
+func newToolCache(list ToolVersions, ttl time.Duration, now func() time.Time) *toolCache {
+	return &toolCache{list: list, cache: tfeclient.NewCache[struct{}, map[string]cascade.Tool](ttl, now)}
 }
 
 func (c *toolCache) get(ctx context.Context) (map[string]cascade.Tool, error) {
 	if c.list == nil {
 		return nil, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tools != nil && c.now().Sub(c.at) < c.ttl {
-		return c.tools, nil
-	}
-	opts := &tfe.AdminTerraformVersionsListOptions{}
-	versions, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminTerraformVersion, *tfe.Pagination, error) {
-		opts.ListOptions = page
-		l, err := c.list.List(ctx, opts)
+	return c.cache.Load(ctx, struct{}{}, func(ctx context.Context) (map[string]cascade.Tool, error) {
+		opts := &tfe.AdminTerraformVersionsListOptions{}
+		versions, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminTerraformVersion, *tfe.Pagination, error) {
+			opts.ListOptions = page
+			l, err := c.list.List(ctx, opts)
+			if err != nil {
+				return nil, nil, err
+			}
+			return l.Items, l.Pagination, nil
+		})
 		if err != nil {
-			return nil, nil, err
+			return map[string]cascade.Tool{}, nil // no admin API: the check is skipped
 		}
-		return l.Items, l.Pagination, nil
+		m := map[string]cascade.Tool{}
+		for _, tv := range versions {
+			m[tv.Version] = cascade.Tool{Enabled: tv.Enabled, Deprecated: tv.Deprecated}
+		}
+		return m, nil
 	})
-	if err != nil {
-		c.tools, c.at = map[string]cascade.Tool{}, c.now() // no admin API: the check is skipped
-		return nil, nil
-	}
-	m := map[string]cascade.Tool{}
-	for _, tv := range versions {
-		m[tv.Version] = cascade.Tool{Enabled: tv.Enabled, Deprecated: tv.Deprecated}
-	}
-	c.tools, c.at = m, c.now()
-	return m, nil
 }

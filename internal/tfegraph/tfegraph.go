@@ -18,7 +18,6 @@ package tfegraph
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
@@ -106,17 +105,10 @@ type Shared interface {
 // members, read lazily and kept for a TTL.
 type Cache struct {
 	triggers RunTriggerLister
-	ttl      time.Duration
 	now      func() time.Time
 	shared   Shared // nil: this process only
 
-	mu      sync.Mutex
-	entries map[string]entry // workspace ID → its targets
-}
-
-type entry struct {
-	targets []graph.Workspace
-	fetched time.Time
+	entries *tfeclient.Cache[string, []graph.Workspace] // workspace ID → its targets
 }
 
 // NewCache returns a cache whose entries live for ttl. now is the clock;
@@ -125,7 +117,7 @@ func NewCache(triggers RunTriggerLister, ttl time.Duration, now func() time.Time
 	if now == nil {
 		now = time.Now
 	}
-	return &Cache{triggers: triggers, ttl: ttl, now: now, entries: map[string]entry{}}
+	return &Cache{triggers: triggers, now: now, entries: tfeclient.NewCache[string, []graph.Workspace](ttl, now)}
 }
 
 // WithShared makes the cache share what it reads through s, and returns it.
@@ -136,32 +128,19 @@ func (c *Cache) WithShared(s Shared) *Cache {
 
 // Invalidate drops what the cache knows of workspace id, so that its
 // triggers are read again on next use.
-func (c *Cache) Invalidate(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, id)
-}
+func (c *Cache) Invalidate(id string) { c.entries.Invalidate(id) }
 
 // InvalidateAll empties the cache.
-func (c *Cache) InvalidateAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.entries)
-}
+func (c *Cache) InvalidateAll() { c.entries.InvalidateAll() }
 
 // targets returns ws's downstream workspaces, from the cache if fresh.
 func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, error) {
-	c.mu.Lock()
-	e, ok := c.entries[id]
-	c.mu.Unlock()
-	if ok && c.now().Sub(e.fetched) < c.ttl {
-		return e.targets, nil
+	if targets, ok := c.entries.Get(id); ok {
+		return targets, nil
 	}
 	if c.shared != nil {
-		if targets, fetched, ok := c.shared.Load(ctx, id); ok && c.now().Sub(fetched) < c.ttl && !fetched.After(c.now().Add(time.Minute)) {
-			c.mu.Lock()
-			c.entries[id] = entry{targets: targets, fetched: fetched}
-			c.mu.Unlock()
+		if targets, fetched, ok := c.shared.Load(ctx, id); ok && c.now().Sub(fetched) < c.entries.TTL() && !fetched.After(c.now().Add(time.Minute)) {
+			c.entries.PutAt(id, targets, fetched)
 			return targets, nil
 		}
 	}
@@ -176,9 +155,7 @@ func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, erro
 		}
 	}
 	fetched := c.now()
-	c.mu.Lock()
-	c.entries[id] = entry{targets: targets, fetched: fetched}
-	c.mu.Unlock()
+	c.entries.PutAt(id, targets, fetched)
 	if c.shared != nil {
 		c.shared.Store(ctx, id, targets, fetched)
 	}

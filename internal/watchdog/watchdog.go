@@ -27,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -135,8 +134,8 @@ type Watchdog struct {
 	tracker     tracker
 	eventChecks atomic.Int64
 
-	mu    sync.Mutex
-	cache map[string]wsInfo
+	// cache keeps what the watchdog read of workspaces, for five intervals.
+	cache *tfeclient.Cache[string, wsInfo]
 }
 
 type wsInfo struct {
@@ -144,7 +143,6 @@ type wsInfo struct {
 	locked          bool
 	lockedByRun     string
 	planAvg, appAvg time.Duration
-	at              time.Time
 }
 
 // New sets up the lease bucket.
@@ -207,7 +205,8 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Watchdog{opts: opts, deps: deps, kv: kv, claims: claims, metrics: newMetrics(deps.Registerer), cache: map[string]wsInfo{},
+	return &Watchdog{opts: opts, deps: deps, kv: kv, claims: claims, metrics: newMetrics(deps.Registerer),
+		cache:   tfeclient.NewCache[string, wsInfo](5*opts.Interval, opts.Now),
 		tracker: tracker{max: opts.MaxTracked}}, nil
 }
 
@@ -401,11 +400,9 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 			for _, ws := range page {
 				// Workspaces.List, unlike Read, leaves the averages in
 				// milliseconds counted as nanoseconds.
-				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, lockedByRun: lockingRun(ws), at: now,
+				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, lockedByRun: lockingRun(ws),
 					planAvg: ws.PlanDurationAverage * time.Millisecond, appAvg: ws.ApplyDurationAverage * time.Millisecond}
-				w.mu.Lock()
-				w.cache[ws.ID] = info
-				w.mu.Unlock()
+				w.cache.PutAt(ws.ID, info, now)
 				r := ws.CurrentRun
 				if r == nil || r.Status == "" {
 					continue
@@ -566,23 +563,18 @@ func (w *Watchdog) cancel(ctx context.Context, r candidate, action, comment stri
 // few scans; a locked workspace is read again each time.
 func (w *Watchdog) workspace(ctx context.Context, id string) (wsInfo, error) {
 	now := w.opts.Now()
-	w.mu.Lock()
-	info, ok := w.cache[id]
-	w.mu.Unlock()
-	if ok && !info.locked && now.Sub(info.at) < 5*w.opts.Interval {
+	if info, ok := w.cache.Get(id); ok && !info.locked {
 		return info, nil
 	}
 	ws, err := w.deps.Workspaces.ReadByID(ctx, id)
 	if err != nil {
 		return wsInfo{}, fmt.Errorf("read workspace %s: %w", id, err)
 	}
-	info = wsInfo{name: ws.Name, locked: ws.Locked, lockedByRun: lockingRun(ws), planAvg: ws.PlanDurationAverage, appAvg: ws.ApplyDurationAverage, at: now}
+	info := wsInfo{name: ws.Name, locked: ws.Locked, lockedByRun: lockingRun(ws), planAvg: ws.PlanDurationAverage, appAvg: ws.ApplyDurationAverage}
 	if ws.Organization != nil {
 		info.org = ws.Organization.Name
 	}
-	w.mu.Lock()
-	w.cache[id] = info
-	w.mu.Unlock()
+	w.cache.PutAt(id, info, now)
 	return info, nil
 }
 
