@@ -10,6 +10,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // Reading TFE for a look, at the fewest calls: the organization's workspace
@@ -89,13 +90,7 @@ func (d *Dispatcher) walk(ctx context.Context, p *cascade.Plan, want map[string]
 // that keeps the workspaces that have a current run. A run in a status not
 // listed here (a newer TFE's) leaves its workspace out of the walk, which
 // then reads that member directly: a call more, never a wrong decision.
-var everyRunStatus = strings.Join([]string{
-	"pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed", "queuing", "plan_queued",
-	"planning", "planned", "cost_estimating", "cost_estimated", "policy_checking", "policy_override", "policy_soft_failed",
-	"policy_checked", "confirmed", "post_plan_running", "post_plan_completed", "post_plan_awaiting_decision",
-	"planned_and_finished", "planned_and_saved", "apply_queued", "queuing_apply", "pre_apply_running", "pre_apply_completed",
-	"applying", "applied", "discarded", "errored", "canceled", "force_canceled",
-}, ",")
+var everyRunStatus = strings.Join(runstatus.All(), ",")
 
 // recentList is what a read of the workspace list newest first found.
 type recentList struct {
@@ -286,7 +281,7 @@ func workspaceFacts(w *tfe.Workspace) cascade.Workspace {
 func runFacts(r *tfe.Run) cascade.Run {
 	out := cascade.Run{
 		ID: r.ID, Status: string(r.Status), Source: string(r.Source), Message: r.Message, CreatedAt: r.CreatedAt,
-		AutoApply: r.AutoApply, IsDestroy: r.IsDestroy, PlanOnly: r.PlanOnly, StatusAt: statusAt(r),
+		AutoApply: r.AutoApply, IsDestroy: r.IsDestroy, PlanOnly: r.PlanOnly, StatusAt: tfeclient.StatusAt(r.Status, r.StatusTimestamps),
 	}
 	if r.Workspace != nil {
 		out.WorkspaceID = r.Workspace.ID
@@ -295,35 +290,6 @@ func runFacts(r *tfe.Run) cascade.Run {
 		out.Discardable, out.Cancelable, out.Confirmable = a.IsDiscardable, a.IsCancelable, a.IsConfirmable
 	}
 	return out
-}
-
-// statusAt is when a run entered its status, by TFE's status timestamps.
-func statusAt(r *tfe.Run) time.Time {
-	ts := r.StatusTimestamps
-	if ts == nil {
-		return time.Time{}
-	}
-	switch r.Status {
-	case tfe.RunApplied:
-		return ts.AppliedAt
-	case tfe.RunPlannedAndFinished:
-		return ts.PlannedAndFinishedAt
-	case tfe.RunErrored:
-		return ts.ErroredAt
-	case tfe.RunCanceled:
-		return ts.CanceledAt
-	case tfe.RunDiscarded:
-		return ts.DiscardedAt
-	case "force_canceled":
-		return ts.ForceCanceledAt
-	case tfe.RunPlanned:
-		return ts.PlannedAt
-	case tfe.RunPlanning:
-		return ts.PlanningAt
-	case tfe.RunApplying:
-		return ts.ApplyingAt
-	}
-	return time.Time{}
 }
 
 // toolCache keeps the installation's Terraform versions for a TTL; without

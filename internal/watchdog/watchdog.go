@@ -38,6 +38,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // AdminRuns is the part of go-tfe's admin runs API the watchdog uses.
@@ -290,14 +291,17 @@ func (w *Watchdog) setLeader(v bool) {
 	}
 }
 
-// activeStatuses are the statuses the scan asks the admin API for.
-var activeStatuses = []tfe.RunStatus{
-	tfe.RunPending, tfe.RunPlanQueued, tfe.RunPlanning, tfe.RunPlanned, tfe.RunConfirmed, tfe.RunApplyQueued,
-	tfe.RunApplying, tfe.RunCostEstimating, tfe.RunCostEstimated, tfe.RunPolicyChecking, tfe.RunPolicyChecked,
-	tfe.RunPolicyOverride, tfe.RunPolicySoftFailed, tfe.RunPostPlanAwaitingDecision, tfe.RunPostPlanRunning,
-	tfe.RunPostPlanCompleted, tfe.RunFetching, tfe.RunFetchingCompleted, tfe.RunPrePlanRunning, tfe.RunPrePlanCompleted,
-	tfe.RunQueuing, tfe.RunQueuingApply,
-}
+// activeStatuses are the statuses the scan asks the admin API for: those
+// with a budget, in the order a run passes them.
+var activeStatuses = func() []string {
+	var out []string
+	for _, s := range runstatus.All() {
+		if _, ok := GroupOf(s); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}()
 
 // candidate is a run not yet final, as either scan mode sees it.
 type candidate struct {
@@ -353,11 +357,7 @@ func (w *Watchdog) Scan(ctx context.Context) error {
 
 // adminRuns lists every run not yet final: one call per 100 runs.
 func (w *Watchdog) adminRuns(ctx context.Context) ([]candidate, error) {
-	statuses := make([]string, len(activeStatuses))
-	for i, s := range activeStatuses {
-		statuses[i] = string(s)
-	}
-	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(statuses, ",")}
+	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(activeStatuses, ",")}
 	runs, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminRun, *tfe.Pagination, error) {
 		opts.ListOptions = page
 		l, err := w.deps.AdminRuns.List(ctx, opts)
@@ -603,31 +603,11 @@ func orgOf(r *tfe.AdminRun) string {
 	return ""
 }
 
-// enteredAt is when a run entered its current status.
+// enteredAt is when a run entered its current status: by TFE's status
+// timestamps, or its creation when they do not say.
 func enteredAt(status tfe.RunStatus, ts *tfe.RunStatusTimestamps, created time.Time) time.Time {
-	if ts != nil {
-		var t time.Time
-		switch status {
-		case tfe.RunPlanQueued:
-			t = ts.PlanQueuedAt
-		case tfe.RunPlanning:
-			t = ts.PlanningAt
-		case tfe.RunPlanned:
-			t = ts.PlannedAt
-		case tfe.RunConfirmed:
-			t = ts.ConfirmedAt
-		case tfe.RunApplyQueued:
-			t = ts.ApplyQueuedAt
-		case tfe.RunApplying:
-			t = ts.ApplyingAt
-		case tfe.RunCostEstimated:
-			t = ts.CostEstimatedAt
-		case tfe.RunPolicyChecked:
-			t = ts.PolicyCheckedAt
-		}
-		if !t.IsZero() {
-			return t
-		}
+	if t := tfeclient.StatusAt(status, ts); !t.IsZero() {
+		return t
 	}
 	return created
 }
