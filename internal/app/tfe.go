@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // tfeTransport sees every request of the process's go-tfe client that goes
@@ -161,7 +161,7 @@ func (a *tfeAuth) check(ctx context.Context, users tfe.Users) {
 	case err == nil:
 		a.accepted()
 		a.log.Debug("tfe token checked", zap.String("user", user.Username))
-	case errors.Is(err, tfe.ErrUnauthorized) || ctx.Err() != nil:
+	case tfeclient.Classify(err, nil) == tfeclient.Unauthorized || ctx.Err() != nil:
 		// Recorded by the transport, or the daemon is stopping.
 	default:
 		a.log.Warn("tfe token not checked", zap.Error(err))

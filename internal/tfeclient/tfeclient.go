@@ -20,6 +20,7 @@ package tfeclient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -110,7 +111,15 @@ const (
 	NotSent
 )
 
+// StatusError is an answer of TFE's that was not a success, for a call
+// made outside go-tfe's typed methods (a raw request), whose errors keep
+// no status. Classify reads its code.
+type StatusError struct{ Code int }
+
+func (e *StatusError) Error() string { return fmt.Sprintf("TFE answered %d", e.Code) }
+
 // Classify says what err, from a call whose answers status recorded, means.
+// A *StatusError in err stands for the status when none was recorded.
 // A call whose request the limiter did not send is NotSent: by ErrNotSent,
 // or, when go-tfe returned the context's error in its place (the context
 // ended while the request waited), by status.
@@ -133,7 +142,12 @@ func Classify(err error, status *Status) Class {
 	if errors.As(err, &ne) {
 		return Transient
 	}
-	switch code := status.Code(); {
+	code := status.Code()
+	var se *StatusError
+	if code == 0 && errors.As(err, &se) {
+		code = se.Code
+	}
+	switch {
 	case code == http.StatusUnauthorized, code == http.StatusForbidden:
 		return Unauthorized
 	case code == http.StatusNotFound:
