@@ -1,9 +1,17 @@
-// Package tfeclient is where the orchestrator's HTTP traffic to TFE is
-// seen: the transport every go-tfe call goes through, the rate limit the
-// replicas of a deployment share, and what a caller learns from it that
-// go-tfe's errors do not keep (the HTTP status of an answer, whether the
-// request was sent at all), so that failures are classified where they are
-// handled.
+// Package tfeclient owns what TFE means to the orchestrator, so that the
+// rest of the code needs as little of go-tfe as it can:
+//
+//   - the transport every go-tfe call goes through: the one place where
+//     the process's HTTP traffic to TFE is seen, counted (by Endpoint and
+//     status) and its refusals of the token reported, and the rate limit
+//     the replicas of a deployment share;
+//   - what a caller learns from it that go-tfe's errors do not keep (the
+//     HTTP status of an answer, whether the request was sent at all), and
+//     Classify, the one reading of what a failed call means;
+//   - EachPage and All, the one way TFE's lists are read page by page;
+//   - Cache, the one cache of what was read, fresh for a TTL;
+//   - StatusAt, when a run entered its status (the statuses themselves are
+//     in the subpackage runstatus, which imports nothing).
 //
 // It guarantees that, with a Limiter, every request of the process (retries
 // and go-tfe's /ping included) waits for its turn in this replica's share of
