@@ -6,8 +6,9 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 )
 
-// PageSize is the page size every list the orchestrator reads asks for:
-// TFE's largest.
+// PageSize is the page size of every list read page by page: TFE's
+// largest. (Reads of one short page, such as a workspace's latest runs,
+// ask for what they need.)
 const PageSize = 100
 
 // Lister reads one page of a TFE list: the caller puts page into its
