@@ -425,9 +425,9 @@ func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.
 // tfeClient connects to TFE: one go-tfe client for the process, so that
 // every request of the process (engine, graph reads, watchdog) waits for
 // its turn in this replica's share of the deployment's rate limit, which
-// the replicas share through the KV bucket tfe-budget; and one transport
-// where every request sent to TFE is counted and every refusal of the
-// token seen.
+// the replicas share through the KV bucket tfe-budget; and one transport,
+// tfeclient's, where every request sent to TFE is counted and every
+// refusal of the token seen.
 func (a *App) tfeClient(ctx context.Context, js jetstream.JetStream) (*tfe.Client, *tfeclient.JetStreamShared, error) {
 	// The watch made here lives with ctx: JetStream's own timeout (5s)
 	// bounds each call.
@@ -438,17 +438,9 @@ func (a *App) tfeClient(ctx context.Context, js jetstream.JetStream) (*tfe.Clien
 		return nil, nil, fmt.Errorf("share the TFE rate limit: %w", err)
 	}
 	limiter := tfeclient.NewLimiter(tfeclient.LimiterOptions{Limit: a.cfg.TFE.RateLimit, Shared: budget, Registerer: a.registry})
-	transport := &tfeTransport{
-		next: http.DefaultTransport,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "orchestrator_tfe_requests_total",
-			Help: "Requests to the TFE API by endpoint (IDs and names written :id) and status code (error: no answer).",
-		}, []string{"endpoint", "code"}),
-		auth: a.tfeAuth,
-	}
-	a.registry.MustRegister(transport.requests)
 	client, err := tfeclient.NewClient(tfe.Config{Address: a.cfg.TFE.Address, Token: a.cfg.TFE.Token, RetryServerErrors: true,
-		HTTPClient: &http.Client{Timeout: 60 * time.Second, Transport: transport}}, tfeclient.Options{Limiter: limiter})
+		HTTPClient: &http.Client{Timeout: 60 * time.Second}},
+		tfeclient.Options{Next: http.DefaultTransport, Limiter: limiter, Registerer: a.registry, Refused: a.tfeAuth.refused})
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to TFE at %s: %w", a.cfg.TFE.Address, err)
 	}

@@ -2,11 +2,8 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,70 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
-
-// tfeTransport sees every request of the process's go-tfe client that goes
-// out, behind the rate limit of tfeclient's transport (retries included):
-// it counts them by endpoint and status code, and reports any 401 or 403 to
-// the token status.
-type tfeTransport struct {
-	next     http.RoundTripper
-	requests *prometheus.CounterVec
-	auth     *tfeAuth
-}
-
-func (t *tfeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	endpoint := tfeEndpoint(r.Method, r.URL.Path)
-	res, err := t.next.RoundTrip(r)
-	if err != nil {
-		t.requests.WithLabelValues(endpoint, "error").Inc()
-		return nil, err
-	}
-	t.requests.WithLabelValues(endpoint, strconv.Itoa(res.StatusCode)).Inc()
-	if res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden {
-		t.auth.refused(endpoint, res.StatusCode)
-	}
-	return res, nil
-}
-
-// tfePathWords are the path segments of the TFE API kept in the endpoint
-// label; every other segment (IDs, organization and workspace names) is
-// written :id. The label set is bounded by the calls the code makes.
-var tfePathWords = map[string]bool{
-	"api": true, "v2": true, "ping": true, "account": true, "details": true, "organizations": true,
-	"workspaces": true, "run-triggers": true, "runs": true, "actions": true, "apply": true, "cancel": true,
-	"discard": true, "force-cancel": true, "force-unlock": true, "lock": true, "unlock": true,
-	"safe-delete": true, "comments": true, "notification-configurations": true, "verify": true,
-	"admin": true, "terraform-versions": true, "configuration-versions": true,
-	"current-state-version": true, "state-versions": true, "outputs": true, "users": true,
-}
-
-// tfeEndpoint is the method and the path with IDs and names replaced by
-// :id, e.g. "POST /api/v2/runs/:id/actions/discard"; "other" for what is
-// not an API path of a usual shape.
-func tfeEndpoint(method, path string) string {
-	switch method {
-	case http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete:
-	default:
-		return "other"
-	}
-	segments := strings.Split(strings.Trim(path, "/"), "/")
-	if len(segments) < 3 || len(segments) > 8 || segments[0] != "api" || segments[1] != "v2" {
-		return "other"
-	}
-	var b strings.Builder
-	b.WriteString(method)
-	b.WriteByte(' ')
-	for _, s := range segments {
-		b.WriteByte('/')
-		if tfePathWords[s] {
-			b.WriteString(s)
-		} else {
-			b.WriteString(":id")
-		}
-	}
-	return b.String()
-}
 
 // tfeAuth is whether TFE accepts the daemon's API token, as far as the
 // daemon knows: checked at start, refused by any 401 or 403 answer, and
@@ -161,7 +96,7 @@ func (a *tfeAuth) check(ctx context.Context, users tfe.Users) {
 	case err == nil:
 		a.accepted()
 		a.log.Debug("tfe token checked", zap.String("user", user.Username))
-	case errors.Is(err, tfe.ErrUnauthorized) || ctx.Err() != nil:
+	case tfeclient.Classify(err, nil) == tfeclient.Unauthorized || ctx.Err() != nil:
 		// Recorded by the transport, or the daemon is stopping.
 	default:
 		a.log.Warn("tfe token not checked", zap.Error(err))

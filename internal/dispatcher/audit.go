@@ -15,6 +15,8 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // The audit trail: every control an operator uses — a pause, a resume, a
@@ -164,7 +166,7 @@ func (d *Dispatcher) knownOrganization(ctx context.Context, org string) error {
 	}
 	_, err := d.deps.Organizations.Read(ctx, org)
 	switch {
-	case errors.Is(err, tfe.ErrResourceNotFound):
+	case err != nil && tfeclient.Classify(err, nil) == tfeclient.Gone:
 		return fmt.Errorf("organization %s is %w", org, ErrUnknownOrganization)
 	case err != nil:
 		return fmt.Errorf("check organization %s with TFE: %w", org, err)

@@ -352,7 +352,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
 	d.store = newStore(deps.JetStream.Conn(), kv, ctl, d.malformedRecord)
-	d.tools = &toolCache{list: deps.ToolVersions, ttl: o.CacheTTL, now: o.Now}
+	d.tools = newToolCache(deps.ToolVersions, o.CacheTTL, o.Now)
 	return d, nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // Reading TFE for a look, at the fewest calls: the organization's workspace
@@ -89,13 +90,7 @@ func (d *Dispatcher) walk(ctx context.Context, p *cascade.Plan, want map[string]
 // that keeps the workspaces that have a current run. A run in a status not
 // listed here (a newer TFE's) leaves its workspace out of the walk, which
 // then reads that member directly: a call more, never a wrong decision.
-var everyRunStatus = strings.Join([]string{
-	"pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed", "queuing", "plan_queued",
-	"planning", "planned", "cost_estimating", "cost_estimated", "policy_checking", "policy_override", "policy_soft_failed",
-	"policy_checked", "confirmed", "post_plan_running", "post_plan_completed", "post_plan_awaiting_decision",
-	"planned_and_finished", "planned_and_saved", "apply_queued", "queuing_apply", "pre_apply_running", "pre_apply_completed",
-	"applying", "applied", "discarded", "errored", "canceled", "force_canceled",
-}, ",")
+var everyRunStatus = strings.Join(runstatus.All(), ",")
 
 // recentList is what a read of the workspace list newest first found.
 type recentList struct {
@@ -115,18 +110,23 @@ func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen fun
 		// that never ran (first, in a descending sort, if it sorts as
 		// PostgreSQL does) must not decide how far the walk reaches.
 		CurrentRunStatus: everyRunStatus,
-		ListOptions:      tfe.ListOptions{PageSize: 100},
 	}
 	var r recentList
-	for page := 0; page < pages; page++ {
+	if pages <= 0 {
+		return r, nil
+	}
+	list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
+		opts.ListOptions = page
 		rctx, status := tfeclient.Record(ctx)
-		list, err := d.deps.Workspaces.List(rctx, org, opts)
-		r.calls++
+		l, err := d.deps.Workspaces.List(rctx, org, opts)
 		if err != nil {
-			return r, d.readError(err, status, "list the workspaces of "+org)
+			return nil, nil, d.readError(err, status, "list the workspaces of "+org)
 		}
+		return l.Items, l.Pagination, nil
+	}
+	calls, err := tfeclient.EachPage(ctx, list, pages, func(page []*tfe.Workspace) (bool, error) {
 		enough := false
-		for _, w := range list.Items {
+		for _, w := range page {
 			if w.CurrentRun != nil && !w.CurrentRun.CreatedAt.IsZero() && (r.reached.IsZero() || w.CurrentRun.CreatedAt.Before(r.reached)) {
 				r.reached = w.CurrentRun.CreatedAt
 			}
@@ -134,12 +134,10 @@ func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen fun
 				enough = true
 			}
 		}
-		if enough || list.Pagination == nil || list.NextPage == 0 {
-			break
-		}
-		opts.PageNumber = list.NextPage
-	}
-	return r, nil
+		return !enough, nil
+	})
+	r.calls = calls
+	return r, err
 }
 
 // readWorkspaces reads members one by one, with their current runs.
@@ -283,7 +281,7 @@ func workspaceFacts(w *tfe.Workspace) cascade.Workspace {
 func runFacts(r *tfe.Run) cascade.Run {
 	out := cascade.Run{
 		ID: r.ID, Status: string(r.Status), Source: string(r.Source), Message: r.Message, CreatedAt: r.CreatedAt,
-		AutoApply: r.AutoApply, IsDestroy: r.IsDestroy, PlanOnly: r.PlanOnly, StatusAt: statusAt(r),
+		AutoApply: r.AutoApply, IsDestroy: r.IsDestroy, PlanOnly: r.PlanOnly, StatusAt: tfeclient.StatusAt(r.Status, r.StatusTimestamps),
 	}
 	if r.Workspace != nil {
 		out.WorkspaceID = r.Workspace.ID
@@ -294,72 +292,39 @@ func runFacts(r *tfe.Run) cascade.Run {
 	return out
 }
 
-// statusAt is when a run entered its status, by TFE's status timestamps.
-func statusAt(r *tfe.Run) time.Time {
-	ts := r.StatusTimestamps
-	if ts == nil {
-		return time.Time{}
-	}
-	switch r.Status {
-	case tfe.RunApplied:
-		return ts.AppliedAt
-	case tfe.RunPlannedAndFinished:
-		return ts.PlannedAndFinishedAt
-	case tfe.RunErrored:
-		return ts.ErroredAt
-	case tfe.RunCanceled:
-		return ts.CanceledAt
-	case tfe.RunDiscarded:
-		return ts.DiscardedAt
-	case "force_canceled":
-		return ts.ForceCanceledAt
-	case tfe.RunPlanned:
-		return ts.PlannedAt
-	case tfe.RunPlanning:
-		return ts.PlanningAt
-	case tfe.RunApplying:
-		return ts.ApplyingAt
-	}
-	return time.Time{}
+// toolCache keeps the installation's Terraform versions for a TTL; without
+// the admin API (nil, or refused) they are unknown. One read runs at a
+// time; a refused read is kept for the TTL too, as no versions.
+type toolCache struct {
+	list  ToolVersions
+	cache *tfeclient.Cache[struct{}, map[string]cascade.Tool]
 }
 
-// toolCache keeps the installation's Terraform versions for a TTL; without
-// the admin API (nil, or refused) they are unknown.
-type toolCache struct {
-	list ToolVersions
-	ttl  time.Duration
-	now  func() time.Time
-
-	mu    sync.Mutex
-	tools map[string]cascade.Tool
-	at    time.Time
+func newToolCache(list ToolVersions, ttl time.Duration, now func() time.Time) *toolCache {
+	return &toolCache{list: list, cache: tfeclient.NewCache[struct{}, map[string]cascade.Tool](ttl, now)}
 }
 
 func (c *toolCache) get(ctx context.Context) (map[string]cascade.Tool, error) {
 	if c.list == nil {
 		return nil, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tools != nil && c.now().Sub(c.at) < c.ttl {
-		return c.tools, nil
-	}
-	m := map[string]cascade.Tool{}
-	opts := &tfe.AdminTerraformVersionsListOptions{ListOptions: tfe.ListOptions{PageSize: 100}}
-	for {
-		page, err := c.list.List(ctx, opts)
+	return c.cache.Load(ctx, struct{}{}, func(ctx context.Context) (map[string]cascade.Tool, error) {
+		opts := &tfe.AdminTerraformVersionsListOptions{}
+		versions, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminTerraformVersion, *tfe.Pagination, error) {
+			opts.ListOptions = page
+			l, err := c.list.List(ctx, opts)
+			if err != nil {
+				return nil, nil, err
+			}
+			return l.Items, l.Pagination, nil
+		})
 		if err != nil {
-			c.tools, c.at = map[string]cascade.Tool{}, c.now() // no admin API: the check is skipped
-			return nil, nil
+			return map[string]cascade.Tool{}, nil // no admin API: the check is skipped
 		}
-		for _, tv := range page.Items {
+		m := map[string]cascade.Tool{}
+		for _, tv := range versions {
 			m[tv.Version] = cascade.Tool{Enabled: tv.Enabled, Deprecated: tv.Deprecated}
 		}
-		if page.Pagination == nil || page.NextPage == 0 {
-			break
-		}
-		opts.PageNumber = page.NextPage
-	}
-	c.tools, c.at = m, c.now()
-	return m, nil
+		return m, nil
+	})
 }

@@ -16,6 +16,7 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // Comparing an upstream's outputs (output gating, cascade.RunWhenOutputs):
@@ -36,7 +37,7 @@ type StateVersions interface {
 	// Newest returns a workspace's newest state versions, newest first, at
 	// most n, each with its outputs (sensitive values null), and TFE's
 	// time of the answer (zero when it did not say). A refusal or absence
-	// is a *StatusError.
+	// is a *tfeclient.StatusError.
 	Newest(ctx context.Context, org, workspace string, n int) ([]StateVersion, time.Time, error)
 	// Output reads one output with its value, sensitive or not.
 	Output(ctx context.Context, outputID string) (StateOutput, error)
@@ -60,11 +61,6 @@ type StateOutput struct {
 	Sensitive bool
 	Value     json.RawMessage
 }
-
-// StatusError is an answer of TFE's that was not a success.
-type StatusError struct{ Code int }
-
-func (e *StatusError) Error() string { return fmt.Sprintf("TFE answered %d", e.Code) }
 
 // NewStateVersions reads state versions through a go-tfe client: its
 // requests, rate limit and retries. go-tfe's list of state versions takes
@@ -96,7 +92,7 @@ func (s clientStateVersions) get(ctx context.Context, path string, q any, out an
 	body, err := req.DoRaw(ctx)
 	if err != nil {
 		if code >= 400 {
-			return date, &StatusError{Code: code}
+			return date, &tfeclient.StatusError{Code: code}
 		}
 		return date, err
 	}
@@ -245,8 +241,12 @@ func (d *Dispatcher) compareOutputs(ctx context.Context, p *cascade.Plan, need c
 // refused reports a refusal or an absence: TFE answered, and asking again
 // will not change its answer.
 func refused(err error) (string, bool) {
-	var se *StatusError
-	if errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusTooManyRequests {
+	var se *tfeclient.StatusError
+	if !errors.As(err, &se) {
+		return "", false
+	}
+	switch tfeclient.Classify(err, nil) {
+	case tfeclient.Unauthorized, tfeclient.Gone, tfeclient.Refused:
 		return fmt.Sprintf("HTTP %d", se.Code), true
 	}
 	return "", false
@@ -328,7 +328,7 @@ func (d *Dispatcher) sameSensitive(ctx context.Context, a, b string) (bool, int,
 			return false, k + 1, err
 		}
 		if hashes[k], err = hashValue(o.Value); err != nil {
-			return false, k + 1, &StatusError{Code: http.StatusUnprocessableEntity}
+			return false, k + 1, &tfeclient.StatusError{Code: http.StatusUnprocessableEntity}
 		}
 	}
 	return hashes[0] == hashes[1], 2, nil

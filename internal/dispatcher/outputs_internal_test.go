@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // fakeOutputs answers sensitive outputs' reads from a table; an ID not in
@@ -19,7 +21,7 @@ func (f fakeOutputs) Newest(context.Context, string, string, int) ([]StateVersio
 func (f fakeOutputs) Output(_ context.Context, id string) (StateOutput, error) {
 	v, ok := f[id]
 	if !ok {
-		return StateOutput{}, &StatusError{Code: 403}
+		return StateOutput{}, &tfeclient.StatusError{Code: 403}
 	}
 	return StateOutput{ID: id, Sensitive: true, Value: json.RawMessage(v)}, nil
 }

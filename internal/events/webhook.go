@@ -23,6 +23,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/ratelog"
 	"github.com/tfe-orchestrator/orchestrator/internal/setting"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // SignatureHeader carries hex(HMAC-SHA512(token, body)).
@@ -556,14 +557,7 @@ const LabelOther = "other"
 // statusLabel is the run status as a label value: one of TFE's run
 // statuses, or other.
 func statusLabel(s string) string {
-	switch s {
-	case "pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed", "queuing",
-		"plan_queued", "planning", "planned", "cost_estimating", "cost_estimated", "policy_checking",
-		"policy_override", "policy_soft_failed", "policy_checked", "confirmed", "post_plan_running",
-		"post_plan_completed", "post_plan_awaiting_decision", "planned_and_finished", "planned_and_saved",
-		"queuing_apply", "apply_queued", "pre_apply_running", "pre_apply_completed", "applying",
-		"post_apply_running", "post_apply_completed", "applied", "discarded", "errored", "canceled",
-		"force_canceled":
+	if runstatus.Known(s) {
 		return s
 	}
 	return LabelOther

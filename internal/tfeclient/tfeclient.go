@@ -1,9 +1,17 @@
-// Package tfeclient is where the orchestrator's HTTP traffic to TFE is
-// seen: the transport every go-tfe call goes through, the rate limit the
-// replicas of a deployment share, and what a caller learns from it that
-// go-tfe's errors do not keep (the HTTP status of an answer, whether the
-// request was sent at all), so that failures are classified where they are
-// handled.
+// Package tfeclient owns what TFE means to the orchestrator, so that the
+// rest of the code needs as little of go-tfe as it can:
+//
+//   - the transport every go-tfe call goes through: the one place where
+//     the process's HTTP traffic to TFE is seen, counted (by Endpoint and
+//     status) and its refusals of the token reported, and the rate limit
+//     the replicas of a deployment share;
+//   - what a caller learns from it that go-tfe's errors do not keep (the
+//     HTTP status of an answer, whether the request was sent at all), and
+//     Classify, the one reading of what a failed call means;
+//   - EachPage and All, the one way TFE's lists are read page by page;
+//   - Cache, the one cache of what was read, fresh for a TTL;
+//   - StatusAt, when a run entered its status (the statuses themselves are
+//     in the subpackage runstatus, which imports nothing).
 //
 // It guarantees that, with a Limiter, every request of the process (retries
 // and go-tfe's /ping included) waits for its turn in this replica's share of
@@ -20,6 +28,7 @@ package tfeclient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -110,7 +119,15 @@ const (
 	NotSent
 )
 
+// StatusError is an answer of TFE's that was not a success, for a call
+// made outside go-tfe's typed methods (a raw request), whose errors keep
+// no status. Classify reads its code.
+type StatusError struct{ Code int }
+
+func (e *StatusError) Error() string { return fmt.Sprintf("TFE answered %d", e.Code) }
+
 // Classify says what err, from a call whose answers status recorded, means.
+// A *StatusError in err stands for the status when none was recorded.
 // A call whose request the limiter did not send is NotSent: by ErrNotSent,
 // or, when go-tfe returned the context's error in its place (the context
 // ended while the request waited), by status.
@@ -133,7 +150,12 @@ func Classify(err error, status *Status) Class {
 	if errors.As(err, &ne) {
 		return Transient
 	}
-	switch code := status.Code(); {
+	code := status.Code()
+	var se *StatusError
+	if code == 0 && errors.As(err, &se) {
+		code = se.Code
+	}
+	switch {
 	case code == http.StatusUnauthorized, code == http.StatusForbidden:
 		return Unauthorized
 	case code == http.StatusNotFound:

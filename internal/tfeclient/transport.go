@@ -13,6 +13,7 @@ import (
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure the transport of NewTransport.
@@ -32,6 +33,16 @@ type Options struct {
 	RetryServerErrors bool
 	// Clock: nil is the wall clock (the Limiter's when there is one).
 	Clock Clock
+	// Registerer, when set, gets orchestrator_tfe_requests_total: every
+	// request sent (retries and /ping included, those the Limiter kept
+	// back not), by Endpoint and status code ("error" when no answer
+	// came). NewTransport panics when it cannot be registered, as
+	// prometheus.MustRegister does.
+	Registerer prometheus.Registerer
+	// Refused, when set, is told of every answer 401 or 403: the token was
+	// refused. It gets the request's Endpoint and the code, and must not
+	// block.
+	Refused func(endpoint string, code int)
 }
 
 // Retries of a request answered 5xx, and how far apart: go-tfe's.
@@ -71,10 +82,44 @@ func NewTransport(o Options) http.RoundTripper {
 			o.Clock = wallClock{}
 		}
 	}
-	return &transport{o}
+	t := &transport{Options: o}
+	if o.Registerer != nil {
+		t.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_tfe_requests_total",
+			Help: "Requests to the TFE API by endpoint (IDs and names written :id) and status code (error: no answer).",
+		}, []string{"endpoint", "code"})
+		o.Registerer.MustRegister(t.requests)
+	}
+	return t
 }
 
-type transport struct{ Options }
+type transport struct {
+	Options
+	requests *prometheus.CounterVec // nil: not counted
+}
+
+// send sends one attempt of a request, counting it and reporting a
+// refused token.
+func (t *transport) send(req *http.Request) (*http.Response, error) {
+	if t.requests == nil && t.Refused == nil {
+		return t.Next.RoundTrip(req)
+	}
+	endpoint := Endpoint(req.Method, req.URL.Path)
+	res, err := t.Next.RoundTrip(req)
+	if err != nil {
+		if t.requests != nil {
+			t.requests.WithLabelValues(endpoint, "error").Inc()
+		}
+		return nil, err
+	}
+	if t.requests != nil {
+		t.requests.WithLabelValues(endpoint, strconv.Itoa(res.StatusCode)).Inc()
+	}
+	if t.Refused != nil && (res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden) {
+		t.Refused(endpoint, res.StatusCode)
+	}
+	return res, nil
+}
 
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
@@ -98,7 +143,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		status.note(sent)
-		res, err := t.Next.RoundTrip(req)
+		res, err := t.send(req)
 		if err != nil {
 			status.note(unknown)
 			if !t.RetryServerErrors || ctx.Err() != nil || errors.Is(err, ErrNotSent) {

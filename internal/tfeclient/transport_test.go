@@ -3,14 +3,17 @@ package tfeclient_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
+	"github.com/prometheus/client_golang/prometheus"
 
 	tu "github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
@@ -187,5 +190,71 @@ func TestLimitFromPing(t *testing.T) {
 	client(t, url, tfeclient.Options{Limiter: l})
 	if got := l.Limit(); got != 45 {
 		t.Fatalf("limit %v, want 0.9 × 50 = 45", got)
+	}
+}
+
+// Every request sent is counted by endpoint and status, retries and /ping
+// included, and every 401 or 403 is reported with its endpoint; a request
+// the limiter kept back is neither.
+func TestRequestsAreCountedAndRefusalsReported(t *testing.T) {
+	var seen atomic.Int64
+	_, url := startSim(t, -1, failFirst(1, &seen))
+	reg := prometheus.NewRegistry()
+	var mu sync.Mutex
+	var refused []string
+	c := client(t, url, tfeclient.Options{Registerer: reg, Refused: func(endpoint string, code int) {
+		mu.Lock()
+		defer mu.Unlock()
+		refused = append(refused, fmt.Sprintf("%d %s", code, endpoint))
+	}})
+	ctx := context.Background()
+	if _, err := c.Users.ReadCurrent(ctx); err != nil { // 503, then 200
+		t.Fatal(err)
+	}
+	bad, err := tfeclient.NewClient(tfe.Config{Address: url, Token: "wrong", HTTPClient: &http.Client{Timeout: 30 * time.Second}},
+		tfeclient.Options{Registerer: prometheus.NewRegistry(), Refused: func(endpoint string, code int) {
+			mu.Lock()
+			defer mu.Unlock()
+			refused = append(refused, fmt.Sprintf("%d %s", code, endpoint))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Runs.Read(ctx, "run-0123456789abcdef"); err == nil {
+		t.Fatal("a wrong token was accepted")
+	}
+	mu.Lock()
+	got := strings.Join(refused, ", ")
+	mu.Unlock()
+	if got != "401 GET /api/v2/runs/:id" {
+		t.Errorf("refusals reported: %q, want one 401 of GET /api/v2/runs/:id", got)
+	}
+
+	counts := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "orchestrator_tfe_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			counts[labels["code"]+" "+labels["endpoint"]] = m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{"204 GET /api/v2/ping": 1, "503 GET /api/v2/account/details": 1, "200 GET /api/v2/account/details": 1}
+	if len(counts) != len(want) {
+		t.Errorf("counted %v, want %v", counts, want)
+	}
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("counted %v, want %v", counts, want)
+			break
+		}
 	}
 }

@@ -18,12 +18,12 @@ package tfegraph
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // WorkspaceLister is the part of go-tfe's Workspaces this package uses.
@@ -36,26 +36,25 @@ type RunTriggerLister interface {
 	List(ctx context.Context, workspaceID string, options *tfe.RunTriggerListOptions) (*tfe.RunTriggerList, error)
 }
 
-const pageSize = 100
-
 // LoadOrganization reads every workspace of org and its inbound run
 // triggers: one workspace list per page, then one run-trigger list per
 // workspace per page.
 func LoadOrganization(ctx context.Context, workspaces WorkspaceLister, triggers RunTriggerLister, org string) (*graph.Graph, error) {
-	var ws []graph.Workspace
-	opts := &tfe.WorkspaceListOptions{ListOptions: tfe.ListOptions{PageSize: pageSize}}
-	for {
-		page, err := workspaces.List(ctx, org, opts)
+	opts := &tfe.WorkspaceListOptions{}
+	all, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
+		opts.ListOptions = page
+		l, err := workspaces.List(ctx, org, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list workspaces of %s: %w", org, err)
+			return nil, nil, fmt.Errorf("list workspaces of %s: %w", org, err)
 		}
-		for _, w := range page.Items {
-			ws = append(ws, graph.Workspace{ID: w.ID, Name: w.Name, ExecutionMode: w.ExecutionMode})
-		}
-		if page.Pagination == nil || page.NextPage == 0 {
-			break
-		}
-		opts.PageNumber = page.NextPage
+		return l.Items, l.Pagination, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ws := make([]graph.Workspace, 0, len(all))
+	for _, w := range all {
+		ws = append(ws, graph.Workspace{ID: w.ID, Name: w.Name, ExecutionMode: w.ExecutionMode})
 	}
 	var edges []graph.Edge
 	for _, w := range ws {
@@ -83,19 +82,15 @@ func sourceOf(rt *tfe.RunTrigger) string {
 }
 
 func listAll(ctx context.Context, triggers RunTriggerLister, wsID string, typ tfe.RunTriggerFilterOp) ([]*tfe.RunTrigger, error) {
-	var out []*tfe.RunTrigger
-	opts := &tfe.RunTriggerListOptions{RunTriggerType: typ, ListOptions: tfe.ListOptions{PageSize: pageSize}}
-	for {
-		page, err := triggers.List(ctx, wsID, opts)
+	opts := &tfe.RunTriggerListOptions{RunTriggerType: typ}
+	return tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.RunTrigger, *tfe.Pagination, error) {
+		opts.ListOptions = page
+		l, err := triggers.List(ctx, wsID, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list %s run triggers of %s: %w", typ, wsID, err)
+			return nil, nil, fmt.Errorf("list %s run triggers of %s: %w", typ, wsID, err)
 		}
-		out = append(out, page.Items...)
-		if page.Pagination == nil || page.NextPage == 0 {
-			return out, nil
-		}
-		opts.PageNumber = page.NextPage
-	}
+		return l.Items, l.Pagination, nil
+	})
 }
 
 // Shared keeps what a Cache read where other processes see it. Load
@@ -110,17 +105,10 @@ type Shared interface {
 // members, read lazily and kept for a TTL.
 type Cache struct {
 	triggers RunTriggerLister
-	ttl      time.Duration
 	now      func() time.Time
 	shared   Shared // nil: this process only
 
-	mu      sync.Mutex
-	entries map[string]entry // workspace ID → its targets
-}
-
-type entry struct {
-	targets []graph.Workspace
-	fetched time.Time
+	entries *tfeclient.Cache[string, []graph.Workspace] // workspace ID → its targets
 }
 
 // DefaultTTL is how long the daemon trusts a workspace's run triggers
@@ -134,7 +122,7 @@ func NewCache(triggers RunTriggerLister, ttl time.Duration, now func() time.Time
 	if now == nil {
 		now = time.Now
 	}
-	return &Cache{triggers: triggers, ttl: ttl, now: now, entries: map[string]entry{}}
+	return &Cache{triggers: triggers, now: now, entries: tfeclient.NewCache[string, []graph.Workspace](ttl, now)}
 }
 
 // WithShared makes the cache share what it reads through s, and returns it.
@@ -145,32 +133,19 @@ func (c *Cache) WithShared(s Shared) *Cache {
 
 // Invalidate drops what the cache knows of workspace id, so that its
 // triggers are read again on next use.
-func (c *Cache) Invalidate(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, id)
-}
+func (c *Cache) Invalidate(id string) { c.entries.Invalidate(id) }
 
 // InvalidateAll empties the cache.
-func (c *Cache) InvalidateAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.entries)
-}
+func (c *Cache) InvalidateAll() { c.entries.InvalidateAll() }
 
 // targets returns ws's downstream workspaces, from the cache if fresh.
 func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, error) {
-	c.mu.Lock()
-	e, ok := c.entries[id]
-	c.mu.Unlock()
-	if ok && c.now().Sub(e.fetched) < c.ttl {
-		return e.targets, nil
+	if targets, ok := c.entries.Get(id); ok {
+		return targets, nil
 	}
 	if c.shared != nil {
-		if targets, fetched, ok := c.shared.Load(ctx, id); ok && c.now().Sub(fetched) < c.ttl && !fetched.After(c.now().Add(time.Minute)) {
-			c.mu.Lock()
-			c.entries[id] = entry{targets: targets, fetched: fetched}
-			c.mu.Unlock()
+		if targets, fetched, ok := c.shared.Load(ctx, id); ok && c.now().Sub(fetched) < c.entries.TTL() && !fetched.After(c.now().Add(time.Minute)) {
+			c.entries.PutAt(id, targets, fetched)
 			return targets, nil
 		}
 	}
@@ -185,9 +160,7 @@ func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, erro
 		}
 	}
 	fetched := c.now()
-	c.mu.Lock()
-	c.entries[id] = entry{targets: targets, fetched: fetched}
-	c.mu.Unlock()
+	c.entries.PutAt(id, targets, fetched)
 	if c.shared != nil {
 		c.shared.Store(ctx, id, targets, fetched)
 	}

@@ -14,6 +14,8 @@ import (
 	"slices"
 
 	tfe "github.com/hashicorp/go-tfe"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // Triggers are the notification triggers the orchestrator needs.
@@ -66,24 +68,26 @@ func Install(ctx context.Context, ws Workspaces, ncs NotificationConfigurations,
 		o.Name = DefaultName
 	}
 	var results []Result
-	opts := &tfe.WorkspaceListOptions{Tags: o.Tags, ListOptions: tfe.ListOptions{PageSize: 100}}
-	for {
-		page, err := ws.List(ctx, o.Organization, opts)
+	opts := &tfe.WorkspaceListOptions{Tags: o.Tags}
+	list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
+		opts.ListOptions = page
+		l, err := ws.List(ctx, o.Organization, opts)
 		if err != nil {
-			return results, fmt.Errorf("list workspaces of %s: %w", o.Organization, err)
+			return nil, nil, fmt.Errorf("list workspaces of %s: %w", o.Organization, err)
 		}
-		for _, w := range page.Items {
+		return l.Items, l.Pagination, nil
+	}
+	_, err := tfeclient.EachPage(ctx, list, 0, func(page []*tfe.Workspace) (bool, error) {
+		for _, w := range page {
 			action, err := installOne(ctx, ncs, w, o)
 			if err != nil {
-				return results, fmt.Errorf("workspace %s: %w", w.Name, err)
+				return false, fmt.Errorf("workspace %s: %w", w.Name, err)
 			}
 			results = append(results, Result{Workspace: w.Name, Action: action})
 		}
-		if page.Pagination == nil || page.NextPage == 0 {
-			return results, nil
-		}
-		opts.PageNumber = page.NextPage
-	}
+		return true, nil
+	})
+	return results, err
 }
 
 func installOne(ctx context.Context, ncs NotificationConfigurations, w *tfe.Workspace, o Options) (string, error) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // Group is a set of run statuses that share a budget.
@@ -26,16 +28,19 @@ const (
 	GroupAwaiting Group = "awaiting"
 )
 
+// groups gives each status with a budget its group. The statuses not
+// listed have none: final ones, and the pre- and post-apply steps.
 var groups = map[string]Group{
-	"pending": GroupQueued, "plan_queued": GroupQueued, "confirmed": GroupQueued, "apply_queued": GroupQueued,
-	"queuing": GroupQueued, "queuing_apply": GroupQueued, "fetching": GroupQueued, "fetching_completed": GroupQueued,
-	"pre_plan_running": GroupQueued, "pre_plan_completed": GroupQueued, "cost_estimating": GroupQueued,
-	"policy_checking": GroupQueued, "post_plan_running": GroupQueued,
-	"planning": GroupPlanning,
-	"applying": GroupApplying,
-	"planned":  GroupAwaiting, "cost_estimated": GroupAwaiting, "policy_checked": GroupAwaiting,
-	"policy_override": GroupAwaiting, "policy_soft_failed": GroupAwaiting,
-	"post_plan_awaiting_decision": GroupAwaiting, "post_plan_completed": GroupAwaiting,
+	runstatus.Pending: GroupQueued, runstatus.PlanQueued: GroupQueued, runstatus.Confirmed: GroupQueued,
+	runstatus.ApplyQueued: GroupQueued, runstatus.Queuing: GroupQueued, runstatus.QueuingApply: GroupQueued,
+	runstatus.Fetching: GroupQueued, runstatus.FetchingCompleted: GroupQueued, runstatus.PrePlanRunning: GroupQueued,
+	runstatus.PrePlanCompleted: GroupQueued, runstatus.CostEstimating: GroupQueued,
+	runstatus.PolicyChecking: GroupQueued, runstatus.PostPlanRunning: GroupQueued,
+	runstatus.Planning: GroupPlanning,
+	runstatus.Applying: GroupApplying,
+	runstatus.Planned:  GroupAwaiting, runstatus.CostEstimated: GroupAwaiting, runstatus.PolicyChecked: GroupAwaiting,
+	runstatus.PolicyOverride: GroupAwaiting, runstatus.PolicySoftFailed: GroupAwaiting,
+	runstatus.PostPlanAwaitingDecision: GroupAwaiting, runstatus.PostPlanCompleted: GroupAwaiting,
 }
 
 // GroupOf returns the group of a run status; false for final statuses.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 func TestJudge(t *testing.T) {
@@ -64,4 +65,22 @@ func TestTrackerIsBounded(t *testing.T) {
 
 func evAt(id string, at time.Time) *events.RunEvent {
 	return &events.RunEvent{RunID: id, WorkspaceID: "ws-x", Organization: "acme", Status: "planning", UpdatedAt: at}
+}
+
+// The scan asks for exactly the statuses with a budget, all of them
+// statuses TFE documents and none final.
+func TestActiveStatusesAreThoseWithABudget(t *testing.T) {
+	if len(activeStatuses) != len(groups) {
+		t.Errorf("the scan asks for %d statuses, %d have a budget", len(activeStatuses), len(groups))
+	}
+	for _, s := range activeStatuses {
+		if _, ok := groups[s]; !ok {
+			t.Errorf("the scan asks for %s, which has no budget", s)
+		}
+	}
+	for s := range groups {
+		if !runstatus.Known(s) || runstatus.Final(s) {
+			t.Errorf("%s has a budget but is not a status a run can be in and leave", s)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // RunReader reads one run; go-tfe's Runs is one.
@@ -167,7 +168,7 @@ func (w *Watchdog) CheckEvents(ctx context.Context) error {
 	var errs []error
 	for id, s := range w.tracker.overdue(w.opts.Now(), least) {
 		run, err := w.deps.Runs.Read(ctx, id)
-		if errors.Is(err, tfe.ErrResourceNotFound) {
+		if err != nil && tfeclient.Classify(err, nil) == tfeclient.Gone {
 			w.tracker.forget(id) // TFE no longer knows it (its workspace was deleted)
 			continue
 		}

@@ -27,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +38,8 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/setting"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // AdminRuns is the part of go-tfe's admin runs API the watchdog uses.
@@ -247,8 +248,8 @@ type Watchdog struct {
 	tracker     tracker
 	eventChecks atomic.Int64
 
-	mu    sync.Mutex
-	cache map[string]wsInfo
+	// cache keeps what the watchdog read of workspaces, for five intervals.
+	cache *tfeclient.Cache[string, wsInfo]
 }
 
 type wsInfo struct {
@@ -256,7 +257,6 @@ type wsInfo struct {
 	locked          bool
 	lockedByRun     string
 	planAvg, appAvg time.Duration
-	at              time.Time
 }
 
 // New sets up the lease bucket.
@@ -280,7 +280,8 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Watchdog{opts: opts, deps: deps, kv: kv, claims: claims, metrics: newMetrics(deps.Registerer), cache: map[string]wsInfo{},
+	return &Watchdog{opts: opts, deps: deps, kv: kv, claims: claims, metrics: newMetrics(deps.Registerer),
+		cache:   tfeclient.NewCache[string, wsInfo](5*opts.Interval, opts.Now),
 		tracker: tracker{max: opts.MaxTracked}}, nil
 }
 
@@ -364,14 +365,17 @@ func (w *Watchdog) setLeader(v bool) {
 	}
 }
 
-// activeStatuses are the statuses the scan asks the admin API for.
-var activeStatuses = []tfe.RunStatus{
-	tfe.RunPending, tfe.RunPlanQueued, tfe.RunPlanning, tfe.RunPlanned, tfe.RunConfirmed, tfe.RunApplyQueued,
-	tfe.RunApplying, tfe.RunCostEstimating, tfe.RunCostEstimated, tfe.RunPolicyChecking, tfe.RunPolicyChecked,
-	tfe.RunPolicyOverride, tfe.RunPolicySoftFailed, tfe.RunPostPlanAwaitingDecision, tfe.RunPostPlanRunning,
-	tfe.RunPostPlanCompleted, tfe.RunFetching, tfe.RunFetchingCompleted, tfe.RunPrePlanRunning, tfe.RunPrePlanCompleted,
-	tfe.RunQueuing, tfe.RunQueuingApply,
-}
+// activeStatuses are the statuses the scan asks the admin API for: those
+// with a budget, in the order a run passes them.
+var activeStatuses = func() []string {
+	var out []string
+	for _, s := range runstatus.All() {
+		if _, ok := GroupOf(s); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}()
 
 // candidate is a run not yet final, as either scan mode sees it.
 type candidate struct {
@@ -427,29 +431,27 @@ func (w *Watchdog) Scan(ctx context.Context) error {
 
 // adminRuns lists every run not yet final: one call per 100 runs.
 func (w *Watchdog) adminRuns(ctx context.Context) ([]candidate, error) {
-	statuses := make([]string, len(activeStatuses))
-	for i, s := range activeStatuses {
-		statuses[i] = string(s)
+	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(activeStatuses, ",")}
+	runs, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminRun, *tfe.Pagination, error) {
+		opts.ListOptions = page
+		l, err := w.deps.AdminRuns.List(ctx, opts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list runs: %w", err)
+		}
+		return l.Items, l.Pagination, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var out []candidate
-	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(statuses, ","), ListOptions: tfe.ListOptions{PageSize: 100}}
-	for {
-		page, err := w.deps.AdminRuns.List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("list runs: %w", err)
+	for _, r := range runs {
+		if r.Workspace == nil {
+			continue
 		}
-		for _, r := range page.Items {
-			if r.Workspace == nil {
-				continue
-			}
-			out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
-				workspaceID: r.Workspace.ID, org: orgOf(r)})
-		}
-		if page.Pagination == nil || page.NextPage == 0 {
-			return out, nil
-		}
-		opts.PageNumber = page.NextPage
+		out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
+			workspaceID: r.Workspace.ID, org: orgOf(r)})
 	}
+	return out, nil
 }
 
 // currentRuns reads each workspace's current run, with the workspace list
@@ -459,20 +461,22 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 	var out []candidate
 	now := w.opts.Now()
 	for _, org := range w.opts.Organizations {
-		opts := &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}, ListOptions: tfe.ListOptions{PageSize: 100}}
-		for {
-			page, err := w.deps.Workspaces.List(ctx, org, opts)
+		opts := &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}}
+		list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
+			opts.ListOptions = page
+			l, err := w.deps.Workspaces.List(ctx, org, opts)
 			if err != nil {
-				return nil, fmt.Errorf("list workspaces of %s: %w", org, err)
+				return nil, nil, fmt.Errorf("list workspaces of %s: %w", org, err)
 			}
-			for _, ws := range page.Items {
+			return l.Items, l.Pagination, nil
+		}
+		_, err := tfeclient.EachPage(ctx, list, 0, func(page []*tfe.Workspace) (bool, error) {
+			for _, ws := range page {
 				// Workspaces.List, unlike Read, leaves the averages in
 				// milliseconds counted as nanoseconds.
-				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, lockedByRun: lockingRun(ws), at: now,
+				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, lockedByRun: lockingRun(ws),
 					planAvg: ws.PlanDurationAverage * time.Millisecond, appAvg: ws.ApplyDurationAverage * time.Millisecond}
-				w.mu.Lock()
-				w.cache[ws.ID] = info
-				w.mu.Unlock()
+				w.cache.PutAt(ws.ID, info, now)
 				r := ws.CurrentRun
 				if r == nil || r.Status == "" {
 					continue
@@ -483,10 +487,10 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 				out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
 					workspaceID: ws.ID, org: org, actions: r.Actions})
 			}
-			if page.Pagination == nil || page.NextPage == 0 {
-				break
-			}
-			opts.PageNumber = page.NextPage
+			return true, nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -633,23 +637,18 @@ func (w *Watchdog) cancel(ctx context.Context, r candidate, action, comment stri
 // few scans; a locked workspace is read again each time.
 func (w *Watchdog) workspace(ctx context.Context, id string) (wsInfo, error) {
 	now := w.opts.Now()
-	w.mu.Lock()
-	info, ok := w.cache[id]
-	w.mu.Unlock()
-	if ok && !info.locked && now.Sub(info.at) < 5*w.opts.Interval {
+	if info, ok := w.cache.Get(id); ok && !info.locked {
 		return info, nil
 	}
 	ws, err := w.deps.Workspaces.ReadByID(ctx, id)
 	if err != nil {
 		return wsInfo{}, fmt.Errorf("read workspace %s: %w", id, err)
 	}
-	info = wsInfo{name: ws.Name, locked: ws.Locked, lockedByRun: lockingRun(ws), planAvg: ws.PlanDurationAverage, appAvg: ws.ApplyDurationAverage, at: now}
+	info := wsInfo{name: ws.Name, locked: ws.Locked, lockedByRun: lockingRun(ws), planAvg: ws.PlanDurationAverage, appAvg: ws.ApplyDurationAverage}
 	if ws.Organization != nil {
 		info.org = ws.Organization.Name
 	}
-	w.mu.Lock()
-	w.cache[id] = info
-	w.mu.Unlock()
+	w.cache.PutAt(id, info, now)
 	return info, nil
 }
 
@@ -678,31 +677,11 @@ func orgOf(r *tfe.AdminRun) string {
 	return ""
 }
 
-// enteredAt is when a run entered its current status.
+// enteredAt is when a run entered its current status: by TFE's status
+// timestamps, or its creation when they do not say.
 func enteredAt(status tfe.RunStatus, ts *tfe.RunStatusTimestamps, created time.Time) time.Time {
-	if ts != nil {
-		var t time.Time
-		switch status {
-		case tfe.RunPlanQueued:
-			t = ts.PlanQueuedAt
-		case tfe.RunPlanning:
-			t = ts.PlanningAt
-		case tfe.RunPlanned:
-			t = ts.PlannedAt
-		case tfe.RunConfirmed:
-			t = ts.ConfirmedAt
-		case tfe.RunApplyQueued:
-			t = ts.ApplyQueuedAt
-		case tfe.RunApplying:
-			t = ts.ApplyingAt
-		case tfe.RunCostEstimated:
-			t = ts.CostEstimatedAt
-		case tfe.RunPolicyChecked:
-			t = ts.PolicyCheckedAt
-		}
-		if !t.IsZero() {
-			return t
-		}
+	if t := tfeclient.StatusAt(status, ts); !t.IsZero() {
+		return t
 	}
 	return created
 }

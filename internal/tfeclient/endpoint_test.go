@@ -1,10 +1,14 @@
-package app
+package tfeclient_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+)
 
 // The endpoint label keeps the API's words and writes every ID and name
 // :id, so its values are bounded by the calls the code makes.
-func TestTFEEndpoint(t *testing.T) {
+func TestEndpoint(t *testing.T) {
 	for _, tc := range []struct{ method, path, want string }{
 		{"GET", "/api/v2/ping", "GET /api/v2/ping"},
 		{"GET", "/api/v2/account/details", "GET /api/v2/account/details"},
@@ -19,7 +23,7 @@ func TestTFEEndpoint(t *testing.T) {
 		{"GET", "/api/v2/a/b/c/d/e/f/g/h", "other"},
 		{"BREW", "/api/v2/runs", "other"},
 	} {
-		if got := tfeEndpoint(tc.method, tc.path); got != tc.want {
+		if got := tfeclient.Endpoint(tc.method, tc.path); got != tc.want {
 			t.Errorf("%s %s: got %q, want %q", tc.method, tc.path, got, tc.want)
 		}
 	}

@@ -1,0 +1,61 @@
+package tfeclient_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// goTFEImporters are the packages (their code, not their tests) allowed
+// to import go-tfe: those that do today. The aim is cmd/, internal/app's
+// wiring and internal/tfeclient only: the others should reach TFE through
+// interfaces and the types of this package. Shorten the list as they move;
+// never lengthen it.
+var goTFEImporters = []string{
+	"cmd/orchestrator",
+	"internal/app",
+	"internal/demo",
+	"internal/dispatcher",
+	"internal/tfeclient",
+	"internal/tfegraph",
+	"internal/tfenotify",
+	"internal/watchdog",
+}
+
+func TestOnlyAllowedPackagesImportGoTFE(t *testing.T) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	cmd.Dir = root
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	const module = "github.com/tfe-orchestrator/orchestrator/"
+	var importers []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || !slices.Contains(fields[1:], "github.com/hashicorp/go-tfe") {
+			continue
+		}
+		importers = append(importers, strings.TrimPrefix(fields[0], module))
+	}
+	if len(importers) == 0 {
+		t.Fatalf("no package imports go-tfe: the listing is wrong\n%s", out)
+	}
+	for _, p := range importers {
+		if !slices.Contains(goTFEImporters, p) {
+			t.Errorf("%s imports go-tfe: reach TFE through internal/tfeclient instead", p)
+		}
+	}
+	for _, p := range goTFEImporters {
+		if !slices.Contains(importers, p) {
+			t.Errorf("%s no longer imports go-tfe: take it off the list", p)
+		}
+	}
+}
