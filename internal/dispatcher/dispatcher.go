@@ -19,6 +19,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
 	"github.com/tfe-orchestrator/orchestrator/internal/setting"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // Runs is the part of go-tfe's Runs the engine uses.
@@ -299,7 +300,10 @@ type Dispatcher struct {
 	metrics *Metrics
 	tools   *toolCache
 	self    selfCache
-	outputs outputsCache // what comparisons of upstreams' outputs found
+	outputs outputsCache                                 // what comparisons of upstreams' outputs found
+	lists   tfeclient.Fresh[listKey, *tfe.WorkspaceList] // pages of the workspace list looks share
+
+	prefetching chan struct{} // graph reads of workspaces that plan, in flight
 
 	wake chan struct{} // the scheduler's: a due entry changed
 
@@ -350,7 +354,8 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if deps.Log == nil {
 		deps.Log = zap.NewNop()
 	}
-	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
+	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1),
+		prefetching: make(chan struct{}, maxPrefetches)}
 	d.store = newStore(deps.JetStream.Conn(), kv, ctl, d.malformedRecord)
 	d.tools = newToolCache(deps.ToolVersions, o.CacheTTL, o.Now)
 	return d, nil

@@ -115,12 +115,27 @@ func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen fun
 	if pages <= 0 {
 		return r, nil
 	}
+	shared := 0 // pages another look read for this one
 	list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
-		opts.ListOptions = page
-		rctx, status := tfeclient.Record(ctx)
-		l, err := d.deps.Workspaces.List(rctx, org, opts)
+		// Looks at the same time share a page, never one read before
+		// they asked (tfeclient.Fresh): the pages are read-only here.
+		// An urgent look shares only urgent reads: it must not wait
+		// behind the others in the rate budget.
+		l, own, err := d.lists.Do(ctx, listKey{org, page.PageNumber, tfeclient.IsUrgent(ctx)}, func(ctx context.Context) (*tfe.WorkspaceList, error) {
+			o := *opts
+			o.ListOptions = page
+			rctx, status := tfeclient.Record(ctx)
+			l, err := d.deps.Workspaces.List(rctx, org, &o)
+			if err != nil {
+				return nil, d.readError(err, status, "list the workspaces of "+org)
+			}
+			return l, nil
+		})
+		if !own {
+			shared++
+		}
 		if err != nil {
-			return nil, nil, d.readError(err, status, "list the workspaces of "+org)
+			return nil, nil, err
 		}
 		return l.Items, l.Pagination, nil
 	}
@@ -136,8 +151,16 @@ func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen fun
 		}
 		return !enough, nil
 	})
-	r.calls = calls
+	r.calls = calls - shared
 	return r, err
+}
+
+// listKey is a page of an organization's workspace list, newest current
+// run first, as recent reads it.
+type listKey struct {
+	org    string
+	page   int
+	urgent bool
 }
 
 // readWorkspaces reads members one by one, with their current runs.

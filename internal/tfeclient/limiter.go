@@ -142,7 +142,8 @@ func Urgent(ctx context.Context) context.Context {
 
 type urgentKey struct{}
 
-func isUrgent(ctx context.Context) bool {
+// IsUrgent reports whether ctx was marked Urgent.
+func IsUrgent(ctx context.Context) bool {
 	u, _ := ctx.Value(urgentKey{}).(bool)
 	return u
 }
@@ -241,7 +242,7 @@ func (l *Limiter) WaitAfter(ctx context.Context, notBefore time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return l.refuse(fmt.Errorf("%w: %w", ErrNotSent, err))
 	}
-	if isUrgent(ctx) {
+	if IsUrgent(ctx) {
 		l.urgentBegin()
 		defer l.urgentEnd()
 	} else if err := l.yield(ctx); err != nil {
