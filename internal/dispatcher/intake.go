@@ -59,6 +59,9 @@ func (d *Dispatcher) Handle(ctx context.Context, ev *events.RunEvent) error {
 	if err != nil {
 		return err
 	}
+	if len(owners) == 0 {
+		d.prefetch(ctx, ev)
+	}
 	at := d.opts.Now().Add(d.opts.Debounce)
 	for _, id := range owners {
 		look, err := d.worthALook(ctx, id, ev)
