@@ -224,7 +224,6 @@ type Dispatcher struct {
 	deps    Deps
 	log     *zap.Logger
 	store   *store
-	leases  jetstream.KeyValue
 	audit   jetstream.KeyValue // the operators' controls, as they were used
 	metrics *Metrics
 	tools   *toolCache
@@ -280,8 +279,8 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if deps.Log == nil {
 		deps.Log = zap.NewNop()
 	}
-	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
-	d.store = newStore(deps.JetStream.Conn(), kv, ctl, d.malformedRecord)
+	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1)}
+	d.store = newStore(deps.JetStream.Conn(), kv, ctl, leases, d.malformedRecord)
 	d.tools = &toolCache{list: deps.ToolVersions, ttl: o.CacheTTL, now: o.Now}
 	return d, nil
 }
