@@ -26,6 +26,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -65,7 +66,7 @@ func Acquire(ctx context.Context, kv jetstream.KeyValue, key, holder string, ttl
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("take lease %s: %w", key, err)
 	}
 	l.rev, l.until = rev, start.Add(ttl-l.margin)
 	return l, true, nil
