@@ -16,19 +16,14 @@ import (
 )
 
 // Operators' controls, stored in JetStream so that every replica honours
-// them, each with who decided and why:
-//
-//	ctl.pause                 dispatching paused everywhere
-//	ctl.pause.<org>           dispatching paused in one organization
-//	ctl.freeze                scheduled freeze windows
-//	ctl.exclude               workspaces (by name or tag) cascades never run
-//	ctl.cancel.<cascade>      the cascade is cancelled
-//	ctl.retry.<cascade>       members to run again (failed or blocked ones), by workspace
-//	ctl.approve.<cascade>     the blast-radius guard lets the cascade go
-//
-// Those of one cascade go with its other records (the state TTL); the
-// others live in the controls bucket, which has no TTL: a pause stays
-// until someone lifts it.
+// them, each with who decided and why: a pause, everywhere or in one
+// organization; scheduled freeze windows; workspaces (by name or tag)
+// cascades never run; and, of one cascade, its cancel, the members to run
+// again (failed or blocked ones), and the blast-radius guard's go. The
+// store keeps them (its doc comment lists their keys): those of one
+// cascade go with its other records (the state TTL); the others live in
+// the controls bucket, which has no TTL: a pause stays until someone lifts
+// it.
 
 // Control is an operator's decision.
 type Control struct {
