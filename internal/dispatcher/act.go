@@ -12,6 +12,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/lease"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
@@ -19,7 +20,7 @@ import (
 // MaxInFlight at a time, each bounded by the lease. A failed stop or apply
 // is left to the next look, which sees where the run stands; a creation's
 // outcome is stored as soon as it is known.
-func (d *Dispatcher) act(ctx context.Context, l *lease, p *cascade.Plan, dec cascade.Decision, revs []uint64) error {
+func (d *Dispatcher) act(ctx context.Context, l *lease.Lease, p *cascade.Plan, dec cascade.Decision, revs []uint64) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex // revs and st
 	st := dec.Statuses
@@ -54,11 +55,11 @@ func (d *Dispatcher) act(ctx context.Context, l *lease, p *cascade.Plan, dec cas
 }
 
 // writeContext bounds a TFE write by the lease and by timeout.
-func (d *Dispatcher) writeContext(ctx context.Context, l *lease, timeout time.Duration) (context.Context, context.CancelFunc, error) {
+func (d *Dispatcher) writeContext(ctx context.Context, l *lease.Lease, timeout time.Duration) (context.Context, context.CancelFunc, error) {
 	// A write starts only with a quarter of the lease left, and never runs
 	// past it: a replica that takes the cascade over never writes beside
 	// this one.
-	until, err := l.deadline(l.ttl / 4)
+	until, err := l.Deadline(l.TTL() / 4)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,7 +74,7 @@ func (d *Dispatcher) writeContext(ctx context.Context, l *lease, timeout time.Du
 // how it went. An unknown outcome (a timeout) stays an intent: a later
 // look finds the run by the cascade's marker, or creates it once it can no
 // longer appear.
-func (d *Dispatcher) create(ctx context.Context, l *lease, p *cascade.Plan, a cascade.Action, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
+func (d *Dispatcher) create(ctx context.Context, l *lease.Lease, p *cascade.Plan, a cascade.Action, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
 	i := p.Index(a.Member)
 	m := &p.Members[i]
 	wctx, cancel, err := d.writeContext(ctx, l, d.opts.Policy.CreateTimeout)
@@ -116,7 +117,7 @@ func (d *Dispatcher) create(ctx context.Context, l *lease, p *cascade.Plan, a ca
 	mu.Lock()
 	defer mu.Unlock()
 	s, acts := cascade.AfterCreate(p, st, i, created, refused, d.opts.Now())
-	if _, err := l.deadline(0); err != nil {
+	if _, err := l.Deadline(0); err != nil {
 		return err
 	}
 	rev, err := d.store.putMember(ctx, p.ID, m.WorkspaceID, s, revs[i])
@@ -136,7 +137,7 @@ func (d *Dispatcher) create(ctx context.Context, l *lease, p *cascade.Plan, a ca
 }
 
 // stop discards or cancels a run with the cascade's comment.
-func (d *Dispatcher) stop(ctx context.Context, l *lease, p *cascade.Plan, a cascade.Action) error {
+func (d *Dispatcher) stop(ctx context.Context, l *lease.Lease, p *cascade.Plan, a cascade.Action) error {
 	wctx, cancel, err := d.writeContext(ctx, l, 30*time.Second)
 	if err != nil {
 		return err
@@ -166,7 +167,7 @@ func (d *Dispatcher) stop(ctx context.Context, l *lease, p *cascade.Plan, a casc
 }
 
 // apply confirms a run, as the apply policy says.
-func (d *Dispatcher) apply(ctx context.Context, l *lease, p *cascade.Plan, a cascade.Action) error {
+func (d *Dispatcher) apply(ctx context.Context, l *lease.Lease, p *cascade.Plan, a cascade.Action) error {
 	wctx, cancel, err := d.writeContext(ctx, l, 30*time.Second)
 	if err != nil {
 		return err

@@ -453,16 +453,12 @@ func (d *Dispatcher) Status(ctx context.Context) (*Status, error) {
 		}
 		s.Freezes = append(s.Freezes, FreezeState{Freeze: f, State: state})
 	}
-	seen := map[string]bool{}
-	err = d.store.scan(ctx, d.leases, "lease.>", func(_ string, _ uint64, value []byte) error {
-		if h := string(value); !seen[h] && len(seen) < 100 {
-			seen[h] = true
-			s.Reconciling = append(s.Reconciling, clip(h, MaxName))
-		}
-		return nil
-	})
+	holders, err := d.store.leaseHolders(ctx, 100)
 	if err != nil {
 		return nil, err
+	}
+	for _, h := range holders {
+		s.Reconciling = append(s.Reconciling, clip(h, MaxName))
 	}
 	return s, nil
 }

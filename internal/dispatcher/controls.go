@@ -2,7 +2,6 @@ package dispatcher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,26 +10,20 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 )
 
 // Operators' controls, stored in JetStream so that every replica honours
-// them, each with who decided and why:
-//
-//	ctl.pause                 dispatching paused everywhere
-//	ctl.pause.<org>           dispatching paused in one organization
-//	ctl.freeze                scheduled freeze windows
-//	ctl.exclude               workspaces (by name or tag) cascades never run
-//	ctl.cancel.<cascade>      the cascade is cancelled
-//	ctl.retry.<cascade>       members to run again (failed or blocked ones), by workspace
-//	ctl.approve.<cascade>     the blast-radius guard lets the cascade go
-//
-// Those of one cascade go with its other records (the state TTL); the
-// others live in the controls bucket, which has no TTL: a pause stays
-// until someone lifts it.
+// them, each with who decided and why: a pause, everywhere or in one
+// organization; scheduled freeze windows; workspaces (by name or tag)
+// cascades never run; and, of one cascade, its cancel, the members to run
+// again (failed or blocked ones), and the blast-radius guard's go. The
+// store keeps them (its doc comment lists their keys): those of one
+// cascade go with its other records (the state TTL); the others live in
+// the controls bucket, which has no TTL: a pause stays until someone lifts
+// it.
 
 // Control is an operator's decision.
 type Control struct {
@@ -98,39 +91,6 @@ func (c Control) describe() string {
 	return s
 }
 
-// readControl reads one control; nil when there is none.
-func (s *store) readControl(ctx context.Context, key string) (*Control, error) {
-	e, err := s.get(ctx, key)
-	if isMissing(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var c Control
-	if err := decode(e.Value(), &c); err != nil || c.validate() != nil {
-		if err == nil {
-			err = c.validate()
-		}
-		return nil, s.malformed(e.Key(), err)
-	}
-	return &c, nil
-}
-
-func (s *store) readList(ctx context.Context, key string, v any) error {
-	e, err := s.get(ctx, key)
-	if isMissing(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := decode(e.Value(), v); err != nil {
-		return s.malformed(e.Key(), err)
-	}
-	return nil
-}
-
 // controls is what operators decided about a cascade, for a look: the
 // core's controls, the exclusions (those by tag apply once members are
 // seen), and when a freeze window in force ends.
@@ -153,8 +113,8 @@ func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, e
 		}
 		return c, err
 	}
-	for _, key := range []string{"ctl.pause", "ctl.pause." + p.Organization} {
-		pc, err := d.store.readControl(ctx, key)
+	for _, org := range []string{"", p.Organization} {
+		pc, err := d.store.pause(ctx, org)
 		if err != nil {
 			return hold(err)
 		}
@@ -162,8 +122,8 @@ func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, e
 			c.Paused = pc.describe()
 		}
 	}
-	var freezes []Freeze
-	if err := d.store.readList(ctx, "ctl.freeze", &freezes); err != nil {
+	freezes, err := d.store.freezes(ctx)
+	if err != nil {
 		return hold(err)
 	}
 	for _, f := range freezes {
@@ -176,12 +136,12 @@ func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, e
 			c.wakeAt(f.Start)
 		}
 	}
-	if cc, err := d.store.readControl(ctx, "ctl.cancel."+p.ID); err != nil {
+	if cc, err := d.store.cancellation(ctx, p.ID); err != nil {
 		return hold(err)
 	} else if cc != nil {
 		c.Cancelled, c.CancelRuns = cc.describe(), cc.StopRuns
 	}
-	if err := d.store.readList(ctx, "ctl.exclude", &c.exclusions); err != nil {
+	if c.exclusions, err = d.store.exclusions(ctx); err != nil {
 		return hold(err)
 	}
 	for _, m := range p.Members {
@@ -194,8 +154,8 @@ func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, e
 			}
 		}
 	}
-	var retries map[string]Control
-	if err := d.store.readList(ctx, "ctl.retry."+p.ID, &retries); err != nil && !errors.Is(err, errMalformed) {
+	retries, err := d.store.retries(ctx, p.ID)
+	if err != nil && !errors.Is(err, errMalformed) {
 		return c, err
 	}
 	c.Retries = map[string]string{}
@@ -203,7 +163,7 @@ func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, e
 		c.Retries[ws] = rc.ID
 	}
 	if limit := d.opts.GuardLimit; limit > 0 && len(p.Members) > limit {
-		ac, err := d.store.readControl(ctx, "ctl.approve."+p.ID)
+		ac, err := d.store.approval(ctx, p.ID)
 		if err != nil {
 			return hold(err)
 		}
@@ -241,15 +201,6 @@ func (c *controls) byTag(p *cascade.Plan, f *cascade.Facts) {
 // Setting controls. Each is checked (who, why and names within their
 // limits, an organization TFE knows), stored, recorded in the audit trail,
 // and then every cascade it may concern gets a look.
-
-func (d *Dispatcher) putControl(ctx context.Context, key string, c Control) error {
-	data, _ := json.Marshal(c)
-	d.store.count(1)
-	if _, err := d.store.bucket(key).Put(ctx, key, data); err != nil {
-		return fmt.Errorf("store control %s: %w", key, err)
-	}
-	return nil
-}
 
 // newControl checks a control being used and stamps it.
 func (d *Dispatcher) newControl(c *Control) error {
@@ -303,11 +254,11 @@ func (d *Dispatcher) Pause(ctx context.Context, org string, c Control) error {
 		d.log.Warn("pause taken without checking its organization", zap.String("organization", org), zap.Error(err))
 		unchecked = "; the organization was not checked: TFE did not answer"
 	}
-	before, err := d.store.readControl(ctx, pauseKey(org))
+	before, err := d.store.pause(ctx, org)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
-	if err := d.putControl(ctx, pauseKey(org), c); err != nil {
+	if err := d.store.putPause(ctx, org, c); err != nil {
 		return err
 	}
 	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditPause, Organization: org,
@@ -326,29 +277,9 @@ func (d *Dispatcher) Resume(ctx context.Context, org string, c Control) (*Contro
 			return nil, err
 		}
 	}
-	key := pauseKey(org)
-	var lifted *Control
-	for {
-		e, err := d.store.get(ctx, key)
-		if isMissing(err) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		var p Control
-		if decode(e.Value(), &p) != nil {
-			p = Control{By: "unknown", Why: "a pause record that could not be read"}
-		}
-		d.store.count(1)
-		err = d.store.bucket(key).Delete(ctx, key, jetstream.LastRevision(e.Revision()))
-		if err == nil {
-			lifted = &p
-			break
-		}
-		if !isConflict(err) && !isMissing(err) {
-			return nil, fmt.Errorf("remove control %s: %w", key, err)
-		}
+	lifted, err := d.store.liftPause(ctx, org)
+	if err != nil {
+		return nil, err
 	}
 	after := "not paused (" + where(org) + ")"
 	if lifted == nil {
@@ -359,33 +290,10 @@ func (d *Dispatcher) Resume(ctx context.Context, org string, c Control) (*Contro
 	return lifted, errors.Join(d.lookAtRunning(ctx, org), rerr)
 }
 
-func pauseKey(org string) string {
-	if org == "" {
-		return "ctl.pause"
-	}
-	return "ctl.pause." + org
-}
-
 // Paused returns the pauses in force: "" for the global one, else the
 // organization.
 func (d *Dispatcher) Paused(ctx context.Context) (map[string]Control, error) {
-	out := map[string]Control{}
-	keys := []string{"ctl.pause"}
-	err := d.store.scan(ctx, d.store.ctl, "ctl.pause.*", func(key string, _ uint64, _ []byte) error {
-		keys = append(keys, key)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, key := range keys {
-		c, err := d.store.readControl(ctx, key)
-		if err != nil || c == nil {
-			continue
-		}
-		out[strings.TrimPrefix(strings.TrimPrefix(key, "ctl.pause"), ".")] = *c
-	}
-	return out, nil
+	return d.store.pauses(ctx)
 }
 
 // Cancel stops a cascade; with c.StopRuns, its runs that have not started
@@ -398,11 +306,11 @@ func (d *Dispatcher) Cancel(ctx context.Context, id string, c Control) error {
 	if err != nil {
 		return err
 	}
-	before, err := d.store.readControl(ctx, "ctl.cancel."+id)
+	before, err := d.store.cancellation(ctx, id)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
-	if err := d.putControl(ctx, "ctl.cancel."+id, c); err != nil {
+	if err := d.store.putCancellation(ctx, id, c); err != nil {
 		return err
 	}
 	was, now := "not cancelled", "cancelled: it dispatches nothing more"
@@ -527,7 +435,7 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	if i < 0 {
 		return nil, fmt.Errorf("%w: workspace %s is not a member of cascade %s", ErrBadControl, workspaceID, id)
 	}
-	if cc, err := d.store.readControl(ctx, "ctl.cancel."+id); err != nil && !errors.Is(err, errMalformed) {
+	if cc, err := d.store.cancellation(ctx, id); err != nil && !errors.Is(err, errMalformed) {
 		return nil, err
 	} else if cc != nil {
 		return nil, fmt.Errorf("%w: cascade %s is cancelled (%s): nothing in it runs again", ErrConflict, id, cc.describe())
@@ -541,42 +449,9 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	}
 	res := &RetryResult{Member: p.Members[i].Name, Unblocks: unblocks(p, st, i)}
 	c.ID = strconv.FormatInt(c.At.UnixNano(), 36)
-	key := "ctl.retry." + id
-	var tries int
-	for {
-		var retries map[string]Control
-		e, err := d.store.get(ctx, key)
-		var rev uint64
-		switch {
-		case isMissing(err):
-		case err != nil:
-			return nil, err
-		default:
-			rev = e.Revision()
-			if decode(e.Value(), &retries) != nil {
-				retries = nil // unreadable: start over
-			}
-		}
-		if retries == nil {
-			retries = map[string]Control{}
-		}
-		tries = len(retries)
-		if _, again := retries[workspaceID]; !again {
-			tries++
-		}
-		retries[workspaceID] = c
-		data, _ := json.Marshal(retries)
-		if rev == 0 {
-			_, err = d.store.kv.Create(ctx, key, data)
-		} else {
-			_, err = d.store.kv.Update(ctx, key, data, rev)
-		}
-		if err == nil {
-			break
-		}
-		if !isConflict(err) {
-			return nil, fmt.Errorf("store the retry of %s in %s: %w", workspaceID, id, err)
-		}
+	tries, err := d.store.addRetry(ctx, id, workspaceID, c)
+	if err != nil {
+		return nil, err
 	}
 	name := p.Name(workspaceID)
 	after := fmt.Sprintf("member %s runs again (retry %s; members retried in this cascade: %d)", name, c.ID, tries)
@@ -623,7 +498,7 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 	if err != nil {
 		return err
 	}
-	before, err := d.store.readControl(ctx, "ctl.approve."+id)
+	before, err := d.store.approval(ctx, id)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
@@ -640,7 +515,7 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 	} else if m.State != StateRunning {
 		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: it is %s", ErrConflict, id, m.State)
 	}
-	if err := d.putControl(ctx, "ctl.approve."+id, c); err != nil {
+	if err := d.store.putApproval(ctx, id, c); err != nil {
 		return err
 	}
 	was := fmt.Sprintf("%d members; the blast-radius guard (limit %d) holds it until approved", len(p.Members), d.opts.GuardLimit)
@@ -648,46 +523,6 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 		Before: was, After: "approved: the guard lets it go"})
 	d.nudge()
 	return errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
-}
-
-// replaceList replaces the list of key (freeze windows or exclusions) by
-// compare-and-swap with the one change makes of the list stored (nil when
-// there is none), so that a change is always made to the list it was
-// worked out from.
-func (d *Dispatcher) replaceList(ctx context.Context, key string, change func(old []byte) (any, error)) error {
-	for {
-		d.store.count(1)
-		e, err := d.store.ctl.Get(ctx, key)
-		var old []byte
-		var rev uint64
-		switch {
-		case isMissing(err):
-		case err != nil:
-			return err
-		default:
-			old, rev = e.Value(), e.Revision()
-		}
-		next, err := change(old)
-		if err != nil {
-			return err
-		}
-		data, _ := json.Marshal(next)
-		if len(data) > maxListBytes {
-			return fmt.Errorf("%w: the list takes %d KiB stored, more than %d KiB: shorten its whys or its entries", ErrBadControl, len(data)>>10, maxListBytes>>10)
-		}
-		d.store.count(1)
-		if rev == 0 {
-			_, err = d.store.ctl.Create(ctx, key, data)
-		} else {
-			_, err = d.store.ctl.Update(ctx, key, data, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !isConflict(err) {
-			return fmt.Errorf("store %s: %w", key, err)
-		}
-	}
 }
 
 // SetExclusions replaces the exclusion list. An exclusion kept as it was
@@ -724,11 +559,8 @@ func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Cont
 	}
 	var recs []AuditRecord
 	known := d.organizationChecker()
-	err := d.replaceList(ctx, "ctl.exclude", func(data []byte) (any, error) {
-		var old []Exclusion
-		if data != nil && decode(data, &old) != nil {
-			old = nil // unreadable: replaced, each new one recorded as added
-		}
+	// An unreadable list is replaced, each new one recorded as added.
+	err := d.store.replaceExclusions(ctx, func(old []Exclusion) ([]Exclusion, error) {
 		was := map[string]Exclusion{}
 		for _, x := range old {
 			was[key(x)] = x
@@ -773,9 +605,7 @@ func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Cont
 
 // Exclusions returns the exclusion list.
 func (d *Dispatcher) Exclusions(ctx context.Context) ([]Exclusion, error) {
-	var excl []Exclusion
-	err := d.store.readList(ctx, "ctl.exclude", &excl)
-	return excl, err
+	return d.store.exclusions(ctx)
 }
 
 // SetFreezes replaces the freeze windows. A window kept as it was (the
@@ -800,11 +630,7 @@ func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]
 	now := d.opts.Now().UTC()
 	var recs []AuditRecord
 	known := d.organizationChecker()
-	err := d.replaceList(ctx, "ctl.freeze", func(data []byte) (any, error) {
-		var old []Freeze
-		if data != nil && decode(data, &old) != nil {
-			old = nil
-		}
+	err := d.store.replaceFreezes(ctx, func(old []Freeze) ([]Freeze, error) {
 		was := map[string]Freeze{}
 		for _, f := range old {
 			was[key(f)] = f
@@ -850,20 +676,15 @@ func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]
 
 // Freezes returns the freeze windows.
 func (d *Dispatcher) Freezes(ctx context.Context) ([]Freeze, error) {
-	var fs []Freeze
-	err := d.store.readList(ctx, "ctl.freeze", &fs)
-	return fs, err
+	return d.store.freezes(ctx)
 }
 
 // describeMember words how a member stands, for a record's before.
 func (d *Dispatcher) describeMember(ctx context.Context, p *cascade.Plan, ws string) string {
 	i := p.Index(ws)
 	st := cascade.Initial(p, i)
-	if e, err := d.store.get(ctx, memberKey(p.ID, ws)); err == nil {
-		var v cascade.Status
-		if decode(e.Value(), &v) == nil && v.Validate() == nil {
-			st = v
-		}
+	if v, ok, err := d.store.member(ctx, p.ID, ws); err == nil && ok {
+		st = v
 	}
 	s := fmt.Sprintf("member %s (%s) %s", p.Name(ws), ws, st.State)
 	if st.Reason != "" {

@@ -295,7 +295,6 @@ type Dispatcher struct {
 	deps    Deps
 	log     *zap.Logger
 	store   *store
-	leases  jetstream.KeyValue
 	audit   jetstream.KeyValue // the operators' controls, as they were used
 	metrics *Metrics
 	tools   *toolCache
@@ -310,41 +309,35 @@ type Dispatcher struct {
 	watchers watchHub // the read model's watches, one KV watch for all
 }
 
-// bucket creates or updates a KV bucket; replicas starting at once all
-// succeed (see events.Ensure).
-func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	return events.EnsureKeyValue(ctx, js, cfg)
-}
-
 // New checks the options and sets the KV buckets up, with the configured
-// replicas.
+// replicas (events.EnsureKeyValue: replicas starting at once all succeed).
 func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	o := opts.withDefaults()
-	kv, err := bucket(ctx, deps.JetStream, jetstream.KeyValueConfig{
+	kv, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: o.Bucket, Description: "cascade state of the run-trigger orchestrator",
 		TTL: o.StateTTL, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
 		return nil, err
 	}
-	leases, err := bucket(ctx, deps.JetStream, jetstream.KeyValueConfig{
+	leases, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: o.LeaseBucket, Description: "which replica reconciles each cascade",
 		TTL: o.LeaseTTL, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
 		return nil, err
 	}
-	ctl, err := bucket(ctx, deps.JetStream, jetstream.KeyValueConfig{
+	ctl, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: o.ControlBucket, Description: "operators' controls of the run-trigger orchestrator, with who changed them",
 		History: 10, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
 		return nil, err
 	}
-	audit, err := bucket(ctx, deps.JetStream, auditConfig(o))
+	audit, err := events.EnsureKeyValue(ctx, deps.JetStream, auditConfig(o))
 	if err != nil {
 		return nil, err
 	}
@@ -354,9 +347,9 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if deps.Log == nil {
 		deps.Log = zap.NewNop()
 	}
-	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, leases: leases, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1),
+	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1),
 		prefetching: make(chan struct{}, maxPrefetches)}
-	d.store = newStore(deps.JetStream.Conn(), kv, ctl, d.malformedRecord)
+	d.store = newStore(deps.JetStream.Conn(), kv, ctl, leases, d.malformedRecord)
 	d.tools = newToolCache(deps.ToolVersions, o.CacheTTL, o.Now)
 	return d, nil
 }

@@ -2,10 +2,8 @@ package dispatcher
 
 import (
 	"context"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -27,7 +25,7 @@ func (d *Dispatcher) gauges(ctx context.Context) {
 }
 
 func (d *Dispatcher) watchMetas(ctx context.Context) error {
-	w, err := d.store.kv.Watch(ctx, "meta.>")
+	w, err := d.store.metaWatch(ctx)
 	if err != nil {
 		return err
 	}
@@ -47,9 +45,7 @@ func (d *Dispatcher) watchMetas(ctx context.Context) error {
 				d.setGauges(open)
 				continue
 			}
-			id := strings.TrimPrefix(e.Key(), "meta.")
-			var m Meta
-			if e.Operation() != jetstream.KeyValuePut || decode(e.Value(), &m) != nil || m.validate() != nil || m.State == StateDone {
+			if id, m, ok := metaOf(e); !ok || m.State == StateDone {
 				delete(open, id)
 			} else {
 				open[id] = m

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
 )
 
@@ -34,7 +35,7 @@ func NewGraphShare(ctx context.Context, js jetstream.JetStream, name string, ttl
 	if log == nil {
 		log = zap.NewNop()
 	}
-	kv, err := bucket(ctx, js, jetstream.KeyValueConfig{
+	kv, err := events.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: name, Description: "run triggers read from TFE, shared by the orchestrator's replicas",
 		TTL: ttl, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 	})

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/lease"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
@@ -56,7 +57,7 @@ func (c *selfCache) get(ctx context.Context, users Users, log *zap.Logger) (stri
 // hold locks a member's workspace for its cascade and stores that it did.
 // Any failure leaves the hold being taken: the next look reads the
 // workspace and decides.
-func (d *Dispatcher) hold(ctx context.Context, l *lease, p *cascade.Plan, a cascade.Action, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
+func (d *Dispatcher) hold(ctx context.Context, l *lease.Lease, p *cascade.Plan, a cascade.Action, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
 	i := p.Index(a.Member)
 	wctx, cancel, err := d.writeContext(ctx, l, 30*time.Second)
 	if err != nil {
@@ -84,7 +85,7 @@ func (d *Dispatcher) hold(ctx context.Context, l *lease, p *cascade.Plan, a casc
 // release unlocks a member's workspace its cascade held. TFE's answer that
 // the workspace is not locked by the engine (unlocked already, or held by
 // a run or someone else) means the cascade's lock is gone too.
-func (d *Dispatcher) release(ctx context.Context, l *lease, p *cascade.Plan, a cascade.Action, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
+func (d *Dispatcher) release(ctx context.Context, l *lease.Lease, p *cascade.Plan, a cascade.Action, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
 	i := p.Index(a.Member)
 	wctx, cancel, err := d.writeContext(ctx, l, 30*time.Second)
 	if err != nil {
@@ -112,16 +113,16 @@ func (d *Dispatcher) release(ctx context.Context, l *lease, p *cascade.Plan, a c
 }
 
 // storeAfter stores a member's status after an action, under the lease.
-func (d *Dispatcher) storeAfter(ctx context.Context, l *lease, p *cascade.Plan, i int, s cascade.Status, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
+func (d *Dispatcher) storeAfter(ctx context.Context, l *lease.Lease, p *cascade.Plan, i int, s cascade.Status, st []cascade.Status, revs []uint64, mu *sync.Mutex) error {
 	mu.Lock()
 	defer mu.Unlock()
-	if _, err := l.deadline(0); err != nil {
+	if _, err := l.Deadline(0); err != nil {
 		return err
 	}
 	rev, err := d.store.putMember(ctx, p.ID, p.Members[i].WorkspaceID, s, revs[i])
 	if err != nil {
 		if isConflict(err) {
-			return errors.Join(errLeaseLost, err)
+			return errors.Join(lease.ErrLost, err)
 		}
 		return err
 	}
@@ -132,7 +133,7 @@ func (d *Dispatcher) storeAfter(ctx context.Context, l *lease, p *cascade.Plan, 
 // releaseAll unlocks, without the members' records, every workspace of
 // cascade p that it may hold: TFE shows it locked by the engine's user and
 // no other open cascade holds it.
-func (d *Dispatcher) releaseAll(ctx context.Context, l *lease, p *cascade.Plan) error {
+func (d *Dispatcher) releaseAll(ctx context.Context, l *lease.Lease, p *cascade.Plan) error {
 	self, err := d.self.get(ctx, d.deps.Users, d.log)
 	if err != nil {
 		return err

@@ -95,15 +95,11 @@ func (d *Dispatcher) Handle(ctx context.Context, ev *events.RunEvent) error {
 // between planning and applying changes nothing; it is read anyway when
 // the cascade is next looked at.
 func (d *Dispatcher) worthALook(ctx context.Context, id string, ev *events.RunEvent) (bool, error) {
-	e, err := d.store.get(ctx, memberKey(id, ev.WorkspaceID))
-	if isMissing(err) {
-		return true, nil
-	}
+	st, ok, err := d.store.member(ctx, id, ev.WorkspaceID)
 	if err != nil {
 		return false, err
 	}
-	var st cascade.Status
-	if decode(e.Value(), &st) != nil {
+	if !ok {
 		return true, nil
 	}
 	if st.Stopping == ev.RunID && (ev.Status == "canceled" || ev.Status == "discarded") {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/lease"
 )
 
 // look is one reconciliation of a cascade, under its lease: read its state,
@@ -21,7 +22,7 @@ import (
 //
 // Workspaces read moments before (pre, may be nil) stand for those members:
 // the check of a new cascade's root read the list its first look needs.
-func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[string]cascade.Workspace) error {
+func (d *Dispatcher) look(ctx context.Context, l *lease.Lease, id string, pre map[string]cascade.Workspace) error {
 	start := time.Now()
 	defer func() { d.metrics.lookSeconds.Observe(time.Since(start).Seconds()) }()
 	now := d.opts.Now()
@@ -129,9 +130,9 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 
 // write stores the members' changed statuses. A compare-and-swap that
 // fails means someone else wrote the member: the lease was lost.
-func (d *Dispatcher) write(ctx context.Context, l *lease, p *cascade.Plan, before []cascade.Status, revs []uint64, dec cascade.Decision) error {
+func (d *Dispatcher) write(ctx context.Context, l *lease.Lease, p *cascade.Plan, before []cascade.Status, revs []uint64, dec cascade.Decision) error {
 	for _, i := range dec.Changed {
-		if _, err := l.deadline(0); err != nil {
+		if _, err := l.Deadline(0); err != nil {
 			return err
 		}
 		m := &p.Members[i]
@@ -139,7 +140,7 @@ func (d *Dispatcher) write(ctx context.Context, l *lease, p *cascade.Plan, befor
 		rev, err := d.store.putMember(ctx, p.ID, m.WorkspaceID, s, revs[i])
 		if err != nil {
 			if isConflict(err) {
-				return fmt.Errorf("member %s of %s changed under this look: %w", m.Name, p.ID, errLeaseLost)
+				return fmt.Errorf("member %s of %s changed under this look: %w", m.Name, p.ID, lease.ErrLost)
 			}
 			return fmt.Errorf("store member %s of %s: %w", m.Name, p.ID, err)
 		}
@@ -225,7 +226,7 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 	}
 	if _, err := d.store.putMeta(ctx, id, next, rev); err != nil {
 		if isConflict(err) {
-			return fmt.Errorf("meta of %s changed under this look: %w", id, errLeaseLost)
+			return fmt.Errorf("meta of %s changed under this look: %w", id, lease.ErrLost)
 		}
 		return err
 	}
@@ -245,7 +246,7 @@ func (d *Dispatcher) finishLook(ctx context.Context, id string, meta Meta, rev u
 // Its holds are let go first: a member's record may be what cannot be
 // read, so every workspace the cascade may have held that TFE shows
 // locked by the engine, and that no other open cascade holds, is unlocked.
-func (d *Dispatcher) setAside(ctx context.Context, l *lease, p *cascade.Plan, meta Meta, rev, dueRev uint64, cause error) error {
+func (d *Dispatcher) setAside(ctx context.Context, l *lease.Lease, p *cascade.Plan, meta Meta, rev, dueRev uint64, cause error) error {
 	if err := d.releaseAll(ctx, l, p); err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func TestMembersByDirectGetsAreWhatAWatchSees(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newStore(nc, kv, nil, nil)
+	s := newStore(nc, kv, nil, nil, nil)
 	p := &cascade.Plan{ID: "c-run-x", Organization: "acme", Root: cascade.Root{RunID: "run-x", WorkspaceID: "ws-root", WorkspaceName: "root"},
 		StartedAt: time.Now()}
 	for i := range 2500 {

@@ -37,7 +37,7 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		if updates == nil {
-			w, err := d.store.kv.Watch(ctx, "due.>")
+			w, err := d.store.dueWatch(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -85,17 +85,16 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			if e == nil {
 				continue // the initial values were all delivered
 			}
-			id := strings.TrimPrefix(e.Key(), "due.")
-			if e.Operation() != jetstream.KeyValuePut {
+			id, at, gone := dueOf(e)
+			if gone {
 				delete(dueAt, id)
 				delete(retry, id)
 				continue
 			}
-			var dv due
-			if decode(e.Value(), &dv) != nil || dv.At.IsZero() {
-				dv.At = now
+			if at.IsZero() {
+				at = now
 			}
-			dueAt[id] = dv.At
+			dueAt[id] = at
 			// Whoever held the lease wrote this, or an event did: try
 			// again as it says, not as a held lease made us wait.
 			delete(retry, id)
@@ -183,17 +182,17 @@ func (d *Dispatcher) lookWhenDue(ctx context.Context, id string) error {
 // lookNow takes a cascade's lease and looks at it, with workspaces read
 // moments before (pre, may be nil).
 func (d *Dispatcher) lookNow(ctx context.Context, id string, pre map[string]cascade.Workspace) error {
-	l, ok, err := acquire(ctx, d.leases, id, d.opts.Instance, d.opts.LeaseTTL, d.opts.Now)
+	l, ok, err := d.store.takeLease(ctx, id, d.opts.Instance, d.opts.LeaseTTL, d.opts.Now)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return errLeaseHeld
 	}
-	stop := l.keep(ctx)
+	stop := l.Keep(ctx)
 	defer func() {
 		stop()
-		l.release(context.WithoutCancel(ctx))
+		l.Release(context.WithoutCancel(ctx))
 	}()
 	return d.look(ctx, l, id, pre)
 }

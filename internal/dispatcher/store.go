@@ -16,36 +16,69 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/lease"
 )
 
-// store keeps the engine's state in a JetStream KV bucket. Keys:
+// store is the one door to the engine's buckets of cascades, of
+// operators' controls and of cascade leases: no other file of the package
+// names a key of them or touches them but through its methods, whose names
+// say what they read or write. Every key, and what it means:
 //
-//	plan.<cascade>           the cascade's plan, written once
+// In the cascades bucket (Options.Bucket, "cascades"; its TTL is the state
+// TTL, counted from each key's last write):
+//
+//	plan.<cascade>           the cascade's plan, written once (createPlan)
 //	meta.<cascade>           how it stands: running or done, counts, outcome
-//	m.<cascade>.<workspace>  a member's status; absent until it first changes
+//	                         (meta, putMeta, metas, metaWatch)
+//	m.<cascade>.<workspace>  a member's status; absent until it first
+//	                         changes (members, member, putMember, viewWatch)
 //	due.<cascade>            when to look at it next, and the workspaces
-//	                         events named since the last look
+//	                         events named since the last look (due,
+//	                         markDirty, settleDue, dropDue, dueWatch)
 //	ws.<workspace>           the open cascades holding the workspace, oldest
-//	                         first: the first acts in it
-//	run.<run>                the cascade a run belongs to (created or taken)
-//	root.<run>               a root handled without a cascade (nothing
-//	                         downstream)
-//	ctl.cancel.<cascade>     operators' controls of one cascade (they go
-//	ctl.retry.<cascade>      with its other records)
-//	ctl.approve.<cascade>
+//	                         first: the first acts in it (owners, hold)
+//	run.<run>                the cascade a run belongs to, created or taken
+//	                         (runOwner, recordRun)
+//	root.<run>               a root handled without a cascade: nothing
+//	                         downstream, or applied too long ago (markRoot,
+//	                         rootHandled)
+//	ctl.cancel.<cascade>     an operator cancelled the cascade
+//	                         (cancellation, putCancellation)
+//	ctl.retry.<cascade>      members an operator retried, by workspace
+//	                         (retries, addRetry)
+//	ctl.approve.<cascade>    an operator let the blast-radius guard go
+//	                         (approval, putApproval)
 //
-// and in the controls bucket, which keeps its records until they are
-// changed (no TTL) with a short history of who changed them:
+// The controls of one cascade go with its other records (the state TTL).
 //
-//	ctl.pause, ctl.pause.<org>, ctl.freeze, ctl.exclude
+// In the controls bucket (Options.ControlBucket, "cascade-controls"), which
+// keeps its records until they are changed (no TTL) with a short history
+// of who changed them:
+//
+//	ctl.pause                dispatching paused everywhere (pause, putPause,
+//	ctl.pause.<org>          liftPause, pauses); in one organization
+//	ctl.freeze               the freeze windows (freezes, replaceFreezes)
+//	ctl.exclude              the exclusions, by workspace name or tag
+//	                         (exclusions, replaceExclusions)
+//
+// In the leases bucket (Options.LeaseBucket, "cascade-leases"; its TTL is
+// the lease TTL):
+//
+//	lease.<cascade>          the instance looking at the cascade, as a
+//	                         lease.Lease (takeLease, leaseHolders)
+//
+// The audit trail has a bucket of its own, written and read by audit.go
+// alone (auditKey); the run triggers shared between replicas have
+// GraphShare's.
 //
 // Every record read back is validated: a malformed one is reported once and
 // set aside, never acted on, and never panics the daemon.
 type store struct {
-	nc  *nats.Conn // for direct gets of many keys at once
-	kv  jetstream.KeyValue
-	ctl jetstream.KeyValue // the operators' controls that outlive cascades
-	ops atomic.Int64       // KV operations, for tests and benchmarks
+	nc     *nats.Conn // for direct gets of many keys at once
+	kv     jetstream.KeyValue
+	ctl    jetstream.KeyValue // the operators' controls that outlive cascades
+	leases jetstream.KeyValue
+	ops    atomic.Int64 // KV operations, for tests and benchmarks
 
 	mu        sync.Mutex
 	plans     map[string]*cascade.Plan // immutable once written: cached
@@ -59,14 +92,16 @@ type store struct {
 // members is about 150 KB).
 const maxCachedPlans = 128
 
-func newStore(nc *nats.Conn, kv, ctl jetstream.KeyValue, onMalformed func(string, error)) *store {
-	return &store{nc: nc, kv: kv, ctl: ctl, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
+// newStore returns the store of the buckets given; ctl nil keeps the
+// controls with the cascades, leases nil allows no lease.
+func newStore(nc *nats.Conn, kv, ctl, leases jetstream.KeyValue, onMalformed func(string, error)) *store {
+	return &store{nc: nc, kv: kv, ctl: ctl, leases: leases, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
 }
 
 // bucket is where a key lives: the controls that outlive cascades in the
 // controls bucket, everything else with the cascades.
 func (s *store) bucket(key string) jetstream.KeyValue {
-	if s.ctl != nil && (key == "ctl.freeze" || key == "ctl.exclude" || key == "ctl.pause" || strings.HasPrefix(key, "ctl.pause.")) {
+	if s.ctl != nil && (key == freezeKey || key == excludeKey || key == pauseAllKey || strings.HasPrefix(key, pauseAllKey+".")) {
 		return s.ctl
 	}
 	return s.kv
@@ -80,8 +115,27 @@ func membersPrefix(id string) string { return "m." + id + "." }
 func wsKey(ws string) string         { return "ws." + ws }
 func runKey(run string) string       { return "run." + run }
 func rootKey(run string) string      { return "root." + run }
-func isMissing(err error) bool       { return errors.Is(err, jetstream.ErrKeyNotFound) }
-func (s *store) count(n int)         { s.ops.Add(int64(n)) }
+func cancelKey(id string) string     { return "ctl.cancel." + id }
+func retryKey(id string) string      { return "ctl.retry." + id }
+func approveKey(id string) string    { return "ctl.approve." + id }
+func leaseKey(id string) string      { return "lease." + id }
+
+// Keys of the controls bucket.
+const (
+	pauseAllKey = "ctl.pause"
+	freezeKey   = "ctl.freeze"
+	excludeKey  = "ctl.exclude"
+)
+
+// pauseKey is the key of the pause of org ("": the global one).
+func pauseKey(org string) string {
+	if org == "" {
+		return pauseAllKey
+	}
+	return pauseAllKey + "." + org
+}
+func isMissing(err error) bool { return errors.Is(err, jetstream.ErrKeyNotFound) }
+func (s *store) count(n int)   { s.ops.Add(int64(n)) }
 func (s *store) get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	s.count(1)
 	return s.bucket(key).Get(ctx, key)
@@ -647,4 +701,371 @@ func (s *store) rootHandled(ctx context.Context, runID string) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// member reads one member's status; ok is false when the member was never
+// written (it has its initial status) or its record cannot be read.
+func (s *store) member(ctx context.Context, id, ws string) (cascade.Status, bool, error) {
+	e, err := s.get(ctx, memberKey(id, ws))
+	if isMissing(err) {
+		return cascade.Status{}, false, nil
+	}
+	if err != nil {
+		return cascade.Status{}, false, err
+	}
+	var v cascade.Status
+	if decode(e.Value(), &v) != nil || v.Validate() != nil {
+		return cascade.Status{}, false, nil
+	}
+	return v, true, nil
+}
+
+// metas reads the meta of every cascade kept, by a scan of direct gets: no
+// consumer, so that API readers never take those the engine needs. A meta
+// that cannot be read is reported and left out.
+func (s *store) metas(ctx context.Context) (map[string]Meta, error) {
+	out := map[string]Meta{}
+	err := s.scan(ctx, s.kv, metaKey("*"), func(key string, _ uint64, value []byte) error {
+		var m Meta
+		if err := decode(value, &m); err != nil {
+			_ = s.malformed(key, err)
+			return nil
+		}
+		if err := m.validate(); err != nil {
+			_ = s.malformed(key, err)
+			return nil
+		}
+		out[strings.TrimPrefix(key, metaKey(""))] = m
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// dueWatch watches the due entries of every cascade: each one first, then
+// every change (read them with dueOf).
+func (s *store) dueWatch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	return s.kv.Watch(ctx, dueKey(">"))
+}
+
+// dueOf reads an entry of dueWatch: the cascade it names and when it is
+// due (zero, at once, when the entry cannot be read); gone when the entry
+// was deleted (the cascade is not due).
+func dueOf(e jetstream.KeyValueEntry) (id string, at time.Time, gone bool) {
+	id = strings.TrimPrefix(e.Key(), dueKey(""))
+	if e.Operation() != jetstream.KeyValuePut {
+		return id, time.Time{}, true
+	}
+	var d due
+	if decode(e.Value(), &d) != nil {
+		return id, time.Time{}, false
+	}
+	return id, d.At, false
+}
+
+// metaWatch watches the meta of every cascade: each one first, then every
+// change (read them with metaOf).
+func (s *store) metaWatch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	return s.kv.Watch(ctx, metaKey(">"))
+}
+
+// metaOf reads an entry of metaWatch: the cascade it names and its meta;
+// ok is false when the meta was deleted or cannot be read.
+func metaOf(e jetstream.KeyValueEntry) (id string, m Meta, ok bool) {
+	id = strings.TrimPrefix(e.Key(), metaKey(""))
+	if e.Operation() != jetstream.KeyValuePut || decode(e.Value(), &m) != nil || m.validate() != nil {
+		return id, Meta{}, false
+	}
+	return id, m, true
+}
+
+// viewWatch watches the changes of every cascade's meta and members from
+// now on, what a view shows (name their cascade with cascadeOfKey).
+func (s *store) viewWatch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	return s.kv.WatchFiltered(ctx, []string{"meta.>", "m.>"}, jetstream.UpdatesOnly())
+}
+
+// cascadeOfKey names the cascade of a meta key (meta.<id>) or a member key
+// (m.<id>.<workspace>); "" for another key.
+func cascadeOfKey(key string) (id, ws string, member bool) {
+	if rest, ok := strings.CutPrefix(key, "meta."); ok {
+		return rest, "", false
+	}
+	if rest, ok := strings.CutPrefix(key, "m."); ok {
+		if i := strings.LastIndexByte(rest, '.'); i > 0 {
+			return rest[:i], rest[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// readControl reads one control; nil when there is none.
+func (s *store) readControl(ctx context.Context, key string) (*Control, error) {
+	e, err := s.get(ctx, key)
+	if isMissing(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c Control
+	if err := decode(e.Value(), &c); err != nil || c.validate() != nil {
+		if err == nil {
+			err = c.validate()
+		}
+		return nil, s.malformed(e.Key(), err)
+	}
+	return &c, nil
+}
+
+// readList reads the list (or map) under key into v; nothing when there
+// is none.
+func (s *store) readList(ctx context.Context, key string, v any) error {
+	e, err := s.get(ctx, key)
+	if isMissing(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := decode(e.Value(), v); err != nil {
+		return s.malformed(e.Key(), err)
+	}
+	return nil
+}
+
+// putControl stores a control under key, whatever was there.
+func (s *store) putControl(ctx context.Context, key string, c Control) error {
+	data, _ := json.Marshal(c)
+	s.count(1)
+	if _, err := s.bucket(key).Put(ctx, key, data); err != nil {
+		return fmt.Errorf("store control %s: %w", key, err)
+	}
+	return nil
+}
+
+// pause reads the pause of org ("": the global one); nil when there is
+// none.
+func (s *store) pause(ctx context.Context, org string) (*Control, error) {
+	return s.readControl(ctx, pauseKey(org))
+}
+
+// putPause pauses dispatching in org ("": everywhere).
+func (s *store) putPause(ctx context.Context, org string, c Control) error {
+	return s.putControl(ctx, pauseKey(org), c)
+}
+
+// liftPause removes the pause of org ("": the global one) and returns it;
+// nil when there was none. A pause record that cannot be read is lifted
+// all the same, and returned as such.
+func (s *store) liftPause(ctx context.Context, org string) (*Control, error) {
+	key := pauseKey(org)
+	for {
+		e, err := s.get(ctx, key)
+		if isMissing(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var p Control
+		if decode(e.Value(), &p) != nil {
+			p = Control{By: "unknown", Why: "a pause record that could not be read"}
+		}
+		s.count(1)
+		err = s.bucket(key).Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		if err == nil {
+			return &p, nil
+		}
+		if !isConflict(err) && !isMissing(err) {
+			return nil, fmt.Errorf("remove control %s: %w", key, err)
+		}
+	}
+}
+
+// pauses returns the pauses in force, by organization ("": the global
+// one). A pause that cannot be read is left out.
+func (s *store) pauses(ctx context.Context) (map[string]Control, error) {
+	orgs := []string{""}
+	prefix := pauseKey("") + "."
+	err := s.scan(ctx, s.bucket(pauseKey("x")), prefix+"*", func(key string, _ uint64, _ []byte) error {
+		orgs = append(orgs, strings.TrimPrefix(key, prefix))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Control{}
+	for _, org := range orgs {
+		c, err := s.pause(ctx, org)
+		if err != nil || c == nil {
+			continue
+		}
+		out[org] = *c
+	}
+	return out, nil
+}
+
+// cancellation reads an operator's cancel of a cascade; nil when there is
+// none.
+func (s *store) cancellation(ctx context.Context, id string) (*Control, error) {
+	return s.readControl(ctx, cancelKey(id))
+}
+
+// putCancellation cancels a cascade.
+func (s *store) putCancellation(ctx context.Context, id string, c Control) error {
+	return s.putControl(ctx, cancelKey(id), c)
+}
+
+// approval reads an operator's go past the blast-radius guard for a
+// cascade; nil when there is none.
+func (s *store) approval(ctx context.Context, id string) (*Control, error) {
+	return s.readControl(ctx, approveKey(id))
+}
+
+// putApproval lets the blast-radius guard let a cascade go.
+func (s *store) putApproval(ctx context.Context, id string, c Control) error {
+	return s.putControl(ctx, approveKey(id), c)
+}
+
+// retries reads the members operators retried in a cascade, by workspace.
+func (s *store) retries(ctx context.Context, id string) (map[string]Control, error) {
+	var retries map[string]Control
+	err := s.readList(ctx, retryKey(id), &retries)
+	return retries, err
+}
+
+// addRetry records the retry of member ws of cascade id, by
+// compare-and-swap, in place of any earlier retry of it; a record that
+// cannot be read is started over. It returns the members retried in the
+// cascade.
+func (s *store) addRetry(ctx context.Context, id, ws string, c Control) (int, error) {
+	key := retryKey(id)
+	for {
+		var retries map[string]Control
+		e, err := s.get(ctx, key)
+		var rev uint64
+		switch {
+		case isMissing(err):
+		case err != nil:
+			return 0, err
+		default:
+			rev = e.Revision()
+			if decode(e.Value(), &retries) != nil {
+				retries = nil // unreadable: start over
+			}
+		}
+		if retries == nil {
+			retries = map[string]Control{}
+		}
+		retries[ws] = c
+		if _, err = s.swap(ctx, key, retries, rev); err == nil {
+			return len(retries), nil
+		}
+		if !isConflict(err) {
+			return 0, fmt.Errorf("store the retry of %s in %s: %w", ws, id, err)
+		}
+	}
+}
+
+// freezes reads the freeze windows.
+func (s *store) freezes(ctx context.Context) ([]Freeze, error) {
+	var fs []Freeze
+	err := s.readList(ctx, freezeKey, &fs)
+	return fs, err
+}
+
+// exclusions reads the exclusions.
+func (s *store) exclusions(ctx context.Context) ([]Exclusion, error) {
+	var excl []Exclusion
+	err := s.readList(ctx, excludeKey, &excl)
+	return excl, err
+}
+
+// replaceFreezes replaces the freeze windows with what change makes of
+// those stored (nil when there are none or they cannot be read), by
+// compare-and-swap: see replaceList.
+func (s *store) replaceFreezes(ctx context.Context, change func(old []Freeze) ([]Freeze, error)) error {
+	return s.replaceList(ctx, freezeKey, func(data []byte) (any, error) {
+		var old []Freeze
+		if data != nil && decode(data, &old) != nil {
+			old = nil // unreadable: replaced
+		}
+		return change(old)
+	})
+}
+
+// replaceExclusions replaces the exclusions as replaceFreezes does the
+// freeze windows.
+func (s *store) replaceExclusions(ctx context.Context, change func(old []Exclusion) ([]Exclusion, error)) error {
+	return s.replaceList(ctx, excludeKey, func(data []byte) (any, error) {
+		var old []Exclusion
+		if data != nil && decode(data, &old) != nil {
+			old = nil // unreadable: replaced
+		}
+		return change(old)
+	})
+}
+
+// replaceList replaces the list of key by compare-and-swap with the one
+// change makes of the list stored (nil when there is none), so that a
+// change is always made to the list it was worked out from.
+func (s *store) replaceList(ctx context.Context, key string, change func(old []byte) (any, error)) error {
+	kv := s.bucket(key)
+	for {
+		s.count(1)
+		e, err := kv.Get(ctx, key)
+		var old []byte
+		var rev uint64
+		switch {
+		case isMissing(err):
+		case err != nil:
+			return err
+		default:
+			old, rev = e.Value(), e.Revision()
+		}
+		next, err := change(old)
+		if err != nil {
+			return err
+		}
+		data, _ := json.Marshal(next)
+		if len(data) > maxListBytes {
+			return fmt.Errorf("%w: the list takes %d KiB stored, more than %d KiB: shorten its whys or its entries", ErrBadControl, len(data)>>10, maxListBytes>>10)
+		}
+		s.count(1)
+		if rev == 0 {
+			_, err = kv.Create(ctx, key, data)
+		} else {
+			_, err = kv.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !isConflict(err) {
+			return fmt.Errorf("store %s: %w", key, err)
+		}
+	}
+}
+
+// takeLease takes the lease of cascade id for holder (see lease.Acquire);
+// false when another replica holds it.
+func (s *store) takeLease(ctx context.Context, id, holder string, ttl time.Duration, now func() time.Time) (*lease.Lease, bool, error) {
+	return lease.Acquire(ctx, s.leases, leaseKey(id), holder, ttl, now)
+}
+
+// leaseHolders names the replicas holding a cascade's lease now, at most
+// limit of them.
+func (s *store) leaseHolders(ctx context.Context, limit int) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	err := s.scan(ctx, s.leases, leaseKey(">"), func(_ string, _ uint64, value []byte) error {
+		if h := string(value); !seen[h] && len(seen) < limit {
+			seen[h] = true
+			out = append(out, h)
+		}
+		return nil
+	})
+	return out, err
 }

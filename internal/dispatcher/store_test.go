@@ -3,6 +3,8 @@ package dispatcher
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -172,41 +174,6 @@ func testPlanForFuzz() *cascade.Plan {
 	return cascade.NewPlan(g, gp, cascade.Root{WorkspaceID: "ws-a", WorkspaceName: "a", RunID: "run-a", FinishedAt: now, Status: "applied"}, "acme", now, false)
 }
 
-func TestLease(t *testing.T) {
-	js, _ := testutil.JetStream(t)
-	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "leases", TTL: time.Second, History: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, ok, err := acquire(ctx, kv, "c-1", "one", time.Second, time.Now)
-	if err != nil || !ok {
-		t.Fatalf("acquire: %v %v", ok, err)
-	}
-	if _, ok, _ := acquire(ctx, kv, "c-1", "two", time.Second, time.Now); ok {
-		t.Fatal("a second replica took a held lease")
-	}
-	until, err := l.deadline(0)
-	if err != nil || until.After(time.Now().Add(time.Second)) {
-		t.Errorf("deadline: got %s, %v; want within the TTL", until, err)
-	}
-	if _, err := l.deadline(2 * time.Second); err == nil {
-		t.Error("a write longer than the lease was allowed to start")
-	}
-	// Not renewed, it expires, and another replica takes it; the first
-	// one's renewal then fails and it stops writing.
-	testutil.WaitFor(t, "the lease to expire", 10*time.Second, func() bool {
-		_, ok, _ := acquire(ctx, kv, "c-1", "two", time.Second, time.Now)
-		return ok
-	})
-	if err := l.renew(ctx); err == nil {
-		t.Error("an expired lease was renewed")
-	}
-	if _, err := l.deadline(0); err == nil {
-		t.Error("a lost lease still allows writes")
-	}
-}
-
 func TestDueSettlesWithoutLosingEvents(t *testing.T) {
 	js, _ := testutil.JetStream(t)
 	d := newTestDispatcher(t, js, &testutil.Alerts{})
@@ -274,5 +241,45 @@ func TestMalformedPlanOrMetaIsNotLookedAtAgain(t *testing.T) {
 				t.Errorf("due after the look: got %+v, %v; want none", dv, err)
 			}
 		})
+	}
+}
+
+// The store is the one door to its buckets: no other file of the package
+// names one of their keys or reaches into a bucket but through the
+// store's methods.
+func TestStoreIsTheOnlyDoorToItsBuckets(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	banned := []string{
+		"store.kv", "store.ctl", "store.leases", "store.get(", "store.bucket(", "store.scan(", "store.swap",
+		`"plan.`, `"meta.`, `"m.`, `"due.`, `"ws.`, `"run.`, `"root.`, `"ctl.`, `"lease.`,
+		"planKey(", "metaKey(", "memberKey(", "membersPrefix(", "dueKey(", "wsKey(", "runKey(", "rootKey(",
+		"cancelKey(", "retryKey(", "approveKey(", "pauseKey(", "leaseKey(", "freezeKey", "excludeKey", "pauseAllKey",
+	}
+	checked := 0
+	for _, f := range files {
+		if f == "store.go" || strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked++
+		for i, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "//") {
+				continue
+			}
+			for _, b := range banned {
+				if strings.Contains(line, b) {
+					t.Errorf("%s:%d uses %s: read and write the buckets through the store's methods", f, i+1, b)
+				}
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("checked %d files: the test does not see the package", checked)
 	}
 }

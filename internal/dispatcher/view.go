@@ -217,24 +217,7 @@ func involves(p *cascade.Plan, ws string) bool {
 // metas reads the meta of every cascade kept, by a scan of direct gets:
 // no consumer, so that API readers never take those the engine needs.
 func (d *Dispatcher) metas(ctx context.Context) (map[string]Meta, error) {
-	out := map[string]Meta{}
-	err := d.store.scan(ctx, d.store.kv, "meta.*", func(key string, _ uint64, value []byte) error {
-		var m Meta
-		if err := decode(value, &m); err != nil {
-			_ = d.store.malformed(key, err)
-			return nil
-		}
-		if err := m.validate(); err != nil {
-			_ = d.store.malformed(key, err)
-			return nil
-		}
-		out[strings.TrimPrefix(key, "meta.")] = m
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return d.store.metas(ctx)
 }
 
 // Watch sends a cascade's view now and after every change, until ctx ends
@@ -369,7 +352,7 @@ func (h *watchHub) leave(g *watchGroup, out chan *View) {
 // to the group of its cascade.
 func (h *watchHub) watch(ctx context.Context, d *Dispatcher, r *hubRun) {
 	for ctx.Err() == nil {
-		w, err := d.store.kv.WatchFiltered(ctx, []string{"meta.>", "m.>"}, jetstream.UpdatesOnly())
+		w, err := d.store.viewWatch(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("watch of cascades for their readers could not start; trying again", zap.Error(err))
@@ -421,20 +404,6 @@ func (h *watchHub) follow(ctx context.Context, w jetstream.KeyWatcher) {
 			}
 		}
 	}
-}
-
-// cascadeOfKey names the cascade of a meta key (meta.<id>) or a member key
-// (m.<id>.<workspace>); "" for another key.
-func cascadeOfKey(key string) (id, ws string, member bool) {
-	if rest, ok := strings.CutPrefix(key, "meta."); ok {
-		return rest, "", false
-	}
-	if rest, ok := strings.CutPrefix(key, "m."); ok {
-		if i := strings.LastIndexByte(rest, '.'); i > 0 {
-			return rest[:i], rest[i+1:], true
-		}
-	}
-	return "", "", false
 }
 
 // apply takes a change the watch saw, unless the group holds a later

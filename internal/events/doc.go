@@ -33,9 +33,12 @@
 //     one per RejectLogEvery, with the count of those held back; a path is
 //     logged cut to MaxLoggedPath bytes of printable ASCII. The metrics
 //     count every one.
-//   - Setting up converges: EnsureStream (and EnsureKeyValue, which the
-//     engine and the watchdog use for their buckets) succeeds from every
-//     replica started at once on a fresh cluster, within its deadline.
+//   - Setting up converges: EnsureStream (and EnsureKeyValue, through
+//     which every bucket is created: the engine's, the watchdog's, the
+//     shared rate budget's) succeeds from every replica started at once on
+//     a fresh cluster, within its deadline, and uses a stream or bucket
+//     already as wanted without updating it. No other code creates or
+//     updates one (TestOneBucketHelper).
 //
 // Subjects are tfe.run.<organization>.<workspace ID>.<run status>.
 package events

@@ -5,9 +5,13 @@
 //
 // What it guarantees:
 //
-//   - One replica acts at a time: the leader holds a lease in JetStream KV
-//     (the bucket's TTL expires it when the leader stops renewing) and stops
-//     acting as soon as a renewal fails.
+//   - One replica acts at a time: the leader holds a lease.Lease in
+//     JetStream KV (the bucket's TTL expires it when the leader stops
+//     renewing), renewed in the background whatever a scan takes. The lease
+//     is fenced by deadline: before each write (a claim, a cancel) the
+//     leader checks that the lease is surely its own for long enough, and
+//     the write ends by the lease's deadline; a lease lost, or past its
+//     deadline, stops every write.
 //   - A run is cancelled at most once, whichever replica leads and however
 //     leadership moves: each action is claimed in a bucket of its own, kept
 //     for ClaimTTL (days), long after any lease.
@@ -37,6 +41,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
+	"github.com/tfe-orchestrator/orchestrator/internal/lease"
 	"github.com/tfe-orchestrator/orchestrator/internal/setting"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
@@ -243,7 +248,9 @@ type Watchdog struct {
 	deps        Deps
 	kv          jetstream.KeyValue // the lease
 	claims      jetstream.KeyValue
-	leader      atomic.Bool
+	lease       atomic.Pointer[lease.Lease] // nil when not leading
+	stopKeep    func()                      // stops the lease's renewal; Run's alone
+	leaseNow    func() time.Time            // the lease's clock: the wall clock, as the bucket's TTL
 	metrics     *metrics
 	tracker     tracker
 	eventChecks atomic.Int64
@@ -280,19 +287,26 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Watchdog{opts: opts, deps: deps, kv: kv, claims: claims, metrics: newMetrics(deps.Registerer),
+	return &Watchdog{opts: opts, deps: deps, kv: kv, claims: claims, leaseNow: time.Now, metrics: newMetrics(deps.Registerer),
 		cache:   tfeclient.NewCache[string, wsInfo](5*opts.Interval, opts.Now),
 		tracker: tracker{max: opts.MaxTracked}}, nil
 }
 
-// Leader reports whether this replica holds the lease.
-func (w *Watchdog) Leader() bool { return w.leader.Load() }
+// leaderKey is the lease's key in its bucket.
+const leaderKey = "leader"
+
+// Leader reports whether this replica holds the lease, and its deadline
+// has not passed.
+func (w *Watchdog) Leader() bool {
+	l := w.lease.Load()
+	return l != nil && l.Held()
+}
 
 // Run holds or waits for the lease, follows the run events, and while it
 // leads scans every Interval and checks the runs the events know of every
 // EventCheck, until ctx ends.
 func (w *Watchdog) Run(ctx context.Context) error {
-	defer w.setLeader(false)
+	defer w.letGo()
 	if w.opts.Stream != "" {
 		followCtx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -308,15 +322,11 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	defer scan.Stop()
 	check := time.NewTicker(w.opts.EventCheck)
 	defer check.Stop()
-	var rev uint64
 	for {
-		rev = w.holdLease(ctx, rev)
+		w.holdLease(ctx)
 		select {
 		case <-ctx.Done():
-			if w.Leader() {
-				_ = w.kv.Delete(context.Background(), "leader", jetstream.LastRevision(rev)) // hand over at once
-			}
-			return nil
+			return nil // letGo hands the lease over at once
 		case <-renew.C:
 		case <-scan.C:
 			if w.Leader() {
@@ -334,30 +344,61 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	}
 }
 
-// holdLease takes the lease when it is free and renews it when held; it
-// returns the lease's revision, 0 when not leading.
-func (w *Watchdog) holdLease(ctx context.Context, rev uint64) uint64 {
-	var err error
-	if w.Leader() {
-		rev, err = w.kv.Update(ctx, "leader", []byte(w.opts.Instance), rev)
-		if err != nil {
-			w.setLeader(false)
-			w.deps.Log.Warn("watchdog lease lost", zap.Error(err))
-			return 0
+// holdLease checks the lease held (renewed in the background), and takes
+// the lease when it is free. A lease past its deadline is renewed at once
+// (its renewal was late); one that cannot be is let go.
+func (w *Watchdog) holdLease(ctx context.Context) {
+	if l := w.lease.Load(); l != nil {
+		if l.Held() {
+			return
 		}
-		return rev
+		err := l.Renew(ctx)
+		if err == nil {
+			return
+		}
+		w.letGo()
+		w.deps.Log.Warn("watchdog lease lost", zap.Error(err))
 	}
-	rev, err = w.kv.Create(ctx, "leader", []byte(w.opts.Instance))
-	if err != nil {
-		return 0
+	l, ok, err := lease.Acquire(ctx, w.kv, leaderKey, w.opts.Instance, w.opts.LeaseTTL, w.leaseNow)
+	if err != nil || !ok {
+		return
 	}
+	w.stopKeep = l.Keep(ctx)
+	w.lease.Store(l)
 	w.setLeader(true)
 	w.deps.Log.Info("watchdog lease taken", zap.String("instance", w.opts.Instance))
-	return rev
+}
+
+// letGo stops leading: the lease's renewal stops and the lease is handed
+// back at once (when still ours).
+func (w *Watchdog) letGo() {
+	if w.stopKeep != nil {
+		w.stopKeep()
+		w.stopKeep = nil
+	}
+	if l := w.lease.Swap(nil); l != nil {
+		l.Release(context.Background())
+	}
+	w.setLeader(false)
+}
+
+// fenced returns ctx bounded by the lease's deadline, for a write; false
+// when this replica does not lead, or the lease is not surely its own for
+// a quarter of its TTL more.
+func (w *Watchdog) fenced(ctx context.Context) (context.Context, context.CancelFunc, bool) {
+	l := w.lease.Load()
+	if l == nil {
+		return nil, nil, false
+	}
+	until, err := l.Deadline(l.TTL() / 4)
+	if err != nil {
+		return nil, nil, false
+	}
+	wctx, cancel := context.WithDeadline(ctx, until)
+	return wctx, cancel, true
 }
 
 func (w *Watchdog) setLeader(v bool) {
-	w.leader.Store(v)
 	if v {
 		w.metrics.leader.Set(1)
 	} else {
@@ -562,9 +603,6 @@ func (w *Watchdog) forceCancel(ctx context.Context, r candidate, base alerts.Ale
 		w.deps.Alerts.Raise(ctx, a)
 		return nil
 	}
-	if !w.Leader() {
-		return nil // the lease went while scanning: stop acting at once
-	}
 	action := w.cancelAction(r)
 	if action == "" {
 		a.Kind = alerts.KindStuckRun
@@ -574,16 +612,28 @@ func (w *Watchdog) forceCancel(ctx context.Context, r candidate, base alerts.Ale
 		w.deps.Alerts.Raise(ctx, a)
 		return nil
 	}
+	// Fenced: only the leader writes, each write checked against the
+	// lease's deadline and ended by it. The lease gone or too near its
+	// deadline (while scanning), nothing more is written.
+	wctx, cancel, ok := w.fenced(ctx)
+	if !ok {
+		return nil
+	}
+	defer cancel()
 	// One claim per run and action: a cancel request, then the
 	// force-cancel TFE allows after it, each happen once.
 	claim := "cancel." + r.id + "." + action
-	if _, err := w.claims.Create(ctx, claim, []byte(w.opts.Instance)); err != nil {
+	if _, err := w.claims.Create(wctx, claim, []byte(w.opts.Instance)); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return nil // done already, by this or another leader
 		}
 		return fmt.Errorf("claim the cancel of %s: %w", r.id, err)
 	}
-	if err := w.cancel(ctx, r, action, comment); err != nil {
+	if !w.Leader() { // the lease's deadline, checked again before TFE's write
+		_ = w.claims.Delete(ctx, claim) // not cancelled: let a later scan try again
+		return nil
+	}
+	if err := w.cancel(wctx, r, action, comment); err != nil {
 		_ = w.claims.Delete(ctx, claim) // let a later scan try again
 		return fmt.Errorf("%s %s: %w", action, r.id, err)
 	}

@@ -2,8 +2,10 @@ package watchdog_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -365,5 +367,55 @@ func TestRunEventsBetweenScans(t *testing.T) {
 	waitFor(t, "the stuck run to be cancelled from the events", func() bool { return e.status(stuckRun) == tfe.RunCanceled })
 	if n := e.sim.Stats().Requests["GET /api/v2/admin/runs"]; n != 0 {
 		t.Errorf("%d scans ran; the events alone should have found the run", n)
+	}
+}
+
+// The lease is fenced by its deadline: a watchdog whose lease passed its
+// deadline writes nothing (no claim, no cancel), although its key is still
+// in the bucket; the same lease within its deadline cancels the run.
+func TestLeasePastItsDeadlineCancelsNothing(t *testing.T) {
+	e := newEnv(t, stuck("stuck", "planning"))
+	r := e.run("stuck")
+	e.sim.Advance(2 * time.Hour) // the planning floor is 30m
+	w := e.watchdog(watchdog.Options{LeaseTTL: time.Minute})
+	var skew atomic.Int64
+	watchdog.SetLeaseClock(w, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+	if ok, err := watchdog.TakeLease(e.ctx, w); err != nil || !ok {
+		t.Fatalf("take the lease: %v %v", ok, err)
+	}
+	if !w.Leader() {
+		t.Fatal("a watchdog that just took the lease does not lead")
+	}
+
+	skew.Store(int64(time.Minute)) // past the deadline: 48s after the take
+	if w.Leader() {
+		t.Error("a watchdog whose lease passed its deadline leads")
+	}
+	if err := w.Scan(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.status(r); got != tfe.RunPlanning {
+		t.Errorf("past the lease's deadline: got %s, want planning (not cancelled)", got)
+	}
+	if c := e.comments(r); len(c) != 0 {
+		t.Errorf("past the lease's deadline: comments %q, want none", c)
+	}
+	claims, err := e.js.KeyValue(e.ctx, "watchdog-claims")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := claims.Keys(e.ctx); !errors.Is(err, jetstream.ErrNoKeysFound) {
+		t.Errorf("past the lease's deadline: claims %q (%v), want none", keys, err)
+	}
+
+	skew.Store(0) // the same lease, within its deadline
+	if err := w.Scan(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.status(r); got != tfe.RunCanceled {
+		t.Errorf("within the lease's deadline: got %s, want canceled", got)
+	}
+	if got := e.alerts.Of(alerts.KindRunCancelled); len(got) != 1 {
+		t.Errorf("cancel alerts: got %d, want 1", len(got))
 	}
 }
