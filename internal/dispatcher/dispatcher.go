@@ -302,7 +302,7 @@ type Dispatcher struct {
 	outputs outputsCache                                 // what comparisons of upstreams' outputs found
 	lists   tfeclient.Fresh[listKey, *tfe.WorkspaceList] // pages of the workspace list looks share
 
-	prefetching chan struct{} // graph reads of workspaces that plan, in flight
+	prefetches chan graph.Workspace // closures to read while a run plans there
 
 	wake chan struct{} // the scheduler's: a due entry changed
 
@@ -348,7 +348,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		deps.Log = zap.NewNop()
 	}
 	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1),
-		prefetching: make(chan struct{}, maxPrefetches)}
+		prefetches: make(chan graph.Workspace, maxPrefetchQueue)}
 	d.store = newStore(deps.JetStream.Conn(), kv, ctl, leases, d.malformedRecord)
 	d.tools = newToolCache(deps.ToolVersions, o.CacheTTL, o.Now)
 	return d, nil
@@ -391,11 +391,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Add(2)
+	wg.Add(2 + prefetchWorkers)
 	go func() {
 		defer wg.Done()
 		d.schedule(ctx)
 	}()
+	for range prefetchWorkers {
+		go func() {
+			defer wg.Done()
+			d.prefetcher(ctx)
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		d.gauges(ctx)

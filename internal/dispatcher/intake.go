@@ -60,7 +60,7 @@ func (d *Dispatcher) Handle(ctx context.Context, ev *events.RunEvent) error {
 		return err
 	}
 	if len(owners) == 0 {
-		d.prefetch(ctx, ev)
+		d.prefetch(ev)
 	}
 	at := d.opts.Now().Add(d.opts.Debounce)
 	for _, id := range owners {

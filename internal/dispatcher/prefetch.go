@@ -15,31 +15,40 @@ import (
 // starts planning in a workspace no cascade holds has its run triggers'
 // closure read while it plans (tens of seconds in TFE): should it apply,
 // the cascade it starts finds them in the graph cache (--graph-cache-ttl)
-// and takes its holds in its first look. The read is a hint's: it is
-// skipped when prefetchers are busy, waits for its turn behind every
-// other request in the rate budget, and its failure is only logged.
+// and takes its holds in its first look. The reads are a hint's: queued
+// (up to maxPrefetchQueue, beyond which they are dropped) for
+// prefetchWorkers, each waiting for its turn behind every other request in
+// the rate budget; a failure is only logged.
 const (
-	maxPrefetches   = 4
-	prefetchTimeout = time.Minute
+	prefetchWorkers  = 4
+	maxPrefetchQueue = 1024
+	prefetchTimeout  = time.Minute
 )
 
-// prefetch reads, in the background, the run triggers of the closure of
-// the workspace a run starts planning in.
-func (d *Dispatcher) prefetch(ctx context.Context, ev *events.RunEvent) {
+// prefetch queues the read of the run triggers of the closure of the
+// workspace a run starts planning in.
+func (d *Dispatcher) prefetch(ev *events.RunEvent) {
 	if ev.Status != "planning" {
 		return
 	}
 	select {
-	case d.prefetching <- struct{}{}:
-	default:
-		return // busy: a hint may be dropped
+	case d.prefetches <- graph.Workspace{ID: ev.WorkspaceID, Name: ev.WorkspaceName}:
+	default: // full: a hint may be dropped
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prefetchTimeout)
-	go func() {
-		defer func() { <-d.prefetching }()
-		defer cancel()
-		if _, _, err := d.deps.Planner.Plan(ctx, graph.Workspace{ID: ev.WorkspaceID, Name: ev.WorkspaceName}); err != nil {
-			d.log.Debug("read the run triggers of a workspace that plans", zap.String("workspace", ev.WorkspaceName), zap.Error(err))
+}
+
+// prefetcher reads the closures prefetch queued until ctx ends.
+func (d *Dispatcher) prefetcher(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ws := <-d.prefetches:
+			rctx, cancel := context.WithTimeout(ctx, prefetchTimeout)
+			if _, _, err := d.deps.Planner.Plan(rctx, ws); err != nil && ctx.Err() == nil {
+				d.log.Debug("read the run triggers of a workspace that plans", zap.String("workspace", ws.Name), zap.Error(err))
+			}
+			cancel()
 		}
-	}()
+	}
 }
