@@ -400,6 +400,9 @@ func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.
 	if opts.Address == "" {
 		opts.Address = strings.TrimRight(a.cfg.TFE.Address, "/") // run links in its alerts
 	}
+	if opts.Replicas == 0 {
+		opts.Replicas = a.cfg.Stream.Replicas // its buckets are replicated as the stream
+	}
 	if opts.Stream == "" {
 		opts.Stream = a.cfg.Stream.Name
 		if opts.Stream == "" {

@@ -274,7 +274,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	opts = opts.withDefaults()
 	// Replicas starting at once all set the buckets up (events.Ensure),
 	// within the caller's deadline or a minute.
-	kv, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
+	kv, err := events.EnsureLeaderReadKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: opts.Bucket, Description: "watchdog lease", TTL: opts.LeaseTTL, History: 1, Replicas: opts.Replicas,
 	})
 	if err != nil {
