@@ -88,8 +88,8 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 		if err := d.holders(ctx, p, st, &facts); err != nil {
 			return err
 		}
-		ctl.byTag(p, &facts)
-		dec = cascade.Decide(cascade.Input{Plan: p, Statuses: st, Facts: facts, Controls: ctl.Controls, Policy: pol, Now: now})
+		controls := cascade.EvaluateControls(p, ctl.records, facts.Workspaces, now)
+		dec = cascade.Decide(cascade.Input{Plan: p, Statuses: st, Facts: facts, Controls: controls, Policy: pol, Now: now})
 		if dec.Need.Empty() || round == 3 {
 			break
 		}
@@ -120,9 +120,6 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 	}
 	if err := d.finishLook(ctx, id, meta, metaRev, dec, full, now); err != nil {
 		return err
-	}
-	if !dec.Done && !ctl.resumeAt.IsZero() && ctl.resumeAt.Before(dec.Wake) {
-		dec.Wake = ctl.resumeAt // a freeze window ends, or one begins
 	}
 	return d.store.settleDue(ctx, id, dueRev, dueRec.Dirty, dec.Wake)
 }
