@@ -20,6 +20,25 @@ type Freeze struct {
 	By, Why      string
 }
 
+// Phases of a freeze window.
+const (
+	FreezeUpcoming = "upcoming"
+	FreezeInForce  = "in_force"
+	FreezeOver     = "over"
+)
+
+// Phase says whether a freeze window is upcoming, in force (from its start,
+// up to its end) or over at time now.
+func (f Freeze) Phase(now time.Time) string {
+	switch {
+	case now.Before(f.Start):
+		return FreezeUpcoming
+	case now.Before(f.End):
+		return FreezeInForce
+	}
+	return FreezeOver
+}
+
 // Exclusion keeps cascades out of the workspaces it names: by Name, or by
 // Tag, in Organization or everywhere.
 type Exclusion struct {
@@ -81,11 +100,11 @@ func EvaluateControls(p *Plan, r ControlRecords, seen map[string]Workspace, now 
 		if !inScope(f.Organization, p.Organization) {
 			continue
 		}
-		switch {
-		case !now.Before(f.Start) && now.Before(f.End):
+		switch f.Phase(now) {
+		case FreezeInForce:
 			c.Paused = fmt.Sprintf("freeze window until %s (%s: %s)", f.End.Format(time.RFC3339), f.By, f.Why)
 			c.ResumeAt = earliest(c.ResumeAt, f.End)
-		case now.Before(f.Start):
+		case FreezeUpcoming:
 			c.ResumeAt = earliest(c.ResumeAt, f.Start)
 		}
 	}

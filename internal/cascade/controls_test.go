@@ -118,6 +118,26 @@ func TestEvaluateControls(t *testing.T) {
 	})
 }
 
+func TestFreezePhase(t *testing.T) {
+	f := Freeze{Start: at(10), End: at(20)}
+	for _, c := range []struct {
+		name string
+		now  time.Time
+		want string
+	}{
+		{"a freeze window before its start is upcoming", at(9), FreezeUpcoming},
+		{"it is in force from its start", at(10), FreezeInForce},
+		{"it is in force up to its end", at(19.999), FreezeInForce},
+		{"it is over at its end", at(20), FreezeOver},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := f.Phase(c.now); got != c.want {
+				t.Errorf("Phase = %s, want %s", got, c.want)
+			}
+		})
+	}
+}
+
 func TestGuard(t *testing.T) {
 	for _, c := range []struct {
 		name           string

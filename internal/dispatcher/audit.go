@@ -15,6 +15,8 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 )
 
 // The audit trail: every control an operator uses — a pause, a resume, a
@@ -442,14 +444,7 @@ func (d *Dispatcher) Status(ctx context.Context) (*Status, error) {
 	}
 	now := d.opts.Now()
 	for _, f := range fs {
-		state := "in_force"
-		switch {
-		case now.Before(f.Start):
-			state = "upcoming"
-		case !now.Before(f.End):
-			state = "over"
-		}
-		s.Freezes = append(s.Freezes, FreezeState{Freeze: f, State: state})
+		s.Freezes = append(s.Freezes, FreezeState{Freeze: f, State: cascade.Freeze(f).Phase(now)})
 	}
 	seen := map[string]bool{}
 	err = d.store.scan(ctx, d.leases, "lease.>", func(_ string, _ uint64, value []byte) error {

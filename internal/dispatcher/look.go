@@ -60,7 +60,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease, id string, pre map[stri
 		return err
 	}
 	pol := d.policy()
-	full := dueRec.Full || !now.Before(meta.LastFull.Add(pol.Recheck))
+	full := cascade.FullLook(dueRec.Full, meta.LastFull, pol, now)
 	dirty := func(ws string) bool { return slices.Contains(dueRec.Dirty, ws) }
 	facts := cascade.Facts{Workspaces: map[string]cascade.Workspace{}, Quiet: map[string]time.Time{}, Runs: map[string]cascade.Run{},
 		Lists: map[string][]cascade.Run{}, HeldBy: map[string]string{}, Outputs: map[string]cascade.OutputsDiff{}}
