@@ -29,3 +29,39 @@ func TestHolder(t *testing.T) {
 		})
 	}
 }
+
+func TestReleaseSetAside(t *testing.T) {
+	p := plan(t, "a", "a>b", "a>c", "b>c") // c has two upstreams, b one
+	mine := &Workspace{ID: "ws-c", Locked: true, LockedByUser: "user-engine"}
+	for _, c := range []struct {
+		name          string
+		member        string
+		others        []Claim
+		ws            *Workspace
+		self          string
+		release, read bool
+	}{
+		{"a member with one upstream was never held: nothing is read", "b", nil, nil, "user-engine", false, false},
+		{"without the engine's user no hold was taken", "c", nil, nil, "", false, false},
+		{"a member the cascade may have held has its workspace read", "c", nil, nil, "user-engine", false, true},
+		{"an ended cascade's claim does not keep it", "c", []Claim{{ID: "c-old"}}, nil, "user-engine", false, true},
+		{"a workspace another open cascade claims is left to that cascade", "c", []Claim{{ID: "c-other", Open: true}}, mine, "user-engine", false, false},
+		{"a workspace TFE shows locked by the engine's user is unlocked", "c", nil, mine, "user-engine", true, false},
+		{"one locked by a person is left alone", "c", nil, &Workspace{Locked: true, LockedBy: "ana", LockedByUser: "user-ana"}, "user-engine", false, false},
+		{"one locked by a run is left alone", "c", nil, &Workspace{Locked: true, LockedByRun: "run-1"}, "user-engine", false, false},
+		{"one not locked is left alone", "c", nil, &Workspace{}, "user-engine", false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			release, read := ReleaseSetAside(p, p.Index("ws-"+c.member), c.others, c.ws, c.self)
+			if release != c.release || read != c.read {
+				t.Errorf("got release %v, read %v; want %v, %v", release, read, c.release, c.read)
+			}
+		})
+	}
+	t.Run("a member on a cycle may have been held", func(t *testing.T) {
+		p := plan(t, "a", "a>b", "b>c", "c>b")
+		if _, read := ReleaseSetAside(p, p.Index("ws-b"), nil, nil, "user-engine"); !read {
+			t.Error("b, on a cycle: its workspace is not read")
+		}
+	})
+}
