@@ -76,7 +76,7 @@ func (d *Dispatcher) Handle(ctx context.Context, ev *events.RunEvent) error {
 			d.nudge()
 		}
 	}
-	return d.admit(ctx, ev, cev, len(owners) > 0, owners)
+	return d.admit(ctx, ev, cev, owners)
 }
 
 func coreEvent(ev *events.RunEvent) cascade.Event {
@@ -110,9 +110,10 @@ func (d *Dispatcher) nudge() {
 
 // admit starts the cascade of a run, when cascade.AdmitRoot says it is a
 // root (C1, C12). It reads, in turn, the facts AdmitRoot asks for, the
-// cheap ones (KV) first and TFE last, and acts on its answer.
-func (d *Dispatcher) admit(ctx context.Context, ev *events.RunEvent, cev cascade.Event, claimed bool, owners []string) error {
-	f := cascade.RootFacts{Event: cev, Claimed: claimed}
+// cheap ones (KV) first and TFE last, and acts on its answer. owners are
+// the open cascades that claim the event's workspace.
+func (d *Dispatcher) admit(ctx context.Context, ev *events.RunEvent, cev cascade.Event, owners []string) error {
+	f := cascade.RootFacts{Event: cev, Claimed: len(owners) > 0}
 	pol := cascade.RootPolicy{NoChangesStarts: d.opts.NoChangesStarts, MaxAge: d.opts.RootMaxAge}
 	id := cascade.ID(ev.RunID)
 	var g *graph.Graph
@@ -125,7 +126,7 @@ func (d *Dispatcher) admit(ctx context.Context, ev *events.RunEvent, cev cascade
 			if a.Reason != "" {
 				fields := []zap.Field{zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID), zap.String("workspace", ev.WorkspaceName),
 					zap.String("event_status", ev.Status)}
-				if claimed {
+				if len(owners) > 0 {
 					fields = append(fields, zap.String("cascade_id", owners[0]))
 				}
 				if f.Run != nil {
@@ -157,14 +158,13 @@ func (d *Dispatcher) admit(ctx context.Context, ev *events.RunEvent, cev cascade
 			_, ours, err = d.store.runOwner(ctx, ev.RunID)
 			f.Recorded = &ours
 		case cascade.NeedStarted:
-			_, perr := d.store.plan(ctx, id)
-			switch started := perr == nil; {
-			case errors.Is(perr, errMalformed):
+			_, err = d.store.plan(ctx, id)
+			started := err == nil
+			switch {
+			case errors.Is(err, errMalformed):
 				return nil // reported and set aside
-			case perr != nil && !isMissing(perr):
-				err = perr
-			default:
-				f.Started = &started
+			case started || isMissing(err):
+				f.Started, err = &started, nil
 			}
 		case cascade.NeedHandled:
 			var handled bool
