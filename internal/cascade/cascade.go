@@ -6,8 +6,12 @@
 // It does no I/O: no NATS, no go-tfe, no clock reads. The dispatcher is the
 // shell around it: it reads TFE, calls Decide, stores the transitions and
 // carries out the actions. Everything the cascade rules say
-// (docs/design.md, C1–C13) is decided here and tested here, with tables and
-// with property tests on random graphs against a small model of TFE.
+// (docs/design.md, C1–C14) is decided here and tested here, with tables and
+// with property tests on random graphs against a small model of TFE:
+// besides Decide, what an event is worth and whether its run is a root
+// (Relevant, AdmitRoot), what operators' controls mean (EvaluateControls,
+// Guard, the retry rules), which of overlapping cascades acts first
+// (Holder), and what a cascade set aside lets go of (ReleaseSetAside).
 //
 // What Decide guarantees, given facts that are true of TFE:
 //

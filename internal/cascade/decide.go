@@ -194,6 +194,9 @@ type Controls struct {
 	// Retries are operators' requests to run a failed member again:
 	// workspace ID → the request's ID (applied once).
 	Retries map[string]string
+	// ResumeAt, when set, is when a freeze window in force ends or the
+	// next one begins: an open cascade is looked at again by then.
+	ResumeAt time.Time
 }
 
 // ActionKind is what an action does.
@@ -1323,6 +1326,9 @@ func (d *decider) conclude() {
 	}
 	if open {
 		d.wakeIn(d.pol.Recheck)
+		if t := d.in.Controls.ResumeAt; !t.IsZero() {
+			d.wakeAt(t) // a freeze window ends, or one begins
+		}
 		d.out.Wake = d.wake
 		if d.in.Controls.Cancelled != "" && allFinal(d.next) {
 			d.out.Finished, d.out.Outcome = true, OutcomeCancelled

@@ -47,9 +47,7 @@ func (d *decider) holdable(i int) bool {
 }
 
 // mine reports whether the engine's user holds the workspace's lock.
-func (d *decider) mine(ws Workspace) bool {
-	return d.in.Facts.Self != "" && ws.Locked && ws.LockedByRun == "" && ws.LockedByUser == d.in.Facts.Self
-}
+func (d *decider) mine(ws Workspace) bool { return lockedBy(ws, d.in.Facts.Self) }
 
 // hold takes, keeps and lets go of the cascade's hold on member i.
 func (d *decider) hold(i int) {

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
@@ -444,14 +445,7 @@ func (d *Dispatcher) Status(ctx context.Context) (*Status, error) {
 	}
 	now := d.opts.Now()
 	for _, f := range fs {
-		state := "in_force"
-		switch {
-		case now.Before(f.Start):
-			state = "upcoming"
-		case !now.Before(f.End):
-			state = "over"
-		}
-		s.Freezes = append(s.Freezes, FreezeState{Freeze: f, State: state})
+		s.Freezes = append(s.Freezes, FreezeState{Freeze: f, State: cascade.Freeze(f).Phase(now)})
 	}
 	holders, err := d.store.leaseHolders(ctx, 100)
 	if err != nil {

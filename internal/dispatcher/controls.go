@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +37,8 @@ type Control struct {
 }
 
 // Freeze is a window during which no cascade dispatches (in Organization,
-// or everywhere when it is empty).
+// or everywhere when it is empty). Its fields are cascade.Freeze's, which
+// the core judges it as.
 type Freeze struct {
 	Organization string    `json:"organization,omitempty"`
 	Start        time.Time `json:"start"`
@@ -48,7 +48,8 @@ type Freeze struct {
 }
 
 // Exclusion keeps cascades out of the workspaces it names: by Name, or by
-// Tag, in Organization or everywhere.
+// Tag, in Organization or everywhere. Its fields are cascade.Exclusion's,
+// which the core judges it as.
 type Exclusion struct {
 	Organization string    `json:"organization,omitempty"`
 	Name         string    `json:"name,omitempty"`
@@ -91,35 +92,44 @@ func (c Control) describe() string {
 	return s
 }
 
-// controls is what operators decided about a cascade, for a look: the
-// core's controls, the exclusions (those by tag apply once members are
-// seen), and when a freeze window in force ends.
+// controls is what operators decided about a cascade: the records read,
+// and the core's controls they make (cascade.EvaluateControls) before any
+// member workspace is seen. A look evaluates the records again as it sees
+// workspaces, for exclusions by tag.
 type controls struct {
 	cascade.Controls
-	exclusions []Exclusion
-	resumeAt   time.Time
+	records cascade.ControlRecords
 }
 
 // controls gathers what operators decided about a cascade. A control that
-// cannot be read holds the cascade (paused) until it is fixed: better
-// stopped than run against an operator's wish.
+// cannot be read is reported to the core (Unreadable), which holds the
+// cascade; what was read before it still counts.
 func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, error) {
-	var c controls
-	now := d.opts.Now()
-	hold := func(err error) (controls, error) {
-		if errors.Is(err, errMalformed) {
-			c.Paused = "a control record cannot be read (" + err.Error() + ")"
-			return c, nil
-		}
-		return c, err
+	r, err := d.controlRecords(ctx, p)
+	if err != nil {
+		return controls{}, err
 	}
-	for _, org := range []string{"", p.Organization} {
+	return controls{Controls: cascade.EvaluateControls(p, r, nil, d.opts.Now()), records: r}, nil
+}
+
+func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (cascade.ControlRecords, error) {
+	var r cascade.ControlRecords
+	hold := func(err error) (cascade.ControlRecords, error) {
+		if errors.Is(err, errMalformed) {
+			r.Unreadable = err.Error()
+			return r, nil
+		}
+		return r, err
+	}
+	for i, org := range []string{"", p.Organization} {
 		pc, err := d.store.pause(ctx, org)
 		if err != nil {
 			return hold(err)
 		}
-		if pc != nil {
-			c.Paused = pc.describe()
+		if pc != nil && i == 0 {
+			r.Pause = pc.describe()
+		} else if pc != nil {
+			r.OrgPause = pc.describe()
 		}
 	}
 	freezes, err := d.store.freezes(ctx)
@@ -127,75 +137,39 @@ func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, e
 		return hold(err)
 	}
 	for _, f := range freezes {
-		in := (f.Organization == "" || f.Organization == p.Organization)
-		switch {
-		case in && !now.Before(f.Start) && now.Before(f.End):
-			c.Paused = fmt.Sprintf("freeze window until %s (%s: %s)", f.End.Format(time.RFC3339), f.By, f.Why)
-			c.wakeAt(f.End)
-		case in && now.Before(f.Start):
-			c.wakeAt(f.Start)
-		}
+		r.Freezes = append(r.Freezes, cascade.Freeze(f))
 	}
 	if cc, err := d.store.cancellation(ctx, p.ID); err != nil {
 		return hold(err)
 	} else if cc != nil {
-		c.Cancelled, c.CancelRuns = cc.describe(), cc.StopRuns
+		r.Cancelled, r.CancelRuns = cc.describe(), cc.StopRuns
 	}
-	if c.exclusions, err = d.store.exclusions(ctx); err != nil {
+	excl, err := d.store.exclusions(ctx)
+	if err != nil {
 		return hold(err)
 	}
-	for _, m := range p.Members {
-		for _, x := range c.exclusions {
-			if (x.Organization == "" || x.Organization == p.Organization) && x.Name != "" && x.Name == m.Name {
-				if c.Excluded == nil {
-					c.Excluded = map[string]string{}
-				}
-				c.Excluded[m.WorkspaceID] = x.By + ": " + x.Why
-			}
-		}
+	for _, x := range excl {
+		r.Exclusions = append(r.Exclusions, cascade.Exclusion(x))
 	}
 	retries, err := d.store.retries(ctx, p.ID)
 	if err != nil && !errors.Is(err, errMalformed) {
-		return c, err
+		return r, err
 	}
-	c.Retries = map[string]string{}
+	r.Retries = map[string]string{}
 	for ws, rc := range retries {
-		c.Retries[ws] = rc.ID
+		r.Retries[ws] = rc.ID
 	}
-	if limit := d.opts.GuardLimit; limit > 0 && len(p.Members) > limit {
+	r.GuardLimit = d.opts.GuardLimit
+	if held, _ := cascade.Guard(len(p.Members), r.GuardLimit, ""); held {
 		ac, err := d.store.approval(ctx, p.ID)
 		if err != nil {
 			return hold(err)
 		}
-		if ac == nil {
-			c.Held = fmt.Sprintf("%d members, more than %d: waiting for an operator's go", len(p.Members), limit)
+		if ac != nil {
+			r.ApprovedBy = ac.describe()
 		}
 	}
-	return c, nil
-}
-
-func (c *controls) wakeAt(t time.Time) {
-	if c.resumeAt.IsZero() || t.Before(c.resumeAt) {
-		c.resumeAt = t
-	}
-}
-
-// byTag adds the members whose observed tags an exclusion names.
-func (c *controls) byTag(p *cascade.Plan, f *cascade.Facts) {
-	for _, m := range p.Members {
-		w, seen := f.Workspaces[m.WorkspaceID]
-		if !seen {
-			continue
-		}
-		for _, x := range c.exclusions {
-			if (x.Organization == "" || x.Organization == p.Organization) && x.Tag != "" && slices.Contains(w.Tags, strings.ToLower(x.Tag)) {
-				if c.Excluded == nil {
-					c.Excluded = map[string]string{}
-				}
-				c.Excluded[m.WorkspaceID] = x.By + ": " + x.Why + " (tag " + x.Tag + ")"
-			}
-		}
-	}
+	return r, nil
 }
 
 // Setting controls. Each is checked (who, why and names within their
@@ -340,84 +314,6 @@ type RetryResult struct {
 	Unblocks []string `json:"unblocks"`
 }
 
-// retriable is the core's rule (cascade's retriable): only a member that
-// failed, or that is blocked because it cannot run (preflight) or TFE
-// refused its run, runs again. A member blocked because an upstream
-// failed resumes when that upstream is retried.
-func retriable(s cascade.Status) bool {
-	switch {
-	case s.State == cascade.Failed:
-		return true
-	case s.State == cascade.Blocked:
-		return s.Cause == cascade.CausePreflight || s.Cause == cascade.CauseRefused
-	}
-	return false
-}
-
-// notRetriable says why a member cannot be retried, pointing at what can
-// be when its upstream blocked it.
-func notRetriable(p *cascade.Plan, st []cascade.Status, i int) error {
-	s, name := st[i], p.Members[i].Name
-	if s.State == cascade.Blocked && s.Cause == cascade.CauseUpstream {
-		// The members to retry: up its blocked upstreams to those that
-		// failed (or cannot go on for another cause).
-		var retry []string
-		seen := map[int]bool{}
-		var up func(k int)
-		up = func(k int) {
-			for _, u := range p.Members[k].Upstreams {
-				j := p.Index(u)
-				if j < 0 || seen[j] || (st[j].State != cascade.Failed && st[j].State != cascade.Blocked) {
-					continue
-				}
-				seen[j] = true
-				if st[j].State == cascade.Blocked && st[j].Cause == cascade.CauseUpstream {
-					up(j)
-				} else {
-					retry = append(retry, p.Members[j].Name)
-				}
-			}
-		}
-		up(i)
-		return fmt.Errorf("%w: %s is blocked by its upstream (%s): retry %s, and it resumes", ErrConflict, name, s.Reason, strings.Join(retry, ", "))
-	}
-	state := string(s.State)
-	if s.Retry != "" && s.State == cascade.Waiting {
-		state += " (retried already)"
-	}
-	return fmt.Errorf("%w: %s is %s: only a failed or blocked member can be retried", ErrConflict, name, state)
-}
-
-// unblocks names the members a retry of member i resumes: those blocked
-// by an upstream whose failed or blocked upstreams all run again.
-func unblocks(p *cascade.Plan, st []cascade.Status, i int) []string {
-	again := map[int]bool{i: true}
-	stuck := func(j int) bool {
-		return !again[j] && (st[j].State == cascade.Failed || st[j].State == cascade.Blocked)
-	}
-	out := []string{}
-	for changed := true; changed; {
-		changed = false
-		for j, m := range p.Members {
-			if again[j] || st[j].State != cascade.Blocked || st[j].Cause != cascade.CauseUpstream {
-				continue
-			}
-			free := true
-			for _, u := range m.Upstreams {
-				if k := p.Index(u); k >= 0 && stuck(k) {
-					free = false
-					break
-				}
-			}
-			if free {
-				again[j], changed = true, true
-				out = append(out, m.Name)
-			}
-		}
-	}
-	return out
-}
-
 // Retry runs a failed (or preflight-blocked, or refused) member again,
 // and resumes what it blocked; it returns what it set in motion. A member
 // in any other state, or in a cancelled cascade, is refused (ErrConflict),
@@ -444,10 +340,10 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	if err != nil {
 		return nil, err
 	}
-	if !retriable(st[i]) {
-		return nil, notRetriable(p, st, i)
+	if why := cascade.WhyNotRetriable(p, st, i); why != "" {
+		return nil, fmt.Errorf("%w: %s", ErrConflict, why)
 	}
-	res := &RetryResult{Member: p.Members[i].Name, Unblocks: unblocks(p, st, i)}
+	res := &RetryResult{Member: p.Members[i].Name, Unblocks: cascade.Unblocks(p, st, i)}
 	c.ID = strconv.FormatInt(c.At.UnixNano(), 36)
 	tries, err := d.store.addRetry(ctx, id, workspaceID, c)
 	if err != nil {
@@ -502,13 +398,12 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
-	switch limit := d.opts.GuardLimit; {
-	case limit == 0:
-		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: there is no guard (--guard-limit is 0)", ErrConflict, id)
-	case len(p.Members) <= limit:
-		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: %d members, no more than %d", ErrConflict, id, len(p.Members), limit)
-	case before != nil:
-		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: approved already by %s", ErrConflict, id, before.describe())
+	approvedBy := ""
+	if before != nil {
+		approvedBy = before.describe()
+	}
+	if held, why := cascade.Guard(len(p.Members), d.opts.GuardLimit, approvedBy); !held {
+		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: %s", ErrConflict, id, why)
 	}
 	if m, _, err := d.store.meta(ctx, id); err != nil {
 		return err

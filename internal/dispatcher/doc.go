@@ -1,6 +1,9 @@
 // Package dispatcher is the cascade engine's shell around the decision
 // core (internal/cascade): it consumes run events, keeps cascades in
-// JetStream KV, reads TFE, and carries the core's decisions out.
+// JetStream KV, reads TFE, and carries the core's decisions out. It
+// decides nothing itself: what an event is worth, whether a run is a
+// root, what the operators' controls mean and every member's fate are the
+// core's; this gathers the facts the core asks for, calls it, and acts.
 //
 // It is level-triggered. Events, timers and takeovers only say "look at
 // cascade X"; a look reads what it needs from TFE (the members' workspaces

@@ -141,24 +141,25 @@ func (d *Dispatcher) releaseAll(ctx context.Context, l *lease.Lease, p *cascade.
 	if self == "" || d.opts.DryRun {
 		return nil
 	}
-	for _, m := range p.Members {
-		if len(m.Upstreams) < 2 && m.Cycle == "" {
+	// The core decides (cascade.ReleaseSetAside); this reads what it asks
+	// for, the claims first, TFE last.
+	for i, m := range p.Members {
+		if _, read := cascade.ReleaseSetAside(p, i, nil, nil, self); !read {
 			continue // never held
 		}
 		owners, _, err := d.store.owners(ctx, m.WorkspaceID)
 		if err != nil {
 			return err
 		}
-		other := false
+		var others []cascade.Claim
 		for _, id := range owners {
 			if id == p.ID {
 				continue
 			}
-			if om, _, err := d.store.meta(ctx, id); err == nil && om.open() {
-				other = true
-			}
+			om, _, err := d.store.meta(ctx, id)
+			others = append(others, cascade.Claim{ID: id, Open: err == nil && om.open()})
 		}
-		if other {
+		if _, read := cascade.ReleaseSetAside(p, i, others, nil, self); !read {
 			continue
 		}
 		var f cascade.Facts
@@ -167,7 +168,7 @@ func (d *Dispatcher) releaseAll(ctx context.Context, l *lease.Lease, p *cascade.
 			return err
 		}
 		ws := f.Workspaces[m.WorkspaceID]
-		if !ws.Locked || ws.LockedByRun != "" || ws.LockedByUser != self {
+		if release, _ := cascade.ReleaseSetAside(p, i, others, &ws, self); !release {
 			continue
 		}
 		wctx, cancel, err := d.writeContext(ctx, l, 30*time.Second)

@@ -51,6 +51,9 @@ func validEvent(ev *events.RunEvent) error {
 // events out of order, forged or replayed ones change nothing that TFE
 // does not confirm. Each event costs a bounded number of KV operations,
 // whatever the number of open cascades.
+//
+// What an event is worth is the core's to say (cascade.Relevant,
+// cascade.AdmitRoot); this reads what they ask for and acts.
 func (d *Dispatcher) Handle(ctx context.Context, ev *events.RunEvent) error {
 	if err := validEvent(ev); err != nil {
 		return permanent("invalid/"+ev.WorkspaceID, "a run event cannot be used: %v", err)
@@ -62,66 +65,38 @@ func (d *Dispatcher) Handle(ctx context.Context, ev *events.RunEvent) error {
 	if len(owners) == 0 {
 		d.prefetch(ev)
 	}
+	cev := coreEvent(ev)
 	at := d.opts.Now().Add(d.opts.Debounce)
 	for _, id := range owners {
-		look, err := d.worthALook(ctx, id, ev)
+		member, err := d.memberOf(ctx, id, ev.WorkspaceID)
 		if err != nil {
 			return err
 		}
-		if look {
+		if cascade.Relevant(member, cev) {
 			if err := d.store.markDirty(ctx, id, ev.WorkspaceID, at, false); err != nil {
 				return err
 			}
 			d.nudge()
 		}
 	}
-	if len(owners) > 0 {
-		if d.startsCascade(ev.Status) {
-			d.log.Info("a run applied in a workspace an open cascade holds: it starts no cascade of its own",
-				zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID), zap.String("workspace", ev.WorkspaceName),
-				zap.String("cascade_id", owners[0]))
-		}
-		return nil
-	}
-	if !d.startsCascade(ev.Status) {
-		return nil
-	}
-	return d.maybeStart(ctx, ev)
+	return d.admit(ctx, ev, cev, owners)
 }
 
-// worthALook says whether an event about a member's workspace can change
-// a decision: news of a run other than the member's own, or of its own
-// run finishing or waiting for a person. The member's own run moving
-// between planning and applying changes nothing; it is read anyway when
-// the cascade is next looked at.
-func (d *Dispatcher) worthALook(ctx context.Context, id string, ev *events.RunEvent) (bool, error) {
-	st, ok, err := d.store.member(ctx, id, ev.WorkspaceID)
+func coreEvent(ev *events.RunEvent) cascade.Event {
+	return cascade.Event{RunID: ev.RunID, WorkspaceID: ev.WorkspaceID, WorkspaceName: ev.WorkspaceName, Organization: ev.Organization, Status: ev.Status}
+}
+
+// memberOf reads the status of cascade id's member in workspace ws; nil
+// when there is none or it cannot be read.
+func (d *Dispatcher) memberOf(ctx context.Context, id, ws string) (*cascade.Status, error) {
+	st, ok, err := d.store.member(ctx, id, ws)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if !ok {
-		return true, nil
+		return nil, nil
 	}
-	if st.Stopping == ev.RunID && (ev.Status == "canceled" || ev.Status == "discarded") {
-		// The run the cascade stopped ended as it should; a held member's
-		// release waits on it.
-		return st.Hold == cascade.HoldHeld, nil
-	}
-	if st.RunID != ev.RunID {
-		return true, nil
-	}
-	if cascade.Final(ev.Status) {
-		return true, nil
-	}
-	switch ev.Status {
-	case "planned", "cost_estimated", "policy_checked", "policy_override", "policy_soft_failed", "post_plan_awaiting_decision", "post_plan_completed":
-		return true, nil
-	}
-	return false, nil
-}
-
-func (d *Dispatcher) startsCascade(status string) bool {
-	return status == string(tfe.RunApplied) || (d.opts.NoChangesStarts && status == string(tfe.RunPlannedAndFinished))
+	return &st, nil
 }
 
 // nudge wakes the scheduler: a due entry may have moved closer.
@@ -132,44 +107,96 @@ func (d *Dispatcher) nudge() {
 	}
 }
 
-// maybeStart starts the cascade of a run that applied, once TFE confirms
-// it did, in the workspace and organization the event names, recently
-// enough (C12). A root is handled once, however late a replay comes.
-func (d *Dispatcher) maybeStart(ctx context.Context, ev *events.RunEvent) error {
+// admit starts the cascade of a run, when cascade.AdmitRoot says it is a
+// root (C1, C12). It reads, in turn, the facts AdmitRoot asks for, the
+// cheap ones (KV) first and TFE last, and acts on its answer. owners are
+// the open cascades that claim the event's workspace.
+func (d *Dispatcher) admit(ctx context.Context, ev *events.RunEvent, cev cascade.Event, owners []string) error {
+	f := cascade.RootFacts{Event: cev, Claimed: len(owners) > 0}
+	pol := cascade.RootPolicy{NoChangesStarts: d.opts.NoChangesStarts, MaxAge: d.opts.RootMaxAge}
 	// A start's requests go before other looks' (the root's check, the run
 	// triggers, the first look and its holds): the holds must be in place
 	// before TFE's own runs downstream apply, however many cascades are
 	// open.
 	ctx = tfeclient.Urgent(ctx)
-	if _, ours, err := d.store.runOwner(ctx, ev.RunID); err != nil || ours {
-		return err // a cascade's own run: its downstream is in that cascade
-	}
 	id := cascade.ID(ev.RunID)
-	switch _, err := d.store.plan(ctx, id); {
-	case err == nil:
-		return d.restart(ctx, id) // started before; a crash may have left it half made
-	case errors.Is(err, errMalformed):
-		return nil // reported and set aside
-	case !isMissing(err):
-		return err
+	var g *graph.Graph
+	var recent map[string]cascade.Workspace
+	for range 8 {
+		now := d.opts.Now()
+		a := cascade.AdmitRoot(f, pol, now)
+		switch a.Kind {
+		case cascade.AdmitIgnore:
+			if a.Reason != "" {
+				fields := []zap.Field{zap.String("run_id", ev.RunID), zap.String("workspace_id", ev.WorkspaceID), zap.String("workspace", ev.WorkspaceName),
+					zap.String("event_status", ev.Status)}
+				if len(owners) > 0 {
+					fields = append(fields, zap.String("cascade_id", owners[0]))
+				}
+				if f.Run != nil {
+					fields = append(fields, zap.String("status", f.Run.Status))
+				}
+				d.log.Info(a.Reason, fields...)
+			}
+			return nil
+		case cascade.AdmitResume:
+			return d.restart(ctx, id) // started before; a crash may have left it half made
+		case cascade.AdmitRefuse:
+			return permanent("mismatch/root/"+ev.Organization, "%s", a.Reason)
+		case cascade.AdmitRecord:
+			log := d.log.Info
+			if a.Warn {
+				log = d.log.Warn
+			}
+			log("a run starts no cascade: "+a.Reason, zap.String("run_id", ev.RunID), zap.String("workspace", a.Root.WorkspaceName),
+				zap.Duration("age", now.Sub(a.Root.FinishedAt).Round(time.Second)), zap.Duration("max_age", d.opts.RootMaxAge))
+			_, err := d.store.markRoot(ctx, ev.RunID, a.Reason)
+			return err
+		case cascade.AdmitStart:
+			return d.start(ctx, g, f.Closure, a.Root, ev.Organization, recent)
+		}
+		var err error
+		switch a.Need {
+		case cascade.NeedRecorded:
+			var ours bool
+			_, ours, err = d.store.runOwner(ctx, ev.RunID)
+			f.Recorded = &ours
+		case cascade.NeedStarted:
+			_, err = d.store.plan(ctx, id)
+			started := err == nil
+			switch {
+			case errors.Is(err, errMalformed):
+				return nil // reported and set aside
+			case started || isMissing(err):
+				f.Started, err = &started, nil
+			}
+		case cascade.NeedHandled:
+			var handled bool
+			handled, err = d.store.rootHandled(ctx, ev.RunID)
+			f.Handled = &handled
+		case cascade.NeedRun:
+			f.Run, recent, err = d.readRoot(ctx, ev)
+		case cascade.NeedClosure:
+			rctx, status := tfeclient.Record(ctx)
+			g, f.Closure, err = d.deps.Planner.Plan(rctx, graph.Workspace{ID: a.Root.WorkspaceID, Name: a.Root.WorkspaceName})
+			if err != nil {
+				err = d.tfeError(err, status, "resolve the run triggers from "+a.Root.WorkspaceName, "plan/"+a.Root.WorkspaceID)
+			}
+		default:
+			err = fmt.Errorf("the decision core asks for %q about root %s, which the engine cannot read", a.Need, ev.RunID)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if handled, err := d.store.rootHandled(ctx, ev.RunID); err != nil || handled {
-		return err
-	}
-	root, recent, err := d.verifyRoot(ctx, ev)
-	if err != nil || root == nil {
-		return err
-	}
-	rctx, status := tfeclient.Record(ctx)
-	g, gp, err := d.deps.Planner.Plan(rctx, graph.Workspace{ID: root.WorkspaceID, Name: root.WorkspaceName})
-	if err != nil {
-		return d.tfeError(err, status, "resolve the run triggers from "+root.WorkspaceName, "plan/"+root.WorkspaceID)
-	}
-	if len(gp.Layers) == 1 && len(gp.Blocked) == 0 {
-		_, err := d.store.markRoot(ctx, ev.RunID, "nothing downstream")
-		return err
-	}
-	p := cascade.NewPlan(g, gp, *root, ev.Organization, d.opts.Now(), d.opts.DryRun)
+	return fmt.Errorf("admit root %s: the decision core keeps asking for more", ev.RunID)
+}
+
+// start starts the cascade of a root the core admitted: it stores its
+// plan (the first writer wins), begins it and gives it its first look.
+func (d *Dispatcher) start(ctx context.Context, g *graph.Graph, gp *graph.Plan, root cascade.Root, org string, recent map[string]cascade.Workspace) error {
+	p := cascade.NewPlan(g, gp, root, org, d.opts.Now(), d.opts.DryRun)
+	id := p.ID
 	if err := p.Validate(); err != nil {
 		return permanent("plan/"+id, "cascade %s cannot be planned: %v", id, err)
 	}
@@ -254,15 +281,14 @@ func (d *Dispatcher) restart(ctx context.Context, id string) error {
 	return d.store.markDirty(ctx, id, "", d.opts.Now(), true)
 }
 
-// verifyRoot reads the run an applied event names and checks that it
-// applied, recently, in the workspace and organization the event says. It
-// returns nil (and no error) when the run is not, or not yet, a root.
+// readRoot reads the run an event names, and where TFE has it, for the
+// core to check (cascade.AdmitRoot).
 //
 // It reads the organization's workspace list, newest current run first:
 // a run that just applied is its workspace's current run, at the top, and
 // the same page shows the runs its apply queued downstream, which the new
 // cascade's first look needs (recent). Otherwise it reads the run.
-func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*cascade.Root, map[string]cascade.Workspace, error) {
+func (d *Dispatcher) readRoot(ctx context.Context, ev *events.RunEvent) (*cascade.RootRun, map[string]cascade.Workspace, error) {
 	// The alerts of refused events are keyed by organization, not by run:
 	// a flood of events about runs TFE does not have (forged, or another
 	// organization's) is one alert per de-duplication window.
@@ -282,61 +308,33 @@ func (d *Dispatcher) verifyRoot(ctx context.Context, ev *events.RunEvent) (*casc
 			return nil, nil, err
 		}
 	}
-	var st cascade.Run
 	if cur != nil && cur.ID == ev.RunID {
-		st = *cur // the workspace is in the organization, the run is its current one
-	} else {
-		rctx, status := tfeclient.Record(ctx)
-		run, err := d.deps.Runs.ReadWithOptions(rctx, ev.RunID, &tfe.RunReadOptions{Include: []tfe.RunIncludeOpt{tfe.RunWorkspace}})
+		// The workspace is in the organization, the run is its current one.
+		return &cascade.RootRun{Run: *cur, WorkspaceID: ev.WorkspaceID, WorkspaceName: wsName, Organization: ev.Organization}, recent, nil
+	}
+	rctx, status := tfeclient.Record(ctx)
+	run, err := d.deps.Runs.ReadWithOptions(rctx, ev.RunID, &tfe.RunReadOptions{Include: []tfe.RunIncludeOpt{tfe.RunWorkspace}})
+	if err != nil {
+		return nil, nil, d.tfeError(err, status, fmt.Sprintf("read run %s, which an event says applied in %s/%s", ev.RunID, ev.Organization, ev.WorkspaceName), alertKey)
+	}
+	r := &cascade.RootRun{Run: runFacts(run)}
+	if run.Workspace != nil {
+		r.WorkspaceID, r.WorkspaceName = run.Workspace.ID, run.Workspace.Name
+		if run.Workspace.Organization != nil {
+			r.Organization = run.Workspace.Organization.Name
+		}
+	}
+	if r.WorkspaceID != "" && r.Organization == "" {
+		ws, err := d.deps.Workspaces.ReadByIDWithOptions(rctx, r.WorkspaceID, nil)
 		if err != nil {
-			return nil, nil, d.tfeError(err, status, fmt.Sprintf("read run %s, which an event says applied in %s/%s", ev.RunID, ev.Organization, ev.WorkspaceName), alertKey)
+			return nil, nil, d.tfeError(err, status, "read workspace "+r.WorkspaceID, alertKey)
 		}
-		wsID, org := "", ""
-		if run.Workspace != nil {
-			wsID, wsName = run.Workspace.ID, run.Workspace.Name
-			if run.Workspace.Organization != nil {
-				org = run.Workspace.Organization.Name
-			}
+		r.WorkspaceName = ws.Name
+		if ws.Organization != nil {
+			r.Organization = ws.Organization.Name
 		}
-		if wsID != "" && org == "" {
-			ws, err := d.deps.Workspaces.ReadByIDWithOptions(rctx, wsID, nil)
-			if err != nil {
-				return nil, nil, d.tfeError(err, status, "read workspace "+wsID, alertKey)
-			}
-			wsName = ws.Name
-			if ws.Organization != nil {
-				org = ws.Organization.Name
-			}
-		}
-		if wsID != ev.WorkspaceID || org != ev.Organization {
-			return nil, nil, permanent("mismatch/"+alertKey, "an event says run %s applied in %s/%s (%s), but TFE has it in %s/%s (%s): no cascade starts",
-				ev.RunID, ev.Organization, ev.WorkspaceName, ev.WorkspaceID, org, wsName, wsID)
-		}
-		st = runFacts(run)
 	}
-	if _, ours := cascade.OfMessage(st.Message); ours {
-		return nil, nil, nil // a cascade's run: its downstream belongs to that cascade
-	}
-	switch {
-	case st.Status == string(tfe.RunApplied):
-	case st.Status == string(tfe.RunPlannedAndFinished) && d.opts.NoChangesStarts:
-	default:
-		d.log.Info("an event says a run finished, TFE says otherwise: no cascade starts yet", zap.String("run_id", ev.RunID),
-			zap.String("workspace", wsName), zap.String("event_status", ev.Status), zap.String("status", st.Status))
-		return nil, nil, nil
-	}
-	now := d.opts.Now()
-	finished := st.StatusAt
-	if finished.IsZero() {
-		finished = now // later than TFE's: what follows waits longer, never less
-	}
-	if age := now.Sub(finished); age > d.opts.RootMaxAge {
-		d.log.Warn("a run that applied too long ago starts no cascade", zap.String("run_id", ev.RunID), zap.String("workspace", wsName),
-			zap.Duration("age", age.Round(time.Second)), zap.Duration("max_age", d.opts.RootMaxAge))
-		_, err := d.store.markRoot(ctx, ev.RunID, "applied too long ago")
-		return nil, nil, err
-	}
-	return &cascade.Root{WorkspaceID: ev.WorkspaceID, WorkspaceName: wsName, RunID: ev.RunID, FinishedAt: finished, Status: st.Status}, recent, nil
+	return r, recent, nil
 }
 
 // tfeError classifies a failed TFE call made while handling an event: what

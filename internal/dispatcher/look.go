@@ -61,7 +61,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease.Lease, id string, pre ma
 		return err
 	}
 	pol := d.policy()
-	full := dueRec.Full || !now.Before(meta.LastFull.Add(pol.Recheck))
+	full := cascade.FullLook(dueRec.Full, meta.LastFull, pol, now)
 	dirty := func(ws string) bool { return slices.Contains(dueRec.Dirty, ws) }
 	facts := cascade.Facts{Workspaces: map[string]cascade.Workspace{}, Quiet: map[string]time.Time{}, Runs: map[string]cascade.Run{},
 		Lists: map[string][]cascade.Run{}, HeldBy: map[string]string{}, Outputs: map[string]cascade.OutputsDiff{}}
@@ -84,13 +84,16 @@ func (d *Dispatcher) look(ctx context.Context, l *lease.Lease, id string, pre ma
 	if facts.Self, err = d.self.get(ctx, d.deps.Users, d.log); err != nil {
 		return err
 	}
+	// Gather and decide, in rounds; nothing is written until the core has
+	// decided.
 	var dec cascade.Decision
+	var stale []staleClaim
 	for round := 0; ; round++ {
-		if err := d.holders(ctx, p, st, &facts); err != nil {
+		if err := d.holders(ctx, p, st, &facts, &stale); err != nil {
 			return err
 		}
-		ctl.byTag(p, &facts)
-		dec = cascade.Decide(cascade.Input{Plan: p, Statuses: st, Facts: facts, Controls: ctl.Controls, Policy: pol, Now: now})
+		cc := cascade.EvaluateControls(p, ctl.records, facts.Workspaces, now)
+		dec = cascade.Decide(cascade.Input{Plan: p, Statuses: st, Facts: facts, Controls: cc, Policy: pol, Now: now})
 		if dec.Need.Empty() || round == 3 {
 			break
 		}
@@ -105,6 +108,11 @@ func (d *Dispatcher) look(ctx context.Context, l *lease.Lease, id string, pre ma
 	}
 	d.metrics.looks.Inc()
 	d.metrics.reads.Add(float64(reads))
+	for _, c := range stale { // a crashed cascade's claims, found while gathering
+		if err := d.store.hold(ctx, c.workspace, c.cascade, true); err != nil {
+			return err
+		}
+	}
 	for _, r := range dec.Refused {
 		d.log.Error("the decision core refused a transition", zap.String("cascade_id", id), zap.String("transition", r))
 	}
@@ -121,9 +129,6 @@ func (d *Dispatcher) look(ctx context.Context, l *lease.Lease, id string, pre ma
 	}
 	if err := d.finishLook(ctx, id, meta, metaRev, dec, full, now); err != nil {
 		return err
-	}
-	if !dec.Done && !ctl.resumeAt.IsZero() && ctl.resumeAt.Before(dec.Wake) {
-		dec.Wake = ctl.resumeAt // a freeze window ends, or one begins
 	}
 	return d.store.settleDue(ctx, id, dueRev, dueRec.Dirty, dec.Wake)
 }
@@ -260,9 +265,12 @@ func (d *Dispatcher) setAside(ctx context.Context, l *lease.Lease, p *cascade.Pl
 // policy is the decision core's policy from the options.
 func (d *Dispatcher) policy() cascade.Policy { return d.opts.Policy }
 
-// holders tells the core which member workspaces an older cascade holds:
-// that cascade acts in them first.
-func (d *Dispatcher) holders(ctx context.Context, p *cascade.Plan, st []cascade.Status, f *cascade.Facts) error {
+// holders reads, for each member workspace seen and not done (those a
+// decision may need it for), the cascades older than p that claim it, and
+// tells the core which acts there first (cascade.Holder). The claims of
+// cascades that ended without letting go are added to stale, for the look
+// to remove once it decided.
+func (d *Dispatcher) holders(ctx context.Context, p *cascade.Plan, st []cascade.Status, f *cascade.Facts, stale *[]staleClaim) error {
 	for i, m := range p.Members {
 		if _, seen := f.Workspaces[m.WorkspaceID]; !seen || cascade.Done(p, st, i) {
 			continue
@@ -274,26 +282,29 @@ func (d *Dispatcher) holders(ctx context.Context, p *cascade.Plan, st []cascade.
 		if err != nil {
 			return err
 		}
-		f.HeldBy[m.WorkspaceID] = ""
+		var older []cascade.Claim
 		for _, other := range ids {
 			if other == p.ID {
 				break
 			}
-			// An older cascade acts first, while it runs; one that ended
-			// without letting go (a crash) is let go of here.
-			if om, _, err := d.store.meta(ctx, other); err == nil && om.open() {
-				f.HeldBy[m.WorkspaceID] = other
-				break
-			} else if err != nil && !isMissing(err) && !errors.Is(err, errMalformed) {
+			om, _, err := d.store.meta(ctx, other)
+			if err != nil && !isMissing(err) && !errors.Is(err, errMalformed) {
 				return err
 			}
-			if err := d.store.hold(ctx, m.WorkspaceID, other, true); err != nil {
-				return err
-			}
+			older = append(older, cascade.Claim{ID: other, Open: err == nil && om.open()})
+		}
+		holder, ended := cascade.Holder(older)
+		f.HeldBy[m.WorkspaceID] = holder
+		for _, id := range ended {
+			*stale = append(*stale, staleClaim{workspace: m.WorkspaceID, cascade: id})
 		}
 	}
 	return nil
 }
+
+// staleClaim is the claim on a workspace of a cascade that ended without
+// letting go of it.
+type staleClaim struct{ workspace, cascade string }
 
 func names(p *cascade.Plan, ids []string) []string {
 	out := make([]string, len(ids))
