@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -804,12 +803,6 @@ func BenchmarkHundredCascades(b *testing.B) {
 				var cts []*countingTransport
 				for r := range replicas {
 					opts := dispatcher.Options{Replicas: replicas}
-					if w, err := strconv.Atoi(os.Getenv("BENCH_WORKERS")); err == nil {
-						opts.Workers = w
-					}
-					if w, err := strconv.Atoi(os.Getenv("BENCH_EVENT_WORKERS")); err == nil {
-						opts.EventWorkers = w
-					}
 					js := h.js
 					if replicas > 1 {
 						js = connect(b, servers, r)
