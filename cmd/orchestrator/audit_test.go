@@ -45,8 +45,8 @@ func TestAuditAndStatusCommands(t *testing.T) {
 	if _, err := alice.Pause(ctx, "", api.Decision{Why: long}); !api.IsStatus(err, http.StatusBadRequest) {
 		t.Errorf("pause with a 60,000-character why: %v, want 400", err)
 	}
-	if code, out, _ := cli("status", "--output", "json"); code != 0 || strings.Contains(out, `"paused": {}`) == false {
-		t.Errorf("refused pauses are in force: exit %d\n%s", code, out)
+	if code, out, stderr := cli("status", "--output", "json"); code != 0 || strings.Contains(out, `"paused": {}`) == false {
+		t.Errorf("refused pauses are in force: exit %d\n%s%s", code, out, stderr)
 	}
 
 	// Resume tells whether it lifted a pause, and whose.

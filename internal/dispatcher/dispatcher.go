@@ -323,7 +323,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	leases, err := events.EnsureLeaderReadKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
+	leases, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: o.LeaseBucket, Description: "which replica reconciles each cascade",
 		TTL: o.LeaseTTL, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})

@@ -1049,10 +1049,10 @@ func (s *store) replaceList(ctx context.Context, key string, change func(old []b
 	}
 }
 
-// takeLease takes the lease of cascade id for holder (see lease.Acquire);
+// takeLease takes the lease of cascade id for holder (see lease.AcquireOn);
 // false when another replica holds it.
 func (s *store) takeLease(ctx context.Context, id, holder string, ttl time.Duration, now func() time.Time) (*lease.Lease, bool, error) {
-	return lease.Acquire(ctx, s.leases, leaseKey(id), holder, ttl, now)
+	return lease.AcquireOn(ctx, s.nc, s.leases, leaseKey(id), holder, ttl, now)
 }
 
 // leaseHolders names the replicas holding a cascade's lease now, at most

@@ -170,46 +170,6 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 	return kv, nil
 }
 
-// EnsureLeaderReadKeyValue is EnsureKeyValue for a bucket whose reads
-// must all be answered by its stream's leader: direct gets are turned off.
-// With direct gets, any replica of a replicated bucket answers a read, and
-// one that lags answers with an older entry. A lease is taken by a create
-// that, where the key's last entry is a delete marker, reads the marker's
-// revision and writes on it: a lagging replica's revision fails the write,
-// and on a cluster that lost a node such a take failed again and again
-// for minutes. Reads of such a bucket are rare; they cost a round trip to
-// the leader.
-func EnsureLeaderReadKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	if _, err := EnsureKeyValue(ctx, js, cfg); err != nil {
-		return nil, err
-	}
-	name := "KV_" + cfg.Bucket
-	_, err := Ensure(ctx, func(ctx context.Context) (jetstream.Stream, error) {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		c := s.CachedInfo().Config
-		c.AllowDirect = false
-		return js.UpdateStream(ctx, c)
-	}, func(ctx context.Context) (jetstream.Stream, bool, error) {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			return nil, false, err
-		}
-		return s, !s.CachedInfo().Config.AllowDirect, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("turn direct gets off in KV bucket %s: %w", cfg.Bucket, err)
-	}
-	// A handle bound now reads through the leader.
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("bind KV bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
-}
-
 // SetupDeadline bounds Ensure when its context has none.
 const SetupDeadline = time.Minute
 

@@ -24,12 +24,15 @@
 package lease
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -56,13 +59,29 @@ type Lease struct {
 // false when another holder has it. now is the clock the deadline is
 // counted on (nil: time.Now).
 func Acquire(ctx context.Context, kv jetstream.KeyValue, key, holder string, ttl time.Duration, now func() time.Time) (*Lease, bool, error) {
+	return AcquireOn(ctx, nil, kv, key, holder, ttl, now)
+}
+
+// AcquireOn is Acquire that, when nc is given, asks the bucket's stream
+// leader when a take fails on a revision a replica gave.
+//
+// A key released (or deleted) ends with a delete marker; the KV create
+// then writes on the marker's revision, which it reads with a direct get.
+// Any replica of a replicated bucket answers those, and one that lags
+// gives an older revision: the write fails ("wrong last sequence"), and on
+// a cluster that lost a node such takes failed again and again. The
+// leader's answer is current: the lease is taken on it, or found held.
+func AcquireOn(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key, holder string, ttl time.Duration, now func() time.Time) (*Lease, bool, error) {
 	if now == nil {
 		now = time.Now
 	}
 	l := &Lease{kv: kv, key: key, holder: holder, ttl: ttl, margin: ttl / 5, now: now}
 	start := now()
 	rev, err := kv.Create(ctx, key, []byte(holder))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if nc != nil && wrongLastSequence(err) && !errors.Is(err, jetstream.ErrKeyExists) {
+		rev, err = takeOnLeader(ctx, nc, kv, key, holder)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || wrongLastSequence(err) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -70,6 +89,52 @@ func Acquire(ctx context.Context, kv jetstream.KeyValue, key, holder string, ttl
 	}
 	l.rev, l.until = rev, start.Add(ttl-l.margin)
 	return l, true, nil
+}
+
+func wrongLastSequence(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// takeOnLeader reads key's last entry from the stream's leader (a message
+// get, not a direct one) and takes the lease on it: on a delete marker at
+// its revision; where there is none, as a create. A live entry is held
+// (jetstream.ErrKeyExists).
+func takeOnLeader(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key, holder string) (uint64, error) {
+	bucket := kv.Bucket()
+	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	if err != nil {
+		return 0, err
+	}
+	msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return 0, fmt.Errorf("read lease %s from the leader: %w", key, err)
+	}
+	var resp struct {
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Hdrs []byte `json:"hdrs"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("read lease %s from the leader: %w", key, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return kv.Update(ctx, key, []byte(holder), 0) // nothing there: a create
+	case resp.Error != nil:
+		return 0, fmt.Errorf("read lease %s from the leader: %s", key, resp.Error.Description)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("read lease %s from the leader: an empty answer", key)
+	case !bytes.Contains(resp.Message.Hdrs, []byte("KV-Operation")):
+		return 0, jetstream.ErrKeyExists // a live entry: held
+	}
+	return kv.Update(ctx, key, []byte(holder), resp.Message.Seq)
 }
 
 // TTL is the lease's time to live without renewal.

@@ -274,7 +274,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Watchdog, error) {
 	opts = opts.withDefaults()
 	// Replicas starting at once all set the buckets up (events.Ensure),
 	// within the caller's deadline or a minute.
-	kv, err := events.EnsureLeaderReadKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
+	kv, err := events.EnsureKeyValue(ctx, deps.JetStream, jetstream.KeyValueConfig{
 		Bucket: opts.Bucket, Description: "watchdog lease", TTL: opts.LeaseTTL, History: 1, Replicas: opts.Replicas,
 	})
 	if err != nil {
@@ -359,7 +359,7 @@ func (w *Watchdog) holdLease(ctx context.Context) {
 		w.letGo()
 		w.deps.Log.Warn("watchdog lease lost", zap.Error(err))
 	}
-	l, ok, err := lease.Acquire(ctx, w.kv, leaderKey, w.opts.Instance, w.opts.LeaseTTL, w.leaseNow)
+	l, ok, err := lease.AcquireOn(ctx, w.deps.JetStream.Conn(), w.kv, leaderKey, w.opts.Instance, w.opts.LeaseTTL, w.leaseNow)
 	if err != nil || !ok {
 		return
 	}
