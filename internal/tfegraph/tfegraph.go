@@ -139,32 +139,39 @@ func (c *Cache) Invalidate(id string) { c.entries.Invalidate(id) }
 func (c *Cache) InvalidateAll() { c.entries.InvalidateAll() }
 
 // targets returns ws's downstream workspaces, from the cache if fresh.
+// Readers of the same workspace at once share one read (a cascade's start
+// and the read made while its root planned).
 func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, error) {
 	if targets, ok := c.entries.Get(id); ok {
 		return targets, nil
 	}
-	if c.shared != nil {
-		if targets, fetched, ok := c.shared.Load(ctx, id); ok && c.now().Sub(fetched) < c.entries.TTL() && !fetched.After(c.now().Add(time.Minute)) {
-			c.entries.PutAt(id, targets, fetched)
-			return targets, nil
+	var fromShared time.Time
+	targets, err := c.entries.Load(ctx, id, func(ctx context.Context) ([]graph.Workspace, error) {
+		if c.shared != nil {
+			if targets, fetched, ok := c.shared.Load(ctx, id); ok && c.now().Sub(fetched) < c.entries.TTL() && !fetched.After(c.now().Add(time.Minute)) {
+				fromShared = fetched
+				return targets, nil
+			}
 		}
-	}
-	rts, err := listAll(ctx, c.triggers, id, tfe.RunTriggerOutbound)
-	if err != nil {
-		return nil, err
-	}
-	targets := make([]graph.Workspace, 0, len(rts))
-	for _, rt := range rts {
-		if rt.Workspace != nil {
-			targets = append(targets, graph.Workspace{ID: rt.Workspace.ID, Name: rt.WorkspaceName})
+		rts, err := listAll(ctx, c.triggers, id, tfe.RunTriggerOutbound)
+		if err != nil {
+			return nil, err
 		}
+		targets := make([]graph.Workspace, 0, len(rts))
+		for _, rt := range rts {
+			if rt.Workspace != nil {
+				targets = append(targets, graph.Workspace{ID: rt.Workspace.ID, Name: rt.WorkspaceName})
+			}
+		}
+		if c.shared != nil {
+			c.shared.Store(ctx, id, targets, c.now())
+		}
+		return targets, nil
+	})
+	if err == nil && !fromShared.IsZero() {
+		c.entries.PutAt(id, targets, fromShared) // trusted as long as the read it came from
 	}
-	fetched := c.now()
-	c.entries.PutAt(id, targets, fetched)
-	if c.shared != nil {
-		c.shared.Store(ctx, id, targets, fetched)
-	}
-	return targets, nil
+	return targets, err
 }
 
 // Closure reads the graph reachable from root (ID and name) and returns it.
