@@ -189,6 +189,12 @@ func (d *Dispatcher) lookNow(ctx context.Context, id string, pre map[string]casc
 	if !ok {
 		return errLeaseHeld
 	}
+	// Whatever hangs in a look (a request whose answer was lost), it does
+	// not keep renewing the cascade's lease for ever: past maxLook it
+	// fails, lets the lease go, and the cascade, still due, is looked at
+	// again.
+	ctx, cancel := context.WithTimeout(ctx, maxLook)
+	defer cancel()
 	stop := l.Keep(ctx)
 	defer func() {
 		stop()
@@ -196,6 +202,10 @@ func (d *Dispatcher) lookNow(ctx context.Context, id string, pre map[string]casc
 	}()
 	return d.look(ctx, l, id, pre)
 }
+
+// maxLook bounds a look: far longer than one takes (reading a thousand
+// members at TFE's 30 requests a second takes under a minute).
+const maxLook = 5 * time.Minute
 
 // Reconcile looks at a cascade now, as the scheduler would when it is due.
 // It is for tests and tools; the daemon's scheduler calls it on its own.

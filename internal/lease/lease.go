@@ -91,6 +91,10 @@ func AcquireOn(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key, h
 	return l, true, nil
 }
 
+// leaderReadTimeout bounds the read of a lease's key from the leader, as
+// nats.go bounds its own JetStream requests.
+const leaderReadTimeout = 5 * time.Second
+
 func wrongLastSequence(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
@@ -107,7 +111,11 @@ func takeOnLeader(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key
 	if err != nil {
 		return 0, err
 	}
-	msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	// A request without a deadline waits for ever for an answer lost in a
+	// leader's election, and its look with it, renewing the lease.
+	rctx, cancel := context.WithTimeout(ctx, leaderReadTimeout)
+	defer cancel()
+	msg, err := nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {
 		return 0, fmt.Errorf("read lease %s from the leader: %w", key, err)
 	}
