@@ -166,6 +166,12 @@ func (d *decider) releasable(i int) bool {
 		id, ours := OfMessage(r.Message)
 		ours = ours && id == d.p.ID
 		if (r.Native() || ours) && r.ID != s.RunID && !Final(r.Status) && d.inWindow(i, r) {
+			if _, seen := d.in.Facts.Workspaces[m.WorkspaceID]; !seen {
+				// strays stops it only once the workspace is seen (who
+				// acts there first is known then): a look that read only
+				// the list would wait on it for ever.
+				d.needWorkspace(i)
+			}
 			d.wakeIn(d.pol.Soon) // being stopped
 			return false
 		}
