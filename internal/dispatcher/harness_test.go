@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -170,7 +173,7 @@ func (h *harness) engineOn(js jetstream.JetStream, opts dispatcher.Options, tran
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
 		StateVersions: dispatcher.NewStateVersions(client),
 		Planner:       tfegraph.NewCache(client.RunTriggers, time.Minute, nil), Alerts: h.alerts,
-		Log: zaptest.NewLogger(h.t, zaptest.Level(zap.WarnLevel)),
+		Log: harnessLog(h.t, fmt.Sprintf("engine-%d", engines.Add(1))),
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -189,6 +192,27 @@ func (h *harness) engineOn(js jetstream.JetStream, opts dispatcher.Options, tran
 	}
 	h.t.Cleanup(stop)
 	return d, stop
+}
+
+var engines atomic.Int64 // engines started, to tell them apart in a log
+
+// harnessLog is an engine's log: warnings in the test's output, and with
+// ORCHESTRATOR_TEST_LOG set, everything in that file too (for a failure
+// that needs the whole story).
+func harnessLog(t testing.TB, instance string) *zap.Logger {
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	path := os.Getenv("ORCHESTRATOR_TEST_LOG")
+	if path == "" {
+		return log
+	}
+	cfg := zap.NewDevelopmentConfig()
+	cfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+	cfg.OutputPaths = []string{path}
+	file, err := cfg.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return zap.New(zapcore.NewTee(log.Core(), file.Core())).With(zap.String("test", t.Name()), zap.String("engine", instance))
 }
 
 func (h *harness) id(name string) string { return h.sim.WorkspaceID("acme", name) }
