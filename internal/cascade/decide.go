@@ -1126,6 +1126,15 @@ func (d *decider) settleStop(i int) {
 		if Final(r.Status) {
 			s.Stopping, s.StoppingCreatedAt = "", time.Time{}
 			d.set(i, s)
+			return
+		}
+		// Still going (the stop was lost: a replica died before sending
+		// it, or TFE refused it for a moment): strays sends it again, once
+		// the workspace is seen, and a look that read only the list would
+		// otherwise wait on it for ever.
+		if _, seen := d.in.Facts.Workspaces[d.p.Members[i].WorkspaceID]; !seen {
+			d.needWorkspace(i)
+			d.wakeIn(d.pol.Soon)
 		}
 		return
 	}

@@ -279,3 +279,30 @@ func TestHeldMemberEarlyRunFoundInTheListIsStopped(t *testing.T) {
 		t.Fatalf("with d seen: stops %+v, want run-d1", stops)
 	}
 }
+
+// A held member whose stop of an early run was lost (the replica that
+// decided it died before sending it) is not left waiting on it: a look
+// that found the run still pending in the list reads the workspace, and
+// the stop is sent again.
+func TestHeldMemberLostStopIsSentAgain(t *testing.T) {
+	s := newSit(plan(t, "a", "a>b", "a>c", "b>d", "c>d"))
+	applied(s.status("b"), "run-b", at(9))
+	applied(s.status("c"), "run-c", at(10))
+	d := s.status("d")
+	d.State, d.RunID, d.RunStatus, d.ReadyAt, d.Hold = Running, "run-d2", "pending", at(10), HoldHeld
+	d.Stopping, d.StoppingCreatedAt, d.Stopped = "run-d1", at(9.001), 1
+	own, early := native("run-d2", "pending", at(10.001), true), native("run-d1", "pending", at(9.001), true)
+	s.list["ws-d"] = []Run{*own, *early}
+	s.now = at(12)
+	dec := s.decide()
+	if stops := actions(dec, ActStop); len(stops) == 0 && !slices.Contains(dec.Need.Workspaces, "ws-d") {
+		t.Fatalf("with d's list only: no stop of run-d1 and no read of d asked for (need %+v): the look would wait on it for ever", dec.Need)
+	}
+	s.seen("d", nil, func(w *Workspace) {
+		w.Locked, w.LockedByUser, w.LockedBy = true, "user-engine", "engine"
+	})
+	dec = Decide(Input{Plan: s.p, Statuses: s.st, Facts: Facts{Workspaces: s.ws, Lists: s.list, Self: "user-engine"}, Policy: s.pol, Now: s.now})
+	if stops := actions(dec, ActStop); len(stops) != 1 || stops[0].RunID != "run-d1" {
+		t.Fatalf("with d seen: stops %+v, want run-d1 again", stops)
+	}
+}
