@@ -254,55 +254,43 @@ func TestRunWhenPolicy(t *testing.T) {
 	}
 }
 
-// A held member whose early run a look found only in the list (its
-// workspace was not read: the list of the organization showed nothing new
-// there) is not left waiting on that run: the look reads the workspace,
-// and then stops the run, and the hold can go.
+// A held member waiting on an early run that a look found only in the
+// list (its workspace was not read: the organization's list showed
+// nothing new there) is not left waiting on it for ever: the look reads
+// the workspace, and then the run is stopped (or stopped again, when the
+// replica that decided the first stop died before sending it), and the
+// hold can go.
 func TestHeldMemberEarlyRunFoundInTheListIsStopped(t *testing.T) {
-	s := newSit(plan(t, "a", "a>b", "a>c", "b>d", "c>d"))
-	applied(s.status("b"), "run-b", at(9))
-	applied(s.status("c"), "run-c", at(10))
-	d := s.status("d")
-	d.State, d.RunID, d.RunStatus, d.ReadyAt, d.Hold = Running, "run-d2", "pending", at(10), HoldHeld
-	own, early := native("run-d2", "pending", at(10.001), true), native("run-d1", "pending", at(9.001), true)
-	s.list["ws-d"] = []Run{*own, *early}
-	s.now = at(12)
-	dec := s.decide()
-	if stops := actions(dec, ActStop); len(stops) == 0 && !slices.Contains(dec.Need.Workspaces, "ws-d") {
-		t.Fatalf("with d's list only: no stop of run-d1 and no read of d asked for (need %+v): the look would wait on it for ever", dec.Need)
-	}
-	s.seen("d", nil, func(w *Workspace) {
-		w.Locked, w.LockedByUser, w.LockedBy = true, "user-engine", "engine"
-	})
-	dec = Decide(Input{Plan: s.p, Statuses: s.st, Facts: Facts{Workspaces: s.ws, Lists: s.list, Self: "user-engine"}, Policy: s.pol, Now: s.now})
-	if stops := actions(dec, ActStop); len(stops) != 1 || stops[0].RunID != "run-d1" {
-		t.Fatalf("with d seen: stops %+v, want run-d1", stops)
-	}
-}
-
-// A held member whose stop of an early run was lost (the replica that
-// decided it died before sending it) is not left waiting on it: a look
-// that found the run still pending in the list reads the workspace, and
-// the stop is sent again.
-func TestHeldMemberLostStopIsSentAgain(t *testing.T) {
-	s := newSit(plan(t, "a", "a>b", "a>c", "b>d", "c>d"))
-	applied(s.status("b"), "run-b", at(9))
-	applied(s.status("c"), "run-c", at(10))
-	d := s.status("d")
-	d.State, d.RunID, d.RunStatus, d.ReadyAt, d.Hold = Running, "run-d2", "pending", at(10), HoldHeld
-	d.Stopping, d.StoppingCreatedAt, d.Stopped = "run-d1", at(9.001), 1
-	own, early := native("run-d2", "pending", at(10.001), true), native("run-d1", "pending", at(9.001), true)
-	s.list["ws-d"] = []Run{*own, *early}
-	s.now = at(12)
-	dec := s.decide()
-	if stops := actions(dec, ActStop); len(stops) == 0 && !slices.Contains(dec.Need.Workspaces, "ws-d") {
-		t.Fatalf("with d's list only: no stop of run-d1 and no read of d asked for (need %+v): the look would wait on it for ever", dec.Need)
-	}
-	s.seen("d", nil, func(w *Workspace) {
-		w.Locked, w.LockedByUser, w.LockedBy = true, "user-engine", "engine"
-	})
-	dec = Decide(Input{Plan: s.p, Statuses: s.st, Facts: Facts{Workspaces: s.ws, Lists: s.list, Self: "user-engine"}, Policy: s.pol, Now: s.now})
-	if stops := actions(dec, ActStop); len(stops) != 1 || stops[0].RunID != "run-d1" {
-		t.Fatalf("with d seen: stops %+v, want run-d1 again", stops)
+	for _, tc := range []struct {
+		name     string
+		lostStop bool
+	}{
+		{"a run not stopped yet", false},
+		{"a stop that was lost", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSit(plan(t, "a", "a>b", "a>c", "b>d", "c>d"))
+			applied(s.status("b"), "run-b", at(9))
+			applied(s.status("c"), "run-c", at(10))
+			d := s.status("d")
+			d.State, d.RunID, d.RunStatus, d.ReadyAt, d.Hold = Running, "run-d2", "pending", at(10), HoldHeld
+			if tc.lostStop {
+				d.Stopping, d.StoppingCreatedAt, d.Stopped = "run-d1", at(9.001), 1
+			}
+			own, early := native("run-d2", "pending", at(10.001), true), native("run-d1", "pending", at(9.001), true)
+			s.list["ws-d"] = []Run{*own, *early}
+			s.now = at(12)
+			dec := s.decide()
+			if stops := actions(dec, ActStop); len(stops) == 0 && !slices.Contains(dec.Need.Workspaces, "ws-d") {
+				t.Fatalf("with d's list only: no stop of run-d1 and no read of d asked for (need %+v): the look would wait on it for ever", dec.Need)
+			}
+			s.seen("d", nil, func(w *Workspace) {
+				w.Locked, w.LockedByUser, w.LockedBy = true, "user-engine", "engine"
+			})
+			dec = Decide(Input{Plan: s.p, Statuses: s.st, Facts: Facts{Workspaces: s.ws, Lists: s.list, Self: "user-engine"}, Policy: s.pol, Now: s.now})
+			if stops := actions(dec, ActStop); len(stops) != 1 || stops[0].RunID != "run-d1" {
+				t.Fatalf("with d seen: stops %+v, want run-d1", stops)
+			}
+		})
 	}
 }
