@@ -296,6 +296,15 @@ type engine struct {
 	rng     *rand.Rand
 	lose    float64 // probability that an event is lost
 	lostAck float64 // probability that a creation's answer is lost
+	// lostAct is the probability that an action decided (and stored) is
+	// never carried out: the replica that decided it died first, or its
+	// look failed on an earlier action.
+	lostAct float64
+	// quiet is the probability that a member whose current run is older
+	// than what a look waits for is passed as quiet rather than read (the
+	// workspace list, newest first, stops before it). The dispatcher's
+	// list passes it every time while nothing changes there: 1 plays that.
+	quiet float64
 	// late, when set, makes looks come late: a look follows the one before
 	// after a random delay up to late, whatever happened in TFE meanwhile,
 	// as under a backlog, rate limits or a slow NATS.
@@ -312,7 +321,7 @@ type engine struct {
 func newEngine(m *model, p *Plan, pol Policy, rng *rand.Rand) *engine {
 	// The first look is a full one, as the dispatcher's: the root's apply
 	// has just queued runs in its targets.
-	e := &engine{m: m, p: p, pol: pol.withDefaults(), rng: rng, confirm: map[string]time.Time{}, lastFull: m.now.Add(-pol.withDefaults().Recheck),
+	e := &engine{m: m, p: p, pol: pol.withDefaults(), rng: rng, confirm: map[string]time.Time{}, quiet: 0.5, lastFull: m.now.Add(-pol.withDefaults().Recheck),
 		confirmWithin: 2 * time.Hour}
 	for i := range p.Members {
 		e.st = append(e.st, Initial(p, i))
@@ -333,7 +342,7 @@ func (e *engine) look(dirty map[string]bool) Decision {
 		ws := e.m.workspaceFacts(id)
 		// A read of the workspace list newest first may pass a member
 		// whose current run is older than what it looks for: quiet.
-		if (ws.Current == nil || ws.Current.CreatedAt.Before(w.Since)) && e.rng.Float64() < 0.5 {
+		if (ws.Current == nil || ws.Current.CreatedAt.Before(w.Since)) && e.rng.Float64() < e.quiet {
 			facts.Quiet[id] = w.Since
 			continue
 		}
@@ -374,6 +383,9 @@ func (e *engine) look(dirty map[string]bool) Decision {
 }
 
 func (e *engine) act(a Action) {
+	if a.Kind != ActCreate && a.Kind != ActAlert && e.rng.Float64() < e.lostAct {
+		return
+	}
 	switch a.Kind {
 	case ActCreate:
 		i := e.p.Index(a.Member)

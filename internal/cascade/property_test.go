@@ -282,6 +282,42 @@ func TestPropertiesWithLateLooks(t *testing.T) {
 	}
 }
 
+// TestLostActionsStillEnd plays the late-look cascades with a tenth of
+// the decided actions (stops, locks, unlocks, confirmations) never carried
+// out, as when the replica that decided them dies before it acts: what
+// was decided and not done is found in TFE and done again, so every
+// cascade ends, no hold is left open and no workspace locked. Runs may
+// escape while a lost lock or stop is made up for: that is the price of
+// the crash, not checked here.
+func TestLostActionsStillEnd(t *testing.T) {
+	n := 60
+	if os.Getenv("CASCADE_SEEDS") != "" {
+		n = seeds()
+	}
+	for seed := range uint64(n) {
+		sc, e, name := lateScenario(t, seed, Policy{})
+		e.lostAct = 0.1
+		if seed%2 == 1 {
+			e.quiet = 1
+		}
+		looks, done := e.run(5000)
+		if !done {
+			t.Errorf("%s: not done after %d looks with actions lost: %s", name, looks, describe(sc.plan, e.st))
+			continue
+		}
+		for i, s := range e.st {
+			if s.Hold.open() {
+				t.Errorf("%s: %s is done with its hold %s", name, sc.plan.Members[i].Name, s.Hold)
+			}
+		}
+		for _, w := range sc.m.ws {
+			if w.held {
+				t.Errorf("%s: %s is still locked by the engine", name, w.name)
+			}
+		}
+	}
+}
+
 // TestLateLooksWithoutHoldsLetRunsEscape is the other side of the test
 // above: without holds, the same late looks let runs queued too early
 // apply, which is what holds are for.
