@@ -263,7 +263,7 @@ func (h *harness) done(d *dispatcher.Dispatcher, id string, timeout time.Duratio
 		}
 		if time.Now().After(deadline) {
 			if v != nil {
-				h.t.Fatalf("cascade %s not done after %s:%s", id, timeout, states(v))
+				h.t.Fatalf("cascade %s not done after %s:%s%s", id, timeout, states(v), h.inTFE(v))
 			}
 			h.t.Fatalf("cascade %s not done after %s: %v", id, timeout, err)
 		}
@@ -285,7 +285,7 @@ func (h *harness) until(d *dispatcher.Dispatcher, id, what string, timeout time.
 		}
 		if time.Now().After(deadline) {
 			if v != nil {
-				h.t.Fatalf("timed out after %s waiting for %s:%s", timeout, what, states(v))
+				h.t.Fatalf("timed out after %s waiting for %s:%s%s", timeout, what, states(v), h.inTFE(v))
 			}
 			h.t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
