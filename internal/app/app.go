@@ -467,7 +467,7 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	return dispatcher.New(ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools, Users: client.Users,
 		Organizations: client.Organizations, StateVersions: dispatcher.NewStateVersions(client),
-		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil).WithShared(shared),
+		Planner: tfegraph.NewCache(tfeclient.New(client), a.cfg.GraphCacheTTL, nil).WithShared(shared),
 		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
 	})
 }

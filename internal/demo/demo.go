@@ -33,6 +33,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
@@ -271,7 +272,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	alertsMu.Unlock()
 	p.summary(rep)
 	if o.Picture != "" {
-		g, err := tfegraph.LoadOrganization(ctx, client.Workspaces, client.RunTriggers, sc.Organization)
+		g, err := tfegraph.LoadOrganization(ctx, tfeclient.New(client), sc.Organization)
 		if err != nil {
 			return nil, err
 		}

@@ -19,7 +19,6 @@ var goTFEImporters = []string{
 	"internal/demo",
 	"internal/dispatcher",
 	"internal/tfeclient",
-	"internal/tfegraph",
 	"internal/tfenotify",
 	"internal/watchdog",
 }

@@ -1,0 +1,145 @@
+package tfeclient_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	tfe "github.com/hashicorp/go-tfe"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+)
+
+var simStart = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+
+// simTFE runs the simulator on a manual clock, loaded with org, and
+// returns it with a go-tfe client of it and the TFE over that client.
+func simTFE(t *testing.T, org tfesim.OrganizationSpec) (*tfesim.Sim, *tfe.Client, *tfeclient.TFE) {
+	t.Helper()
+	clock := tfesim.NewManualClock(simStart)
+	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", Clock: clock, RateLimit: -1, Timing: &tfesim.Timing{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{org}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	c := client(t, srv.URL, tfeclient.Options{})
+	return sim, c, tfeclient.New(c)
+}
+
+// A workspace reads the same listed as read by ID: its averages as
+// durations (go-tfe's list leaves them in milliseconds), its organization,
+// and who holds its lock; listed with current runs, each comes with its
+// run, and when that run entered its status.
+func TestWorkspaceListedAndReadAgree(t *testing.T) {
+	sim, c, api := simTFE(t, tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{
+		{Name: "slow", AutoApply: true, Behavior: tfesim.Behavior{PlanDurationMS: (4 * time.Hour).Milliseconds()}},
+		{Name: "held"}, {Name: "idle"},
+	}})
+	ctx := context.Background()
+	run := func(name string) string {
+		r, err := c.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: sim.WorkspaceID("acme", name)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	run("slow")
+	sim.Advance(5 * time.Hour) // planned in 4h, applied: slow's plan average is 4h
+	planning := run("slow")
+	sim.Advance(time.Minute)
+	if _, err := c.Workspaces.Lock(ctx, sim.WorkspaceID("acme", "held"), tfe.WorkspaceLockOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	listed := map[string]tfeclient.Workspace{}
+	err := api.ListWorkspaces(ctx, "acme", tfeclient.WorkspaceQuery{CurrentRun: true}, func(page []tfeclient.Workspace) (bool, error) {
+		for _, w := range page {
+			listed[w.Name] = w
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := listed["slow"]
+	if slow.PlanDurationAverage != 4*time.Hour {
+		t.Errorf("listed plan average: got %s, want 4h", slow.PlanDurationAverage)
+	}
+	cur := slow.CurrentRun
+	if cur == nil || cur.ID != planning || cur.Status != runstatus.Planning || cur.WorkspaceID != slow.ID {
+		t.Fatalf("slow's current run: got %+v, want %s planning in %s", cur, planning, slow.ID)
+	}
+	if want := simStart.Add(5 * time.Hour); !cur.StatusAt.Equal(want) {
+		t.Errorf("current run entered planning at %s, want %s", cur.StatusAt, want)
+	}
+	if held := listed["held"]; !held.Locked || held.LockedByRun != "" {
+		t.Errorf("held: locked %v by run %q, want locked by a person", held.Locked, held.LockedByRun)
+	}
+	if !slow.Locked || slow.LockedByRun != planning {
+		t.Errorf("slow: locked %v by run %q, want locked by %s", slow.Locked, slow.LockedByRun, planning)
+	}
+	for name, w := range listed {
+		read, err := api.ReadWorkspace(ctx, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.CurrentRun = nil // a read does not include it
+		if read != w || read.Organization != "acme" {
+			t.Errorf("%s read\n%+v\nlisted\n%+v", name, read, w)
+		}
+	}
+	if _, err := api.ReadWorkspace(ctx, "ws-nobody"); tfeclient.Classify(err, nil) != tfeclient.Gone {
+		t.Errorf("reading an unknown workspace: %v, want an error classified Gone", err)
+	}
+}
+
+// ListRunTriggers reads each direction of a workspace's triggers, every
+// page of them, naming both ends.
+func TestListRunTriggers(t *testing.T) {
+	org := tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{{Name: "root"}}}
+	var targets []string
+	for i := range tfeclient.PageSize + 5 {
+		name := "t" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		targets = append(targets, name)
+		org.Workspaces = append(org.Workspaces, tfesim.WorkspaceSpec{Name: name})
+		org.RunTriggers = append(org.RunTriggers, tfesim.RunTriggerSpec{Source: "root", Target: name})
+	}
+	sim, _, api := simTFE(t, org)
+	ctx := context.Background()
+	root := sim.WorkspaceID("acme", "root")
+
+	out, err := api.ListRunTriggers(ctx, root, tfeclient.Outbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rt := range out {
+		got = append(got, rt.TargetName)
+		if rt.SourceID != root || rt.TargetID != sim.WorkspaceID("acme", rt.TargetName) {
+			t.Errorf("outbound trigger %+v: want from %s to %s's ID", rt, root, rt.TargetName)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, targets) {
+		t.Errorf("outbound targets: got %d %v, want %d", len(got), got, len(targets))
+	}
+
+	in, err := api.ListRunTriggers(ctx, sim.WorkspaceID("acme", "taa"), tfeclient.Inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in) != 1 || in[0].SourceID != root || in[0].SourceName != "root" || in[0].TargetName != "taa" {
+		t.Errorf("inbound triggers of taa: got %+v, want one from root", in)
+	}
+	if out, err := api.ListRunTriggers(ctx, root, tfeclient.Inbound); err != nil || len(out) != 0 {
+		t.Errorf("inbound triggers of root: got %+v, %v; want none", out, err)
+	}
+}
