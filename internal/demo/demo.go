@@ -217,7 +217,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	installed, err := tfenotify.Install(ctx, client.Workspaces, client.NotificationConfigurations, tfenotify.Options{
+	installed, err := tfenotify.Install(ctx, tfeclient.New(client), tfenotify.Options{
 		Organization: sc.Organization, URL: "http://" + d.HTTPAddr() + "/webhooks/tfe", Token: hookToken,
 	})
 	if err != nil {

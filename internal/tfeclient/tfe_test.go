@@ -2,6 +2,7 @@ package tfeclient_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
@@ -141,5 +142,41 @@ func TestListRunTriggers(t *testing.T) {
 	}
 	if out, err := api.ListRunTriggers(ctx, root, tfeclient.Inbound); err != nil || len(out) != 0 {
 		t.Errorf("inbound triggers of root: got %+v, %v; want none", out, err)
+	}
+}
+
+// A notification configuration is created generic and as asked; an update
+// writes what it sets and leaves the rest.
+func TestNotificationConfigurations(t *testing.T) {
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	t.Cleanup(receiver.Close)
+	sim, _, api := simTFE(t, tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{{Name: "app"}}})
+	ctx := context.Background()
+	ws := sim.WorkspaceID("acme", "app")
+	triggers := []string{tfeclient.NotifyRunCreated, tfeclient.NotifyRunCompleted}
+	err := api.CreateNotificationConfiguration(ctx, ws, tfeclient.NotificationSettings{
+		Name: "hook", URL: receiver.URL + "/a", Token: "secret", Enabled: true, Triggers: triggers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := api.ListNotificationConfigurations(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != "hook" || list[0].URL != receiver.URL+"/a" || !list[0].Enabled || !slices.Equal(list[0].Triggers, triggers) {
+		t.Fatalf("created: got %+v, want hook to %s/a, enabled, on %v", list, receiver.URL, triggers)
+	}
+	if err := api.UpdateNotificationConfiguration(ctx, list[0].ID, tfeclient.NotificationSettings{URL: receiver.URL + "/b", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	list, err = api.ListNotificationConfigurations(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != "hook" || list[0].URL != receiver.URL+"/b" || !slices.Equal(list[0].Triggers, triggers) {
+		t.Errorf("updated: got %+v, want hook to %s/b, on %v still", list, receiver.URL, triggers)
+	}
+	if err := api.UpdateNotificationConfiguration(ctx, "nc-nobody", tfeclient.NotificationSettings{Enabled: true}); tfeclient.Classify(err, nil) != tfeclient.Gone {
+		t.Errorf("updating an unknown configuration: %v, want an error classified Gone", err)
 	}
 }
