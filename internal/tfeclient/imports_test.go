@@ -19,7 +19,6 @@ var goTFEImporters = []string{
 	"internal/demo",
 	"internal/dispatcher",
 	"internal/tfeclient",
-	"internal/watchdog",
 }
 
 func TestOnlyAllowedPackagesImportGoTFE(t *testing.T) {

@@ -1,6 +1,8 @@
 package tfeclient
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	tfe "github.com/hashicorp/go-tfe"
@@ -40,4 +42,57 @@ func runOf(r *tfe.Run) Run {
 		out.Actions = RunActions{Cancelable: a.IsCancelable, ForceCancelable: a.IsForceCancelable, Discardable: a.IsDiscardable}
 	}
 	return out
+}
+
+// RunReader reads one run.
+type RunReader interface {
+	// ReadRun reads the run of this ID: one call. A run TFE does not know
+	// (its workspace was deleted) is an error Classify calls Gone.
+	ReadRun(ctx context.Context, runID string) (Run, error)
+}
+
+// RunStopper stops a run with a user's actions, each one call, leaving
+// comment on the run. TFE refuses an action its Actions do not allow.
+type RunStopper interface {
+	// CancelRun asks TFE to cancel the run: it interrupts a plan or an
+	// apply, gracefully.
+	CancelRun(ctx context.Context, runID, comment string) error
+	// ForceCancelRun ends the run at once; TFE allows it some time after
+	// a cancel.
+	ForceCancelRun(ctx context.Context, runID, comment string) error
+	// DiscardRun discards a run that waits for a confirmation.
+	DiscardRun(ctx context.Context, runID, comment string) error
+}
+
+// ReadRun implements RunReader.
+func (t *TFE) ReadRun(ctx context.Context, runID string) (Run, error) {
+	r, err := t.client.Runs.Read(ctx, runID)
+	if err != nil {
+		return Run{}, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	return runOf(r), nil
+}
+
+// CancelRun implements RunStopper.
+func (t *TFE) CancelRun(ctx context.Context, runID, comment string) error {
+	if err := t.client.Runs.Cancel(ctx, runID, tfe.RunCancelOptions{Comment: optional(comment)}); err != nil {
+		return fmt.Errorf("cancel run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// ForceCancelRun implements RunStopper.
+func (t *TFE) ForceCancelRun(ctx context.Context, runID, comment string) error {
+	if err := t.client.Runs.ForceCancel(ctx, runID, tfe.RunForceCancelOptions{Comment: optional(comment)}); err != nil {
+		return fmt.Errorf("force-cancel run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// DiscardRun implements RunStopper.
+func (t *TFE) DiscardRun(ctx context.Context, runID, comment string) error {
+	if err := t.client.Runs.Discard(ctx, runID, tfe.RunDiscardOptions{Comment: optional(comment)}); err != nil {
+		return fmt.Errorf("discard run %s: %w", runID, err)
+	}
+	return nil
 }

@@ -180,3 +180,56 @@ func TestNotificationConfigurations(t *testing.T) {
 		t.Errorf("updating an unknown configuration: %v, want an error classified Gone", err)
 	}
 }
+
+// A run reads with what TFE allows of it; it stops with the action asked
+// for, by the user's API or the admin's; the admin list reads the runs in
+// the statuses asked for, with their workspaces.
+func TestRunsReadListAndStop(t *testing.T) {
+	sim, c, api := simTFE(t, tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{
+		{Name: "manual"}, {Name: "stuck", AutoApply: true, Behavior: tfesim.Behavior{StuckIn: runstatus.Planning}},
+	}})
+	ctx := context.Background()
+	run := func(name string) string {
+		r, err := c.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: sim.WorkspaceID("acme", name)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	planned, stuck := run("manual"), run("stuck")
+	sim.Advance(time.Minute)
+
+	r, err := api.ReadRun(ctx, planned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != runstatus.Planned || !r.Actions.Discardable || r.WorkspaceID != sim.WorkspaceID("acme", "manual") || r.StatusAt.IsZero() {
+		t.Fatalf("read %+v: want planned, discardable, in manual, with its time", r)
+	}
+	if err := api.DiscardRun(ctx, planned, "not this one"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := api.ReadRun(ctx, planned); err != nil || r.Status != runstatus.Discarded {
+		t.Errorf("after the discard: %+v, %v; want discarded", r, err)
+	}
+
+	active, err := api.ListAdminRuns(ctx, []string{runstatus.Planning, runstatus.Planned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(active) != 1 || active[0].ID != stuck || active[0].WorkspaceID != sim.WorkspaceID("acme", "stuck") {
+		t.Fatalf("admin list of planning and planned runs: got %+v, want %s alone, in stuck", active, stuck)
+	}
+	if err := api.AdminForceCancelRun(ctx, stuck, "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := api.ReadRun(ctx, stuck); err != nil || r.Status != runstatus.Canceled {
+		t.Errorf("after the admin's force-cancel: %+v, %v; want canceled", r, err)
+	}
+	if _, err := api.ReadRun(ctx, "run-nobody"); tfeclient.Classify(err, nil) != tfeclient.Gone {
+		t.Errorf("reading an unknown run: %v, want an error classified Gone", err)
+	}
+	if err := api.CancelRun(ctx, "run-nobody", "x"); tfeclient.Classify(err, nil) != tfeclient.Gone {
+		t.Errorf("cancelling an unknown run: %v, want an error classified Gone", err)
+	}
+}
