@@ -96,3 +96,47 @@ func (t *TFE) DiscardRun(ctx context.Context, runID, comment string) error {
 	}
 	return nil
 }
+
+// RunOptions are what a run is created with.
+type RunOptions struct {
+	// Message is the run's message in TFE's UI.
+	Message string
+	// AutoApply applies the run once planned, whatever the workspace's
+	// setting; false leaves it to the workspace.
+	AutoApply bool
+}
+
+// RunStarter queues runs.
+type RunStarter interface {
+	// CreateRun queues a run in the workspace on its current
+	// configuration: one call.
+	CreateRun(ctx context.Context, workspaceID string, o RunOptions) (Run, error)
+}
+
+// RunApplier confirms runs.
+type RunApplier interface {
+	// ApplyRun confirms a run that waits for a person, leaving comment on
+	// it: one call.
+	ApplyRun(ctx context.Context, runID, comment string) error
+}
+
+// CreateRun implements RunStarter.
+func (t *TFE) CreateRun(ctx context.Context, workspaceID string, o RunOptions) (Run, error) {
+	opts := tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: workspaceID}, Message: optional(o.Message)}
+	if o.AutoApply {
+		opts.AutoApply = tfe.Bool(true)
+	}
+	r, err := t.client.Runs.Create(ctx, opts)
+	if err != nil {
+		return Run{}, fmt.Errorf("create run in %s: %w", workspaceID, err)
+	}
+	return runOf(r), nil
+}
+
+// ApplyRun implements RunApplier.
+func (t *TFE) ApplyRun(ctx context.Context, runID, comment string) error {
+	if err := t.client.Runs.Apply(ctx, runID, tfe.RunApplyOptions{Comment: optional(comment)}); err != nil {
+		return fmt.Errorf("apply run %s: %w", runID, err)
+	}
+	return nil
+}

@@ -1,6 +1,8 @@
 package tfeclient
 
 import (
+	"fmt"
+
 	tfe "github.com/hashicorp/go-tfe"
 )
 
@@ -20,3 +22,15 @@ type TFE struct {
 
 // New reaches TFE through client.
 func New(client *tfe.Client) *TFE { return &TFE{client: client} }
+
+// Connect reaches the TFE at address with token through a go-tfe client
+// of its own, with go-tfe's defaults: none of NewClient's limiter,
+// metrics or retries. It is for a program that acts on TFE as a person
+// would (the demo), not for the daemon. go-tfe asks TFE's /ping once.
+func Connect(address, token string) (*TFE, error) {
+	client, err := tfe.NewClient(&tfe.Config{Address: address, Token: token})
+	if err != nil {
+		return nil, fmt.Errorf("connect to TFE at %s: %w", address, err)
+	}
+	return New(client), nil
+}

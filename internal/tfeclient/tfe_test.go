@@ -233,3 +233,50 @@ func TestRunsReadListAndStop(t *testing.T) {
 		t.Errorf("cancelling an unknown run: %v, want an error classified Gone", err)
 	}
 }
+
+// A run created with AutoApply applies once planned; one created without
+// waits for a person in a workspace that does not auto-apply, and applies
+// once confirmed.
+func TestRunsCreateAndApply(t *testing.T) {
+	clock := tfesim.NewManualClock(simStart)
+	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", Clock: clock, RateLimit: -1, Timing: &tfesim.Timing{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{{Name: "acme", Email: "ops@acme.test",
+		Workspaces: []tfesim.WorkspaceSpec{{Name: "manual"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	api, err := tfeclient.Connect(srv.URL, "sim-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ws := sim.WorkspaceID("acme", "manual")
+	auto, err := api.CreateRun(ctx, ws, tfeclient.RunOptions{Message: "auto", AutoApply: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Advance(time.Minute)
+	if r, err := api.ReadRun(ctx, auto.ID); err != nil || r.Status != runstatus.Applied {
+		t.Fatalf("auto-applied run: %+v, %v; want applied", r, err)
+	}
+	manual, err := api.CreateRun(ctx, ws, tfeclient.RunOptions{Message: "manual"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Advance(time.Minute)
+	if r, err := api.ReadRun(ctx, manual.ID); err != nil || r.Status != runstatus.Planned {
+		t.Fatalf("run without auto-apply: %+v, %v; want planned", r, err)
+	}
+	if err := api.ApplyRun(ctx, manual.ID, "reviewed"); err != nil {
+		t.Fatal(err)
+	}
+	sim.Advance(time.Minute)
+	if r, err := api.ReadRun(ctx, manual.ID); err != nil || r.Status != runstatus.Applied {
+		t.Errorf("confirmed run: %+v, %v; want applied", r, err)
+	}
+}
