@@ -10,6 +10,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 )
 
@@ -120,7 +121,7 @@ func loadGraph(env *runEnv, tf *tfeFlags, org, input string) (*graph.Graph, erro
 	if err != nil {
 		return nil, err
 	}
-	return tfegraph.LoadOrganization(env.ctx, client.Workspaces, client.RunTriggers, org)
+	return tfegraph.LoadOrganization(env.ctx, tfeclient.New(client), org)
 }
 
 // printGraph writes the graph (or the cascade from root) to stdout and the

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/app"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 )
 
@@ -57,7 +58,7 @@ func notificationsInstallCommand() *command {
 				if err != nil {
 					return err
 				}
-				results, err := tfenotify.Install(env.ctx, client.Workspaces, client.NotificationConfigurations, o)
+				results, err := tfenotify.Install(env.ctx, tfeclient.New(client), o)
 				counts := map[string]int{}
 				for _, r := range results {
 					counts[r.Action]++

@@ -419,8 +419,9 @@ func (a *App) newWatchdog(ctx context.Context, client *tfe.Client, js jetstream.
 		a.log.Warn("no admin API on this TFE (HCP Terraform?) and no --watchdog-organization: the stuck-run watchdog is off")
 		return nil, nil
 	}
+	api := tfeclient.New(client)
 	return watchdog.New(ctx, opts, watchdog.Deps{
-		JetStream: js, AdminRuns: client.Admin.Runs, Runs: client.Runs, Workspaces: client.Workspaces, Alerts: notifier,
+		JetStream: js, AdminRuns: api, Runs: api, Workspaces: api, Alerts: notifier,
 		Log: a.log.Named("watchdog"), Registerer: a.registry,
 	})
 }
@@ -467,7 +468,7 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 	return dispatcher.New(ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools, Users: client.Users,
 		Organizations: client.Organizations, StateVersions: dispatcher.NewStateVersions(client),
-		Planner: tfegraph.NewCache(client.RunTriggers, a.cfg.GraphCacheTTL, nil).WithShared(shared),
+		Planner: tfegraph.NewCache(tfeclient.New(client), a.cfg.GraphCacheTTL, nil).WithShared(shared),
 		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
 	})
 }

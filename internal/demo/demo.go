@@ -22,7 +22,6 @@ import (
 	"sync"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
@@ -33,6 +32,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
@@ -212,11 +212,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	p.say("daemon up: webhooks at http://%s/webhooks/tfe, embedded JetStream at %s", d.HTTPAddr(), d.NATSURL())
 	p.say("web page at http://%s/ui/: sign in with the operate token %s", d.HTTPAddr(), pageToken)
 
-	client, err := tfe.NewClient(&tfe.Config{Address: simURL, Token: simToken})
+	client, err := tfeclient.Connect(simURL, simToken)
 	if err != nil {
 		return nil, err
 	}
-	installed, err := tfenotify.Install(ctx, client.Workspaces, client.NotificationConfigurations, tfenotify.Options{
+	installed, err := tfenotify.Install(ctx, client, tfenotify.Options{
 		Organization: sc.Organization, URL: "http://" + d.HTTPAddr() + "/webhooks/tfe", Token: hookToken,
 	})
 	if err != nil {
@@ -249,8 +249,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if rootID == "" {
 		return nil, fmt.Errorf("root workspace %q is not in the scenario", sc.Root)
 	}
-	run, err := client.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: rootID}, Message: tfe.String("demo: apply " + sc.Root),
-		AutoApply: tfe.Bool(true)})
+	run, err := client.CreateRun(ctx, rootID, tfeclient.RunOptions{Message: "demo: apply " + sc.Root, AutoApply: true})
 	if err != nil {
 		return nil, fmt.Errorf("start the root run: %w", err)
 	}
@@ -261,7 +260,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if engine == nil {
 		return nil, errors.New("the daemon runs no cascade engine")
 	}
-	v, approved, err := follow(ctx, engine, client.Runs, id, sc.Approve, p)
+	v, approved, err := follow(ctx, engine, client, id, sc.Approve, p)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +270,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	alertsMu.Unlock()
 	p.summary(rep)
 	if o.Picture != "" {
-		g, err := tfegraph.LoadOrganization(ctx, client.Workspaces, client.RunTriggers, sc.Organization)
+		g, err := tfegraph.LoadOrganization(ctx, client, sc.Organization)
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +309,7 @@ func prepare(ctx context.Context, sc *Scenario, sim *tfesim.Sim, simURL, token s
 	if len(sc.Prepare) == 0 {
 		return nil
 	}
-	client, err := tfe.NewClient(&tfe.Config{Address: simURL, Token: token})
+	client, err := tfeclient.Connect(simURL, token)
 	if err != nil {
 		return err
 	}
@@ -325,22 +324,22 @@ func prepare(ctx context.Context, sc *Scenario, sim *tfesim.Sim, simURL, token s
 				return fmt.Errorf("prepare %s: %w", pr.Workspace, err)
 			}
 		}
-		if _, err := client.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: id}, Message: tfe.String("demo: prepare " + pr.Workspace),
-			AutoApply: tfe.Bool(true)}); err != nil {
+		if _, err := client.CreateRun(ctx, id, tfeclient.RunOptions{Message: "demo: prepare " + pr.Workspace, AutoApply: true}); err != nil {
 			return fmt.Errorf("prepare %s: %w", pr.Workspace, err)
 		}
 		names = append(names, pr.Workspace)
 	}
 	p.say("preparing %s: a first apply each, so that the cascade has state to compare outputs with", strings.Join(names, ", "))
 	for {
-		list, err := client.Workspaces.List(ctx, sc.Organization, &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun},
-			ListOptions: tfe.ListOptions{PageSize: 100}})
+		busy := false
+		err := client.ListWorkspaces(ctx, sc.Organization, tfeclient.WorkspaceQuery{CurrentRun: true}, func(page []tfeclient.Workspace) (bool, error) {
+			for _, w := range page {
+				busy = busy || (w.CurrentRun != nil && !cascade.Final(w.CurrentRun.Status))
+			}
+			return !busy, nil
+		})
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
-		}
-		busy := false
-		for _, w := range list.Items {
-			busy = busy || (w.CurrentRun != nil && !cascade.Final(string(w.CurrentRun.Status)))
 		}
 		if !busy {
 			break
@@ -413,16 +412,11 @@ func startSimulator(ctx context.Context, sc *Scenario, token string) (*tfesim.Si
 	return sim, url, stop, nil
 }
 
-// Approver is the part of go-tfe's Runs the demo's person uses.
-type Approver interface {
-	Apply(ctx context.Context, runID string, options tfe.RunApplyOptions) error
-}
-
 // follow prints each member's state change, through the engine's read
 // model, until the cascade is done. Runs waiting for a person in the
 // workspaces of approve are confirmed, as that person would, after a
 // moment. It returns the last view and the runs the person confirmed.
-func follow(ctx context.Context, engine *dispatcher.Dispatcher, runs Approver, id string, approve []string, p *printer) (*dispatcher.View, map[string]bool, error) {
+func follow(ctx context.Context, engine *dispatcher.Dispatcher, runs tfeclient.RunApplier, id string, approve []string, p *printer) (*dispatcher.View, map[string]bool, error) {
 	var views <-chan *dispatcher.View
 	for views == nil {
 		w, err := engine.Watch(ctx, id)
@@ -475,7 +469,7 @@ func follow(ctx context.Context, engine *dispatcher.Dispatcher, runs Approver, i
 						return
 					case <-time.After(time.Second):
 					}
-					if err := runs.Apply(ctx, runID, tfe.RunApplyOptions{Comment: tfe.String("plan reviewed: approved")}); err == nil {
+					if err := runs.ApplyRun(ctx, runID, "plan reviewed: approved"); err == nil {
 						p.say("%s: a person reviewed run %s's plan and confirmed it", name, runID)
 					}
 				}(m.Name, m.RunID)

@@ -77,7 +77,7 @@ func (h *harness) benchEngineOn(js jetstream.JetStream, opts dispatcher.Options,
 	opts.Address = h.simURL
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
-		Planner: tfegraph.NewCache(client.RunTriggers, cacheTTL, nil), Alerts: h.alerts,
+		Planner: tfegraph.NewCache(tfeclient.New(client), cacheTTL, nil), Alerts: h.alerts,
 		Log: benchLog(h.t),
 	})
 	if err != nil {
@@ -125,7 +125,7 @@ func (h *harness) benchReplica(js jetstream.JetStream, opts dispatcher.Options, 
 	opts.Address = h.simURL
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
-		Planner: tfegraph.NewCache(client.RunTriggers, graphCacheTTL, nil).WithShared(shared), Alerts: h.alerts,
+		Planner: tfegraph.NewCache(tfeclient.New(client), graphCacheTTL, nil).WithShared(shared), Alerts: h.alerts,
 		Log: benchLog(h.t),
 	})
 	if err != nil {

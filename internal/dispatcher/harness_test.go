@@ -172,7 +172,7 @@ func (h *harness) engineOn(js jetstream.JetStream, opts dispatcher.Options, tran
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
 		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
 		StateVersions: dispatcher.NewStateVersions(client),
-		Planner:       tfegraph.NewCache(client.RunTriggers, time.Minute, nil), Alerts: h.alerts,
+		Planner:       tfegraph.NewCache(tfeclient.New(client), time.Minute, nil), Alerts: h.alerts,
 		Log: harnessLog(h.t, fmt.Sprintf("engine-%d", engines.Add(1))),
 	})
 	if err != nil {

@@ -16,12 +16,8 @@ import (
 var goTFEImporters = []string{
 	"cmd/orchestrator",
 	"internal/app",
-	"internal/demo",
 	"internal/dispatcher",
 	"internal/tfeclient",
-	"internal/tfegraph",
-	"internal/tfenotify",
-	"internal/watchdog",
 }
 
 func TestOnlyAllowedPackagesImportGoTFE(t *testing.T) {

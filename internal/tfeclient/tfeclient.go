@@ -11,7 +11,12 @@
 //   - EachPage and All, the one way TFE's lists are read page by page;
 //   - Cache, the one cache of what was read, fresh for a TTL;
 //   - StatusAt, when a run entered its status (the statuses themselves are
-//     in the subpackage runstatus, which imports nothing).
+//     in the subpackage runstatus, which imports nothing);
+//   - small interfaces in the orchestrator's own types (Workspace, Run,
+//     RunTrigger, NotificationConfiguration), one file per concern, and
+//     TFE, their implementation over a go-tfe client: tfegraph, tfenotify,
+//     the watchdog and the demo reach TFE through them and import no
+//     go-tfe (imports_test.go keeps the list of the packages that do).
 //
 // It guarantees that, with a Limiter, every request of the process (retries
 // and go-tfe's /ping included) waits for its turn in this replica's share of

@@ -1,4 +1,5 @@
-// Package tfegraph reads the run-trigger graph from TFE through go-tfe.
+// Package tfegraph reads the run-trigger graph from TFE, through
+// internal/tfeclient's interfaces.
 //
 // LoadOrganization reads a whole organization, for the graph command.
 // Cache serves the daemon: it resolves a cascade by reading the outbound
@@ -17,80 +18,46 @@ package tfegraph
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	tfe "github.com/hashicorp/go-tfe"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
-// WorkspaceLister is the part of go-tfe's Workspaces this package uses.
-type WorkspaceLister interface {
-	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
-}
-
-// RunTriggerLister is the part of go-tfe's RunTriggers this package uses.
-type RunTriggerLister interface {
-	List(ctx context.Context, workspaceID string, options *tfe.RunTriggerListOptions) (*tfe.RunTriggerList, error)
+// OrganizationReader is what LoadOrganization reads: workspaces and their
+// run triggers (*tfeclient.TFE is one).
+type OrganizationReader interface {
+	tfeclient.WorkspaceLister
+	tfeclient.RunTriggerLister
 }
 
 // LoadOrganization reads every workspace of org and its inbound run
 // triggers: one workspace list per page, then one run-trigger list per
 // workspace per page.
-func LoadOrganization(ctx context.Context, workspaces WorkspaceLister, triggers RunTriggerLister, org string) (*graph.Graph, error) {
-	opts := &tfe.WorkspaceListOptions{}
-	all, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
-		opts.ListOptions = page
-		l, err := workspaces.List(ctx, org, opts)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list workspaces of %s: %w", org, err)
+func LoadOrganization(ctx context.Context, r OrganizationReader, org string) (*graph.Graph, error) {
+	var ws []graph.Workspace
+	err := r.ListWorkspaces(ctx, org, tfeclient.WorkspaceQuery{}, func(page []tfeclient.Workspace) (bool, error) {
+		for _, w := range page {
+			ws = append(ws, graph.Workspace{ID: w.ID, Name: w.Name, ExecutionMode: w.ExecutionMode})
 		}
-		return l.Items, l.Pagination, nil
+		return true, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	ws := make([]graph.Workspace, 0, len(all))
-	for _, w := range all {
-		ws = append(ws, graph.Workspace{ID: w.ID, Name: w.Name, ExecutionMode: w.ExecutionMode})
-	}
 	var edges []graph.Edge
 	for _, w := range ws {
-		rts, err := listAll(ctx, triggers, w.ID, tfe.RunTriggerInbound)
+		rts, err := r.ListRunTriggers(ctx, w.ID, tfeclient.Inbound)
 		if err != nil {
 			return nil, err
 		}
 		for _, rt := range rts {
-			if src := sourceOf(rt); src != "" {
-				edges = append(edges, graph.Edge{Source: src, Target: w.ID})
+			if rt.SourceID != "" {
+				edges = append(edges, graph.Edge{Source: rt.SourceID, Target: w.ID})
 			}
 		}
 	}
 	return graph.New(ws, edges)
-}
-
-func sourceOf(rt *tfe.RunTrigger) string {
-	switch {
-	case rt.SourceableChoice != nil && rt.SourceableChoice.Workspace != nil:
-		return rt.SourceableChoice.Workspace.ID
-	case rt.Sourceable != nil:
-		return rt.Sourceable.ID
-	}
-	return ""
-}
-
-func listAll(ctx context.Context, triggers RunTriggerLister, wsID string, typ tfe.RunTriggerFilterOp) ([]*tfe.RunTrigger, error) {
-	opts := &tfe.RunTriggerListOptions{RunTriggerType: typ}
-	return tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.RunTrigger, *tfe.Pagination, error) {
-		opts.ListOptions = page
-		l, err := triggers.List(ctx, wsID, opts)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list %s run triggers of %s: %w", typ, wsID, err)
-		}
-		return l.Items, l.Pagination, nil
-	})
 }
 
 // Shared keeps what a Cache read where other processes see it. Load
@@ -104,7 +71,7 @@ type Shared interface {
 // Cache resolves cascades from the outbound run triggers of the closure's
 // members, read lazily and kept for a TTL.
 type Cache struct {
-	triggers RunTriggerLister
+	triggers tfeclient.RunTriggerLister
 	now      func() time.Time
 	shared   Shared // nil: this process only
 
@@ -118,7 +85,7 @@ const DefaultTTL = 5 * time.Minute
 // NewCache returns a cache whose entries live for ttl; a ttl of 0 (or
 // less) trusts nothing: every use reads again. now is the clock; nil means
 // time.Now.
-func NewCache(triggers RunTriggerLister, ttl time.Duration, now func() time.Time) *Cache {
+func NewCache(triggers tfeclient.RunTriggerLister, ttl time.Duration, now func() time.Time) *Cache {
 	if now == nil {
 		now = time.Now
 	}
@@ -153,14 +120,14 @@ func (c *Cache) targets(ctx context.Context, id string) ([]graph.Workspace, erro
 				return targets, nil
 			}
 		}
-		rts, err := listAll(ctx, c.triggers, id, tfe.RunTriggerOutbound)
+		rts, err := c.triggers.ListRunTriggers(ctx, id, tfeclient.Outbound)
 		if err != nil {
 			return nil, err
 		}
 		targets := make([]graph.Workspace, 0, len(rts))
 		for _, rt := range rts {
-			if rt.Workspace != nil {
-				targets = append(targets, graph.Workspace{ID: rt.Workspace.ID, Name: rt.WorkspaceName})
+			if rt.TargetID != "" {
+				targets = append(targets, graph.Workspace{ID: rt.TargetID, Name: rt.TargetName})
 			}
 		}
 		if c.shared != nil {

@@ -12,6 +12,7 @@ import (
 	tfe "github.com/hashicorp/go-tfe"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
@@ -67,7 +68,7 @@ func TestCacheAPICost(t *testing.T) {
 	sim, client := newSim(t)
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	cache := tfegraph.NewCache(client.RunTriggers, time.Minute, func() time.Time { return now })
+	cache := tfegraph.NewCache(tfeclient.New(client), time.Minute, func() time.Time { return now })
 	root := graph.Workspace{ID: sim.WorkspaceID("acme", "root"), Name: "root"}
 
 	sim.ResetStats()
@@ -116,7 +117,7 @@ func TestCacheAPICost(t *testing.T) {
 func TestLoadOrganization(t *testing.T) {
 	sim, client := newSim(t)
 	sim.ResetStats()
-	g, err := tfegraph.LoadOrganization(context.Background(), client.Workspaces, client.RunTriggers, "acme")
+	g, err := tfegraph.LoadOrganization(context.Background(), tfeclient.New(client), "acme")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestSharedCacheServesOtherReplicas(t *testing.T) {
 	shared := &sharedMap{m: map[string]sharedEntry{}}
 	root := graph.Workspace{ID: sim.WorkspaceID("acme", "root"), Name: "root"}
 	sim.ResetStats()
-	first, err := tfegraph.NewCache(client.RunTriggers, time.Minute, clock).WithShared(shared).Closure(ctx, root)
+	first, err := tfegraph.NewCache(tfeclient.New(client), time.Minute, clock).WithShared(shared).Closure(ctx, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestSharedCacheServesOtherReplicas(t *testing.T) {
 		t.Fatal("the first replica read nothing from TFE")
 	}
 	for range 2 {
-		g, err := tfegraph.NewCache(client.RunTriggers, time.Minute, clock).WithShared(shared).Closure(ctx, root)
+		g, err := tfegraph.NewCache(tfeclient.New(client), time.Minute, clock).WithShared(shared).Closure(ctx, root)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +192,7 @@ func TestSharedCacheServesOtherReplicas(t *testing.T) {
 		t.Errorf("three replicas: got %d run-trigger lists, want %d (the first's only)", got, cold)
 	}
 	now = now.Add(time.Minute)
-	if _, err := tfegraph.NewCache(client.RunTriggers, time.Minute, clock).WithShared(shared).Closure(ctx, root); err != nil {
+	if _, err := tfegraph.NewCache(tfeclient.New(client), time.Minute, clock).WithShared(shared).Closure(ctx, root); err != nil {
 		t.Fatal(err)
 	}
 	if got := sim.Stats().Requests[outboundRoute]; got != 2*cold {

@@ -13,15 +13,13 @@ import (
 	"fmt"
 	"slices"
 
-	tfe "github.com/hashicorp/go-tfe"
-
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // Triggers are the notification triggers the orchestrator needs.
-var Triggers = []tfe.NotificationTriggerType{
-	tfe.NotificationTriggerCreated, tfe.NotificationTriggerPlanning, tfe.NotificationTriggerNeedsAttention,
-	tfe.NotificationTriggerApplying, tfe.NotificationTriggerCompleted, tfe.NotificationTriggerErrored,
+var Triggers = []string{
+	tfeclient.NotifyRunCreated, tfeclient.NotifyRunPlanning, tfeclient.NotifyRunNeedsAttention,
+	tfeclient.NotifyRunApplying, tfeclient.NotifyRunCompleted, tfeclient.NotifyRunErrored,
 }
 
 // DefaultName names the configuration the orchestrator installs.
@@ -46,21 +44,15 @@ type Result struct {
 	Action    string // created, updated, unchanged
 }
 
-// Workspaces and NotificationConfigurations are the parts of go-tfe used.
-type Workspaces interface {
-	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
-}
-
-// NotificationConfigurations is the part of go-tfe's API used.
-type NotificationConfigurations interface {
-	List(ctx context.Context, subscribableID string, options *tfe.NotificationConfigurationListOptions) (*tfe.NotificationConfigurationList, error)
-	Create(ctx context.Context, workspaceID string, options tfe.NotificationConfigurationCreateOptions) (*tfe.NotificationConfiguration, error)
-	Update(ctx context.Context, id string, options tfe.NotificationConfigurationUpdateOptions) (*tfe.NotificationConfiguration, error)
+// Admin is what Install reads and writes of TFE (*tfeclient.TFE is one).
+type Admin interface {
+	tfeclient.WorkspaceLister
+	tfeclient.NotificationAdmin
 }
 
 // Install creates or updates the configuration on every workspace of the
 // organization (or those with the tags).
-func Install(ctx context.Context, ws Workspaces, ncs NotificationConfigurations, o Options) ([]Result, error) {
+func Install(ctx context.Context, api Admin, o Options) ([]Result, error) {
 	if o.Organization == "" || o.URL == "" || o.Token == "" {
 		return nil, fmt.Errorf("organization, URL and token are required")
 	}
@@ -68,18 +60,9 @@ func Install(ctx context.Context, ws Workspaces, ncs NotificationConfigurations,
 		o.Name = DefaultName
 	}
 	var results []Result
-	opts := &tfe.WorkspaceListOptions{Tags: o.Tags}
-	list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
-		opts.ListOptions = page
-		l, err := ws.List(ctx, o.Organization, opts)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list workspaces of %s: %w", o.Organization, err)
-		}
-		return l.Items, l.Pagination, nil
-	}
-	_, err := tfeclient.EachPage(ctx, list, 0, func(page []*tfe.Workspace) (bool, error) {
+	err := api.ListWorkspaces(ctx, o.Organization, tfeclient.WorkspaceQuery{Tags: o.Tags}, func(page []tfeclient.Workspace) (bool, error) {
 		for _, w := range page {
-			action, err := installOne(ctx, ncs, w, o)
+			action, err := installOne(ctx, api, w, o)
 			if err != nil {
 				return false, fmt.Errorf("workspace %s: %w", w.Name, err)
 			}
@@ -90,26 +73,24 @@ func Install(ctx context.Context, ws Workspaces, ncs NotificationConfigurations,
 	return results, err
 }
 
-func installOne(ctx context.Context, ncs NotificationConfigurations, w *tfe.Workspace, o Options) (string, error) {
-	list, err := ncs.List(ctx, w.ID, &tfe.NotificationConfigurationListOptions{ListOptions: tfe.ListOptions{PageSize: 100}})
+func installOne(ctx context.Context, ncs tfeclient.NotificationAdmin, w tfeclient.Workspace, o Options) (string, error) {
+	list, err := ncs.ListNotificationConfigurations(ctx, w.ID)
 	if err != nil {
-		return "", fmt.Errorf("list notification configurations: %w", err)
+		return "", err
 	}
-	var existing *tfe.NotificationConfiguration
-	for _, nc := range list.Items {
+	var existing *tfeclient.NotificationConfiguration
+	for i, nc := range list {
 		if nc.Name == o.Name {
-			existing = nc
+			existing = &list[i]
 		}
 	}
 	if existing == nil {
 		if !o.DryRun {
-			_, err := ncs.Create(ctx, w.ID, tfe.NotificationConfigurationCreateOptions{
-				DestinationType: tfe.NotificationDestination(tfe.NotificationDestinationTypeGeneric),
-				Enabled:         tfe.Bool(true), Name: tfe.String(o.Name), URL: tfe.String(o.URL), Token: tfe.String(o.Token),
-				Triggers: Triggers,
+			err := ncs.CreateNotificationConfiguration(ctx, w.ID, tfeclient.NotificationSettings{
+				Name: o.Name, URL: o.URL, Token: o.Token, Enabled: true, Triggers: Triggers,
 			})
 			if err != nil {
-				return "", fmt.Errorf("create notification configuration: %w", err)
+				return "", err
 			}
 		}
 		return "created", nil
@@ -118,14 +99,13 @@ func installOne(ctx context.Context, ncs NotificationConfigurations, w *tfe.Work
 		return "unchanged", nil
 	}
 	if !o.DryRun {
-		update := tfe.NotificationConfigurationUpdateOptions{
-			Enabled: tfe.Bool(true), URL: tfe.String(o.URL), Triggers: Triggers,
-		}
+		// TFE never returns the token: it is written when asked only.
+		update := tfeclient.NotificationSettings{URL: o.URL, Enabled: true, Triggers: Triggers}
 		if o.UpdateToken {
-			update.Token = tfe.String(o.Token)
+			update.Token = o.Token
 		}
-		if _, err := ncs.Update(ctx, existing.ID, update); err != nil {
-			return "", fmt.Errorf("update notification configuration: %w", err)
+		if err := ncs.UpdateNotificationConfiguration(ctx, existing.ID, update); err != nil {
+			return "", err
 		}
 	}
 	return "updated", nil
@@ -136,7 +116,7 @@ func sameTriggers(have []string) bool {
 		return false
 	}
 	for _, t := range Triggers {
-		if !slices.Contains(have, string(t)) {
+		if !slices.Contains(have, t) {
 			return false
 		}
 	}

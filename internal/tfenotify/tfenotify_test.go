@@ -10,6 +10,7 @@ import (
 
 	tfe "github.com/hashicorp/go-tfe"
 
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 )
@@ -46,7 +47,7 @@ func TestInstallCoversEveryPageAndIsIdempotent(t *testing.T) {
 	defer cancel()
 	opts := tfenotify.Options{Organization: "acme", URL: receiver.URL + "/hook", Token: "secret"}
 
-	results, err := tfenotify.Install(ctx, client.Workspaces, client.NotificationConfigurations, opts)
+	results, err := tfenotify.Install(ctx, tfeclient.New(client), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestInstallCoversEveryPageAndIsIdempotent(t *testing.T) {
 		t.Errorf("first install reached %d distinct workspaces, want %d", len(seen), n)
 	}
 
-	results, err = tfenotify.Install(ctx, client.Workspaces, client.NotificationConfigurations, opts)
+	results, err = tfenotify.Install(ctx, tfeclient.New(client), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,22 +7,17 @@ import (
 	"sync"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
-
-// RunReader reads one run; go-tfe's Runs is one.
-type RunReader interface {
-	Read(ctx context.Context, runID string) (*tfe.Run, error)
-}
 
 // seen is what the run events tell of a run not yet final.
 type seen struct {
-	status  tfe.RunStatus
+	status  string
 	entered time.Time
 	wsID    string
 	org     string
@@ -49,7 +44,7 @@ func (t *tracker) observe(ev *events.RunEvent) {
 		return
 	}
 	prev, ok := t.runs[ev.RunID]
-	if ok && prev.status == tfe.RunStatus(ev.Status) {
+	if ok && prev.status == ev.Status {
 		return
 	}
 	if ok && ev.UpdatedAt.Before(prev.entered) {
@@ -58,7 +53,7 @@ func (t *tracker) observe(ev *events.RunEvent) {
 	if !ok && t.max > 0 && len(t.runs) >= t.max {
 		t.evictOldest()
 	}
-	t.runs[ev.RunID] = seen{status: tfe.RunStatus(ev.Status), entered: ev.UpdatedAt, wsID: ev.WorkspaceID, org: ev.Organization}
+	t.runs[ev.RunID] = seen{status: ev.Status, entered: ev.UpdatedAt, wsID: ev.WorkspaceID, org: ev.Organization}
 }
 
 // evictOldest forgets the run that entered its status first. It is linear,
@@ -81,7 +76,7 @@ func (t *tracker) size() int {
 }
 
 // overdue lists the runs whose time in their status passes least(status).
-func (t *tracker) overdue(now time.Time, least func(tfe.RunStatus) time.Duration) map[string]seen {
+func (t *tracker) overdue(now time.Time, least func(status string) time.Duration) map[string]seen {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := map[string]seen{}
@@ -157,17 +152,17 @@ func (w *Watchdog) CheckEvents(ctx context.Context) error {
 	if w.deps.Runs == nil {
 		return nil
 	}
-	least := func(s tfe.RunStatus) time.Duration {
-		g, _ := GroupOf(string(s))
+	least := func(s string) time.Duration {
+		g, _ := GroupOf(s)
 		d := w.opts.Budgets.For(g, 0, 0)
-		if s == tfe.RunPending {
+		if s == runstatus.Pending {
 			d = min(d, w.opts.Budgets.For(GroupAwaiting, 0, 0))
 		}
 		return d
 	}
 	var errs []error
 	for id, s := range w.tracker.overdue(w.opts.Now(), least) {
-		run, err := w.deps.Runs.Read(ctx, id)
+		run, err := w.deps.Runs.ReadRun(ctx, id)
 		if err != nil && tfeclient.Classify(err, nil) == tfeclient.Gone {
 			w.tracker.forget(id) // TFE no longer knows it (its workspace was deleted)
 			continue
@@ -176,12 +171,11 @@ func (w *Watchdog) CheckEvents(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		if _, active := GroupOf(string(run.Status)); !active {
+		if _, active := GroupOf(run.Status); !active {
 			w.tracker.forget(id)
 			continue
 		}
-		c := candidate{id: id, status: run.Status, entered: enteredAt(run.Status, run.StatusTimestamps, run.CreatedAt),
-			workspaceID: s.wsID, org: s.org, actions: run.Actions}
+		c := candidate{id: id, status: run.Status, entered: enteredAt(run), workspaceID: s.wsID, org: s.org, actions: run.Actions}
 		if _, err := w.check(ctx, c); err != nil {
 			errs = append(errs, err)
 		}

@@ -34,7 +34,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -47,25 +46,18 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
-// AdminRuns is the part of go-tfe's admin runs API the watchdog uses.
-type AdminRuns interface {
-	List(ctx context.Context, options *tfe.AdminRunsListOptions) (*tfe.AdminRunsList, error)
-	ForceCancel(ctx context.Context, runID string, options tfe.AdminRunForceCancelOptions) error
-}
-
-// Workspaces is the part of go-tfe's workspaces API the watchdog uses.
+// Workspaces is what the watchdog reads of workspaces: their current runs
+// (ScanWorkspaces) and the workspace of a run that may be stuck.
 type Workspaces interface {
-	ReadByID(ctx context.Context, workspaceID string) (*tfe.Workspace, error)
-	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
+	tfeclient.WorkspaceLister
+	tfeclient.WorkspaceReader
 }
 
-// Runs is the part of go-tfe's runs API the watchdog uses: reading a run
+// Runs is what the watchdog does with runs one at a time: reading a run
 // the events say is overdue, and, where there is no admin API, stopping it.
 type Runs interface {
-	Read(ctx context.Context, runID string) (*tfe.Run, error)
-	Cancel(ctx context.Context, runID string, options tfe.RunCancelOptions) error
-	ForceCancel(ctx context.Context, runID string, options tfe.RunForceCancelOptions) error
-	Discard(ctx context.Context, runID string, options tfe.RunDiscardOptions) error
+	tfeclient.RunReader
+	tfeclient.RunStopper
 }
 
 // Scan modes.
@@ -234,8 +226,8 @@ func (o Options) Validate() error {
 // Deps are what a Watchdog talks to.
 type Deps struct {
 	JetStream  jetstream.JetStream
-	AdminRuns  AdminRuns // ScanAdmin
-	Runs       Runs      // reading overdue runs; stopping them in ScanWorkspaces
+	AdminRuns  tfeclient.AdminRuns // ScanAdmin
+	Runs       Runs                // reading overdue runs; stopping them in ScanWorkspaces
 	Workspaces Workspaces
 	Alerts     alerts.Notifier
 	Log        *zap.Logger
@@ -421,11 +413,11 @@ var activeStatuses = func() []string {
 // candidate is a run not yet final, as either scan mode sees it.
 type candidate struct {
 	id          string
-	status      tfe.RunStatus
+	status      string
 	entered     time.Time // when it entered its status
 	workspaceID string
 	org         string
-	actions     *tfe.RunActions // ScanWorkspaces only
+	actions     tfeclient.RunActions // ScanWorkspaces only
 }
 
 // Scan reads the runs not yet final and acts on those over budget. It acts
@@ -445,14 +437,14 @@ func (w *Watchdog) Scan(ctx context.Context) error {
 	// its turn, not stuck.
 	busy := map[string]bool{}
 	for _, r := range runs {
-		if r.status != tfe.RunPending {
+		if r.status != runstatus.Pending {
 			busy[r.workspaceID] = true
 		}
 	}
 	stuck := map[string]int{}
 	var errs []error
 	for _, r := range runs {
-		if r.status == tfe.RunPending && busy[r.workspaceID] {
+		if r.status == runstatus.Pending && busy[r.workspaceID] {
 			continue
 		}
 		over, err := w.check(ctx, r)
@@ -460,7 +452,7 @@ func (w *Watchdog) Scan(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		if over {
-			stuck[string(r.status)]++
+			stuck[r.status]++
 		}
 	}
 	w.metrics.stuck.Reset()
@@ -472,25 +464,16 @@ func (w *Watchdog) Scan(ctx context.Context) error {
 
 // adminRuns lists every run not yet final: one call per 100 runs.
 func (w *Watchdog) adminRuns(ctx context.Context) ([]candidate, error) {
-	opts := &tfe.AdminRunsListOptions{RunStatus: strings.Join(activeStatuses, ",")}
-	runs, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminRun, *tfe.Pagination, error) {
-		opts.ListOptions = page
-		l, err := w.deps.AdminRuns.List(ctx, opts)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list runs: %w", err)
-		}
-		return l.Items, l.Pagination, nil
-	})
+	runs, err := w.deps.AdminRuns.ListAdminRuns(ctx, activeStatuses)
 	if err != nil {
 		return nil, err
 	}
 	var out []candidate
 	for _, r := range runs {
-		if r.Workspace == nil {
+		if r.WorkspaceID == "" {
 			continue
 		}
-		out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
-			workspaceID: r.Workspace.ID, org: orgOf(r)})
+		out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r), workspaceID: r.WorkspaceID, org: r.Organization})
 	}
 	return out, nil
 }
@@ -502,31 +485,17 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 	var out []candidate
 	now := w.opts.Now()
 	for _, org := range w.opts.Organizations {
-		opts := &tfe.WorkspaceListOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}}
-		list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
-			opts.ListOptions = page
-			l, err := w.deps.Workspaces.List(ctx, org, opts)
-			if err != nil {
-				return nil, nil, fmt.Errorf("list workspaces of %s: %w", org, err)
-			}
-			return l.Items, l.Pagination, nil
-		}
-		_, err := tfeclient.EachPage(ctx, list, 0, func(page []*tfe.Workspace) (bool, error) {
+		err := w.deps.Workspaces.ListWorkspaces(ctx, org, tfeclient.WorkspaceQuery{CurrentRun: true}, func(page []tfeclient.Workspace) (bool, error) {
 			for _, ws := range page {
-				// Workspaces.List, unlike Read, leaves the averages in
-				// milliseconds counted as nanoseconds.
-				info := wsInfo{name: ws.Name, org: org, locked: ws.Locked, lockedByRun: lockingRun(ws),
-					planAvg: ws.PlanDurationAverage * time.Millisecond, appAvg: ws.ApplyDurationAverage * time.Millisecond}
-				w.cache.PutAt(ws.ID, info, now)
+				w.cache.PutAt(ws.ID, infoOf(ws), now)
 				r := ws.CurrentRun
 				if r == nil || r.Status == "" {
 					continue
 				}
-				if _, active := GroupOf(string(r.Status)); !active {
+				if _, active := GroupOf(r.Status); !active {
 					continue
 				}
-				out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(r.Status, r.StatusTimestamps, r.CreatedAt),
-					workspaceID: ws.ID, org: org, actions: r.Actions})
+				out = append(out, candidate{id: r.ID, status: r.Status, entered: enteredAt(*r), workspaceID: ws.ID, org: org, actions: r.Actions})
 			}
 			return true, nil
 		})
@@ -543,14 +512,14 @@ func (w *Watchdog) currentRuns(ctx context.Context) ([]candidate, error) {
 // changes what a pending run means, and its name goes into alerts.
 func (w *Watchdog) check(ctx context.Context, r candidate) (bool, error) {
 	now := w.opts.Now()
-	if !MayBeOver(string(r.status), r.entered, w.opts.Budgets, now) {
+	if !MayBeOver(r.status, r.entered, w.opts.Budgets, now) {
 		return false, nil
 	}
 	info, err := w.workspace(ctx, r.workspaceID)
 	if err != nil {
 		return false, err
 	}
-	v := Judge(Facts{Status: string(r.status), Entered: r.entered, HeldByPerson: info.locked && info.lockedByRun == "",
+	v := Judge(Facts{Status: r.status, Entered: r.entered, HeldByPerson: info.locked && info.lockedByRun == "",
 		HeldByRun: info.locked && info.lockedByRun != "" && info.lockedByRun != r.id, PlanAvg: info.planAvg, ApplyAvg: info.appAvg},
 		w.opts.Budgets, w.opts.AllowApplying, now)
 	org := r.org
@@ -599,7 +568,7 @@ func (w *Watchdog) forceCancel(ctx context.Context, r candidate, base alerts.Ale
 	if w.opts.DryRun {
 		a.Kind = alerts.KindStuckRun
 		a.Message = fmt.Sprintf("dry run: would force-cancel run %s in %s, %s", r.id, base.Workspace, strings.TrimPrefix(comment, "force-cancelled by the run-trigger orchestrator's watchdog: "))
-		a.Key = "stuck/" + r.id + "/" + string(r.status)
+		a.Key = "stuck/" + r.id + "/" + r.status
 		w.deps.Alerts.Raise(ctx, a)
 		return nil
 	}
@@ -608,7 +577,7 @@ func (w *Watchdog) forceCancel(ctx context.Context, r candidate, base alerts.Ale
 		a.Kind = alerts.KindStuckRun
 		a.Message = fmt.Sprintf("run %s in %s is stuck: %s for %s (budget %s); TFE allows no cancel of it now: cancel it by hand",
 			r.id, base.Workspace, r.status, roundAge(age), budget)
-		a.Key = "stuck/" + r.id + "/" + string(r.status)
+		a.Key = "stuck/" + r.id + "/" + r.status
 		w.deps.Alerts.Raise(ctx, a)
 		return nil
 	}
@@ -635,11 +604,11 @@ func (w *Watchdog) forceCancel(ctx context.Context, r candidate, base alerts.Ale
 	}
 	if err := w.cancel(wctx, r, action, comment); err != nil {
 		_ = w.claims.Delete(ctx, claim) // let a later scan try again
-		return fmt.Errorf("%s %s: %w", action, r.id, err)
+		return err
 	}
 	w.metrics.cancels.Inc()
 	w.deps.Log.Info("stuck run cancelled", zap.String("run_id", r.id), zap.String("workspace", base.Workspace), zap.String("workspace_id", r.workspaceID),
-		zap.String("status", string(r.status)), zap.String("action", action), zap.Duration("age", age), zap.Duration("budget", budget))
+		zap.String("status", r.status), zap.String("action", action), zap.Duration("age", age), zap.Duration("budget", budget))
 	a.Kind, a.Severity = alerts.KindRunCancelled, alerts.SeverityWarning // done: someone should look, nothing burns
 	a.Message = fmt.Sprintf("run %s in %s was %s", r.id, base.Workspace, comment)
 	if action != "force-cancel" {
@@ -657,13 +626,11 @@ func (w *Watchdog) cancelAction(r candidate) string {
 		return "force-cancel"
 	}
 	switch act := r.actions; {
-	case act == nil:
-		return ""
-	case act.IsForceCancelable:
+	case act.ForceCancelable:
 		return "force-cancel"
-	case act.IsCancelable:
+	case act.Cancelable:
 		return "cancel"
-	case act.IsDiscardable:
+	case act.Discardable:
 		return "discard"
 	}
 	return ""
@@ -673,13 +640,13 @@ func (w *Watchdog) cancelAction(r candidate) string {
 func (w *Watchdog) cancel(ctx context.Context, r candidate, action, comment string) error {
 	switch {
 	case w.opts.Scan == ScanAdmin:
-		return w.deps.AdminRuns.ForceCancel(ctx, r.id, tfe.AdminRunForceCancelOptions{Comment: &comment})
+		return w.deps.AdminRuns.AdminForceCancelRun(ctx, r.id, comment)
 	case action == "force-cancel":
-		return w.deps.Runs.ForceCancel(ctx, r.id, tfe.RunForceCancelOptions{Comment: &comment})
+		return w.deps.Runs.ForceCancelRun(ctx, r.id, comment)
 	case action == "cancel":
-		return w.deps.Runs.Cancel(ctx, r.id, tfe.RunCancelOptions{Comment: &comment})
+		return w.deps.Runs.CancelRun(ctx, r.id, comment)
 	default:
-		return w.deps.Runs.Discard(ctx, r.id, tfe.RunDiscardOptions{Comment: &comment})
+		return w.deps.Runs.DiscardRun(ctx, r.id, comment)
 	}
 }
 
@@ -690,25 +657,18 @@ func (w *Watchdog) workspace(ctx context.Context, id string) (wsInfo, error) {
 	if info, ok := w.cache.Get(id); ok && !info.locked {
 		return info, nil
 	}
-	ws, err := w.deps.Workspaces.ReadByID(ctx, id)
+	ws, err := w.deps.Workspaces.ReadWorkspace(ctx, id)
 	if err != nil {
-		return wsInfo{}, fmt.Errorf("read workspace %s: %w", id, err)
+		return wsInfo{}, err
 	}
-	info := wsInfo{name: ws.Name, locked: ws.Locked, lockedByRun: lockingRun(ws), planAvg: ws.PlanDurationAverage, appAvg: ws.ApplyDurationAverage}
-	if ws.Organization != nil {
-		info.org = ws.Organization.Name
-	}
+	info := infoOf(ws)
 	w.cache.PutAt(id, info, now)
 	return info, nil
 }
 
-// lockingRun is the run holding a workspace's lock, "" when a person or
-// team holds it (or nobody).
-func lockingRun(ws *tfe.Workspace) string {
-	if ws.Locked && ws.LockedBy != nil && ws.LockedBy.Run != nil {
-		return ws.LockedBy.Run.ID
-	}
-	return ""
+func infoOf(ws tfeclient.Workspace) wsInfo {
+	return wsInfo{name: ws.Name, org: ws.Organization, locked: ws.Locked, lockedByRun: ws.LockedByRun,
+		planAvg: ws.PlanDurationAverage, appAvg: ws.ApplyDurationAverage}
 }
 
 // roundAge keeps an age readable: to the second from a minute up, to the
@@ -720,20 +680,13 @@ func roundAge(d time.Duration) time.Duration {
 	return d.Round(100 * time.Millisecond)
 }
 
-func orgOf(r *tfe.AdminRun) string {
-	if r.Organization != nil {
-		return r.Organization.Name
-	}
-	return ""
-}
-
 // enteredAt is when a run entered its current status: by TFE's status
 // timestamps, or its creation when they do not say.
-func enteredAt(status tfe.RunStatus, ts *tfe.RunStatusTimestamps, created time.Time) time.Time {
-	if t := tfeclient.StatusAt(status, ts); !t.IsZero() {
-		return t
+func enteredAt(r tfeclient.Run) time.Time {
+	if !r.StatusAt.IsZero() {
+		return r.StatusAt
 	}
-	return created
+	return r.CreatedAt
 }
 
 type metrics struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
@@ -26,6 +27,7 @@ type env struct {
 	sim    *tfesim.Sim
 	clock  *tfesim.ManualClock
 	client *tfe.Client
+	tfe    *tfeclient.TFE // over client
 	js     jetstream.JetStream
 	alerts *testutil.Alerts
 }
@@ -50,7 +52,7 @@ func newEnv(t *testing.T, workspaces ...tfesim.WorkspaceSpec) *env {
 		t.Fatal(err)
 	}
 	js, _ := testutil.JetStream(t)
-	return &env{t: t, ctx: ctx, sim: sim, clock: clock, client: client, js: js, alerts: &testutil.Alerts{}}
+	return &env{t: t, ctx: ctx, sim: sim, clock: clock, client: client, tfe: tfeclient.New(client), js: js, alerts: &testutil.Alerts{}}
 }
 
 func (e *env) watchdog(opts watchdog.Options) *watchdog.Watchdog {
@@ -59,7 +61,7 @@ func (e *env) watchdog(opts watchdog.Options) *watchdog.Watchdog {
 		opts.Now = e.clock.Now
 	}
 	w, err := watchdog.New(e.ctx, opts, watchdog.Deps{
-		JetStream: e.js, AdminRuns: e.client.Admin.Runs, Runs: e.client.Runs, Workspaces: e.client.Workspaces, Alerts: e.alerts, Log: zap.NewNop(),
+		JetStream: e.js, AdminRuns: e.tfe, Runs: e.tfe, Workspaces: e.tfe, Alerts: e.alerts, Log: zap.NewNop(),
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -299,7 +301,7 @@ func TestWorkspaceScan(t *testing.T) {
 	e.sim.Advance(2 * time.Hour)
 
 	w, err := watchdog.New(e.ctx, watchdog.Options{Now: e.clock.Now, Scan: watchdog.ScanWorkspaces, Organizations: []string{"acme"}},
-		watchdog.Deps{JetStream: e.js, Runs: e.client.Runs, Workspaces: e.client.Workspaces, Alerts: e.alerts, Log: zap.NewNop()})
+		watchdog.Deps{JetStream: e.js, Runs: e.tfe, Workspaces: e.tfe, Alerts: e.alerts, Log: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
