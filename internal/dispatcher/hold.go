@@ -147,7 +147,7 @@ func (d *Dispatcher) releaseAll(ctx context.Context, l *lease.Lease, p *cascade.
 		if _, read := cascade.ReleaseSetAside(p, i, nil, nil, self); !read {
 			continue // never held
 		}
-		owners, _, err := d.store.owners(ctx, m.WorkspaceID)
+		owners, _, err := d.store.owners(ctx, m.WorkspaceID, 0)
 		if err != nil {
 			return err
 		}

@@ -58,7 +58,7 @@ func (d *Dispatcher) Handle(ctx context.Context, ev *events.RunEvent) error {
 	if err := validEvent(ev); err != nil {
 		return permanent("invalid/"+ev.WorkspaceID, "a run event cannot be used: %v", err)
 	}
-	owners, _, err := d.store.owners(ctx, ev.WorkspaceID)
+	owners, _, err := d.store.owners(ctx, ev.WorkspaceID, 0)
 	if err != nil {
 		return err
 	}

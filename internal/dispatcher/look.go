@@ -42,7 +42,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease.Lease, id string, pre ma
 	case err != nil:
 		return err
 	}
-	dueRec, dueRev, err := d.store.due(ctx, id)
+	dueRec, dueRev, err := d.store.due(ctx, id, 0)
 	if err != nil && !isMissing(err) {
 		return err
 	}
@@ -278,7 +278,7 @@ func (d *Dispatcher) holders(ctx context.Context, p *cascade.Plan, st []cascade.
 		if _, known := f.HeldBy[m.WorkspaceID]; known {
 			continue
 		}
-		ids, _, err := d.store.owners(ctx, m.WorkspaceID)
+		ids, _, err := d.store.owners(ctx, m.WorkspaceID, 0)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/lease"
 )
 
@@ -134,11 +135,33 @@ func pauseKey(org string) string {
 	}
 	return pauseAllKey + "." + org
 }
+
+// maxSwaps bounds a compare-and-swap loop (see read).
+const maxSwaps = 100
+
 func isMissing(err error) bool { return errors.Is(err, jetstream.ErrKeyNotFound) }
 func (s *store) count(n int)   { s.ops.Add(int64(n)) }
 func (s *store) get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	s.count(1)
 	return s.bucket(key).Get(ctx, key)
+}
+
+// read is get for a compare-and-swap loop: after a swap lost (attempt >
+// 0) it asks the bucket's stream leader (events.LastEntry), as a direct get
+// may give the same lagging replica's revision again and again, and the
+// loop would spin, its look holding the cascade's lease. A deleted key is
+// missing, and events.DeletedAt gives the revision to write it again on.
+// Past maxSwaps attempts the loop fails (its caller tries again later, and
+// says so) rather than spin unseen.
+func (s *store) read(ctx context.Context, key string, attempt int) (jetstream.KeyValueEntry, error) {
+	if attempt >= maxSwaps {
+		return nil, fmt.Errorf("%s: %d compare-and-swaps lost in a row", key, attempt)
+	}
+	if attempt == 0 || s.nc == nil {
+		return s.get(ctx, key)
+	}
+	s.count(1)
+	return events.LastEntry(ctx, s.nc, s.bucket(key), key)
 }
 
 // isConflict reports a compare-and-swap that lost: another writer got there
@@ -518,10 +541,10 @@ type due struct {
 
 const maxDirty = 10000
 
-func (s *store) due(ctx context.Context, id string) (due, uint64, error) {
-	e, err := s.get(ctx, dueKey(id))
+func (s *store) due(ctx context.Context, id string, attempt int) (due, uint64, error) {
+	e, err := s.read(ctx, dueKey(id), attempt)
 	if err != nil {
-		return due{}, 0, err
+		return due{}, events.DeletedAt(err), err
 	}
 	var d due
 	if err := decode(e.Value(), &d); err != nil || len(d.Dirty) > maxDirty {
@@ -538,8 +561,8 @@ func (s *store) due(ctx context.Context, id string) (due, uint64, error) {
 // markDirty asks for a look at cascade id by at, because an event named
 // workspace ws ("" for none).
 func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full bool) error {
-	for {
-		d, rev, err := s.due(ctx, id)
+	for attempt := 0; ; attempt++ {
+		d, rev, err := s.due(ctx, id, attempt)
 		if err != nil && !isMissing(err) {
 			return err
 		}
@@ -568,11 +591,12 @@ func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full
 // came during the look (the revision moved on), nothing leaves the set and
 // the look is made again as soon as the events asked.
 func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled []string, next time.Time) error {
-	for {
-		d, rev, err := s.due(ctx, id)
+	for attempt := 0; ; attempt++ {
+		d, rev, err := s.due(ctx, id, attempt)
+		missing := isMissing(err)
 		switch {
-		case isMissing(err):
-			d, rev = due{}, 0
+		case missing:
+			d = due{}
 		case err != nil:
 			return err
 		}
@@ -582,7 +606,11 @@ func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled [
 		} else if !d.At.IsZero() && (next.IsZero() || d.At.Before(next)) {
 			nd.At = d.At
 		}
-		err = s.swapOrDelete(ctx, dueKey(id), nd, nd.At.IsZero() && len(nd.Dirty) == 0, rev)
+		empty := nd.At.IsZero() && len(nd.Dirty) == 0
+		if missing && empty {
+			return nil
+		}
+		err = s.swapOrDelete(ctx, dueKey(id), nd, empty, rev)
 		if err == nil || isMissing(err) || !isConflict(err) || ctx.Err() != nil {
 			return err
 		}
@@ -594,7 +622,7 @@ func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled [
 // revision it never had would keep it due, and the scheduler would look at
 // it again at once, without end).
 func (s *store) dropDue(ctx context.Context, id string) error {
-	d, rev, err := s.due(ctx, id)
+	d, rev, err := s.due(ctx, id, 0)
 	switch {
 	case isMissing(err):
 		return nil
@@ -605,10 +633,10 @@ func (s *store) dropDue(ctx context.Context, id string) error {
 }
 
 // owners returns the open cascades holding workspace ws, oldest first.
-func (s *store) owners(ctx context.Context, ws string) ([]string, uint64, error) {
-	e, err := s.get(ctx, wsKey(ws))
+func (s *store) owners(ctx context.Context, ws string, attempt int) ([]string, uint64, error) {
+	e, err := s.read(ctx, wsKey(ws), attempt)
 	if isMissing(err) {
-		return nil, 0, nil
+		return nil, events.DeletedAt(err), nil
 	}
 	if err != nil {
 		return nil, 0, err
@@ -626,8 +654,8 @@ func (s *store) owners(ctx context.Context, ws string) ([]string, uint64, error)
 
 // hold adds (or, with release, removes) cascade id to the holders of ws.
 func (s *store) hold(ctx context.Context, ws, id string, release bool) error {
-	for {
-		ids, rev, err := s.owners(ctx, ws)
+	for attempt := 0; ; attempt++ {
+		ids, rev, err := s.owners(ctx, ws, attempt)
 		if err != nil {
 			return err
 		}
@@ -862,8 +890,8 @@ func (s *store) putPause(ctx context.Context, org string, c Control) error {
 // all the same, and returned as such.
 func (s *store) liftPause(ctx context.Context, org string) (*Control, error) {
 	key := pauseKey(org)
-	for {
-		e, err := s.get(ctx, key)
+	for attempt := 0; ; attempt++ {
+		e, err := s.read(ctx, key, attempt)
 		if isMissing(err) {
 			return nil, nil
 		}
@@ -943,12 +971,13 @@ func (s *store) retries(ctx context.Context, id string) (map[string]Control, err
 // cascade.
 func (s *store) addRetry(ctx context.Context, id, ws string, c Control) (int, error) {
 	key := retryKey(id)
-	for {
+	for attempt := 0; ; attempt++ {
 		var retries map[string]Control
-		e, err := s.get(ctx, key)
+		e, err := s.read(ctx, key, attempt)
 		var rev uint64
 		switch {
 		case isMissing(err):
+			rev = events.DeletedAt(err)
 		case err != nil:
 			return 0, err
 		default:
@@ -1014,13 +1043,13 @@ func (s *store) replaceExclusions(ctx context.Context, change func(old []Exclusi
 // change is always made to the list it was worked out from.
 func (s *store) replaceList(ctx context.Context, key string, change func(old []byte) (any, error)) error {
 	kv := s.bucket(key)
-	for {
-		s.count(1)
-		e, err := kv.Get(ctx, key)
+	for attempt := 0; ; attempt++ {
+		e, err := s.read(ctx, key, attempt)
 		var old []byte
 		var rev uint64
 		switch {
 		case isMissing(err):
+			rev = events.DeletedAt(err)
 		case err != nil:
 			return err
 		default:

@@ -105,10 +105,10 @@ func TestMalformedIndexRecordsAreForgotten(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if ids, _, err := d.store.owners(ctx, "ws-aaaaaaaaaaaaaaaa"); err != nil || len(ids) != 0 {
+	if ids, _, err := d.store.owners(ctx, "ws-aaaaaaaaaaaaaaaa", 0); err != nil || len(ids) != 0 {
 		t.Errorf("owners: got %v, %v; want none", ids, err)
 	}
-	if dv, _, err := d.store.due(ctx, "c-run-xxxxxxxxxxxxxxxx"); err != nil || !dv.Full {
+	if dv, _, err := d.store.due(ctx, "c-run-xxxxxxxxxxxxxxxx", 0); err != nil || !dv.Full {
 		t.Errorf("due: got %+v, %v; want a full look", dv, err)
 	}
 	if _, ours, err := d.store.runOwner(ctx, "run-xxxxxxxxxxxxxxxx"); err != nil || !ours {
@@ -182,7 +182,7 @@ func TestDueSettlesWithoutLosingEvents(t *testing.T) {
 	if err := d.store.markDirty(ctx, "c-1", "ws-a", now, false); err != nil {
 		t.Fatal(err)
 	}
-	dv, rev, err := d.store.due(ctx, "c-1")
+	dv, rev, err := d.store.due(ctx, "c-1", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,18 +196,18 @@ func TestDueSettlesWithoutLosingEvents(t *testing.T) {
 	if err := d.store.settleDue(ctx, "c-1", rev, dv.Dirty, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := d.store.due(ctx, "c-1")
+	got, _, err := d.store.due(ctx, "c-1", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Dirty) != 2 || got.At.After(now.Add(time.Second)) {
 		t.Errorf("due: got %+v; want both workspaces kept and a look soon", got)
 	}
-	_, rev, _ = d.store.due(ctx, "c-1")
+	_, rev, _ = d.store.due(ctx, "c-1", 0)
 	if err := d.store.settleDue(ctx, "c-1", rev, got.Dirty, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := d.store.due(ctx, "c-1"); !isMissing(err) {
+	if _, _, err := d.store.due(ctx, "c-1", 0); !isMissing(err) {
 		t.Errorf("a done cascade's due entry was kept: %v", err)
 	}
 }
@@ -237,7 +237,7 @@ func TestMalformedPlanOrMetaIsNotLookedAtAgain(t *testing.T) {
 			if err := d.Reconcile(ctx, p.ID); err != nil {
 				t.Fatal(err)
 			}
-			if dv, _, err := d.store.due(ctx, p.ID); !isMissing(err) {
+			if dv, _, err := d.store.due(ctx, p.ID, 0); !isMissing(err) {
 				t.Errorf("due after the look: got %+v, %v; want none", dv, err)
 			}
 		})

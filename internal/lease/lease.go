@@ -24,9 +24,7 @@
 package lease
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -34,6 +32,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/events"
 )
 
 // ErrLost means the lease expired, passed its deadline, or went to another
@@ -91,58 +91,26 @@ func AcquireOn(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key, h
 	return l, true, nil
 }
 
-// leaderReadTimeout bounds the read of a lease's key from the leader, as
-// nats.go bounds its own JetStream requests.
-const leaderReadTimeout = 5 * time.Second
-
 func wrongLastSequence(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// takeOnLeader reads key's last entry from the stream's leader (a message
-// get, not a direct one) and takes the lease on it: on a delete marker at
-// its revision; where there is none, as a create. A live entry is held
-// (jetstream.ErrKeyExists).
+// takeOnLeader reads key's last entry from the stream's leader and takes
+// the lease on it: on a delete marker at its revision; where there is
+// none, as a create. A live entry is held (jetstream.ErrKeyExists).
 func takeOnLeader(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key, holder string) (uint64, error) {
-	bucket := kv.Bucket()
-	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
-	if err != nil {
-		return 0, err
-	}
-	// A request without a deadline waits for ever for an answer lost in a
-	// leader's election, and its look with it, renewing the lease.
-	rctx, cancel := context.WithTimeout(ctx, leaderReadTimeout)
-	defer cancel()
-	msg, err := nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
-	if err != nil {
-		return 0, fmt.Errorf("read lease %s from the leader: %w", key, err)
-	}
-	var resp struct {
-		Message *struct {
-			Seq  uint64 `json:"seq"`
-			Hdrs []byte `json:"hdrs"`
-		} `json:"message"`
-		Error *struct {
-			Code        int    `json:"code"`
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, fmt.Errorf("read lease %s from the leader: %w", key, err)
-	}
+	_, err := events.LastEntry(ctx, nc, kv, key)
 	switch {
-	case resp.Error != nil && resp.Error.Code == 404:
-		return kv.Update(ctx, key, []byte(holder), 0) // nothing there: a create
-	case resp.Error != nil:
-		return 0, fmt.Errorf("read lease %s from the leader: %s", key, resp.Error.Description)
-	case resp.Message == nil:
-		return 0, fmt.Errorf("read lease %s from the leader: an empty answer", key)
-	case !bytes.Contains(resp.Message.Hdrs, []byte("KV-Operation")):
+	case err == nil:
 		return 0, jetstream.ErrKeyExists // a live entry: held
+	case events.DeletedAt(err) != 0:
+		return kv.Update(ctx, key, []byte(holder), events.DeletedAt(err))
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return kv.Update(ctx, key, []byte(holder), 0) // nothing there: a create
 	}
-	return kv.Update(ctx, key, []byte(holder), resp.Message.Seq)
+	return 0, fmt.Errorf("take lease %s: %w", key, err)
 }
 
 // TTL is the lease's time to live without renewal.
