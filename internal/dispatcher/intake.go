@@ -214,7 +214,7 @@ func (d *Dispatcher) start(ctx context.Context, g *graph.Graph, gp *graph.Plan, 
 	// The first look at once, with the list the root's check read: it
 	// shows the runs the root's apply queued in its targets. Should it
 	// fail, the cascade is due and another look follows.
-	if err := d.lookNow(ctx, id, recent); err != nil && !errors.Is(err, errLeaseHeld) && ctx.Err() == nil {
+	if err := d.lookNow(ctx, id, recent); err != nil && !errors.Is(err, ErrLeaseHeld) && ctx.Err() == nil {
 		d.log.Warn("a new cascade's first look failed; looking again later", zap.String("cascade_id", id), zap.Error(err))
 	}
 	d.log.Info("cascade started", zap.String("cascade_id", id), zap.String("workspace_id", root.WorkspaceID),

@@ -103,7 +103,7 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			switch {
 			case r.err == nil:
 				delete(retry, r.id)
-			case errors.Is(r.err, errLeaseHeld):
+			case errors.Is(r.err, ErrLeaseHeld):
 				retry[r.id] = d.opts.Now().Add(d.opts.LeaseTTL / 2)
 			default:
 				if ctx.Err() == nil {
@@ -171,8 +171,9 @@ type lookResult struct {
 	err error
 }
 
-// errLeaseHeld means another replica is looking at the cascade.
-var errLeaseHeld = errors.New("another replica holds the cascade's lease")
+// ErrLeaseHeld means a look at the cascade is under way, by another
+// replica or by this one's scheduler.
+var ErrLeaseHeld = errors.New("another replica holds the cascade's lease")
 
 // lookWhenDue takes a cascade's lease and looks at it.
 func (d *Dispatcher) lookWhenDue(ctx context.Context, id string) error {
@@ -187,7 +188,7 @@ func (d *Dispatcher) lookNow(ctx context.Context, id string, pre map[string]casc
 		return err
 	}
 	if !ok {
-		return errLeaseHeld
+		return ErrLeaseHeld
 	}
 	// Whatever hangs in a look (a request whose answer was lost), it does
 	// not keep renewing the cascade's lease for ever: past maxLook it
@@ -207,8 +208,9 @@ func (d *Dispatcher) lookNow(ctx context.Context, id string, pre map[string]casc
 // members at TFE's 30 requests a second takes under a minute).
 const maxLook = 5 * time.Minute
 
-// Reconcile looks at a cascade now, as the scheduler would when it is due.
-// It is for tests and tools; the daemon's scheduler calls it on its own.
+// Reconcile looks at a cascade now, as the scheduler would when it is due;
+// ErrLeaseHeld when a look is under way already. It is for tests and
+// tools; the daemon's scheduler calls it on its own.
 func (d *Dispatcher) Reconcile(ctx context.Context, id string) error {
 	return d.lookWhenDue(ctx, id)
 }
