@@ -407,7 +407,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.gauges(ctx)
 	}()
 
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * d.opts.EventWorkers))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2*d.opts.EventWorkers), jetstream.PullExpiry(eventPullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", d.opts.Consumer, err)
 	}
@@ -434,6 +434,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}()
 	}
 }
+
+// eventPullExpiry is how long a pull for run events waits. A pull sent
+// while the consumer has no leader (a fresh replicated consumer, or one
+// whose node was lost) is never answered; nats.go notices when two
+// heartbeats (half the expiry each) are missed and pulls again. With its
+// default of 30 s, events stopped for up to 30 s at a cluster's start in
+// tests, while runs TFE queued too early planned and applied unseen.
+const eventPullExpiry = 5 * time.Second
 
 // watchDropped turns JetStream's advisory about an event delivered
 // MaxDeliver times into an alert: that event is dropped.
