@@ -190,11 +190,10 @@ func (d *Dispatcher) lookNow(ctx context.Context, id string, pre map[string]casc
 	if !ok {
 		return ErrLeaseHeld
 	}
-	// Whatever hangs in a look (a request whose answer was lost), it does
-	// not keep renewing the cascade's lease for ever: past maxLook it
-	// fails, lets the lease go, and the cascade, still due, is looked at
-	// again.
-	ctx, cancel := context.WithTimeout(ctx, maxLook)
+	// Whatever hangs in a look, it does not keep renewing the cascade's
+	// lease for ever: past maxLook it fails, lets the lease go, and the
+	// cascade, still due, is looked at again.
+	ctx, cancel := bounded(ctx, maxLook)
 	defer cancel()
 	stop := l.Keep(ctx)
 	defer func() {
@@ -207,6 +206,21 @@ func (d *Dispatcher) lookNow(ctx context.Context, id string, pre map[string]casc
 // maxLook bounds a look: far longer than one takes (reading a thousand
 // members at TFE's 30 requests a second takes under a minute).
 const maxLook = 5 * time.Minute
+
+// bounded is ctx cancelled after d, without a deadline. nats.go gives each
+// JetStream request made with a context that has no deadline a timeout of
+// its own (5 s), and none to one whose context has a deadline: with a
+// deadline here, a KV write whose answer was lost (its stream's leader
+// died) waited out the whole of maxLook, the look keeping its lease and
+// every other replica off the cascade.
+func bounded(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	t := time.AfterFunc(d, cancel)
+	return ctx, func() {
+		t.Stop()
+		cancel()
+	}
+}
 
 // Reconcile looks at a cascade now, as the scheduler would when it is due;
 // ErrLeaseHeld when a look is under way already. It is for tests and

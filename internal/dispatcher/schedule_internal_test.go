@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -56,5 +57,25 @@ func TestDueNow(t *testing.T) {
 				t.Errorf("next: got %v, want %v", next, tc.next)
 			}
 		})
+	}
+}
+
+// A look's bound is a cancellation, not a deadline, so that nats.go still
+// bounds each of its JetStream requests on its own.
+func TestLookBoundLeavesRequestsTheirOwnTimeout(t *testing.T) {
+	ctx, cancel := bounded(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, ok := ctx.Deadline(); ok {
+		t.Fatal("the look's context has a deadline: nats.go would not time its requests out")
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the look's context was not cancelled after its bound")
+	}
+	ctx, cancel = bounded(context.Background(), time.Hour)
+	cancel()
+	if ctx.Err() == nil {
+		t.Fatal("cancel did not end the look's context")
 	}
 }
