@@ -381,6 +381,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", d.opts.Consumer, err)
 	}
+	if err := events.ConsumerReady(ctx, cons); err != nil && ctx.Err() == nil {
+		d.log.Warn("the run events' consumer has no leader yet; pulling all the same", zap.Error(err))
+	}
 	advisories, err := d.watchDropped()
 	if err != nil {
 		return err

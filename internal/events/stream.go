@@ -306,3 +306,28 @@ func (p *Publisher) Publish(ctx context.Context, ev *RunEvent) (duplicate bool, 
 	}
 	return ack.Duplicate, nil
 }
+
+// ConsumerReady waits until cons has a leader, at most SetupDeadline. A
+// replicated consumer just created has none for a moment, and a pull sent
+// then is never answered: nats.go notices only when two heartbeats are
+// missed, and events stop until then (seen at a cluster's start in tests,
+// while runs TFE had queued planned and applied unseen). A consumer's
+// info is answered by its leader, so an answer means there is one.
+func ConsumerReady(ctx context.Context, cons jetstream.Consumer) error {
+	ctx, cancel := context.WithTimeout(ctx, SetupDeadline)
+	defer cancel()
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil && (info.Cluster == nil || info.Cluster.Leader != "") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = errors.New("no leader")
+			}
+			return fmt.Errorf("consumer %s: %w", cons.CachedInfo().Name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

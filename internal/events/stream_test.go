@@ -65,3 +65,19 @@ func TestEnsureGivesUpAtOnceOnAConflict(t *testing.T) {
 		t.Errorf("gave up after %s (%v)", took, err)
 	}
 }
+
+// A consumer of a single server has its leader at once.
+func TestConsumerReadyOnOneServer(t *testing.T) {
+	js, _ := testutil.JetStream(t)
+	ctx := context.Background()
+	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, events.DefaultStreamName, jetstream.ConsumerConfig{Durable: "ready"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.ConsumerReady(ctx, cons); err != nil {
+		t.Fatal(err)
+	}
+}
