@@ -16,7 +16,6 @@ import (
 var goTFEImporters = []string{
 	"cmd/orchestrator",
 	"internal/app",
-	"internal/dispatcher",
 	"internal/tfeclient",
 }
 
