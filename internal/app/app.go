@@ -455,9 +455,10 @@ func (a *App) tfeClient(ctx context.Context, js jetstream.JetStream) (*tfe.Clien
 
 // newDispatcher sets the dispatcher up.
 func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstream.JetStream, notifier alerts.Notifier) (*dispatcher.Dispatcher, error) {
+	api := tfeclient.New(client)
 	var tools dispatcher.ToolVersions
 	if client.IsEnterprise() {
-		tools = client.Admin.TerraformVersions
+		tools = api
 	}
 	opts := a.cfg.dispatcherOptions()
 	// Replicas share the run triggers they read, for the cache's TTL.
@@ -466,9 +467,9 @@ func (a *App) newDispatcher(ctx context.Context, client *tfe.Client, js jetstrea
 		return nil, err
 	}
 	return dispatcher.New(ctx, opts, dispatcher.Deps{
-		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: tools, Users: client.Users,
-		Organizations: client.Organizations, StateVersions: dispatcher.NewStateVersions(client),
-		Planner: tfegraph.NewCache(tfeclient.New(client), a.cfg.GraphCacheTTL, nil).WithShared(shared),
+		JetStream: js, Runs: api, Workspaces: api, ToolVersions: tools, Users: api,
+		Organizations: api, StateVersions: api,
+		Planner: tfegraph.NewCache(api, a.cfg.GraphCacheTTL, nil).WithShared(shared),
 		Alerts:  notifier, Log: a.log.Named("dispatcher"), Metrics: dispatcher.NewMetrics(a.registry),
 	})
 }

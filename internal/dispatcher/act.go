@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
@@ -84,21 +83,19 @@ func (d *Dispatcher) create(ctx context.Context, l *lease.Lease, p *cascade.Plan
 	defer cancel()
 	rctx, status := tfeclient.Record(wctx)
 	start := time.Now()
-	run, err := d.deps.Runs.Create(rctx, tfe.RunCreateOptions{
-		Workspace: &tfe.Workspace{ID: m.WorkspaceID}, Message: tfe.String(a.Message), AutoApply: tfe.Bool(a.AutoApply),
-	})
+	run, err := d.deps.Runs.CreateRun(rctx, m.WorkspaceID, tfeclient.RunOptions{Message: a.Message, AutoApply: a.AutoApply, SetAutoApply: true})
 	d.metrics.createSeconds.Observe(time.Since(start).Seconds())
 	var created *cascade.Run
 	refused := ""
 	switch {
 	case err == nil:
-		r := runFacts(run)
+		r := runFacts(&run)
 		created = &r
 		d.metrics.dispatched.Inc()
 		d.log.Info("cascade run created", zap.String("cascade_id", p.ID), zap.String("workspace", m.Name),
 			zap.String("workspace_id", m.WorkspaceID), zap.String("run_id", run.ID), zap.Bool("auto_apply", a.AutoApply))
 	case tfeclient.Classify(err, status) == tfeclient.Refused || tfeclient.Classify(err, status) == tfeclient.Gone:
-		refused = oneLine(err)
+		refused = oneLine(tfeSaid(err))
 	case tfeclient.Classify(err, status) == tfeclient.Unauthorized:
 		return fmt.Errorf("create the run in %s: %w", m.Name, errUnauthorized)
 	case tfeclient.Classify(err, status) == tfeclient.NotSent:
@@ -147,9 +144,9 @@ func (d *Dispatcher) stop(ctx context.Context, l *lease.Lease, p *cascade.Plan, 
 	verb := "cancel"
 	if a.Discard {
 		verb = "discard"
-		err = d.deps.Runs.Discard(rctx, a.RunID, tfe.RunDiscardOptions{Comment: tfe.String(a.Message)})
+		err = d.deps.Runs.DiscardRun(rctx, a.RunID, a.Message)
 	} else {
-		err = d.deps.Runs.Cancel(rctx, a.RunID, tfe.RunCancelOptions{Comment: tfe.String(a.Message)})
+		err = d.deps.Runs.CancelRun(rctx, a.RunID, a.Message)
 	}
 	name := p.Name(a.Member)
 	if err != nil {
@@ -174,7 +171,7 @@ func (d *Dispatcher) apply(ctx context.Context, l *lease.Lease, p *cascade.Plan,
 	}
 	defer cancel()
 	rctx, status := tfeclient.Record(wctx)
-	if err := d.deps.Runs.Apply(rctx, a.RunID, tfe.RunApplyOptions{Comment: tfe.String(a.Message)}); err != nil {
+	if err := d.deps.Runs.ApplyRun(rctx, a.RunID, a.Message); err != nil {
 		if tfeclient.Classify(err, status) == tfeclient.Unauthorized {
 			return fmt.Errorf("apply run %s: %w", a.RunID, errUnauthorized)
 		}

@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -93,10 +92,11 @@ type AuditFilter struct {
 	Limit int
 }
 
-// Organizations is the part of go-tfe's Organizations the controls use:
-// an organization a control names must be one TFE knows.
+// Organizations reads TFE's organizations for the controls: an
+// organization a control names must be one TFE knows. *tfeclient.TFE is
+// one.
 type Organizations interface {
-	Read(ctx context.Context, organization string) (*tfe.Organization, error)
+	tfeclient.OrganizationReader
 }
 
 // ErrUnknownOrganization marks a control naming an organization TFE does
@@ -165,7 +165,7 @@ func (d *Dispatcher) knownOrganization(ctx context.Context, org string) error {
 	if d.deps.Organizations == nil {
 		return nil
 	}
-	_, err := d.deps.Organizations.Read(ctx, org)
+	_, err := d.deps.Organizations.ReadOrganization(ctx, org)
 	switch {
 	case err != nil && tfeclient.Classify(err, nil) == tfeclient.Gone:
 		return fmt.Errorf("organization %s is %w", org, ErrUnknownOrganization)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/dispatcher"
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
 // clock is a test's time: it moves only when told.
@@ -36,17 +37,17 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// orgs is TFE's organizations, as go-tfe's Organizations.Read answers.
+// orgs is TFE's organizations, as tfeclient's ReadOrganization answers.
 type orgs map[string]bool
 
-func (o orgs) Read(_ context.Context, name string) (*tfe.Organization, error) {
+func (o orgs) ReadOrganization(_ context.Context, name string) (tfeclient.Organization, error) {
 	if name == "unreachable" {
-		return nil, errors.New("dial tcp: connection refused")
+		return tfeclient.Organization{}, errors.New("dial tcp: connection refused")
 	}
 	if !o[name] {
-		return nil, tfe.ErrResourceNotFound
+		return tfeclient.Organization{}, tfe.ErrResourceNotFound
 	}
-	return &tfe.Organization{Name: name}, nil
+	return tfeclient.Organization{Name: name}, nil
 }
 
 func auditEngine(t *testing.T) (*dispatcher.Dispatcher, *clock, *observer.ObservedLogs) {

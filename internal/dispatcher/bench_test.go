@@ -75,9 +75,10 @@ func (h *harness) benchEngineOn(js jetstream.JetStream, opts dispatcher.Options,
 		h.t.Fatal(err)
 	}
 	opts.Address = h.simURL
+	api := tfeclient.New(client)
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
-		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
-		Planner: tfegraph.NewCache(tfeclient.New(client), cacheTTL, nil), Alerts: h.alerts,
+		JetStream: js, Runs: api, Workspaces: api, ToolVersions: api, Users: api,
+		Planner: tfegraph.NewCache(api, cacheTTL, nil), Alerts: h.alerts,
 		Log: benchLog(h.t),
 	})
 	if err != nil {
@@ -123,9 +124,10 @@ func (h *harness) benchReplica(js jetstream.JetStream, opts dispatcher.Options, 
 		h.t.Fatal(err)
 	}
 	opts.Address = h.simURL
+	api := tfeclient.New(client)
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
-		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
-		Planner: tfegraph.NewCache(tfeclient.New(client), graphCacheTTL, nil).WithShared(shared), Alerts: h.alerts,
+		JetStream: js, Runs: api, Workspaces: api, ToolVersions: api, Users: api,
+		Planner: tfegraph.NewCache(api, graphCacheTTL, nil).WithShared(shared), Alerts: h.alerts,
 		Log: benchLog(h.t),
 	})
 	if err != nil {

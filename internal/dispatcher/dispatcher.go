@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -22,36 +21,36 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 )
 
-// Runs is the part of go-tfe's Runs the engine uses.
+// Runs is what the engine reads and does of runs; *tfeclient.TFE is one.
 type Runs interface {
-	Create(ctx context.Context, options tfe.RunCreateOptions) (*tfe.Run, error)
-	Read(ctx context.Context, runID string) (*tfe.Run, error)
-	ReadWithOptions(ctx context.Context, runID string, options *tfe.RunReadOptions) (*tfe.Run, error)
-	List(ctx context.Context, workspaceID string, options *tfe.RunListOptions) (*tfe.RunList, error)
-	Apply(ctx context.Context, runID string, options tfe.RunApplyOptions) error
-	Discard(ctx context.Context, runID string, options tfe.RunDiscardOptions) error
-	Cancel(ctx context.Context, runID string, options tfe.RunCancelOptions) error
+	tfeclient.RunStarter
+	tfeclient.RunReader
+	tfeclient.RunWorkspaceReader
+	tfeclient.RunLister
+	tfeclient.RunApplier
+	tfeclient.RunStopper
 }
 
-// Workspaces is the part of go-tfe's Workspaces the engine uses.
+// Workspaces is what the engine reads and does of workspaces;
+// *tfeclient.TFE is one.
 type Workspaces interface {
-	ReadByIDWithOptions(ctx context.Context, workspaceID string, options *tfe.WorkspaceReadOptions) (*tfe.Workspace, error)
-	List(ctx context.Context, organization string, options *tfe.WorkspaceListOptions) (*tfe.WorkspaceList, error)
-	// Lock and Unlock hold a member's workspace (C13).
-	Lock(ctx context.Context, workspaceID string, options tfe.WorkspaceLockOptions) (*tfe.Workspace, error)
-	Unlock(ctx context.Context, workspaceID string) (*tfe.Workspace, error)
+	tfeclient.WorkspaceReader
+	tfeclient.CurrentRunReader
+	tfeclient.WorkspacePager
+	// Lock and unlock hold a member's workspace (C13).
+	tfeclient.WorkspaceLocker
 }
 
 // Users tells which TFE user the engine acts as: a workspace it locked
-// shows that user. *tfe.Client's Users is one.
+// shows that user. *tfeclient.TFE is one.
 type Users interface {
-	ReadCurrent(ctx context.Context) (*tfe.User, error)
+	tfeclient.CurrentUserReader
 }
 
-// ToolVersions is the part of go-tfe's admin Terraform versions the
-// engine uses; nil where there is no admin API.
+// ToolVersions reads the installation's Terraform versions (the admin
+// API); nil where there is none. *tfeclient.TFE is one.
 type ToolVersions interface {
-	List(ctx context.Context, options *tfe.AdminTerraformVersionsListOptions) (*tfe.AdminTerraformVersionsList, error)
+	tfeclient.AdminTerraformVersions
 }
 
 // Planner resolves the cascade a root starts; *tfegraph.Cache is one.
@@ -299,8 +298,8 @@ type Dispatcher struct {
 	metrics *Metrics
 	tools   *toolCache
 	self    selfCache
-	outputs outputsCache                                 // what comparisons of upstreams' outputs found
-	lists   tfeclient.Fresh[listKey, *tfe.WorkspaceList] // pages of the workspace list looks share
+	outputs outputsCache                                                  // what comparisons of upstreams' outputs found
+	lists   tfeclient.Fresh[listKey, tfeclient.Page[tfeclient.Workspace]] // pages of the workspace list looks share
 
 	prefetches chan graph.Workspace // closures to read while a run plans there
 

@@ -169,10 +169,11 @@ func (h *harness) engineOn(js jetstream.JetStream, opts dispatcher.Options, tran
 		h.t.Fatal(err)
 	}
 	opts.Address = h.simURL
+	api := tfeclient.New(client)
 	d, err := dispatcher.New(h.ctx, opts, dispatcher.Deps{
-		JetStream: js, Runs: client.Runs, Workspaces: client.Workspaces, ToolVersions: client.Admin.TerraformVersions, Users: client.Users,
-		StateVersions: dispatcher.NewStateVersions(client),
-		Planner:       tfegraph.NewCache(tfeclient.New(client), time.Minute, nil), Alerts: h.alerts,
+		JetStream: js, Runs: api, Workspaces: api, ToolVersions: api, Users: api,
+		StateVersions: api,
+		Planner:       tfegraph.NewCache(api, time.Minute, nil), Alerts: h.alerts,
 		Log: harnessLog(h.t, fmt.Sprintf("engine-%d", engines.Add(1))),
 	})
 	if err != nil {

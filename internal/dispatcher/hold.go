@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -40,9 +39,9 @@ func (c *selfCache) get(ctx context.Context, users Users, log *zap.Logger) (stri
 		return c.id, nil
 	}
 	rctx, status := tfeclient.Record(ctx)
-	u, err := users.ReadCurrent(rctx)
+	u, err := users.CurrentUser(rctx)
 	switch class := tfeclient.Classify(err, status); {
-	case err == nil && u != nil && u.ID != "":
+	case err == nil && u.ID != "":
 		c.id = u.ID
 		return c.id, nil
 	case err == nil, class == tfeclient.Gone, class == tfeclient.Refused:
@@ -65,7 +64,7 @@ func (d *Dispatcher) hold(ctx context.Context, l *lease.Lease, p *cascade.Plan, 
 	}
 	defer cancel()
 	rctx, status := tfeclient.Record(wctx)
-	_, err = d.deps.Workspaces.Lock(rctx, a.Member, tfe.WorkspaceLockOptions{Reason: tfe.String(a.Message)})
+	err = d.deps.Workspaces.LockWorkspace(rctx, a.Member, a.Message)
 	switch {
 	case err == nil:
 		d.metrics.holds.WithLabelValues("taken").Inc()
@@ -93,9 +92,9 @@ func (d *Dispatcher) release(ctx context.Context, l *lease.Lease, p *cascade.Pla
 	}
 	defer cancel()
 	rctx, status := tfeclient.Record(wctx)
-	_, err = d.deps.Workspaces.Unlock(rctx, a.Member)
-	gone := err == nil || errors.Is(err, tfe.ErrWorkspaceNotLocked) || errors.Is(err, tfe.ErrWorkspaceLockedByRun) ||
-		errors.Is(err, tfe.ErrWorkspaceLockedByUser) || errors.Is(err, tfe.ErrWorkspaceLockedByTeam) ||
+	err = d.deps.Workspaces.UnlockWorkspace(rctx, a.Member)
+	gone := err == nil || errors.Is(err, tfeclient.ErrWorkspaceNotLocked) || errors.Is(err, tfeclient.ErrWorkspaceLockedByRun) ||
+		errors.Is(err, tfeclient.ErrWorkspaceLockedByUser) || errors.Is(err, tfeclient.ErrWorkspaceLockedByTeam) ||
 		tfeclient.Classify(err, status) == tfeclient.Gone
 	switch {
 	case gone:
@@ -175,9 +174,9 @@ func (d *Dispatcher) releaseAll(ctx context.Context, l *lease.Lease, p *cascade.
 		if err != nil {
 			return err
 		}
-		_, err = d.deps.Workspaces.Unlock(wctx, m.WorkspaceID)
+		err = d.deps.Workspaces.UnlockWorkspace(wctx, m.WorkspaceID)
 		cancel()
-		if err != nil && !errors.Is(err, tfe.ErrWorkspaceNotLocked) {
+		if err != nil && !errors.Is(err, tfeclient.ErrWorkspaceNotLocked) {
 			return fmt.Errorf("let go of %s, held by set-aside cascade %s: %w", m.Name, p.ID, err)
 		}
 		d.metrics.holds.WithLabelValues("released").Inc()

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/alerts"
@@ -313,26 +312,17 @@ func (d *Dispatcher) readRoot(ctx context.Context, ev *events.RunEvent) (*cascad
 		return &cascade.RootRun{Run: *cur, WorkspaceID: ev.WorkspaceID, WorkspaceName: wsName, Organization: ev.Organization}, recent, nil
 	}
 	rctx, status := tfeclient.Record(ctx)
-	run, err := d.deps.Runs.ReadWithOptions(rctx, ev.RunID, &tfe.RunReadOptions{Include: []tfe.RunIncludeOpt{tfe.RunWorkspace}})
+	run, err := d.deps.Runs.ReadRunWithWorkspace(rctx, ev.RunID)
 	if err != nil {
 		return nil, nil, d.tfeError(err, status, fmt.Sprintf("read run %s, which an event says applied in %s/%s", ev.RunID, ev.Organization, ev.WorkspaceName), alertKey)
 	}
-	r := &cascade.RootRun{Run: runFacts(run)}
-	if run.Workspace != nil {
-		r.WorkspaceID, r.WorkspaceName = run.Workspace.ID, run.Workspace.Name
-		if run.Workspace.Organization != nil {
-			r.Organization = run.Workspace.Organization.Name
-		}
-	}
+	r := &cascade.RootRun{Run: runFacts(&run), WorkspaceID: run.WorkspaceID, WorkspaceName: run.WorkspaceName, Organization: run.Organization}
 	if r.WorkspaceID != "" && r.Organization == "" {
-		ws, err := d.deps.Workspaces.ReadByIDWithOptions(rctx, r.WorkspaceID, nil)
+		ws, err := d.deps.Workspaces.ReadWorkspace(rctx, r.WorkspaceID)
 		if err != nil {
 			return nil, nil, d.tfeError(err, status, "read workspace "+r.WorkspaceID, alertKey)
 		}
-		r.WorkspaceName = ws.Name
-		if ws.Organization != nil {
-			r.Organization = ws.Organization.Name
-		}
+		r.WorkspaceName, r.Organization = ws.Name, ws.Organization
 	}
 	return r, recent, nil
 }
@@ -350,6 +340,16 @@ func (d *Dispatcher) tfeError(err error, status *tfeclient.Status, what, key str
 		return fmt.Errorf("%s: %w", what, errUnauthorized)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// tfeSaid is what TFE answered of a failed call of tfeclient's, without
+// the context tfeclient wraps it in (the call and what it names, which a
+// member's status says already).
+func tfeSaid(err error) error {
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner
+	}
+	return err
 }
 
 // oneLine is an error as one line, at most 300 bytes: go-tfe writes TFE's

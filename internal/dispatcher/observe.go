@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
-
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
@@ -103,9 +101,9 @@ type recentList struct {
 // (with the oldest current run met so far), until seen says enough, the
 // list ends, or pages were read.
 func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen func(w cascade.Workspace, reached time.Time) bool) (recentList, error) {
-	opts := &tfe.WorkspaceListOptions{
-		Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun},
-		Sort:    "-current-run.created-at",
+	q := tfeclient.WorkspaceQuery{
+		CurrentRun: true,
+		Sort:       "-current-run.created-at",
 		// Only workspaces that have a current run: where TFE sorts those
 		// that never ran (first, in a descending sort, if it sorts as
 		// PostgreSQL does) must not decide how far the walk reaches.
@@ -116,32 +114,28 @@ func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen fun
 		return r, nil
 	}
 	shared := 0 // pages another look read for this one
-	list := func(ctx context.Context, page tfe.ListOptions) ([]*tfe.Workspace, *tfe.Pagination, error) {
+	list := func(ctx context.Context, page int) (tfeclient.Page[tfeclient.Workspace], error) {
 		// Looks at the same time share a page, never one read before
 		// they asked (tfeclient.Fresh): the pages are read-only here.
 		// An urgent look shares only urgent reads: it must not wait
 		// behind the others in the rate budget.
-		l, own, err := d.lists.Do(ctx, listKey{org, page.PageNumber, tfeclient.IsUrgent(ctx)}, func(ctx context.Context) (*tfe.WorkspaceList, error) {
-			o := *opts
-			o.ListOptions = page
+		l, own, err := d.lists.Do(ctx, listKey{org, page, tfeclient.IsUrgent(ctx)}, func(ctx context.Context) (tfeclient.Page[tfeclient.Workspace], error) {
 			rctx, status := tfeclient.Record(ctx)
-			l, err := d.deps.Workspaces.List(rctx, org, &o)
+			l, err := d.deps.Workspaces.ListWorkspacesPage(rctx, org, q, page)
 			if err != nil {
-				return nil, d.readError(err, status, "list the workspaces of "+org)
+				return l, d.readError(err, status, "list the workspaces of "+org)
 			}
 			return l, nil
 		})
 		if !own {
 			shared++
 		}
-		if err != nil {
-			return nil, nil, err
-		}
-		return l.Items, l.Pagination, nil
+		return l, err
 	}
-	calls, err := tfeclient.EachPage(ctx, list, pages, func(page []*tfe.Workspace) (bool, error) {
+	calls, err := tfeclient.ReadPages(ctx, list, pages, func(page []tfeclient.Workspace) (bool, error) {
 		enough := false
-		for _, w := range page {
+		for i := range page {
+			w := &page[i]
 			if w.CurrentRun != nil && !w.CurrentRun.CreatedAt.IsZero() && (r.reached.IsZero() || w.CurrentRun.CreatedAt.Before(r.reached)) {
 				r.reached = w.CurrentRun.CreatedAt
 			}
@@ -179,10 +173,10 @@ func (d *Dispatcher) readWorkspaces(ctx context.Context, ids []string, f *cascad
 			defer wg.Done()
 			defer func() { <-sem }()
 			rctx, status := tfeclient.Record(ctx)
-			w, err := d.deps.Workspaces.ReadByIDWithOptions(rctx, id, &tfe.WorkspaceReadOptions{Include: []tfe.WSIncludeOpt{tfe.WSCurrentRun}})
+			w, err := d.deps.Workspaces.ReadWorkspaceWithCurrentRun(rctx, id)
 			switch {
 			case err == nil:
-				results[i].ws = workspaceFacts(w)
+				results[i].ws = workspaceFacts(&w)
 			case tfeclient.Classify(err, status) == tfeclient.Gone:
 				results[i].ws = cascade.Workspace{ID: id, Missing: true}
 			default:
@@ -208,11 +202,11 @@ func (d *Dispatcher) fetch(ctx context.Context, p *cascade.Plan, need cascade.Ne
 	}
 	for _, id := range need.Runs {
 		rctx, status := tfeclient.Record(ctx)
-		r, err := d.deps.Runs.Read(rctx, id)
+		r, err := d.deps.Runs.ReadRun(rctx, id)
 		calls++
 		switch {
 		case err == nil:
-			f.Runs[id] = runFacts(r)
+			f.Runs[id] = runFacts(&r)
 		case tfeclient.Classify(err, status) == tfeclient.Gone:
 			f.Runs[id] = cascade.Run{ID: id, Gone: true}
 		default:
@@ -221,13 +215,13 @@ func (d *Dispatcher) fetch(ctx context.Context, p *cascade.Plan, need cascade.Ne
 	}
 	for _, id := range need.Lists {
 		rctx, status := tfeclient.Record(ctx)
-		list, err := d.deps.Runs.List(rctx, id, &tfe.RunListOptions{ListOptions: tfe.ListOptions{PageSize: 20}})
+		list, err := d.deps.Runs.ListRuns(rctx, id, 20)
 		calls++
 		switch {
 		case err == nil:
-			runs := make([]cascade.Run, 0, len(list.Items))
-			for _, r := range list.Items {
-				runs = append(runs, runFacts(r))
+			runs := make([]cascade.Run, 0, len(list))
+			for i := range list {
+				runs = append(runs, runFacts(&list[i]))
 			}
 			f.Lists[id] = runs
 		case tfeclient.Classify(err, status) == tfeclient.Gone:
@@ -266,29 +260,28 @@ func (e *wrapped) Error() string { return e.what + ": " + e.err.Error() }
 func (e *wrapped) Unwrap() error { return e.err }
 
 // workspaceFacts is what the core needs of a workspace.
-func workspaceFacts(w *tfe.Workspace) cascade.Workspace {
+func workspaceFacts(w *tfeclient.Workspace) cascade.Workspace {
 	out := cascade.Workspace{
 		ID: w.ID, Name: w.Name, Locked: w.Locked, ExecutionMode: w.ExecutionMode, TerraformVersion: w.TerraformVersion,
-		HasConfiguration: w.CurrentConfigurationVersion != nil && w.CurrentConfigurationVersion.ID != "",
-		AutoApply:        w.AutoApply, AutoApplyRunTrigger: w.AutoApplyRunTrigger, Tags: w.TagNames,
+		HasConfiguration: w.HasConfiguration, AutoApply: w.AutoApply, AutoApplyRunTrigger: w.AutoApplyRunTrigger, Tags: w.Tags,
 	}
 	if out.ExecutionMode == "" && !w.Operations {
 		out.ExecutionMode = "local"
 	}
-	if lb := w.LockedBy; w.Locked && lb != nil {
+	if w.Locked {
 		switch {
-		case lb.Run != nil:
-			out.LockedByRun = lb.Run.ID
-		case lb.User != nil:
-			out.LockedByUser = lb.User.ID
-			out.LockedBy = lb.User.Username
+		case w.LockedByRun != "":
+			out.LockedByRun = w.LockedByRun
+		case w.LockedByUser != "" || w.LockedByUsername != "":
+			out.LockedByUser = w.LockedByUser
+			out.LockedBy = w.LockedByUsername
 			if out.LockedBy == "" {
-				out.LockedBy = lb.User.ID
+				out.LockedBy = w.LockedByUser
 			}
-		case lb.Team != nil:
-			out.LockedBy = "team " + lb.Team.Name
-			if lb.Team.Name == "" {
-				out.LockedBy = "team " + lb.Team.ID
+		case w.LockedByTeam != "" || w.LockedByTeamName != "":
+			out.LockedBy = "team " + w.LockedByTeamName
+			if w.LockedByTeamName == "" {
+				out.LockedBy = "team " + w.LockedByTeam
 			}
 		}
 	}
@@ -301,18 +294,12 @@ func workspaceFacts(w *tfe.Workspace) cascade.Workspace {
 }
 
 // runFacts is what the core needs of a run.
-func runFacts(r *tfe.Run) cascade.Run {
-	out := cascade.Run{
-		ID: r.ID, Status: string(r.Status), Source: string(r.Source), Message: r.Message, CreatedAt: r.CreatedAt,
-		AutoApply: r.AutoApply, IsDestroy: r.IsDestroy, PlanOnly: r.PlanOnly, StatusAt: tfeclient.StatusAt(r.Status, r.StatusTimestamps),
+func runFacts(r *tfeclient.Run) cascade.Run {
+	return cascade.Run{
+		ID: r.ID, Status: r.Status, Source: r.Source, Message: r.Message, CreatedAt: r.CreatedAt,
+		AutoApply: r.AutoApply, IsDestroy: r.IsDestroy, PlanOnly: r.PlanOnly, StatusAt: r.StatusAt, WorkspaceID: r.WorkspaceID,
+		Discardable: r.Actions.Discardable, Cancelable: r.Actions.Cancelable, Confirmable: r.Actions.Confirmable,
 	}
-	if r.Workspace != nil {
-		out.WorkspaceID = r.Workspace.ID
-	}
-	if a := r.Actions; a != nil {
-		out.Discardable, out.Cancelable, out.Confirmable = a.IsDiscardable, a.IsCancelable, a.IsConfirmable
-	}
-	return out
 }
 
 // toolCache keeps the installation's Terraform versions for a TTL; without
@@ -332,15 +319,7 @@ func (c *toolCache) get(ctx context.Context) (map[string]cascade.Tool, error) {
 		return nil, nil
 	}
 	return c.cache.Load(ctx, struct{}{}, func(ctx context.Context) (map[string]cascade.Tool, error) {
-		opts := &tfe.AdminTerraformVersionsListOptions{}
-		versions, err := tfeclient.All(ctx, func(ctx context.Context, page tfe.ListOptions) ([]*tfe.AdminTerraformVersion, *tfe.Pagination, error) {
-			opts.ListOptions = page
-			l, err := c.list.List(ctx, opts)
-			if err != nil {
-				return nil, nil, err
-			}
-			return l.Items, l.Pagination, nil
-		})
+		versions, err := c.list.ListTerraformVersions(ctx)
 		if err != nil {
 			return map[string]cascade.Tool{}, nil // no admin API: the check is skipped
 		}

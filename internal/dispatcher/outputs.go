@@ -7,13 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
-
-	tfe "github.com/hashicorp/go-tfe"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
@@ -31,154 +28,10 @@ import (
 // state version never changes once TFE processed it), so every member
 // downstream of one upstream costs that one read.
 
-// StateVersions reads workspaces' state versions for output gating.
-// NewStateVersions makes one of a go-tfe client.
+// StateVersions reads workspaces' state versions for output gating;
+// *tfeclient.TFE is one.
 type StateVersions interface {
-	// Newest returns a workspace's newest state versions, newest first, at
-	// most n, each with its outputs (sensitive values null), and TFE's
-	// time of the answer (zero when it did not say). A refusal or absence
-	// is a *tfeclient.StatusError.
-	Newest(ctx context.Context, org, workspace string, n int) ([]StateVersion, time.Time, error)
-	// Output reads one output with its value, sensitive or not.
-	Output(ctx context.Context, outputID string) (StateOutput, error)
-}
-
-// StateVersion is a state version as output gating needs it.
-type StateVersion struct {
-	ID        string
-	RunID     string // the run that wrote it; "" when none did
-	Processed bool   // resources-processed: its outputs are readable
-	Outputs   []StateOutput
-	// Partial: TFE named outputs it did not include.
-	Partial bool
-}
-
-// StateOutput is one output. Value is its JSON as TFE sent it (null for a
-// sensitive one in a list): read, hashed and dropped.
-type StateOutput struct {
-	ID        string
-	Name      string
-	Sensitive bool
-	Value     json.RawMessage
-}
-
-// NewStateVersions reads state versions through a go-tfe client: its
-// requests, rate limit and retries. go-tfe's list of state versions takes
-// no include, which TFE's API does (include=outputs), so the request is
-// made with the client's NewRequest; bodies are decoded here so that
-// numbers keep every digit.
-func NewStateVersions(c *tfe.Client) StateVersions { return clientStateVersions{c} }
-
-type clientStateVersions struct{ c *tfe.Client }
-
-type svListQuery struct {
-	tfe.StateVersionListOptions
-	Include string `url:"include,omitempty"`
-}
-
-func (s clientStateVersions) get(ctx context.Context, path string, q any, out any) (time.Time, error) {
-	var code int
-	var date time.Time
-	ctx = tfe.ContextWithResponseHeaderHook(ctx, func(status int, h http.Header) {
-		code = status
-		if t, err := http.ParseTime(h.Get("Date")); err == nil {
-			date = t
-		}
-	})
-	req, err := s.c.NewRequest("GET", path, q)
-	if err != nil {
-		return time.Time{}, err
-	}
-	body, err := req.DoRaw(ctx)
-	if err != nil {
-		if code >= 400 {
-			return date, &tfeclient.StatusError{Code: code}
-		}
-		return date, err
-	}
-	defer body.Close()
-	dec := json.NewDecoder(io.LimitReader(body, 32<<20))
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil {
-		return date, fmt.Errorf("decode %s: %w", path, err)
-	}
-	return date, nil
-}
-
-type jsonapiOutput struct {
-	ID         string `json:"id"`
-	Type       string `json:"type"`
-	Attributes struct {
-		Name      string          `json:"name"`
-		Sensitive bool            `json:"sensitive"`
-		Value     json.RawMessage `json:"value"`
-	} `json:"attributes"`
-}
-
-type jsonapiRef struct {
-	ID   string `json:"id"`
-	Type string `json:"type"`
-}
-
-func (s clientStateVersions) Newest(ctx context.Context, org, workspace string, n int) ([]StateVersion, time.Time, error) {
-	q := &svListQuery{StateVersionListOptions: tfe.StateVersionListOptions{
-		ListOptions: tfe.ListOptions{PageSize: n}, Organization: org, Workspace: workspace,
-	}, Include: "outputs"}
-	var doc struct {
-		Data []struct {
-			ID         string `json:"id"`
-			Attributes struct {
-				Processed bool `json:"resources-processed"`
-			} `json:"attributes"`
-			Relationships struct {
-				Run struct {
-					Data *jsonapiRef `json:"data"`
-				} `json:"run"`
-				Outputs struct {
-					Data []jsonapiRef `json:"data"`
-				} `json:"outputs"`
-			} `json:"relationships"`
-		} `json:"data"`
-		Included []jsonapiOutput `json:"included"`
-	}
-	date, err := s.get(ctx, "state-versions", q, &doc)
-	if err != nil {
-		return nil, date, err
-	}
-	included := map[string]jsonapiOutput{}
-	for _, o := range doc.Included {
-		if o.Type == "state-version-outputs" {
-			included[o.ID] = o
-		}
-	}
-	out := make([]StateVersion, 0, len(doc.Data))
-	for _, d := range doc.Data {
-		sv := StateVersion{ID: d.ID, Processed: d.Attributes.Processed}
-		if r := d.Relationships.Run.Data; r != nil {
-			sv.RunID = r.ID
-		}
-		for _, ref := range d.Relationships.Outputs.Data {
-			o, ok := included[ref.ID]
-			if !ok {
-				sv.Partial = true
-				continue
-			}
-			sv.Outputs = append(sv.Outputs, StateOutput{ID: o.ID, Name: o.Attributes.Name, Sensitive: o.Attributes.Sensitive, Value: o.Attributes.Value})
-		}
-		out = append(out, sv)
-	}
-	return out, date, nil
-}
-
-func (s clientStateVersions) Output(ctx context.Context, outputID string) (StateOutput, error) {
-	var doc struct {
-		Data jsonapiOutput `json:"data"`
-	}
-	if _, err := s.get(ctx, "state-version-outputs/"+outputID, nil, &doc); err != nil {
-		return StateOutput{}, err
-	}
-	o := doc.Data
-	return StateOutput{ID: o.ID, Name: o.Attributes.Name, Sensitive: o.Attributes.Sensitive, Value: o.Attributes.Value}, nil
+	tfeclient.StateVersionReader
 }
 
 // outputsCache keeps what comparisons found, by run ID: names and counts,
@@ -219,7 +72,7 @@ func (d *Dispatcher) compareOutputs(ctx context.Context, p *cascade.Plan, need c
 		return cascade.OutputsDiff{Unknown: "the engine was not given access to state versions"}, 0, nil
 	}
 	name := p.Name(need.WorkspaceID)
-	list, at, err := d.deps.StateVersions.Newest(ctx, p.Organization, name, 2)
+	list, at, err := d.deps.StateVersions.NewestStateVersions(ctx, p.Organization, name, 2)
 	calls := 1
 	if err != nil {
 		if why, ok := refused(err); ok {
@@ -254,7 +107,7 @@ func refused(err error) (string, bool) {
 
 // diff compares the newest state version, which must be the one runID
 // wrote, with the one before it.
-func (d *Dispatcher) diff(ctx context.Context, runID string, list []StateVersion, at time.Time) (cascade.OutputsDiff, int, error) {
+func (d *Dispatcher) diff(ctx context.Context, runID string, list []tfeclient.StateVersion, at time.Time) (cascade.OutputsDiff, int, error) {
 	switch {
 	case len(list) == 0:
 		return cascade.OutputsDiff{Unknown: "it has no state version"}, 0, nil
@@ -271,7 +124,7 @@ func (d *Dispatcher) diff(ctx context.Context, runID string, list []StateVersion
 	}
 	now, before := list[0].Outputs, list[1].Outputs
 	f := cascade.OutputsDiff{Count: len(now)}
-	old := make(map[string]StateOutput, len(before))
+	old := make(map[string]tfeclient.StateOutput, len(before))
 	for _, o := range before {
 		old[o.Name] = o
 	}
@@ -323,7 +176,7 @@ func (d *Dispatcher) diff(ctx context.Context, runID string, list []StateVersion
 func (d *Dispatcher) sameSensitive(ctx context.Context, a, b string) (bool, int, error) {
 	var hashes [2][32]byte
 	for k, id := range []string{a, b} {
-		o, err := d.deps.StateVersions.Output(ctx, id)
+		o, err := d.deps.StateVersions.ReadStateOutput(ctx, id)
 		if err != nil {
 			return false, k + 1, err
 		}

@@ -9,14 +9,12 @@ import (
 )
 
 // goTFEImporters are the packages (their code, not their tests) allowed
-// to import go-tfe: those that do today. The aim is cmd/, internal/app's
-// wiring and internal/tfeclient only: the others should reach TFE through
-// interfaces and the types of this package. Shorten the list as they move;
-// never lengthen it.
+// to import go-tfe: cmd/, internal/app's wiring and internal/tfeclient
+// only. The others reach TFE through the interfaces and the types of this
+// package. Never lengthen the list.
 var goTFEImporters = []string{
 	"cmd/orchestrator",
 	"internal/app",
-	"internal/dispatcher",
 	"internal/tfeclient",
 }
 

@@ -16,6 +16,17 @@ const PageSize = 100
 // and its pagination. A nil pagination means the list has no further page.
 type Lister[T any] func(ctx context.Context, page tfe.ListOptions) ([]T, *tfe.Pagination, error)
 
+// Page is one page of a TFE list in the orchestrator's own types: its
+// items and the number of the next page, 0 after the last.
+type Page[T any] struct {
+	Items []T
+	Next  int
+}
+
+// PageReader reads the page of a list of this number (0: the first, asked
+// for with no number), of PageSize items.
+type PageReader[T any] func(ctx context.Context, page int) (Page[T], error)
+
 // EachPage reads the pages of a list in order, from the first, and gives
 // each page's items to each. It stops after the last page, after maxPages
 // pages when maxPages is positive (otherwise it reads every page), when
@@ -27,20 +38,39 @@ type Lister[T any] func(ctx context.Context, page tfe.ListOptions) ([]T, *tfe.Pa
 // others with the number the previous page gave as next, all with
 // PageSize.
 func EachPage[T any](ctx context.Context, list Lister[T], maxPages int, each func(items []T) (more bool, err error)) (int, error) {
-	page := tfe.ListOptions{PageSize: PageSize}
+	return ReadPages(ctx, func(ctx context.Context, page int) (Page[T], error) {
+		items, pagination, err := list(ctx, tfe.ListOptions{PageNumber: page, PageSize: PageSize})
+		if err != nil {
+			return Page[T]{}, err
+		}
+		p := Page[T]{Items: items}
+		if pagination != nil {
+			p.Next = pagination.NextPage
+		}
+		return p, nil
+	}, maxPages, each)
+}
+
+// ReadPages is EachPage over a PageReader: it reads the pages of a list
+// in order, from the first, and gives each page's items to each, until
+// the last page, maxPages pages when maxPages is positive, each's enough
+// (more false), or the first error of read or each (returned as is). It
+// reports how many pages it asked read for, the one that failed included.
+func ReadPages[T any](ctx context.Context, read PageReader[T], maxPages int, each func(items []T) (more bool, err error)) (int, error) {
+	page := 0
 	for calls := 1; ; calls++ {
-		items, pagination, err := list(ctx, page)
+		p, err := read(ctx, page)
 		if err != nil {
 			return calls, err
 		}
-		more, err := each(items)
+		more, err := each(p.Items)
 		if err != nil {
 			return calls, err
 		}
-		if !more || pagination == nil || pagination.NextPage == 0 || (maxPages > 0 && calls >= maxPages) {
+		if !more || p.Next == 0 || (maxPages > 0 && calls >= maxPages) {
 			return calls, nil
 		}
-		page.PageNumber = pagination.NextPage
+		page = p.Next
 	}
 }
 

@@ -2,9 +2,13 @@ package tfeclient_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,7 +97,7 @@ func TestWorkspaceListedAndReadAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.CurrentRun = nil // a read does not include it
-		if read != w || read.Organization != "acme" {
+		if !reflect.DeepEqual(read, w) || read.Organization != "acme" {
 			t.Errorf("%s read\n%+v\nlisted\n%+v", name, read, w)
 		}
 	}
@@ -278,5 +282,212 @@ func TestRunsCreateAndApply(t *testing.T) {
 	sim.Advance(time.Minute)
 	if r, err := api.ReadRun(ctx, manual.ID); err != nil || r.Status != runstatus.Applied {
 		t.Errorf("confirmed run: %+v, %v; want applied", r, err)
+	}
+}
+
+// A workspace reads with its settings and who holds its lock; the token's
+// user locks and unlocks it, and TFE's refusals are tfeclient's errors; a
+// read with its current run, and a page of the list newest current run
+// first (only workspaces that have one), show that run.
+func TestWorkspaceLocksAndCurrentRuns(t *testing.T) {
+	sim, c, api := simTFE(t, tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{
+		{Name: "app", AutoApplyRunTrigger: true, TerraformVersion: "1.9.8", Tags: []string{"team-a"}},
+		{Name: "busy", AutoApply: true, Behavior: tfesim.Behavior{StuckIn: runstatus.Planning}},
+		{Name: "older"}, {Name: "never", NoConfiguration: true},
+	}})
+	ctx := context.Background()
+	id := func(name string) string { return sim.WorkspaceID("acme", name) }
+	me, err := api.CurrentUser(ctx)
+	if err != nil || me.ID == "" || me.Username == "" {
+		t.Fatalf("the token's user: %+v, %v; want an ID and a username", me, err)
+	}
+
+	app, err := api.ReadWorkspace(ctx, id("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !app.AutoApplyRunTrigger || app.AutoApply || app.TerraformVersion != "1.9.8" || !slices.Equal(app.Tags, []string{"team-a"}) ||
+		!app.HasConfiguration || app.Locked {
+		t.Errorf("app read as %+v: want its settings, a configuration, unlocked", app)
+	}
+	if never, err := api.ReadWorkspace(ctx, id("never")); err != nil || never.HasConfiguration {
+		t.Errorf("never read as %+v, %v: want no configuration", never, err)
+	}
+
+	if err := api.LockWorkspace(ctx, id("app"), "held for a cascade"); err != nil {
+		t.Fatal(err)
+	}
+	app, err = api.ReadWorkspace(ctx, id("app"))
+	if err != nil || !app.Locked || app.LockedByUser != me.ID || app.LockedByRun != "" || app.LockedByTeam != "" {
+		t.Errorf("app after the lock: %+v, %v; want locked by %+v", app, err, me)
+	}
+	if err := api.LockWorkspace(ctx, id("app"), "again"); !errors.Is(err, tfeclient.ErrWorkspaceLocked) {
+		t.Errorf("locking a locked workspace: %v, want ErrWorkspaceLocked", err)
+	}
+	if err := api.UnlockWorkspace(ctx, id("app")); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.UnlockWorkspace(ctx, id("app")); !errors.Is(err, tfeclient.ErrWorkspaceNotLocked) {
+		t.Errorf("unlocking an unlocked workspace: %v, want ErrWorkspaceNotLocked", err)
+	}
+
+	run := func(name string) string {
+		r, err := c.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: id(name)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	run("older")
+	sim.Advance(time.Minute)
+	planning := run("busy")
+	sim.Advance(time.Minute)
+	if err := api.UnlockWorkspace(ctx, id("busy")); !errors.Is(err, tfeclient.ErrWorkspaceLockedByRun) || tfeclient.Classify(err, nil) == tfeclient.Gone {
+		t.Errorf("unlocking a run's lock: %v, want ErrWorkspaceLockedByRun", err)
+	}
+	busy, err := api.ReadWorkspaceWithCurrentRun(ctx, id("busy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur := busy.CurrentRun; cur == nil || cur.ID != planning || cur.Status != runstatus.Planning || cur.WorkspaceID != busy.ID ||
+		!cur.Actions.Cancelable || busy.LockedByRun != planning {
+		t.Errorf("busy with its current run: %+v, run %+v; want %s planning, cancelable, holding the lock", busy, busy.CurrentRun, planning)
+	}
+	if w, err := api.ReadWorkspaceWithCurrentRun(ctx, id("app")); err != nil || w.CurrentRun != nil {
+		t.Errorf("app with its current run: %+v, %v; want none", w, err)
+	}
+
+	page, err := api.ListWorkspacesPage(ctx, "acme", tfeclient.WorkspaceQuery{CurrentRun: true, Sort: "-current-run.created-at",
+		CurrentRunStatus: strings.Join(runstatus.All(), ",")}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, w := range page.Items {
+		names = append(names, w.Name)
+	}
+	if !slices.Equal(names, []string{"busy", "older"}) || page.Next != 0 || page.Items[0].CurrentRun == nil || page.Items[0].CurrentRun.ID != planning {
+		t.Errorf("the list newest current run first: %v (next %d), want busy (with %s) then older, one page", names, page.Next, planning)
+	}
+}
+
+// A run reads with its workspace's name and organization, its source and
+// message; a workspace's runs list newest first, as many as asked; a run
+// created with SetAutoApply and AutoApply false waits for a confirmation
+// in a workspace that auto-applies.
+func TestRunsWithWorkspaceAndLatest(t *testing.T) {
+	sim, _, api := simTFE(t, tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{
+		{Name: "auto", AutoApply: true}}})
+	ctx := context.Background()
+	ws := sim.WorkspaceID("acme", "auto")
+	var ids []string
+	for _, m := range []string{"first", "second", "third"} {
+		r, err := api.CreateRun(ctx, ws, tfeclient.RunOptions{Message: m, AutoApply: m != "third", SetAutoApply: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+		sim.Advance(time.Minute)
+	}
+	r, err := api.ReadRunWithWorkspace(ctx, ids[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.WorkspaceID != ws || r.WorkspaceName != "auto" || r.Organization != "acme" || r.Message != "third" || r.Source != "tfe-api" ||
+		r.AutoApply || r.Status != runstatus.Planned || !r.Actions.Confirmable {
+		t.Errorf("read with its workspace: %+v; want in acme/auto, third, from the API, planned and confirmable", r)
+	}
+	latest, err := api.ListRuns(ctx, ws, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(latest) != 2 || latest[0].ID != ids[2] || latest[1].ID != ids[1] || latest[0].Message != "third" || latest[0].WorkspaceID != ws {
+		t.Errorf("the two latest runs: %+v, want %s then %s", latest, ids[2], ids[1])
+	}
+	if _, err := api.ListRuns(ctx, "ws-nobody", 2); tfeclient.Classify(err, nil) != tfeclient.Gone {
+		t.Errorf("listing the runs of an unknown workspace: %v, want an error classified Gone", err)
+	}
+}
+
+// An organization reads by name, one TFE does not know is Gone; the admin
+// list of Terraform versions reads every version with its state.
+func TestOrganizationsAndTerraformVersions(t *testing.T) {
+	_, _, api := simTFE(t, tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test"})
+	ctx := context.Background()
+	if o, err := api.ReadOrganization(ctx, "acme"); err != nil || o.Name != "acme" {
+		t.Errorf("read acme: %+v, %v", o, err)
+	}
+	if _, err := api.ReadOrganization(ctx, "nosuch"); tfeclient.Classify(err, nil) != tfeclient.Gone {
+		t.Errorf("reading an unknown organization: %v, want an error classified Gone", err)
+	}
+	versions, err := api.ListTerraformVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]tfeclient.TerraformVersion{}
+	for _, v := range versions {
+		got[v.Version] = v
+	}
+	if v := got["0.11.8"]; v.Enabled {
+		t.Errorf("0.11.8: %+v, want disabled", v)
+	}
+	if v := got["0.12.31"]; !v.Enabled || !v.Deprecated {
+		t.Errorf("0.12.31: %+v, want enabled and deprecated", v)
+	}
+	if v := got["1.9.8"]; !v.Enabled || v.Deprecated {
+		t.Errorf("1.9.8: %+v, want enabled, not deprecated", v)
+	}
+}
+
+// A workspace's newest state versions read with their outputs, numbers to
+// every digit and sensitive values null, and TFE's time; a sensitive
+// output reads with its value one at a time; a workspace TFE does not
+// know is a *StatusError.
+func TestStateVersionsAndOutputs(t *testing.T) {
+	sim, _, api := simTFE(t, tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Workspaces: []tfesim.WorkspaceSpec{
+		{Name: "net", AutoApply: true, Behavior: tfesim.Behavior{Outputs: map[string]tfesim.Output{
+			"id": {Value: json.Number("12345678901234567890")}, "key": {Value: "s3cret", Sensitive: true}}}}}})
+	ctx := context.Background()
+	ws := sim.WorkspaceID("acme", "net")
+	var runs []string
+	for range 2 {
+		r, err := api.CreateRun(ctx, ws, tfeclient.RunOptions{AutoApply: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, r.ID)
+		sim.Advance(time.Hour)
+	}
+	list, at, err := api.NewestStateVersions(ctx, "acme", "net", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].RunID != runs[1] || list[1].RunID != runs[0] || !list[0].Processed || list[0].Partial || at.IsZero() {
+		t.Fatalf("newest state versions: %+v at %s; want those of %v, newest first, processed, with TFE's time", list, at, runs)
+	}
+	var key string
+	for _, o := range list[0].Outputs {
+		switch o.Name {
+		case "id":
+			if string(o.Value) != "12345678901234567890" || o.Sensitive {
+				t.Errorf("id: %s, want every digit", o.Value)
+			}
+		case "key":
+			key = o.ID
+			if string(o.Value) != "null" || !o.Sensitive {
+				t.Errorf("key listed as %s, want null and sensitive", o.Value)
+			}
+		}
+	}
+	if key == "" {
+		t.Fatalf("outputs of the newest state version: %+v, want id and key", list[0].Outputs)
+	}
+	o, err := api.ReadStateOutput(ctx, key)
+	if err != nil || string(o.Value) != `"s3cret"` || o.Name != "key" {
+		t.Errorf("key read alone: %+v, %v; want its value", o, err)
+	}
+	var se *tfeclient.StatusError
+	if _, _, err := api.NewestStateVersions(ctx, "acme", "nosuch", 2); !errors.As(err, &se) || tfeclient.Classify(err, nil) != tfeclient.Gone {
+		t.Errorf("state versions of an unknown workspace: %v, want a *StatusError classified Gone", err)
 	}
 }

@@ -13,10 +13,12 @@
 //   - StatusAt, when a run entered its status (the statuses themselves are
 //     in the subpackage runstatus, which imports nothing);
 //   - small interfaces in the orchestrator's own types (Workspace, Run,
-//     RunTrigger, NotificationConfiguration), one file per concern, and
-//     TFE, their implementation over a go-tfe client: tfegraph, tfenotify,
-//     the watchdog and the demo reach TFE through them and import no
-//     go-tfe (imports_test.go keeps the list of the packages that do).
+//     RunTrigger, NotificationConfiguration, StateVersion, ...), one file
+//     per concern, and TFE, their implementation over a go-tfe client:
+//     the dispatcher, tfegraph, tfenotify, the watchdog and the demo
+//     reach TFE through them and import no go-tfe (imports_test.go keeps
+//     the list of the packages that do: the daemon's wiring and this
+//     one).
 //
 // It guarantees that, with a Limiter, every request of the process (retries
 // and go-tfe's /ping included) waits for its turn in this replica's share of
