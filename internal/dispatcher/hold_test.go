@@ -21,6 +21,7 @@ import (
 // first look (C13), so they wait pending until stopped: the sink applies
 // exactly once, after its last upstream, and ends unlocked.
 func TestFanInHeldWhileLooksComeLate(t *testing.T) {
+	t.Parallel()
 	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 100, 100), wsKind("sink", triggerApply, 100, 100)}}
 	for i := 1; i <= 4; i++ {
 		name := fmt.Sprintf("up%d", i)
@@ -73,6 +74,7 @@ func TestFanInHeldWhileLooksComeLate(t *testing.T) {
 // A cascade whose member record cannot be read is set aside; the member it
 // held is let go all the same: no workspace stays locked by the engine.
 func TestHoldReleasedWhenSetAside(t *testing.T) {
+	t.Parallel()
 	// a plans long enough for the cascade to have started before it
 	// applies (else a's apply starts a cascade of its own, which holds
 	// the sink in turn).
@@ -114,6 +116,7 @@ func TestHoldReleasedWhenSetAside(t *testing.T) {
 // trigger queues downstream when that apply ends never applies (the
 // cascade holds the downstream member until it has stopped it).
 func TestCancelStopsWhatAnApplyingRunQueues(t *testing.T) {
+	t.Parallel()
 	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 1000, 15000),
 		wsKind("b", triggerApply, 50, 20)},
 		edges: [][2]string{{"root", "a"}, {"a", "b"}}}
