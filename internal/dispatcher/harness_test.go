@@ -233,6 +233,12 @@ func (h *harness) applied(name string) []*tfe.Run {
 	return out
 }
 
+// viewPoll is how often done and until read a cascade's view: a snapshot
+// reads every member from KV, and reading it every few milliseconds took
+// a tenth of a test's CPU from the engines it waits on (tests run in
+// parallel); a cascade's members change on the scale of a run's phases.
+const viewPoll = 25 * time.Millisecond
+
 // done waits until cascade id is done, through the read model.
 func (h *harness) done(d *dispatcher.Dispatcher, id string, timeout time.Duration) *dispatcher.View {
 	h.t.Helper()
@@ -250,7 +256,7 @@ func (h *harness) done(d *dispatcher.Dispatcher, id string, timeout time.Duratio
 			}
 			h.t.Fatalf("cascade %s not done after %s: %v", id, timeout, err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(viewPoll)
 	}
 }
 
@@ -272,7 +278,7 @@ func (h *harness) until(d *dispatcher.Dispatcher, id, what string, timeout time.
 			}
 			h.t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(viewPoll)
 	}
 }
 
