@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,19 +12,17 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
-func simFromScenario(t *testing.T, path string) *httptest.Server {
+// simFromScenario serves a simulator (token "sim-token") with the
+// scenario at path loaded.
+func simFromScenario(t *testing.T, path string) *simtest.Server {
 	t.Helper()
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: -1, Timing: &tfesim.Timing{}})
-	if err != nil {
+	srv := simtest.Start(t, tfesim.Options{})
+	if err := srv.Sim.LoadScenarioFile(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := sim.LoadScenarioFile(path); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
 	return srv
 }
 

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	tfe "github.com/hashicorp/go-tfe"
 )
 
 func TestNotificationsInstall(t *testing.T) {
@@ -24,10 +22,7 @@ func TestNotificationsInstall(t *testing.T) {
 	env := map[string]string{"TFE_ADDRESS": srv.URL, "TFE_TOKEN": "sim-token"}
 	args := []string{"notifications", "install", "--organization", "acme", "--url", receiver.URL, "--token-file", tokenFile}
 	configs := func() int {
-		client, err := tfe.NewClient(&tfe.Config{Address: srv.URL, Token: "sim-token"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		client := srv.Client
 		list, err := client.Workspaces.List(context.Background(), "acme", nil)
 		if err != nil {
 			t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
 const readToken, operateToken, hookToken = "read-0123456789abcdef", "operate-0123456789abcdef", "hook-token"
@@ -45,14 +45,8 @@ func startOperated(t *testing.T, failNet bool) *operated {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: -1, Timing: &tfesim.Timing{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simSrv := httptest.NewServer(sim.Handler())
-	simDone := make(chan struct{})
-	go func() { defer close(simDone); _ = sim.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-simDone; simSrv.Close() })
+	simSrv := simtest.Start(t, tfesim.Options{})
+	sim := simSrv.Sim
 
 	// The API tokens, as an operator gives serve them: a file each.
 	readFile := writeFile(t, "# who may look\nviewer:"+readToken+"\n")
@@ -100,11 +94,7 @@ func startOperated(t *testing.T, failNet bool) *operated {
 	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{spec}}); err != nil {
 		t.Fatal(err)
 	}
-	client, err := tfe.NewClient(&tfe.Config{Address: simSrv.URL, Token: "sim-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &operated{sim: sim, tfe: client, server: server, tokenFile: both}
+	return &operated{sim: sim, tfe: simSrv.Client, server: server, tokenFile: both}
 }
 
 // The operators' commands against a running daemon: a cascade whose

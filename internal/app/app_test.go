@@ -36,6 +36,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/natsembed"
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
 
@@ -160,27 +161,9 @@ func signedPost(t *testing.T, url string, body []byte) int {
 // test ends, and returns it, its URL and a go-tfe client for it.
 func startSim(t *testing.T, opts tfesim.Options) (*tfesim.Sim, string, *tfe.Client) {
 	t.Helper()
-	opts.Token, opts.RateLimit = "sim-token", -1
-	if opts.Timing == nil {
-		opts.Timing = &tfesim.Timing{} // instant unless a workspace sets durations
-	}
-	sim, err := tfesim.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = sim.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	client, err := tfe.NewClient(&tfe.Config{Address: srv.URL, Token: "sim-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sim, srv.URL, client
+	opts.Token, opts.RateLimit = simtest.Token, -1
+	srv := simtest.Start(t, opts)
+	return srv.Sim, srv.URL, srv.Client
 }
 
 func runPayload(runID, status string, at time.Time) []byte {

@@ -73,6 +73,7 @@ func (c *consumerCount) open() int {
 // last of them. Every reader sees a change, a reader that never reads
 // holds none up, and each reader's channel closes when it goes.
 func TestReadsAndWatchesOpenNoConsumerEach(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, chain(3, personApproves, 200), tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	id := cascade.ID(h.start("c00"))
@@ -175,6 +176,7 @@ func TestReadsAndWatchesOpenNoConsumerEach(t *testing.T) {
 
 // The first reader after the last one left starts the shared watch again.
 func TestWatchAgainAfterTheLastReader(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, chain(2, personApproves, 200), tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	id := cascade.ID(h.start("c00"))

@@ -19,6 +19,7 @@ import (
 // second at least: a run TFE's triggers queue too early must be stopped before it
 // applies, and real plans take far longer.
 func TestCascadesWithNativeRunTriggers(t *testing.T) {
+	t.Parallel()
 	diamond := func(kind approval) org {
 		return org{
 			workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", kind, 1000, 20), wsKind("c", kind, 1500, 80), wsKind("d", kind, 1000, 20)},
@@ -45,6 +46,7 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 		{"layers where each member has two upstreams", layered(3, 4, triggerApply, 1000, 20), "root", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each on its own harness
 			h := newHarness(t, tc.org, tfesim.Options{})
 			d, _ := h.engine(fastOptions())
 			root := h.start(tc.root)
@@ -69,6 +71,7 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 // A member awaiting a person is a state of its own; discarded by the
 // person, what depends on it is blocked, in one alert.
 func TestApprovalDiscardedBlocksDownstream(t *testing.T) {
+	t.Parallel()
 	o := org{
 		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", personApproves, 1000, 20), wsKind("c", triggerApply, 1000, 20)},
 		edges:      [][2]string{{"a", "b"}, {"b", "c"}},
@@ -103,6 +106,7 @@ func TestApprovalDiscardedBlocksDownstream(t *testing.T) {
 // With neither auto-apply setting and the apply policy "always", the
 // engine confirms the runs itself.
 func TestApplyPolicyAlways(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, chain(4, personApproves, 20), tfesim.Options{})
 	opts := fastOptions()
 	opts.Policy.Apply = cascade.ApplyAlways
@@ -117,6 +121,7 @@ func TestApplyPolicyAlways(t *testing.T) {
 
 // An upstream that errors blocks what depends on it; the rest proceeds.
 func TestFailedUpstreamBlocksDownstream(t *testing.T) {
+	t.Parallel()
 	b := wsKind("b", triggerApply, 1000, 20)
 	b.Behavior.Outcome = tfesim.OutcomeErrored
 	o := org{
@@ -142,6 +147,7 @@ func TestFailedUpstreamBlocksDownstream(t *testing.T) {
 // Workspaces on a cycle never run; what TFE's triggers queue in them is
 // stopped; the rest proceeds; the alert names the cycle.
 func TestCycleInClosure(t *testing.T) {
+	t.Parallel()
 	o := org{
 		workspaces: []tfesim.WorkspaceSpec{ws("root", 1000, 20), ws("app", 1000, 20), ws("db", 1000, 20), ws("after", 1000, 20), ws("side", 1000, 20), ws("side2", 1000, 20)},
 		edges:      [][2]string{{"root", "app"}, {"app", "db"}, {"db", "app"}, {"db", "after"}, {"root", "side"}, {"side", "side2"}},
@@ -166,6 +172,7 @@ func TestCycleInClosure(t *testing.T) {
 // reason; a person's lock waits, is alerted, and the run follows its
 // release.
 func TestPreflight(t *testing.T) {
+	t.Parallel()
 	local := ws("local", 20, 20)
 	local.ExecutionMode = "local"
 	empty := ws("empty", 20, 20)
@@ -194,6 +201,7 @@ func TestPreflight(t *testing.T) {
 
 // A dry run decides everything and writes nothing to TFE.
 func TestDryRun(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, chain(4, triggerApply, 20), tfesim.Options{NoNativeRunTriggers: true})
 	opts := fastOptions()
 	opts.DryRun = true

@@ -40,6 +40,7 @@ func gatedOrg() org {
 // in the others with a comment saying why, and reads each upstream's state
 // versions once.
 func TestOutputGatingWithNativeTriggers(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, gatedOrg(), tfesim.Options{})
 	set := func(name string, outputs map[string]tfesim.Output) {
 		t.Helper()
@@ -172,6 +173,7 @@ func (t refuseStates) RoundTrip(r *http.Request) (*http.Response, error) {
 // cannot be compared, it runs and says why; where TFE processes a state
 // version within the wait, the comparison waits for it.
 func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
+	t.Parallel()
 	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 50, 30), wsKind("a", triggerApply, 300, 30), wsKind("b", triggerApply, 300, 30)},
 		edges: [][2]string{{"root", "a"}, {"a", "b"}}}
 	h := newHarness(t, o, tfesim.Options{})
@@ -235,6 +237,7 @@ func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
 // five, two upstreams each; in the measured cascade the root and one
 // member of the first layer change an output, the rest apply the same.
 func TestOutputGatingCost(t *testing.T) {
+	t.Parallel()
 	o := layered(3, 5, triggerApply, 600, 20)
 	h := newHarness(t, o, tfesim.Options{})
 	release := 0

@@ -27,6 +27,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
 const webhookToken = "webhook-token"
@@ -92,25 +93,11 @@ func newHarnessOn(t testing.TB, js jetstream.JetStream, stream events.StreamOpti
 	hookSrv := httptest.NewServer(wh)
 	t.Cleanup(hookSrv.Close)
 
-	simOpts.Token = "sim-token"
-	if simOpts.RateLimit == 0 {
-		simOpts.RateLimit = -1
-	}
-	if simOpts.Timing == nil {
-		simOpts.Timing = &tfesim.Timing{} // each workspace sets its own durations
-	}
-	sim, err := tfesim.New(simOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	simSrv := httptest.NewServer(sim.Handler())
-	t.Cleanup(simSrv.Close)
-	simDone := make(chan struct{})
-	go func() {
-		defer close(simDone)
-		_ = sim.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-simDone })
+	// Instant phases unless a test times them: each workspace sets its own
+	// durations.
+	simOpts.Token = simtest.Token
+	simSrv := simtest.Start(t, simOpts)
+	sim := simSrv.Sim
 
 	spec := tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Workspaces: o.workspaces,
 		Notifications: []tfesim.ScenarioNotification{{NotificationSpec: tfesim.NotificationSpec{
@@ -123,11 +110,7 @@ func newHarnessOn(t testing.TB, js jetstream.JetStream, stream events.StreamOpti
 	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{spec}}); err != nil {
 		t.Fatal(err)
 	}
-	client, err := tfe.NewClient(&tfe.Config{Address: simSrv.URL, Token: "sim-token", HTTPClient: &http.Client{Timeout: 30 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &harness{t: t, ctx: ctx, sim: sim, simURL: simSrv.URL, client: client, js: js, hook: hookSrv.URL, alerts: &testutil.Alerts{}}
+	return &harness{t: t, ctx: ctx, sim: sim, simURL: simSrv.URL, client: simSrv.Client, js: js, hook: hookSrv.URL, alerts: &testutil.Alerts{}}
 }
 
 // fastOptions are engine options for tests: short waits, so that
@@ -164,7 +147,7 @@ func (h *harness) engineOn(js jetstream.JetStream, opts dispatcher.Options, tran
 		transport = http.DefaultTransport
 	}
 	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: tfeclient.Transport(transport)}
-	client, err := tfe.NewClient(&tfe.Config{Address: h.simURL, Token: "sim-token", HTTPClient: httpClient, RetryServerErrors: true})
+	client, err := tfe.NewClient(&tfe.Config{Address: h.simURL, Token: simtest.Token, HTTPClient: httpClient, RetryServerErrors: true})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -251,6 +234,12 @@ func (h *harness) applied(name string) []*tfe.Run {
 	return out
 }
 
+// viewPoll is how often done and until read a cascade's view: a snapshot
+// reads every member from KV, and reading it every few milliseconds took
+// a tenth of a test's CPU from the engines it waits on (tests run in
+// parallel); a cascade's members change on the scale of a run's phases.
+const viewPoll = 25 * time.Millisecond
+
 // done waits until cascade id is done, through the read model.
 func (h *harness) done(d *dispatcher.Dispatcher, id string, timeout time.Duration) *dispatcher.View {
 	h.t.Helper()
@@ -268,7 +257,7 @@ func (h *harness) done(d *dispatcher.Dispatcher, id string, timeout time.Duratio
 			}
 			h.t.Fatalf("cascade %s not done after %s: %v", id, timeout, err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(viewPoll)
 	}
 }
 
@@ -290,7 +279,7 @@ func (h *harness) until(d *dispatcher.Dispatcher, id, what string, timeout time.
 			}
 			h.t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(viewPoll)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 // first look (C13), so they wait pending until stopped: the sink applies
 // exactly once, after its last upstream, and ends unlocked.
 func TestFanInHeldWhileLooksComeLate(t *testing.T) {
+	t.Parallel()
 	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 100, 100), wsKind("sink", triggerApply, 100, 100)}}
 	for i := 1; i <= 4; i++ {
 		name := fmt.Sprintf("up%d", i)
@@ -73,6 +74,7 @@ func TestFanInHeldWhileLooksComeLate(t *testing.T) {
 // A cascade whose member record cannot be read is set aside; the member it
 // held is let go all the same: no workspace stays locked by the engine.
 func TestHoldReleasedWhenSetAside(t *testing.T) {
+	t.Parallel()
 	// a plans long enough for the cascade to have started before it
 	// applies (else a's apply starts a cascade of its own, which holds
 	// the sink in turn).
@@ -114,7 +116,10 @@ func TestHoldReleasedWhenSetAside(t *testing.T) {
 // trigger queues downstream when that apply ends never applies (the
 // cascade holds the downstream member until it has stopped it).
 func TestCancelStopsWhatAnApplyingRunQueues(t *testing.T) {
-	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 1000, 15000),
+	t.Parallel()
+	// a applies for an hour, longer than any look on a loaded machine; the
+	// test ends the apply itself once the cascade reads cancelled.
+	o := org{workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 20, 20), wsKind("a", triggerApply, 1000, 3_600_000),
 		wsKind("b", triggerApply, 50, 20)},
 		edges: [][2]string{{"root", "a"}, {"a", "b"}}}
 	h := newHarness(t, o, tfesim.Options{})
@@ -133,10 +138,14 @@ func TestCancelStopsWhatAnApplyingRunQueues(t *testing.T) {
 		v, err := d.Snapshot(h.ctx, id)
 		return err == nil && v.State == dispatcher.StateDone && v.Outcome == cascade.OutcomeCancelled
 	})
-	// In the look the cancel calls for, not once a's apply is over (it
-	// takes 15 s, longer than a look on a loaded machine).
-	if runs := h.runs("a"); runs[0].Status != tfe.RunApplying {
+	// In the look the cancel calls for, not once a's apply is over.
+	runs := h.runs("a")
+	if runs[0].Status != tfe.RunApplying {
 		t.Errorf("a's run was %s when the cascade read cancelled, want still applying", runs[0].Status)
+	}
+	// a's apply ends now, and TFE's run trigger queues a run in b.
+	if err := h.sim.FinishPhase(runs[0].ID); err != nil {
+		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "the run TFE queued in b to be stopped", time.Minute, func() bool {
 		runs := h.runs("b")

@@ -15,6 +15,7 @@ import (
 // knows its fan-ins at once. Here the root plans for ten minutes, so what
 // is read was read while it planned.
 func TestRunTriggersReadWhileTheRootPlans(t *testing.T) {
+	t.Parallel()
 	o := org{workspaces: []tfesim.WorkspaceSpec{
 		wsKind("root", autoApply, 600_000, 50),
 		wsKind("a", triggerApply, 50, 50), wsKind("b", triggerApply, 50, 50), wsKind("sink", triggerApply, 50, 50),

@@ -19,6 +19,7 @@ import (
 // replica that gets their events knows no cascade yet. The cascade's first
 // look reads every member and handles them.
 func TestThreeReplicasUnderTheRateLimit(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, layered(2, 5, triggerApply, 1500, 20), tfesim.Options{RateLimit: 30})
 	d, _ := h.engine(fastOptions())
 	h.engine(fastOptions())
@@ -34,6 +35,7 @@ func TestThreeReplicasUnderTheRateLimit(t *testing.T) {
 // A lost webhook of any run, the cascade's or TFE's, delays a cascade and
 // never stalls it.
 func TestLostWebhooks(t *testing.T) {
+	t.Parallel()
 	o := chain(4, triggerApply, 1000)
 	for i := range o.workspaces {
 		o.workspaces[i].Behavior.DropNotifications = i > 0
@@ -81,6 +83,7 @@ func (s *slowCreates) RoundTrip(r *http.Request) (*http.Response, error) {
 // in the middle) is found by the cascade's marker before any other is
 // made: a replica taking the cascade over never creates a second run.
 func TestSlowCreationTakenOverWithoutDuplicate(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, chain(4, triggerApply, 50), tfesim.Options{NoNativeRunTriggers: true})
 	opts := fastOptions()
 	opts.Policy.CreateTimeout = 500 * time.Millisecond
@@ -108,6 +111,7 @@ func TestSlowCreationTakenOverWithoutDuplicate(t *testing.T) {
 // The answers of every creation come late (after the creator's deadline):
 // the engine learns of each run by its marker, and creates none twice.
 func TestSlowAPIMakesNoDuplicate(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, chain(4, triggerApply, 50), tfesim.Options{NoNativeRunTriggers: true})
 	opts := fastOptions()
 	opts.Policy.CreateTimeout = 300 * time.Millisecond
@@ -153,6 +157,7 @@ func (s *slowTriggerLists) RoundTrip(r *http.Request) (*http.Response, error) {
 // here: a run they queue would apply while the graph is read, and start a
 // reading of its own.)
 func TestSlowGraphReadIsNotRedelivered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, chain(4, triggerApply, 50), tfesim.Options{NoNativeRunTriggers: true})
 	opts := fastOptions() // an ack wait of a second
 	d, _ := h.engineWith(opts, &slowTriggerLists{next: http.DefaultTransport, delay: 800 * time.Millisecond})

@@ -59,6 +59,7 @@ func (h *harness) forge(org, wsID, wsName, runID, status string, at time.Time) {
 }
 
 func TestForgedRootsStartNothing(t *testing.T) {
+	t.Parallel()
 	o := org{workspaces: []tfesim.WorkspaceSpec{ws("a", 1000, 20), ws("b", 1000, 20)}, edges: [][2]string{{"a", "b"}}}
 	h := newHarness(t, o, tfesim.Options{})
 	// Another organization with a run that really applied.
@@ -95,6 +96,7 @@ func TestForgedRootsStartNothing(t *testing.T) {
 }
 
 func TestEarlyAndStaleEventsChangeNothing(t *testing.T) {
+	t.Parallel()
 	o := org{
 		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", triggerApply, 1500, 20), wsKind("c", triggerApply, 1000, 20)},
 		edges:      [][2]string{{"a", "b"}, {"b", "c"}},
@@ -129,6 +131,7 @@ func TestEarlyAndStaleEventsChangeNothing(t *testing.T) {
 }
 
 func TestReplayedRootsStartNothing(t *testing.T) {
+	t.Parallel()
 	o := org{workspaces: []tfesim.WorkspaceSpec{ws("a", 1000, 20), ws("b", 1000, 20)}, edges: [][2]string{{"a", "b"}}}
 	h := newHarness(t, o, tfesim.Options{})
 	d, stop := h.engine(fastOptions())
@@ -164,6 +167,7 @@ func TestReplayedRootsStartNothing(t *testing.T) {
 // an alert and hold nothing up: a real apply behind a hundred of them
 // cascades on time.
 func TestUnprocessableEventsHoldNothingUp(t *testing.T) {
+	t.Parallel()
 	o := org{workspaces: []tfesim.WorkspaceSpec{ws("a", 1000, 20), ws("b", 1000, 20)}, edges: [][2]string{{"a", "b"}}}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	tu "github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
 // startSim serves a simulator with the given rate limit (0: TFE's 30,
@@ -25,23 +25,8 @@ import (
 // it.
 func startSim(t *testing.T, rateLimit int, wrap func(http.Handler) http.Handler) (*tfesim.Sim, string) {
 	t.Helper()
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: rateLimit, Timing: &tfesim.Timing{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h http.Handler = sim.Handler()
-	if wrap != nil {
-		h = wrap(h)
-	}
-	srv := httptest.NewServer(h)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = sim.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	return sim, srv.URL
+	srv := simtest.StartWith(t, tfesim.Options{RateLimit: rateLimit}, simtest.Options{Wrap: wrap, KeepRateLimit: true})
+	return srv.Sim, srv.URL
 }
 
 func client(t *testing.T, url string, o tfeclient.Options) *tfe.Client {

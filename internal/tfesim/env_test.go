@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
 const adminToken = "admin-token-for-tests"
@@ -25,7 +24,7 @@ type testEnv struct {
 	ctx    context.Context
 	sim    *tfesim.Sim
 	clock  *tfesim.ManualClock
-	srv    *httptest.Server
+	srv    *simtest.Server
 	client *tfe.Client
 }
 
@@ -43,37 +42,15 @@ func newEnv(t *testing.T, opts tfesim.Options) *testEnv {
 	if opts.Clock == nil {
 		opts.Clock = clock
 	}
-	if opts.Timing == nil {
-		opts.Timing = &tfesim.Timing{} // instant unless a test times its runs
-	}
-	sim, err := tfesim.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
+	srv := simtest.Start(t, opts) // instant runs unless a test times them
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = sim.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		srv.Close()
-	})
-	e := &testEnv{t: t, ctx: ctx, sim: sim, clock: clock, srv: srv}
-	e.client = e.newClient(opts.Token)
-	return e
+	t.Cleanup(cancel)
+	return &testEnv{t: t, ctx: ctx, sim: srv.Sim, clock: clock, srv: srv, client: srv.Client}
 }
 
 func (e *testEnv) newClient(token string) *tfe.Client {
 	e.t.Helper()
-	c, err := tfe.NewClient(&tfe.Config{Address: e.srv.URL, Token: token, HTTPClient: &http.Client{Timeout: 30 * time.Second}})
-	if err != nil {
-		e.t.Fatalf("new go-tfe client: %v", err)
-	}
-	return c
+	return e.srv.NewClient(e.t, token)
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {

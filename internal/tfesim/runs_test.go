@@ -60,6 +60,49 @@ func TestRunLifecycleAutoApply(t *testing.T) {
 	}
 }
 
+// FinishPhase ends a timed phase at once, stamped with the clock's time,
+// and the run moves on as it would have at the phase's end; a run that
+// waits on a person or has ended is refused.
+func TestFinishPhase(t *testing.T) {
+	e := newEnv(t, tfesim.Options{})
+	e.org("acme")
+	ws := e.workspace("acme", tfe.WorkspaceCreateOptions{Name: tfe.String("net"), AutoApply: tfe.Bool(true)})
+	e.behave(ws.ID, tfesim.Behavior{PlanDurationMS: 3_600_000, ApplyDurationMS: 3_600_000})
+	r := e.run(ws.ID, tfe.RunCreateOptions{})
+	e.wantStatus(r.ID, tfe.RunPlanning)
+	e.sim.Advance(time.Second)
+	if err := e.sim.FinishPhase(r.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.wantStatus(r.ID, tfe.RunApplying) // planned, then auto-applied, at once
+	e.sim.Advance(time.Second)
+	if err := e.sim.FinishPhase(r.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.wantStatus(r.ID, tfe.RunApplied)
+	got, err := e.client.Runs.Read(e.ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts := got.StatusTimestamps; !ts.PlannedAt.Equal(epoch.Add(time.Second)) || !ts.AppliedAt.Equal(epoch.Add(2*time.Second)) {
+		t.Errorf("planned at %v, applied at %v; want the times FinishPhase was called", ts.PlannedAt, ts.AppliedAt)
+	}
+	if err := e.sim.FinishPhase(r.ID); err == nil {
+		t.Error("an applied run's phase was finished")
+	}
+
+	person := e.workspace("acme", tfe.WorkspaceCreateOptions{Name: tfe.String("app")})
+	waits := e.run(person.ID, tfe.RunCreateOptions{})
+	e.wantStatus(waits.ID, tfe.RunPlanned)
+	if err := e.sim.FinishPhase(waits.ID); err == nil {
+		t.Error("a run waiting for a person moved on")
+	}
+	e.wantStatus(waits.ID, tfe.RunPlanned)
+	if err := e.sim.FinishPhase("run-doesnotexist0001"); err == nil {
+		t.Error("a run the simulator does not know was finished")
+	}
+}
+
 func TestRunLifecycleConfirm(t *testing.T) {
 	e := newEnv(t, tfesim.Options{})
 	e.org("acme")

@@ -7,7 +7,6 @@ import (
 	"image"
 	"image/png"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
 // The page in a real browser: Debian's Chromium, headless, driven over the
@@ -68,19 +68,8 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: -1, Timing: &tfesim.Timing{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	simCtx, stopSim := context.WithCancel(context.Background())
-	simDone := make(chan struct{})
-	go func() { defer close(simDone); _ = sim.Run(simCtx) }()
-	t.Cleanup(func() { stopSim(); <-simDone; srv.Close() })
-	client, err := tfe.NewClient(&tfe.Config{Address: srv.URL, Token: "sim-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := simtest.Start(t, tfesim.Options{})
+	sim, client := srv.Sim, srv.Client
 
 	d, err := app.New(app.Config{
 		HTTPListen: "127.0.0.1:0", DataDir: t.TempDir(),
