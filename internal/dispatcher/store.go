@@ -537,6 +537,10 @@ type due struct {
 	At    time.Time `json:"at"`
 	Dirty []string  `json:"dirty,omitempty"` // workspace IDs
 	Full  bool      `json:"full,omitempty"`
+	// Asks counts the calls of markDirty, so that each one moves the
+	// entry's revision, even for a workspace already dirty: a look that
+	// handled it settles without forgetting an event that came during it.
+	Asks uint64 `json:"asks,omitempty"`
 }
 
 const maxDirty = 10000
@@ -566,19 +570,14 @@ func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full
 		if err != nil && !isMissing(err) {
 			return err
 		}
-		changed := false
 		if d.At.IsZero() || at.Before(d.At) {
-			d.At, changed = at, true
+			d.At = at
 		}
 		if ws != "" && !slices.Contains(d.Dirty, ws) && len(d.Dirty) < maxDirty {
-			d.Dirty, changed = append(d.Dirty, ws), true
+			d.Dirty = append(d.Dirty, ws)
 		}
-		if full && !d.Full {
-			d.Full, changed = true, true
-		}
-		if !changed {
-			return nil
-		}
+		d.Full = d.Full || full
+		d.Asks++ // written even when nothing else changed: see due
 		if _, err = s.swap(ctx, dueKey(id), d, rev); err == nil || !isConflict(err) || ctx.Err() != nil {
 			return err
 		}
@@ -600,11 +599,15 @@ func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled [
 		case err != nil:
 			return err
 		}
-		nd := due{At: next, Dirty: d.Dirty}
-		if rev == seen {
+		nd := due{At: next, Dirty: d.Dirty, Asks: d.Asks}
+		switch {
+		case rev == seen:
 			nd.Dirty = slices.DeleteFunc(slices.Clone(d.Dirty), func(w string) bool { return slices.Contains(handled, w) })
-		} else if !d.At.IsZero() && (next.IsZero() || d.At.Before(next)) {
-			nd.At = d.At
+		default: // asked for during the look: kept
+			nd.Full = d.Full
+			if !d.At.IsZero() && (next.IsZero() || d.At.Before(next)) {
+				nd.At = d.At
+			}
 		}
 		empty := nd.At.IsZero() && len(nd.Dirty) == 0
 		if missing && empty {

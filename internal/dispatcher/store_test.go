@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,36 @@ func TestDueSettlesWithoutLosingEvents(t *testing.T) {
 	}
 	if _, _, err := d.store.due(ctx, "c-1", 0); !isMissing(err) {
 		t.Errorf("a done cascade's due entry was kept: %v", err)
+	}
+}
+
+// An event for a workspace already marked dirty, coming during a look that
+// handles it, asks for another look: the look may have read the workspace
+// before what the event tells happened.
+func TestDueKeepsAnEventForAWorkspaceAlreadyDirty(t *testing.T) {
+	js, _ := testutil.JetStream(t)
+	d := newTestDispatcher(t, js, &testutil.Alerts{})
+	ctx := context.Background()
+	now := time.Now()
+	if err := d.store.markDirty(ctx, "c-1", "ws-a", now, false); err != nil {
+		t.Fatal(err)
+	}
+	dv, rev, err := d.store.due(ctx, "c-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.store.markDirty(ctx, "c-1", "ws-a", now.Add(time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.store.settleDue(ctx, "c-1", rev, dv.Dirty, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := d.store.due(ctx, "c-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got.Dirty, "ws-a") || got.At.After(now.Add(time.Second)) {
+		t.Errorf("due: got %+v; want ws-a kept and a look soon", got)
 	}
 }
 
