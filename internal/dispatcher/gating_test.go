@@ -202,7 +202,12 @@ func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
 		{"processed within the wait: compared, skipped", nil, 700 * time.Millisecond, 0, cascade.Skipped, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := h.sim.SetTiming(tfesim.Timing{StateProcessing: tc.processing}); err != nil {
+			// a has one upstream and is not held: the run TFE's trigger
+			// queues there when root applies is stopped only when a look
+			// finds it (docs/limits.md). It waits three seconds in the
+			// queue, for that look to come on a loaded machine too; with
+			// no wait it applied first under the full suite's load.
+			if err := h.sim.SetTiming(tfesim.Timing{Queue: 3 * time.Second, StateProcessing: tc.processing}); err != nil {
 				t.Fatal(err)
 			}
 			opts := gated
