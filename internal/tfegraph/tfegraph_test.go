@@ -3,7 +3,6 @@ package tfegraph_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
 const outboundRoute = "GET /api/v2/workspaces/{id}/run-triggers"
@@ -48,20 +48,11 @@ func newSim(t *testing.T) (*tfesim.Sim, *tfe.Client) {
 	edge("a", "c")
 	edge("b", "d")
 	edge("c", "d")
-	sim, err := tfesim.New(tfesim.Options{Token: "t", RateLimit: -1, Timing: &tfesim.Timing{}})
-	if err != nil {
+	srv := simtest.Start(t, tfesim.Options{})
+	if err := srv.Sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{org}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{org}}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
-	client, err := tfe.NewClient(&tfe.Config{Address: srv.URL, Token: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sim, client
+	return srv.Sim, srv.Client
 }
 
 func TestCacheAPICost(t *testing.T) {

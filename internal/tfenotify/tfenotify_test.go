@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	tfe "github.com/hashicorp/go-tfe"
-
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
 // Install reaches every workspace of an organization longer than a page
@@ -22,10 +21,7 @@ func TestInstallCoversEveryPageAndIsIdempotent(t *testing.T) {
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
 	t.Cleanup(receiver.Close)
 
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", RateLimit: -1, Timing: &tfesim.Timing{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := simtest.Start(t, tfesim.Options{})
 	const n = 105
 	org := tfesim.OrganizationSpec{Name: "acme", Email: "ops@acme.test", Notifications: []tfesim.ScenarioNotification{{
 		NotificationSpec: tfesim.NotificationSpec{Name: tfenotify.DefaultName, URL: receiver.URL + "/old", Token: "t"},
@@ -34,20 +30,14 @@ func TestInstallCoversEveryPageAndIsIdempotent(t *testing.T) {
 	for i := range n {
 		org.Workspaces = append(org.Workspaces, tfesim.WorkspaceSpec{Name: fmt.Sprintf("ws-%03d", i)})
 	}
-	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{org}}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
-	client, err := tfe.NewClient(&tfe.Config{Address: srv.URL, Token: "sim-token", HTTPClient: &http.Client{Timeout: 30 * time.Second}})
-	if err != nil {
+	if err := srv.Sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{org}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	opts := tfenotify.Options{Organization: "acme", URL: receiver.URL + "/hook", Token: "secret"}
 
-	results, err := tfenotify.Install(ctx, tfeclient.New(client), opts)
+	results, err := tfenotify.Install(ctx, tfeclient.New(srv.Client), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +53,7 @@ func TestInstallCoversEveryPageAndIsIdempotent(t *testing.T) {
 		t.Errorf("first install reached %d distinct workspaces, want %d", len(seen), n)
 	}
 
-	results, err = tfenotify.Install(ctx, tfeclient.New(client), opts)
+	results, err = tfenotify.Install(ctx, tfeclient.New(srv.Client), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

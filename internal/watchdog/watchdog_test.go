@@ -3,7 +3,6 @@ package watchdog_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/testutil"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 	"github.com/tfe-orchestrator/orchestrator/internal/watchdog"
 )
 
@@ -38,17 +38,9 @@ func newEnv(t *testing.T, workspaces ...tfesim.WorkspaceSpec) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	clock := tfesim.NewManualClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
-	sim, err := tfesim.New(tfesim.Options{Token: "admin", Clock: clock, RateLimit: -1, Timing: &tfesim.Timing{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := simtest.Start(t, tfesim.Options{Clock: clock})
+	sim, client := srv.Sim, srv.Client
 	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{{Name: "acme", Email: "ops@acme.test", Workspaces: workspaces}}}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
-	client, err := tfe.NewClient(&tfe.Config{Address: srv.URL, Token: "admin"})
-	if err != nil {
 		t.Fatal(err)
 	}
 	js, _ := testutil.JetStream(t)
