@@ -17,6 +17,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfesim/simtest"
 )
 
 var simStart = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
@@ -25,18 +26,12 @@ var simStart = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
 // returns it with a go-tfe client of it and the TFE over that client.
 func simTFE(t *testing.T, org tfesim.OrganizationSpec) (*tfesim.Sim, *tfe.Client, *tfeclient.TFE) {
 	t.Helper()
-	clock := tfesim.NewManualClock(simStart)
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", Clock: clock, RateLimit: -1, Timing: &tfesim.Timing{}})
-	if err != nil {
+	srv := simtest.Start(t, tfesim.Options{Clock: tfesim.NewManualClock(simStart), RateLimit: -1, Timing: &tfesim.Timing{}})
+	if err := srv.Sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{org}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{org}}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
 	c := client(t, srv.URL, tfeclient.Options{})
-	return sim, c, tfeclient.New(c)
+	return srv.Sim, c, tfeclient.New(c)
 }
 
 // A workspace reads the same listed as read by ID: its averages as
@@ -242,19 +237,14 @@ func TestRunsReadListAndStop(t *testing.T) {
 // waits for a person in a workspace that does not auto-apply, and applies
 // once confirmed.
 func TestRunsCreateAndApply(t *testing.T) {
-	clock := tfesim.NewManualClock(simStart)
-	sim, err := tfesim.New(tfesim.Options{Token: "sim-token", Clock: clock, RateLimit: -1, Timing: &tfesim.Timing{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{{Name: "acme", Email: "ops@acme.test",
+	srv := simtest.Start(t, tfesim.Options{Clock: tfesim.NewManualClock(simStart), RateLimit: -1, Timing: &tfesim.Timing{}})
+	sim := srv.Sim
+	err := sim.LoadScenario(&tfesim.Scenario{Organizations: []tfesim.OrganizationSpec{{Name: "acme", Email: "ops@acme.test",
 		Workspaces: []tfesim.WorkspaceSpec{{Name: "manual"}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
-	api, err := tfeclient.Connect(srv.URL, "sim-token")
+	api, err := tfeclient.Connect(srv.URL, simtest.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
