@@ -269,16 +269,7 @@ func TestPropertiesWithLateLooks(t *testing.T) {
 		for _, early := range earlyEscapes(sc, e) {
 			t.Errorf("%s: %s", name, early)
 		}
-		for i, s := range e.st {
-			if s.Hold.open() {
-				t.Errorf("%s: %s is done with its hold %s", name, sc.plan.Members[i].Name, s.Hold)
-			}
-		}
-		for _, w := range sc.m.ws {
-			if w.held {
-				t.Errorf("%s: %s is still locked by the engine", name, w.name)
-			}
-		}
+		checkHoldsLetGo(t, name, sc, e)
 	}
 }
 
@@ -305,15 +296,22 @@ func TestLostActionsStillEnd(t *testing.T) {
 			t.Errorf("%s: not done after %d looks with actions lost: %s", name, looks, describe(sc.plan, e.st))
 			continue
 		}
-		for i, s := range e.st {
-			if s.Hold.open() {
-				t.Errorf("%s: %s is done with its hold %s", name, sc.plan.Members[i].Name, s.Hold)
-			}
+		checkHoldsLetGo(t, name, sc, e)
+	}
+}
+
+// checkHoldsLetGo checks that a cascade that ended left no hold open and
+// no workspace locked by the engine.
+func checkHoldsLetGo(t *testing.T, name string, sc *scenario, e *engine) {
+	t.Helper()
+	for i, s := range e.st {
+		if s.Hold.open() {
+			t.Errorf("%s: %s is done with its hold %s", name, sc.plan.Members[i].Name, s.Hold)
 		}
-		for _, w := range sc.m.ws {
-			if w.held {
-				t.Errorf("%s: %s is still locked by the engine", name, w.name)
-			}
+	}
+	for _, w := range sc.m.ws {
+		if w.held {
+			t.Errorf("%s: %s is still locked by the engine", name, w.name)
 		}
 	}
 }

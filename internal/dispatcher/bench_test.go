@@ -737,14 +737,7 @@ func benchLog(t testing.TB) *zap.Logger {
 	if path == "" {
 		return zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
 	}
-	cfg := zap.NewDevelopmentConfig()
-	cfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
-	cfg.OutputPaths = []string{path}
-	log, err := cfg.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return log
+	return debugLog(t, path)
 }
 
 // BenchmarkHundredCascades: an organization of 10,000 workspaces, most of

@@ -189,14 +189,20 @@ func harnessLog(t testing.TB, instance string) *zap.Logger {
 	if path == "" {
 		return log
 	}
+	return zap.New(zapcore.NewTee(log.Core(), debugLog(t, path).Core())).With(zap.String("test", t.Name()), zap.String("engine", instance))
+}
+
+// debugLog is a logger writing everything, debug included, to the file at
+// path (appended to).
+func debugLog(t testing.TB, path string) *zap.Logger {
 	cfg := zap.NewDevelopmentConfig()
 	cfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
 	cfg.OutputPaths = []string{path}
-	file, err := cfg.Build()
+	log, err := cfg.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return zap.New(zapcore.NewTee(log.Core(), file.Core())).With(zap.String("test", t.Name()), zap.String("engine", instance))
+	return log
 }
 
 func (h *harness) id(name string) string { return h.sim.WorkspaceID("acme", name) }

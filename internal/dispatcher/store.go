@@ -165,15 +165,9 @@ func (s *store) read(ctx context.Context, key string, attempt int) (jetstream.Ke
 }
 
 // isConflict reports a compare-and-swap that lost: another writer got there
-// first. Replicated buckets report it with another error code than single
-// ones; both count.
+// first (or the revision read was a lagging replica's).
 func isConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var api *jetstream.APIError
-	return errors.As(err, &api) &&
-		(api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) || events.WrongLastSequence(err)
 }
 
 // errMalformed marks a record that cannot be used.

@@ -42,6 +42,16 @@ func DeletedAt(err error) uint64 {
 	return 0
 }
 
+// WrongLastSequence reports a KV write on a revision that was not the
+// key's last: another writer got there first, or the revision came from a
+// lagging replica. Single and replicated streams report it with different
+// codes; both count.
+func WrongLastSequence(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
 // leaderReadTimeout bounds a read from the leader, as nats.go bounds its
 // own JetStream requests: an answer lost in a leader's election would
 // otherwise be waited for as long as ctx allows.

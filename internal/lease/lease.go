@@ -78,10 +78,10 @@ func AcquireOn(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key, h
 	l := &Lease{kv: kv, key: key, holder: holder, ttl: ttl, margin: ttl / 5, now: now}
 	start := now()
 	rev, err := kv.Create(ctx, key, []byte(holder))
-	if nc != nil && wrongLastSequence(err) && !errors.Is(err, jetstream.ErrKeyExists) {
+	if nc != nil && events.WrongLastSequence(err) && !errors.Is(err, jetstream.ErrKeyExists) {
 		rev, err = takeOnLeader(ctx, nc, kv, key, holder)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || wrongLastSequence(err) {
+	if errors.Is(err, jetstream.ErrKeyExists) || events.WrongLastSequence(err) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -89,12 +89,6 @@ func AcquireOn(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key, h
 	}
 	l.rev, l.until = rev, start.Add(ttl-l.margin)
 	return l, true, nil
-}
-
-func wrongLastSequence(err error) bool {
-	var api *jetstream.APIError
-	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // takeOnLeader reads key's last entry from the stream's leader and takes
@@ -105,10 +99,10 @@ func takeOnLeader(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key
 	switch {
 	case err == nil:
 		return 0, jetstream.ErrKeyExists // a live entry: held
-	case events.DeletedAt(err) != 0:
-		return kv.Update(ctx, key, []byte(holder), events.DeletedAt(err))
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return kv.Update(ctx, key, []byte(holder), 0) // nothing there: a create
+		// On the delete marker's revision, or as a create (0) where
+		// the key was never written.
+		return kv.Update(ctx, key, []byte(holder), events.DeletedAt(err))
 	}
 	return 0, fmt.Errorf("take lease %s: %w", key, err)
 }

@@ -34,6 +34,17 @@ func simTFE(t *testing.T, org tfesim.OrganizationSpec) (*tfesim.Sim, *tfe.Client
 	return srv.Sim, c, tfeclient.New(c)
 }
 
+// createRun queues a run in workspace ws, as a person would, and returns
+// its ID.
+func createRun(t *testing.T, c *tfe.Client, ws string) string {
+	t.Helper()
+	r, err := c.Runs.Create(context.Background(), tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: ws}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.ID
+}
+
 // A workspace reads the same listed as read by ID: its averages as
 // durations (go-tfe's list leaves them in milliseconds), its organization,
 // and who holds its lock; listed with current runs, each comes with its
@@ -44,13 +55,7 @@ func TestWorkspaceListedAndReadAgree(t *testing.T) {
 		{Name: "held"}, {Name: "idle"},
 	}})
 	ctx := context.Background()
-	run := func(name string) string {
-		r, err := c.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: sim.WorkspaceID("acme", name)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.ID
-	}
+	run := func(name string) string { return createRun(t, c, sim.WorkspaceID("acme", name)) }
 	run("slow")
 	sim.Advance(5 * time.Hour) // planned in 4h, applied: slow's plan average is 4h
 	planning := run("slow")
@@ -188,13 +193,7 @@ func TestRunsReadListAndStop(t *testing.T) {
 		{Name: "manual"}, {Name: "stuck", AutoApply: true, Behavior: tfesim.Behavior{StuckIn: runstatus.Planning}},
 	}})
 	ctx := context.Background()
-	run := func(name string) string {
-		r, err := c.Runs.Create(ctx, tfe.RunCreateOptions{Workspace: &tfe.Workspace{ID: sim.WorkspaceID("acme", name)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.ID
-	}
+	run := func(name string) string { return createRun(t, c, sim.WorkspaceID("acme", name)) }
 	planned, stuck := run("manual"), run("stuck")
 	sim.Advance(time.Minute)
 
