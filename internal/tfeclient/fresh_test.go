@@ -135,3 +135,70 @@ func TestFreshStarterGivingUpFailsNoOther(t *testing.T) {
 		t.Fatalf("d got %+v", got)
 	}
 }
+
+func askSince(f *Fresh[string, int32], since time.Time, r *reads) chan answer {
+	out := make(chan answer, 1)
+	go func() {
+		v, own, err := f.DoSince(context.Background(), "org", since, r.read)
+		out <- answer{v, own, err}
+	}()
+	return out
+}
+
+// A caller asked at some moment takes any read that started since: the
+// last answer while it is younger than Keep, or the read in flight. A read
+// that started before the question, or one older than Keep, does not
+// answer it; nor does anything answer Do but a read started after the call.
+func TestFreshSinceTakesOnlyReadsStartedAfterTheQuestion(t *testing.T) {
+	f := Fresh[string, int32]{Keep: time.Hour}
+	r := newReads()
+	before := time.Now()
+	a := ask(&f, context.Background(), r)
+	<-r.started
+	r.release <- struct{}{}
+	if got := <-a; got.v != 1 || !got.own {
+		t.Fatalf("a got %+v, want its own read 1", got)
+	}
+	if got := <-askSince(&f, before, r); got.v != 1 || got.own || got.err != nil {
+		t.Fatalf("a caller asked before read 1 started got %+v, want read 1, shared", got)
+	}
+	after := time.Now()
+	b := askSince(&f, after, r)
+	if n := <-r.started; n != 2 {
+		t.Fatalf("read %d started, want 2: read 1 started before b was asked", n)
+	}
+	// Read 2 is in flight and started after c was asked: c takes it
+	// rather than waiting for a third.
+	c := askSince(&f, after, r)
+	r.release <- struct{}{}
+	for name, ch := range map[string]chan answer{"b": b, "c": c} {
+		if got := <-ch; got.v != 2 || got.err != nil {
+			t.Fatalf("%s got %+v, want read 2", name, got)
+		}
+	}
+	if n := r.n.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2", n)
+	}
+	d := ask(&f, context.Background(), r) // Do: asked now
+	if n := <-r.started; n != 3 {
+		t.Fatalf("read %d started, want 3: Do takes no kept answer", n)
+	}
+	r.release <- struct{}{}
+	if got := <-d; got.v != 3 || !got.own {
+		t.Fatalf("d got %+v, want its own read 3", got)
+	}
+
+	stale := Fresh[string, int32]{Keep: time.Nanosecond}
+	a = askSince(&stale, before, r)
+	<-r.started
+	r.release <- struct{}{}
+	<-a
+	e := askSince(&stale, before, r)
+	if n := <-r.started; n != 5 {
+		t.Fatalf("read %d started, want 5: the answer kept was older than Keep", n)
+	}
+	r.release <- struct{}{}
+	if got := <-e; got.v != 5 || !got.own {
+		t.Fatalf("e got %+v, want its own read 5", got)
+	}
+}
