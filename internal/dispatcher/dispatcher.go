@@ -350,6 +350,7 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		prefetches: make(chan graph.Workspace, maxPrefetchQueue)}
 	d.store = newStore(deps.JetStream.Conn(), kv, ctl, leases, d.malformedRecord)
 	d.tools = newToolCache(deps.ToolVersions, o.CacheTTL, o.Now)
+	d.lists.Keep = listReuse
 	return d, nil
 }
 

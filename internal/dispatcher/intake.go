@@ -296,7 +296,7 @@ func (d *Dispatcher) readRoot(ctx context.Context, ev *events.RunEvent) (*cascad
 	var cur *cascade.Run
 	var wsName string
 	if d.opts.WalkPages > 0 {
-		_, err := d.recent(ctx, ev.Organization, 1, func(w cascade.Workspace, _ time.Time) bool {
+		_, err := d.recent(ctx, ev.Organization, 1, time.Time{}, func(w cascade.Workspace, _ time.Time) bool {
 			recent[w.ID] = w
 			if w.ID == ev.WorkspaceID {
 				cur, wsName = w.Current, w.Name

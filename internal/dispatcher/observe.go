@@ -20,9 +20,14 @@ import (
 // workspace list goes that much further back than it needs.
 const clockSkew = 5 * time.Second
 
+// listReuse is how long a page of the workspace list answers the looks
+// asked for before it was read (tfeclient.Fresh's Keep).
+const listReuse = 10 * time.Second
+
 // observe reads the members a look watches into f, and returns the number
-// of API calls it made.
-func (d *Dispatcher) observe(ctx context.Context, p *cascade.Plan, watches []cascade.Watch, f *cascade.Facts) (int, error) {
+// of API calls it made. A page of the workspace list read since asked (the
+// look was asked for then: see store.askedAt; zero: now) answers it.
+func (d *Dispatcher) observe(ctx context.Context, p *cascade.Plan, watches []cascade.Watch, f *cascade.Facts, asked time.Time) (int, error) {
 	want := make(map[string]time.Time, len(watches))
 	var floor time.Time
 	for _, w := range watches {
@@ -37,7 +42,7 @@ func (d *Dispatcher) observe(ctx context.Context, p *cascade.Plan, watches []cas
 	}
 	calls := 0
 	if len(want) > 1 && d.opts.WalkPages > 0 {
-		n, err := d.walk(ctx, p, want, floor.Add(-clockSkew), f)
+		n, err := d.walk(ctx, p, want, floor.Add(-clockSkew), f, asked)
 		calls += n
 		if err != nil {
 			return calls, err
@@ -60,9 +65,9 @@ func (d *Dispatcher) observe(ctx context.Context, p *cascade.Plan, watches []cas
 // is spent. Every member it meets is kept (a later round of the decision
 // may want it, at no cost); members wanted and not seen once the list went
 // past their time are quiet: no run created since then holds them.
-func (d *Dispatcher) walk(ctx context.Context, p *cascade.Plan, want map[string]time.Time, floor time.Time, f *cascade.Facts) (int, error) {
+func (d *Dispatcher) walk(ctx context.Context, p *cascade.Plan, want map[string]time.Time, floor time.Time, f *cascade.Facts, asked time.Time) (int, error) {
 	seen := 0
-	r, err := d.recent(ctx, p.Organization, d.opts.WalkPages, func(w cascade.Workspace, reached time.Time) bool {
+	r, err := d.recent(ctx, p.Organization, d.opts.WalkPages, asked, func(w cascade.Workspace, reached time.Time) bool {
 		if p.Index(w.ID) >= 0 {
 			if _, ok := want[w.ID]; ok {
 				if _, dup := f.Workspaces[w.ID]; !dup {
@@ -99,8 +104,9 @@ type recentList struct {
 // recent reads an organization's workspace list newest current run first,
 // with the current runs, a page at a time, giving each workspace to seen
 // (with the oldest current run met so far), until seen says enough, the
-// list ends, or pages were read.
-func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen func(w cascade.Workspace, reached time.Time) bool) (recentList, error) {
+// list ends, or pages were read. A page read since asked (zero: now)
+// answers.
+func (d *Dispatcher) recent(ctx context.Context, org string, pages int, asked time.Time, seen func(w cascade.Workspace, reached time.Time) bool) (recentList, error) {
 	q := tfeclient.WorkspaceQuery{
 		CurrentRun: true,
 		Sort:       "-current-run.created-at",
@@ -115,11 +121,11 @@ func (d *Dispatcher) recent(ctx context.Context, org string, pages int, seen fun
 	}
 	shared := 0 // pages another look read for this one
 	list := func(ctx context.Context, page int) (tfeclient.Page[tfeclient.Workspace], error) {
-		// Looks at the same time share a page, never one read before
-		// they asked (tfeclient.Fresh): the pages are read-only here.
-		// An urgent look shares only urgent reads: it must not wait
-		// behind the others in the rate budget.
-		l, own, err := d.lists.Do(ctx, listKey{org, page, tfeclient.IsUrgent(ctx)}, func(ctx context.Context) (tfeclient.Page[tfeclient.Workspace], error) {
+		// Looks share a page, never one read before they asked
+		// (tfeclient.Fresh): the pages are read-only here. An urgent
+		// look shares only urgent reads: it must not wait behind the
+		// others in the rate budget.
+		l, own, err := d.lists.DoSince(ctx, listKey{org, page, tfeclient.IsUrgent(ctx)}, asked, func(ctx context.Context) (tfeclient.Page[tfeclient.Workspace], error) {
 			rctx, status := tfeclient.Record(ctx)
 			l, err := d.deps.Workspaces.ListWorkspacesPage(rctx, org, q, page)
 			if err != nil {

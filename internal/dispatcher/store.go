@@ -85,6 +85,7 @@ type store struct {
 	plans     map[string]*cascade.Plan // immutable once written: cached
 	planOrder []string                 // oldest first, to bound the cache
 	bad       map[string]bool          // malformed keys already reported
+	asked     map[string]asked         // this process's last write of each due entry
 
 	onMalformed func(key string, err error)
 }
@@ -96,7 +97,7 @@ const maxCachedPlans = 128
 // newStore returns the store of the buckets given; ctl nil keeps the
 // controls with the cascades, leases nil allows no lease.
 func newStore(nc *nats.Conn, kv, ctl, leases jetstream.KeyValue, onMalformed func(string, error)) *store {
-	return &store{nc: nc, kv: kv, ctl: ctl, leases: leases, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, onMalformed: onMalformed}
+	return &store{nc: nc, kv: kv, ctl: ctl, leases: leases, plans: map[string]*cascade.Plan{}, bad: map[string]bool{}, asked: map[string]asked{}, onMalformed: onMalformed}
 }
 
 // bucket is where a key lives: the controls that outlive cascades in the
@@ -337,16 +338,15 @@ func (s *store) swap(ctx context.Context, key string, v any, rev uint64) (uint64
 // swapOrDelete is swap, except that an empty value deletes the key (at
 // revision rev) and an empty value of a key that does not exist writes
 // nothing.
-func (s *store) swapOrDelete(ctx context.Context, key string, v any, empty bool, rev uint64) error {
+func (s *store) swapOrDelete(ctx context.Context, key string, v any, empty bool, rev uint64) (uint64, error) {
 	switch {
 	case empty && rev == 0:
-		return nil
+		return 0, nil
 	case empty:
 		s.count(1)
-		return s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		return 0, s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
 	}
-	_, err := s.swap(ctx, key, v, rev)
-	return err
+	return s.swap(ctx, key, v, rev)
 }
 
 // members reads every member's status, and each one's revision (0 for a
@@ -564,6 +564,7 @@ func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full
 		if err != nil && !isMissing(err) {
 			return err
 		}
+		now := time.Now() // after every event it names came: see askedAt
 		if d.At.IsZero() || at.Before(d.At) {
 			d.At = at
 		}
@@ -572,7 +573,11 @@ func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full
 		}
 		d.Full = d.Full || full
 		d.Asks++ // written even when nothing else changed: see due
-		if _, err = s.swap(ctx, dueKey(id), d, rev); err == nil || !isConflict(err) || ctx.Err() != nil {
+		nrev, err := s.swap(ctx, dueKey(id), d, rev)
+		if err == nil {
+			s.noteAsk(id, nrev, now)
+		}
+		if err == nil || !isConflict(err) || ctx.Err() != nil {
 			return err
 		}
 	}
@@ -586,6 +591,7 @@ func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full
 func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled []string, next time.Time) error {
 	for attempt := 0; ; attempt++ {
 		d, rev, err := s.due(ctx, id, attempt)
+		at := time.Now() // after the look acted and every event named came: see askedAt
 		missing := isMissing(err)
 		switch {
 		case missing:
@@ -607,11 +613,54 @@ func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled [
 		if missing && empty {
 			return nil
 		}
-		err = s.swapOrDelete(ctx, dueKey(id), nd, empty, rev)
+		var nrev uint64
+		nrev, err = s.swapOrDelete(ctx, dueKey(id), nd, empty, rev)
+		if err == nil {
+			s.noteAsk(id, nrev, at)
+		}
 		if err == nil || isMissing(err) || !isConflict(err) || ctx.Err() != nil {
 			return err
 		}
 	}
+}
+
+// asked is when this process wrote a due entry, and the revision it wrote.
+type asked struct {
+	rev uint64
+	at  time.Time // the local clock, monotonic
+}
+
+// maxAsked bounds the asks remembered: entries other replicas deleted are
+// not seen going.
+const maxAsked = 10000
+
+// noteAsk remembers that this process wrote cascade id's due entry at
+// revision rev (0: deleted it), having started at at.
+func (s *store) noteAsk(id string, rev uint64, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rev == 0 {
+		delete(s.asked, id)
+		return
+	}
+	if len(s.asked) >= maxAsked {
+		clear(s.asked) // forgetting costs reads, never a wrong answer
+	}
+	s.asked[id] = asked{rev: rev, at: at}
+}
+
+// askedAt is the time since which what TFE says answers the look due at
+// revision rev of cascade id: when this process wrote that revision, after
+// reading the one before (so after every event it names came, and after
+// the actions of the look that wrote it), or zero where it does not know
+// (another replica wrote it): then only a read made from now answers.
+func (s *store) askedAt(id string, rev uint64) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.asked[id]; ok && a.rev == rev {
+		return a.at
+	}
+	return time.Time{}
 }
 
 // dropDue forgets that a cascade is due, whatever marked it: one whose
@@ -665,7 +714,7 @@ func (s *store) hold(ctx context.Context, ws, id string, release bool) error {
 		} else {
 			ids = append(ids, id)
 		}
-		err = s.swapOrDelete(ctx, wsKey(ws), ids, len(ids) == 0, rev)
+		_, err = s.swapOrDelete(ctx, wsKey(ws), ids, len(ids) == 0, rev)
 		if err == nil || isMissing(err) || !isConflict(err) || ctx.Err() != nil {
 			return err
 		}

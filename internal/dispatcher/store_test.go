@@ -288,3 +288,53 @@ func TestStoreIsTheOnlyDoorToItsBuckets(t *testing.T) {
 		t.Fatalf("checked %d files: the test does not see the package", checked)
 	}
 }
+
+// A look answers what it was asked from the moment this process wrote its
+// due entry (every event it names had come by then, and the look that
+// wrote it had acted), so a page of the workspace list read since then
+// serves it. Where another replica wrote the entry, or it moved on, that
+// moment is not known here: only a read from now serves.
+func TestAskedAtIsWhenThisProcessWroteTheDueEntry(t *testing.T) {
+	js, _ := testutil.JetStream(t)
+	d := newTestDispatcher(t, js, &testutil.Alerts{})
+	other := newTestDispatcher(t, js, &testutil.Alerts{}) // another replica
+	ctx := context.Background()
+	due := func() uint64 {
+		t.Helper()
+		_, rev, err := d.store.due(ctx, "c-1", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	before := time.Now()
+	if err := d.store.markDirty(ctx, "c-1", "ws-a", time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	rev := due()
+	if at := d.store.askedAt("c-1", rev); at.Before(before) || at.After(time.Now()) {
+		t.Fatalf("asked at %v, want between the call and now", at)
+	}
+	if err := other.store.markDirty(ctx, "c-1", "ws-b", time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	if at := d.store.askedAt("c-1", due()); !at.IsZero() {
+		t.Errorf("after another replica's event: asked at %v, want not known", at)
+	}
+	if at := d.store.askedAt("c-1", rev); at.IsZero() {
+		t.Errorf("the revision this process wrote is no longer known")
+	}
+	acted := time.Now()
+	if err := d.store.settleDue(ctx, "c-1", due(), []string{"ws-a", "ws-b"}, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if at := d.store.askedAt("c-1", due()); at.Before(acted) {
+		t.Errorf("after a look settled: asked at %v, before it settled (%v)", at, acted)
+	}
+	if err := d.store.settleDue(ctx, "c-1", due(), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if at := d.store.askedAt("c-1", 0); !at.IsZero() {
+		t.Errorf("a deleted entry is asked at %v", at)
+	}
+}
