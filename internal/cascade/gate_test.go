@@ -294,3 +294,44 @@ func TestHeldMemberEarlyRunFoundInTheListIsStopped(t *testing.T) {
 		})
 	}
 }
+
+// A held member whose early run is being stopped is not read to see the
+// stop: the list of its runs, which the release reads anyway, shows it
+// ended, and the hold goes in the same look. A member stopping a run
+// without a hold is watched, as before.
+func TestHeldMemberStopSettlesFromTheList(t *testing.T) {
+	s := newSit(plan(t, "a", "a>b", "a>c", "b>d", "c>d"))
+	applied(s.status("b"), "run-b", at(9))
+	applied(s.status("c"), "run-c", at(10))
+	d := s.status("d")
+	d.State, d.RunID, d.RunStatus, d.RunCreatedAt, d.ReadyAt, d.Hold = Running, "run-d2", "pending", at(10.001), at(10), HoldHeld
+	d.Stopping, d.StoppingCreatedAt, d.Stopped = "run-d1", at(9.001), 1
+	s.now = at(12)
+	watched := func() bool {
+		for _, w := range Observe(s.p, s.st, func(string) bool { return false }, false, s.pol, s.now) {
+			if s.p.Members[w.Member].Name == "d" {
+				return true
+			}
+		}
+		return false
+	}
+	if watched() {
+		t.Fatal("a held member stopping a run is watched: a workspace read for nothing")
+	}
+	dec := s.decide()
+	if !slices.Contains(dec.Need.Lists, "ws-d") || slices.Contains(dec.Need.Workspaces, "ws-d") {
+		t.Fatalf("need %+v, want d's list and not its workspace", dec.Need)
+	}
+	s.list["ws-d"] = []Run{*native("run-d2", "pending", at(10.001), true), *native("run-d1", "discarded", at(9.001), true)}
+	dec = s.decide()
+	if rel := actions(dec, ActRelease); len(rel) != 1 || rel[0].Member != "ws-d" {
+		t.Fatalf("with d's list showing the stop: releases %+v, want d's", rel)
+	}
+	if got := state(t, dec, s.p, "d", Running); got.Stopping != "" {
+		t.Errorf("d still stopping %s", got.Stopping)
+	}
+	d.Hold = HoldReleased
+	if !watched() {
+		t.Error("a member stopping a run outside a hold is not watched")
+	}
+}

@@ -13,7 +13,7 @@ type Watch struct {
 
 // Observe lists the members to look at before deciding: those events named
 // (dirty), those whose state waits on something in TFE (a run to appear, a
-// creation to land, a run being stopped, a reminder due), and, in a full
+// creation to land, a run being stopped outside a hold, a reminder due), and, in a full
 // look, every member not done that the cascade can have reached. Members
 // no event or timer concerns are left alone: looking costs API calls.
 //
@@ -31,7 +31,11 @@ func Observe(p *Plan, st []Status, dirty func(workspaceID string) bool, full boo
 			continue
 		}
 		s := st[i]
-		look := (full && reached(p, st, i)) || dirty(m.WorkspaceID) || s.Stopping != "" || (s.State.Final() && !s.Swept)
+		// A run being stopped in a held member shows in the list of its
+		// runs that the hold's release reads (settleStop): reading the
+		// workspace too would cost a call for nothing.
+		stopping := s.Stopping != "" && !s.Hold.open()
+		look := (full && reached(p, st, i)) || dirty(m.WorkspaceID) || stopping || (s.State.Final() && !s.Swept)
 		switch s.State {
 		case Ready, Dispatching:
 			look = true
