@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -45,13 +46,64 @@ const graphCacheTTL = 5 * time.Minute
 type countingTransport struct {
 	next http.RoundTripper
 	n    atomic.Int64
+	tl   atomic.Pointer[timeline] // nil: none kept
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !strings.HasSuffix(r.URL.Path, "/ping") {
 		c.n.Add(1)
+		if tl := c.tl.Load(); tl != nil {
+			tl.add(r)
+		}
 	}
 	return c.next.RoundTrip(r)
+}
+
+// timeline counts requests by kind in steps of five seconds, to show
+// where a benchmark's time goes.
+type timeline struct {
+	mu    sync.Mutex
+	start time.Time
+	steps []map[string]int
+}
+
+const timelineStep = 5 * time.Second
+
+func (t *timeline) add(r *http.Request) {
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/api/v2"), "/")
+	for i, p := range parts {
+		if strings.HasPrefix(p, "ws-") || strings.HasPrefix(p, "run-") {
+			parts[i] = ":id"
+		}
+	}
+	kind := r.Method + " " + strings.Join(parts, "/")
+	if len(parts) > 3 && parts[1] == "organizations" && parts[3] == "workspaces" {
+		kind = "GET workspace list"
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := int(time.Since(t.start) / timelineStep)
+	for len(t.steps) <= i {
+		t.steps = append(t.steps, map[string]int{})
+	}
+	t.steps[i][kind]++
+}
+
+func (t *timeline) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var b strings.Builder
+	for i, step := range t.steps {
+		total, kinds := 0, slices.Sorted(maps.Keys(step))
+		for _, k := range kinds {
+			total += step[k]
+		}
+		fmt.Fprintf(&b, "\n%4ds %4d", i*int(timelineStep/time.Second), total)
+		for _, k := range kinds {
+			fmt.Fprintf(&b, " %s=%d", k, step[k])
+		}
+	}
+	return b.String()
 }
 
 // benchEngine makes an engine as the daemon does (its go-tfe client
@@ -811,6 +863,10 @@ func BenchmarkHundredCascades(b *testing.B) {
 				}
 				h.sim.ResetStats()
 				started := time.Now()
+				tl := &timeline{start: started}
+				for _, ct := range cts {
+					ct.tl.Store(tl)
+				}
 				restore := h.liftRateLimit()
 				c := h.uncounted()
 				var roots []string
@@ -841,6 +897,7 @@ func BenchmarkHundredCascades(b *testing.B) {
 				members := cascades * 4
 				restore = h.liftRateLimit()
 				twice := 0
+				var waits []time.Duration
 				for i := range cascades {
 					v, err := engines[0].Snapshot(h.ctx, cascade.ID(roots[i]))
 					if err != nil {
@@ -852,8 +909,13 @@ func BenchmarkHundredCascades(b *testing.B) {
 						continue
 					}
 					h.checkOnce(v, roots[i])
+					waits = append(waits, h.sinkWait(v))
 				}
 				restore()
+				slices.Sort(waits)
+				b.Logf("requests by kind, every %s from the roots' creation:%s", timelineStep, tl)
+				b.Logf("sinks started planning %s after their last upstream applied (median), %s at most",
+					waits[len(waits)/2].Round(100*time.Millisecond), waits[len(waits)-1].Round(100*time.Millisecond))
 				bound := max(critical, float64(cost.total())/30)
 				b.Logf("%d cascades of 4 members among %d workspaces, %d replica(s): %s wall (roots created in %s), bound %.1f s (critical path %.1f s, %d calls at 30/s %.1f s), ratio %.2f; %.2f calls per member; %d answered 429 (%.1f%%); %s; peak RSS %d MB; %d cascades not applied",
 					cascades, len(all.workspaces), replicas, wall.Round(time.Second), created.Round(time.Millisecond), bound, critical, cost.total(), float64(cost.total())/30,
@@ -882,4 +944,24 @@ func peakRSSMB() int {
 		}
 	}
 	return 0
+}
+
+// sinkWait is how long the cascade's sink (its member with several
+// upstreams) waited to start planning once its last upstream applied: the
+// engine's part of the critical path (TFE's records).
+func (h *harness) sinkWait(v *dispatcher.View) time.Duration {
+	h.t.Helper()
+	var last, planning time.Time
+	for _, m := range v.Members {
+		r, err := h.client.Runs.Read(h.ctx, m.RunID)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if len(m.WaitsFor) > 1 {
+			planning = r.StatusTimestamps.PlanningAt
+		} else if r.StatusTimestamps.AppliedAt.After(last) {
+			last = r.StatusTimestamps.AppliedAt
+		}
+	}
+	return planning.Sub(last)
 }
