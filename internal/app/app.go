@@ -271,7 +271,10 @@ func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, ready fu
 			if disp == nil {
 				return nil
 			}
-			return disp
+			return struct {
+				*dispatcher.Reads
+				*dispatcher.Dispatcher
+			}{disp.Reads(), disp}
 		}})
 	if err != nil {
 		return err

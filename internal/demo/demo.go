@@ -260,7 +260,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if engine == nil {
 		return nil, errors.New("the daemon runs no cascade engine")
 	}
-	v, approved, err := follow(ctx, engine, client, id, sc.Approve, p)
+	v, approved, err := follow(ctx, engine.Reads(), client, id, sc.Approve, p)
 	if err != nil {
 		return nil, err
 	}
@@ -416,10 +416,10 @@ func startSimulator(ctx context.Context, sc *Scenario, token string) (*tfesim.Si
 // model, until the cascade is done. Runs waiting for a person in the
 // workspaces of approve are confirmed, as that person would, after a
 // moment. It returns the last view and the runs the person confirmed.
-func follow(ctx context.Context, engine *dispatcher.Dispatcher, runs tfeclient.RunApplier, id string, approve []string, p *printer) (*dispatcher.View, map[string]bool, error) {
+func follow(ctx context.Context, reads *dispatcher.Reads, runs tfeclient.RunApplier, id string, approve []string, p *printer) (*dispatcher.View, map[string]bool, error) {
 	var views <-chan *dispatcher.View
 	for views == nil {
-		w, err := engine.Watch(ctx, id)
+		w, err := reads.Watch(ctx, id)
 		switch {
 		case err == nil:
 			views = w

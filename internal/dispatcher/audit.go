@@ -231,7 +231,7 @@ func (d *Dispatcher) record(ctx context.Context, recs ...AuditRecord) error {
 }
 
 // auditFilter is the subject filter of f, in the audit bucket.
-func (d *Dispatcher) auditFilter(f AuditFilter) string {
+func (rm *Reads) auditFilter(f AuditFilter) string {
 	org, id := "*", "*"
 	if f.Organization != "" {
 		org = "o_" + f.Organization
@@ -239,7 +239,7 @@ func (d *Dispatcher) auditFilter(f AuditFilter) string {
 	if f.Cascade != "" {
 		id = f.Cascade
 	}
-	return "$KV." + d.audit.Bucket() + "." + org + "." + id + ".*"
+	return "$KV." + rm.audit.Bucket() + "." + org + "." + id + ".*"
 }
 
 // Audit returns the audit records f selects, newest first.
@@ -248,7 +248,7 @@ func (d *Dispatcher) auditFilter(f AuditFilter) string {
 // double in size, each read forward by direct gets filtered by subject,
 // until it has f.Limit records or reaches f.Since (or the oldest kept): a
 // few requests, no consumer.
-func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+func (rm *Reads) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
@@ -261,8 +261,8 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 			}
 		}
 	}
-	d.store.count(1)
-	st, err := d.audit.Status(ctx)
+	rm.store.count(1)
+	st, err := rm.audit.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the audit bucket: %w", err)
 	}
@@ -276,7 +276,7 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 		return []AuditRecord{}, nil
 	}
 	if !f.Since.IsZero() {
-		from, found, err := d.auditSeqSince(ctx, f.Since)
+		from, found, err := rm.auditSeqSince(ctx, f.Since)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +285,7 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 		}
 		lo = max(lo, from)
 	}
-	filter := d.auditFilter(f)
+	filter := rm.auditFilter(f)
 	out := []AuditRecord{}
 	window := uint64(min(scanBatch, max(limit, 32))) // the newest first, then wider
 	for hi >= lo && len(out) < limit {
@@ -294,7 +294,7 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 			start = hi - window + 1
 		}
 		var chunk []AuditRecord
-		if err := d.auditRange(ctx, filter, start, hi, func(r AuditRecord) { chunk = append(chunk, r) }); err != nil {
+		if err := rm.auditRange(ctx, filter, start, hi, func(r AuditRecord) { chunk = append(chunk, r) }); err != nil {
 			return nil, err
 		}
 		for i := len(chunk) - 1; i >= 0 && len(out) < limit; i-- {
@@ -311,15 +311,15 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 }
 
 // auditSeqSince is the sequence of the first record kept since t.
-func (d *Dispatcher) auditSeqSince(ctx context.Context, t time.Time) (uint64, bool, error) {
+func (rm *Reads) auditSeqSince(ctx context.Context, t time.Time) (uint64, bool, error) {
 	req := struct {
 		StartTime time.Time `json:"start_time"`
 		NextFor   string    `json:"next_by_subj"`
 		Batch     int       `json:"batch"`
-	}{t.UTC(), "$KV." + d.audit.Bucket() + ".>", 1}
+	}{t.UTC(), "$KV." + rm.audit.Bucket() + ".>", 1}
 	var seq uint64
-	d.store.count(1)
-	if _, err := d.store.direct(ctx, d.audit, req, func(_ string, rev uint64, _ []byte) error {
+	rm.store.count(1)
+	if _, err := rm.store.direct(ctx, rm.audit, req, func(_ string, rev uint64, _ []byte) error {
 		seq = rev
 		return nil
 	}); err != nil {
@@ -330,7 +330,7 @@ func (d *Dispatcher) auditSeqSince(ctx context.Context, t time.Time) (uint64, bo
 
 // auditRange calls fn with each record of the stream sequences from..to
 // that matches filter, oldest first.
-func (d *Dispatcher) auditRange(ctx context.Context, filter string, from, to uint64, fn func(AuditRecord)) error {
+func (rm *Reads) auditRange(ctx context.Context, filter string, from, to uint64, fn func(AuditRecord)) error {
 	for seq := from; seq <= to; {
 		req := struct {
 			Seq     uint64 `json:"seq"`
@@ -338,15 +338,15 @@ func (d *Dispatcher) auditRange(ctx context.Context, filter string, from, to uin
 			Batch   int    `json:"batch"`
 		}{seq, filter, int(min(uint64(scanBatch), to-seq+1))}
 		var last uint64
-		d.store.count(1)
-		eob, err := d.store.direct(ctx, d.audit, req, func(key string, rev uint64, value []byte) error {
+		rm.store.count(1)
+		eob, err := rm.store.direct(ctx, rm.audit, req, func(key string, rev uint64, value []byte) error {
 			last = rev
 			if rev > to {
 				return nil
 			}
 			var r AuditRecord
 			if err := decode(value, &r); err != nil {
-				d.log.Warn("unreadable audit record skipped", zap.String("key", key), zap.Error(err))
+				rm.log.Warn("unreadable audit record skipped", zap.String("key", key), zap.Error(err))
 				return nil
 			}
 			fn(r)
@@ -425,29 +425,29 @@ type Status struct {
 }
 
 // Status returns what is in force now.
-func (d *Dispatcher) Status(ctx context.Context) (*Status, error) {
-	paused, err := d.Paused(ctx)
+func (rm *Reads) Status(ctx context.Context) (*Status, error) {
+	paused, err := rm.Paused(ctx)
 	if err != nil {
 		return nil, err
 	}
-	fs, err := d.Freezes(ctx)
+	fs, err := rm.Freezes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	excl, err := d.Exclusions(ctx)
+	excl, err := rm.Exclusions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &Status{Paused: paused, Freezes: []FreezeState{}, Exclusions: excl, GuardLimit: d.opts.GuardLimit, DryRun: d.opts.DryRun,
-		Instance: d.opts.Instance, Reconciling: []string{}, AuditRetention: d.opts.AuditRetention.String()}
+	s := &Status{Paused: paused, Freezes: []FreezeState{}, Exclusions: excl, GuardLimit: rm.opts.GuardLimit, DryRun: rm.opts.DryRun,
+		Instance: rm.opts.Instance, Reconciling: []string{}, AuditRetention: rm.opts.AuditRetention.String()}
 	if s.Exclusions == nil {
 		s.Exclusions = []Exclusion{}
 	}
-	now := d.opts.Now()
+	now := rm.opts.Now()
 	for _, f := range fs {
 		s.Freezes = append(s.Freezes, FreezeState{Freeze: f, State: cascade.Freeze(f).Phase(now)})
 	}
-	holders, err := d.store.leaseHolders(ctx, 100)
+	holders, err := rm.store.leaseHolders(ctx, 100)
 	if err != nil {
 		return nil, err
 	}

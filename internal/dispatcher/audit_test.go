@@ -95,7 +95,7 @@ func TestControlsAreAudited(t *testing.T) {
 	if _, err := d.SetFreezes(ctx, nil, dispatcher.Control{By: "dave"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "year end") {
 		t.Fatalf("freeze removed without a why: %v, want it refused naming the freeze", err)
 	}
-	if fs, _ := d.Freezes(ctx); len(fs) != 1 {
+	if fs, _ := d.Reads().Freezes(ctx); len(fs) != 1 {
 		t.Fatalf("a refused removal removed the freeze: %+v", fs)
 	}
 	recs, err = d.SetFreezes(ctx, nil, ctl("dave", "the auditors are done early"))
@@ -114,11 +114,11 @@ func TestControlsAreAudited(t *testing.T) {
 	if err != nil || len(recs) != 1 || recs[0].Action != dispatcher.AuditExclusionRemoved || recs[0].Workspace != "db" || recs[0].By != "frank" {
 		t.Fatalf("exclusion removed: %+v, %v", recs, err)
 	}
-	if excl, _ := d.Exclusions(ctx); len(excl) != 1 || excl[0].By != "erin" || !excl[0].At.Equal(clk.Now().Add(-time.Minute)) {
+	if excl, _ := d.Reads().Exclusions(ctx); len(excl) != 1 || excl[0].By != "erin" || !excl[0].At.Equal(clk.Now().Add(-time.Minute)) {
 		t.Errorf("the exclusion kept does not keep who decided it and when: %+v", excl)
 	}
 
-	trail, err := d.Audit(ctx, dispatcher.AuditFilter{})
+	trail, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestControlsAreChecked(t *testing.T) {
 	if err := d.Pause(ctx, "nosuch", dispatcher.Control{By: "bob", Why: "w"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) || !strings.Contains(err.Error(), "organization nosuch is not known to TFE") {
 		t.Errorf("a pause of an unknown organization: %v", err)
 	}
-	if p, _ := d.Paused(ctx); len(p) != 0 {
+	if p, _ := d.Reads().Paused(ctx); len(p) != 0 {
 		t.Errorf("a refused pause is in force: %+v", p)
 	}
 	now := time.Now()
@@ -191,7 +191,7 @@ func TestControlsAreChecked(t *testing.T) {
 	if _, err := d.SetExclusions(ctx, many, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 exclusions") {
 		t.Errorf("1,001 exclusions: %v", err)
 	}
-	if trail, err := d.Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 0 {
+	if trail, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 0 {
 		t.Errorf("refused controls left audit records: %+v, %v", trail, err)
 	}
 
@@ -200,7 +200,7 @@ func TestControlsAreChecked(t *testing.T) {
 	if err := d.Pause(ctx, "unreachable", dispatcher.Control{By: "bob", Why: "incident"}); err != nil {
 		t.Errorf("a pause while TFE does not answer: %v", err)
 	}
-	if trail, err := d.Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 1 || !strings.Contains(trail[0].After, "not checked") {
+	if trail, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 1 || !strings.Contains(trail[0].After, "not checked") {
 		t.Errorf("the record of a pause not checked: %+v, %v", trail, err)
 	}
 	if _, err := d.SetFreezes(ctx, []dispatcher.Freeze{{Organization: "unreachable", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); err == nil ||
@@ -224,14 +224,14 @@ func TestAuditListsNewestFirst(t *testing.T) {
 		clk.add(time.Second)
 	}
 	before := d.KVOps()
-	last, err := d.Audit(ctx, dispatcher.AuditFilter{Limit: 3})
+	last, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Limit: 3})
 	if err != nil || len(last) != 3 || last[0].Why != "pause 599" || last[2].Why != "pause 597" {
 		t.Fatalf("the last 3: %+v, %v", last, err)
 	}
 	if ops := d.KVOps() - before; ops > 3 {
 		t.Errorf("the last 3 records took %d requests, want at most 3", ops)
 	}
-	acme, err := d.Audit(ctx, dispatcher.AuditFilter{Organization: "acme", Limit: 1000})
+	acme, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Organization: "acme", Limit: 1000})
 	if err != nil || len(acme) != n/2 || acme[0].Why != "pause 598" || acme[n/2-1].Why != "pause 0" {
 		t.Fatalf("acme's: %d records, %v", len(acme), err)
 	}
@@ -240,14 +240,14 @@ func TestAuditListsNewestFirst(t *testing.T) {
 			t.Fatalf("acme's record %d: %+v", i, r)
 		}
 	}
-	since, err := d.Audit(ctx, dispatcher.AuditFilter{Since: start.Add(590 * time.Second), Limit: 1000})
+	since, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Since: start.Add(590 * time.Second), Limit: 1000})
 	if err != nil || len(since) != 10 || since[9].Why != "pause 590" {
 		t.Fatalf("since the 590th: %d records, %v", len(since), err)
 	}
-	if none, err := d.Audit(ctx, dispatcher.AuditFilter{Cascade: "c-run-none"}); err != nil || len(none) != 0 {
+	if none, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Cascade: "c-run-none"}); err != nil || len(none) != 0 {
 		t.Errorf("a cascade without controls: %+v, %v", none, err)
 	}
-	if future, err := d.Audit(ctx, dispatcher.AuditFilter{Since: time.Now().Add(time.Hour)}); err != nil || len(future) != 0 {
+	if future, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Since: time.Now().Add(time.Hour)}); err != nil || len(future) != 0 {
 		t.Errorf("since a time to come: %+v, %v", future, err)
 	}
 }

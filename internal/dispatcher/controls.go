@@ -104,15 +104,15 @@ type controls struct {
 // controls gathers what operators decided about a cascade. A control that
 // cannot be read is reported to the core (Unreadable), which holds the
 // cascade; what was read before it still counts.
-func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, error) {
-	r, err := d.controlRecords(ctx, p)
+func (rm *Reads) controls(ctx context.Context, p *cascade.Plan) (controls, error) {
+	r, err := rm.controlRecords(ctx, p)
 	if err != nil {
 		return controls{}, err
 	}
-	return controls{Controls: cascade.EvaluateControls(p, r, nil, d.opts.Now()), records: r}, nil
+	return controls{Controls: cascade.EvaluateControls(p, r, nil, rm.opts.Now()), records: r}, nil
 }
 
-func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (cascade.ControlRecords, error) {
+func (rm *Reads) controlRecords(ctx context.Context, p *cascade.Plan) (cascade.ControlRecords, error) {
 	var r cascade.ControlRecords
 	hold := func(err error) (cascade.ControlRecords, error) {
 		if errors.Is(err, errMalformed) {
@@ -122,7 +122,7 @@ func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (casca
 		return r, err
 	}
 	for i, org := range []string{"", p.Organization} {
-		pc, err := d.store.pause(ctx, org)
+		pc, err := rm.store.pause(ctx, org)
 		if err != nil {
 			return hold(err)
 		}
@@ -132,26 +132,26 @@ func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (casca
 			r.OrgPause = pc.describe()
 		}
 	}
-	freezes, err := d.store.freezes(ctx)
+	freezes, err := rm.store.freezes(ctx)
 	if err != nil {
 		return hold(err)
 	}
 	for _, f := range freezes {
 		r.Freezes = append(r.Freezes, cascade.Freeze(f))
 	}
-	if cc, err := d.store.cancellation(ctx, p.ID); err != nil {
+	if cc, err := rm.store.cancellation(ctx, p.ID); err != nil {
 		return hold(err)
 	} else if cc != nil {
 		r.Cancelled, r.CancelRuns = cc.describe(), cc.StopRuns
 	}
-	excl, err := d.store.exclusions(ctx)
+	excl, err := rm.store.exclusions(ctx)
 	if err != nil {
 		return hold(err)
 	}
 	for _, x := range excl {
 		r.Exclusions = append(r.Exclusions, cascade.Exclusion(x))
 	}
-	retries, err := d.store.retries(ctx, p.ID)
+	retries, err := rm.store.retries(ctx, p.ID)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return r, err
 	}
@@ -159,9 +159,9 @@ func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (casca
 	for ws, rc := range retries {
 		r.Retries[ws] = rc.ID
 	}
-	r.GuardLimit = d.opts.GuardLimit
+	r.GuardLimit = rm.opts.GuardLimit
 	if held, _ := cascade.Guard(len(p.Members), r.GuardLimit, ""); held {
-		ac, err := d.store.approval(ctx, p.ID)
+		ac, err := rm.store.approval(ctx, p.ID)
 		if err != nil {
 			return hold(err)
 		}
@@ -191,7 +191,7 @@ func (d *Dispatcher) newControl(c *Control) error {
 // lookAtRunning asks for a full look at every running cascade (of org, or
 // all when it is empty).
 func (d *Dispatcher) lookAtRunning(ctx context.Context, org string) error {
-	metas, err := d.metas(ctx)
+	metas, err := d.store.metas(ctx)
 	if err != nil {
 		return err
 	}
@@ -266,8 +266,8 @@ func (d *Dispatcher) Resume(ctx context.Context, org string, c Control) (*Contro
 
 // Paused returns the pauses in force: "" for the global one, else the
 // organization.
-func (d *Dispatcher) Paused(ctx context.Context) (map[string]Control, error) {
-	return d.store.pauses(ctx)
+func (rm *Reads) Paused(ctx context.Context) (map[string]Control, error) {
+	return rm.store.pauses(ctx)
 }
 
 // Cancel stops a cascade; with c.StopRuns, its runs that have not started
@@ -499,8 +499,8 @@ func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Cont
 }
 
 // Exclusions returns the exclusion list.
-func (d *Dispatcher) Exclusions(ctx context.Context) ([]Exclusion, error) {
-	return d.store.exclusions(ctx)
+func (rm *Reads) Exclusions(ctx context.Context) ([]Exclusion, error) {
+	return rm.store.exclusions(ctx)
 }
 
 // SetFreezes replaces the freeze windows. A window kept as it was (the
@@ -570,8 +570,8 @@ func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]
 }
 
 // Freezes returns the freeze windows.
-func (d *Dispatcher) Freezes(ctx context.Context) ([]Freeze, error) {
-	return d.store.freezes(ctx)
+func (rm *Reads) Freezes(ctx context.Context) ([]Freeze, error) {
+	return rm.store.freezes(ctx)
 }
 
 // describeMember words how a member stands, for a record's before.

@@ -305,7 +305,7 @@ type Dispatcher struct {
 
 	wake chan struct{} // the scheduler's: a due entry changed
 
-	watchers watchHub // the read model's watches, one KV watch for all
+	reads *Reads // the read model, on the same store and options
 }
 
 // New checks the options and sets the KV buckets up, with the configured
@@ -350,8 +350,13 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 		prefetches: make(chan graph.Workspace, maxPrefetchQueue)}
 	d.store = newStore(deps.JetStream.Conn(), kv, ctl, leases, d.malformedRecord)
 	d.tools = newToolCache(deps.ToolVersions, o.CacheTTL, o.Now)
+	d.reads = &Reads{opts: &d.opts, store: d.store, audit: audit, log: d.log}
 	return d, nil
 }
+
+// Reads is the engine's read model: what the operator API, the web page
+// and the demo see of cascades and controls.
+func (d *Dispatcher) Reads() *Reads { return d.reads }
 
 // malformedRecord reports, once, a KV record that cannot be used. Whoever
 // wrote it (a bug, another version, or someone with access to NATS), it is
