@@ -273,8 +273,8 @@ func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, ready fu
 			}
 			return struct {
 				*dispatcher.Reads
-				*dispatcher.Dispatcher
-			}{disp.Reads(), disp}
+				*dispatcher.Controls
+			}{disp.Reads(), disp.Controls()}
 		}})
 	if err != nil {
 		return err

@@ -140,13 +140,13 @@ func checkName(what, name string) error {
 
 // organizationChecker returns knownOrganization, remembering its answers:
 // a list names the same organizations many times.
-func (d *Dispatcher) organizationChecker() func(context.Context, string) error {
+func (ctl *Controls) organizationChecker() func(context.Context, string) error {
 	seen := map[string]error{}
 	return func(ctx context.Context, org string) error {
 		if err, ok := seen[org]; ok {
 			return err
 		}
-		err := d.knownOrganization(ctx, org)
+		err := ctl.knownOrganization(ctx, org)
 		if err == nil || errors.Is(err, ErrBadControl) || errors.Is(err, ErrUnknownOrganization) {
 			seen[org] = err
 		}
@@ -155,17 +155,17 @@ func (d *Dispatcher) organizationChecker() func(context.Context, string) error {
 }
 
 // knownOrganization checks that TFE knows org ("" names none).
-func (d *Dispatcher) knownOrganization(ctx context.Context, org string) error {
+func (ctl *Controls) knownOrganization(ctx context.Context, org string) error {
 	if org == "" {
 		return nil
 	}
 	if err := checkName("organization", org); err != nil {
 		return err
 	}
-	if d.deps.Organizations == nil {
+	if ctl.orgs == nil {
 		return nil
 	}
-	_, err := d.deps.Organizations.ReadOrganization(ctx, org)
+	_, err := ctl.orgs.ReadOrganization(ctx, org)
 	switch {
 	case err != nil && tfeclient.Classify(err, nil) == tfeclient.Gone:
 		return fmt.Errorf("organization %s is %w", org, ErrUnknownOrganization)
@@ -205,25 +205,25 @@ const auditWriteTimeout = 10 * time.Second
 // control is in force already: its records are written even when the
 // caller has gone (the request's context ended), and a record that cannot
 // be kept is an error saying so; its log line stays.
-func (d *Dispatcher) record(ctx context.Context, recs ...AuditRecord) error {
+func (ctl *Controls) record(ctx context.Context, recs ...AuditRecord) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
 	defer cancel()
 	var failed error
 	for _, r := range recs {
 		if r.At.IsZero() {
-			r.At = d.opts.Now()
+			r.At = ctl.opts.Now()
 		}
 		r.At = r.At.UTC()
 		r.Why, r.Before, r.After = clip(r.Why, MaxWhy), clip(r.Before, maxChange), clip(r.After, maxChange)
-		d.log.Info("operator control", zap.String("action", r.Action), zap.String("by", r.By), zap.String("why", r.Why),
+		ctl.log.Info("operator control", zap.String("action", r.Action), zap.String("by", r.By), zap.String("why", r.Why),
 			zap.String("organization", r.Organization), zap.String("cascade_id", r.Cascade), zap.String("workspace", r.Workspace),
 			zap.String("before", r.Before), zap.String("after", r.After))
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		d.store.count(1)
-		if _, err := d.audit.Put(ctx, auditKey(&r), data); err != nil && failed == nil {
+		ctl.store.count(1)
+		if _, err := ctl.audit.Put(ctx, auditKey(&r), data); err != nil && failed == nil {
 			failed = fmt.Errorf("the control is in force, but its audit record could not be stored: %w", err)
 		}
 	}

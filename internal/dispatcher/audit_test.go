@@ -72,45 +72,45 @@ func TestControlsAreAudited(t *testing.T) {
 	ctx := context.Background()
 	ctl := func(by, why string) dispatcher.Control { return dispatcher.Control{By: by, Why: why} }
 
-	if err := d.Pause(ctx, "acme", ctl("bob", "year-end prep")); err != nil {
+	if err := d.Controls().Pause(ctx, "acme", ctl("bob", "year-end prep")); err != nil {
 		t.Fatal(err)
 	}
 	clk.add(time.Minute)
-	lifted, err := d.Resume(ctx, "acme", ctl("alice", "prep done"))
+	lifted, err := d.Controls().Resume(ctx, "acme", ctl("alice", "prep done"))
 	if err != nil || lifted == nil || lifted.By != "bob" || lifted.Why != "year-end prep" {
 		t.Fatalf("resume of bob's pause: lifted %+v, %v", lifted, err)
 	}
 	clk.add(time.Minute)
-	if lifted, err := d.Resume(ctx, "acme", ctl("alice", "again")); err != nil || lifted != nil {
+	if lifted, err := d.Controls().Resume(ctx, "acme", ctl("alice", "again")); err != nil || lifted != nil {
 		t.Fatalf("resume with nothing paused: lifted %+v, %v; want nothing", lifted, err)
 	}
 	clk.add(time.Minute)
 	yearEnd := dispatcher.Freeze{Organization: "acme", Start: clk.Now().Add(time.Hour), End: clk.Now().Add(48 * time.Hour), By: "carol", Why: "year end"}
-	recs, err := d.SetFreezes(ctx, []dispatcher.Freeze{yearEnd}, dispatcher.Control{By: "carol"})
+	recs, err := d.Controls().SetFreezes(ctx, []dispatcher.Freeze{yearEnd}, dispatcher.Control{By: "carol"})
 	if err != nil || len(recs) != 1 || recs[0].Action != dispatcher.AuditFreezeAdded {
 		t.Fatalf("freeze added: %+v, %v", recs, err)
 	}
 	clk.add(time.Minute)
 	// Lifting another's freeze with an empty list needs a why.
-	if _, err := d.SetFreezes(ctx, nil, dispatcher.Control{By: "dave"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "year end") {
+	if _, err := d.Controls().SetFreezes(ctx, nil, dispatcher.Control{By: "dave"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "year end") {
 		t.Fatalf("freeze removed without a why: %v, want it refused naming the freeze", err)
 	}
 	if fs, _ := d.Reads().Freezes(ctx); len(fs) != 1 {
 		t.Fatalf("a refused removal removed the freeze: %+v", fs)
 	}
-	recs, err = d.SetFreezes(ctx, nil, ctl("dave", "the auditors are done early"))
+	recs, err = d.Controls().SetFreezes(ctx, nil, ctl("dave", "the auditors are done early"))
 	if err != nil || len(recs) != 1 || recs[0].Action != dispatcher.AuditFreezeRemoved || recs[0].By != "dave" || !strings.Contains(recs[0].Before, "carol: year end") {
 		t.Fatalf("freeze removed: %+v, %v", recs, err)
 	}
 	clk.add(time.Minute)
 	db := dispatcher.Exclusion{Organization: "acme", Name: "db", By: "erin", Why: "by hand"}
 	tagged := dispatcher.Exclusion{Tag: "no-cascade", By: "erin", Why: "audited"}
-	if recs, err = d.SetExclusions(ctx, []dispatcher.Exclusion{db, tagged}, dispatcher.Control{By: "erin"}); err != nil || len(recs) != 2 {
+	if recs, err = d.Controls().SetExclusions(ctx, []dispatcher.Exclusion{db, tagged}, dispatcher.Control{By: "erin"}); err != nil || len(recs) != 2 {
 		t.Fatalf("exclusions added: %+v, %v", recs, err)
 	}
 	clk.add(time.Minute)
 	tagged.By = "frank" // as the API sends back a list: the caller's name on every entry
-	recs, err = d.SetExclusions(ctx, []dispatcher.Exclusion{tagged}, ctl("frank", "db is automated now"))
+	recs, err = d.Controls().SetExclusions(ctx, []dispatcher.Exclusion{tagged}, ctl("frank", "db is automated now"))
 	if err != nil || len(recs) != 1 || recs[0].Action != dispatcher.AuditExclusionRemoved || recs[0].Workspace != "db" || recs[0].By != "frank" {
 		t.Fatalf("exclusion removed: %+v, %v", recs, err)
 	}
@@ -168,27 +168,27 @@ func TestControlsAreChecked(t *testing.T) {
 	d, _, _ := auditEngine(t)
 	ctx := context.Background()
 	long := strings.Repeat("x", 60000)
-	if err := d.Pause(ctx, "", dispatcher.Control{By: "bob", Why: long}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 characters") {
+	if err := d.Controls().Pause(ctx, "", dispatcher.Control{By: "bob", Why: long}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 characters") {
 		t.Errorf("a 60,000-character why: %v", err)
 	}
-	if err := d.Pause(ctx, "", dispatcher.Control{By: strings.Repeat("b", 300), Why: "w"}); !errors.Is(err, dispatcher.ErrBadControl) {
+	if err := d.Controls().Pause(ctx, "", dispatcher.Control{By: strings.Repeat("b", 300), Why: "w"}); !errors.Is(err, dispatcher.ErrBadControl) {
 		t.Errorf("a 300-character who: %v", err)
 	}
-	if err := d.Pause(ctx, "nosuch", dispatcher.Control{By: "bob", Why: "w"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) || !strings.Contains(err.Error(), "organization nosuch is not known to TFE") {
+	if err := d.Controls().Pause(ctx, "nosuch", dispatcher.Control{By: "bob", Why: "w"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) || !strings.Contains(err.Error(), "organization nosuch is not known to TFE") {
 		t.Errorf("a pause of an unknown organization: %v", err)
 	}
 	if p, _ := d.Reads().Paused(ctx); len(p) != 0 {
 		t.Errorf("a refused pause is in force: %+v", p)
 	}
 	now := time.Now()
-	if _, err := d.SetFreezes(ctx, []dispatcher.Freeze{{Organization: "nosuch", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) {
+	if _, err := d.Controls().SetFreezes(ctx, []dispatcher.Freeze{{Organization: "nosuch", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) {
 		t.Errorf("a freeze of an unknown organization: %v", err)
 	}
 	many := make([]dispatcher.Exclusion, dispatcher.MaxList+1)
 	for i := range many {
 		many[i] = dispatcher.Exclusion{Name: fmt.Sprintf("ws-%d", i), By: "bob", Why: "w"}
 	}
-	if _, err := d.SetExclusions(ctx, many, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 exclusions") {
+	if _, err := d.Controls().SetExclusions(ctx, many, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 exclusions") {
 		t.Errorf("1,001 exclusions: %v", err)
 	}
 	if trail, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 0 {
@@ -197,13 +197,13 @@ func TestControlsAreChecked(t *testing.T) {
 
 	// The brake works while TFE does not answer; its record says the
 	// organization was not checked. A freeze, planned ahead, waits.
-	if err := d.Pause(ctx, "unreachable", dispatcher.Control{By: "bob", Why: "incident"}); err != nil {
+	if err := d.Controls().Pause(ctx, "unreachable", dispatcher.Control{By: "bob", Why: "incident"}); err != nil {
 		t.Errorf("a pause while TFE does not answer: %v", err)
 	}
 	if trail, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 1 || !strings.Contains(trail[0].After, "not checked") {
 		t.Errorf("the record of a pause not checked: %+v, %v", trail, err)
 	}
-	if _, err := d.SetFreezes(ctx, []dispatcher.Freeze{{Organization: "unreachable", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); err == nil ||
+	if _, err := d.Controls().SetFreezes(ctx, []dispatcher.Freeze{{Organization: "unreachable", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); err == nil ||
 		errors.Is(err, dispatcher.ErrUnknownOrganization) || errors.Is(err, dispatcher.ErrBadControl) {
 		t.Errorf("a freeze while TFE does not answer: %v, want the engine's trouble", err)
 	}
@@ -218,7 +218,7 @@ func TestAuditListsNewestFirst(t *testing.T) {
 	const n = 600 // more than two windows of the walk back
 	for i := range n {
 		org := []string{"acme", "beta"}[i%2]
-		if err := d.Pause(ctx, org, dispatcher.Control{By: "bob", Why: fmt.Sprintf("pause %d", i)}); err != nil {
+		if err := d.Controls().Pause(ctx, org, dispatcher.Control{By: "bob", Why: fmt.Sprintf("pause %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 		clk.add(time.Second)

@@ -131,7 +131,7 @@ func TestCancelStopsWhatAnApplyingRunQueues(t *testing.T) {
 		runs := h.runs("a")
 		return err == nil && len(v.Members) == 2 && len(runs) > 0 && runs[0].Status == tfe.RunApplying
 	})
-	if err := d.Cancel(h.ctx, id, dispatcher.Control{By: "ops", Why: "wrong change", StopRuns: true}); err != nil {
+	if err := d.Controls().Cancel(h.ctx, id, dispatcher.Control{By: "ops", Why: "wrong change", StopRuns: true}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "the cascade to read cancelled", 30*time.Second, func() bool {
