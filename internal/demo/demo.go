@@ -256,11 +256,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	id := cascade.ID(run.ID)
 	p.say("%s: run %s queued by a person; when it applies, cascade %s starts", sc.Root, run.ID, id)
 
-	engine := d.Cascades()
-	if engine == nil {
+	reads := d.Cascades()
+	if reads == nil {
 		return nil, errors.New("the daemon runs no cascade engine")
 	}
-	v, approved, err := follow(ctx, engine.Reads(), client, id, sc.Approve, p)
+	v, approved, err := follow(ctx, reads, client, id, sc.Approve, p)
 	if err != nil {
 		return nil, err
 	}
