@@ -424,6 +424,22 @@ type Status struct {
 	AuditRetention string `json:"audit_retention"`
 }
 
+// Paused returns the pauses in force: "" for the global one, else the
+// organization.
+func (rm *Reads) Paused(ctx context.Context) (map[string]Control, error) {
+	return rm.store.pauses(ctx)
+}
+
+// Exclusions returns the exclusion list.
+func (rm *Reads) Exclusions(ctx context.Context) ([]Exclusion, error) {
+	return rm.store.exclusions(ctx)
+}
+
+// Freezes returns the freeze windows.
+func (rm *Reads) Freezes(ctx context.Context) ([]Freeze, error) {
+	return rm.store.freezes(ctx)
+}
+
 // Status returns what is in force now.
 func (rm *Reads) Status(ctx context.Context) (*Status, error) {
 	paused, err := rm.Paused(ctx)

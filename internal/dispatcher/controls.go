@@ -132,7 +132,8 @@ type controls struct {
 
 // controls gathers what operators decided about a cascade. A control that
 // cannot be read is reported to the core (Unreadable), which holds the
-// cascade; what was read before it still counts.
+// cascade; what was read before it still counts. It is the read model's,
+// and the engine's looks read the controls through it too.
 func (rm *Reads) controls(ctx context.Context, p *cascade.Plan) (controls, error) {
 	r, err := rm.controlRecords(ctx, p)
 	if err != nil {
@@ -273,12 +274,6 @@ func (ctl *Controls) Resume(ctx context.Context, org string, c Control) (*Contro
 	rerr := ctl.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditResume, Organization: org,
 		Before: describePause(lifted), After: after})
 	return lifted, errors.Join(ctl.engine.lookAtRunning(ctx, org), rerr)
-}
-
-// Paused returns the pauses in force: "" for the global one, else the
-// organization.
-func (rm *Reads) Paused(ctx context.Context) (map[string]Control, error) {
-	return rm.store.pauses(ctx)
 }
 
 // Cancel stops a cascade; with c.StopRuns, its runs that have not started
@@ -486,11 +481,6 @@ func (ctl *Controls) SetExclusions(ctx context.Context, excl []Exclusion, c Cont
 	return recs, errors.Join(ctl.engine.lookAtRunning(ctx, ""), rerr)
 }
 
-// Exclusions returns the exclusion list.
-func (rm *Reads) Exclusions(ctx context.Context) ([]Exclusion, error) {
-	return rm.store.exclusions(ctx)
-}
-
 // SetFreezes replaces the freeze windows. A window kept as it was (the
 // same organization, start, end and why) keeps who decided it; each one
 // added or removed is recorded in the audit trail, a removal with c's who
@@ -555,11 +545,6 @@ func (ctl *Controls) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]
 	}
 	rerr := ctl.record(ctx, recs...)
 	return recs, errors.Join(ctl.engine.lookAtRunning(ctx, ""), rerr)
-}
-
-// Freezes returns the freeze windows.
-func (rm *Reads) Freezes(ctx context.Context) ([]Freeze, error) {
-	return rm.store.freezes(ctx)
 }
 
 // describeMember words how a member stands, for a record's before.
