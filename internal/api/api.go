@@ -7,7 +7,9 @@
 // It guarantees that nothing is read or changed without a bearer token of
 // the right role (tokens compared in constant time, never logged), that
 // every error is JSON a person can act on, and that it never touches the
-// engine's storage: it calls the engine's read model and controls. A
+// engine's storage. It sees the engine through two interfaces only: Reads,
+// the read model, which changes nothing, and Operations, the operators'
+// controls, which only requests of the operate role are given. A
 // cascade ID, workspace or organization that cannot be one (a NATS
 // wildcard, a dot, a space, too long) is answered 400 before anything is
 // looked up, a well-formed one the engine does not keep 404. A control's
@@ -41,32 +43,41 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/ratelog"
 )
 
-// Engine is what the API uses of the cascade engine (*dispatcher.Dispatcher).
-type Engine interface {
+// Reads is what the API reads of the cascade engine: its read model
+// (*dispatcher.Reads). Nothing in it changes a cascade or a control.
+type Reads interface {
 	List(ctx context.Context, f dispatcher.Filter) ([]dispatcher.Summary, error)
 	Snapshot(ctx context.Context, id string) (*dispatcher.View, error)
 	Watch(ctx context.Context, id string) (<-chan *dispatcher.View, error)
 	Why(ctx context.Context, org, workspace string) (*dispatcher.Why, error)
-	Pause(ctx context.Context, org string, c dispatcher.Control) error
-	Resume(ctx context.Context, org string, c dispatcher.Control) (*dispatcher.Control, error)
 	Paused(ctx context.Context) (map[string]dispatcher.Control, error)
-	Cancel(ctx context.Context, id string, c dispatcher.Control) error
-	Retry(ctx context.Context, id, workspaceID string, c dispatcher.Control) (*dispatcher.RetryResult, error)
-	Approve(ctx context.Context, id string, c dispatcher.Control) error
-	SetExclusions(ctx context.Context, excl []dispatcher.Exclusion, c dispatcher.Control) ([]dispatcher.AuditRecord, error)
 	Exclusions(ctx context.Context) ([]dispatcher.Exclusion, error)
-	SetFreezes(ctx context.Context, fs []dispatcher.Freeze, c dispatcher.Control) ([]dispatcher.AuditRecord, error)
 	Freezes(ctx context.Context) ([]dispatcher.Freeze, error)
 	Audit(ctx context.Context, f dispatcher.AuditFilter) ([]dispatcher.AuditRecord, error)
 	Status(ctx context.Context) (*dispatcher.Status, error)
 }
 
+// Operations is what the API changes through the cascade engine: the
+// operators' controls (*dispatcher.Controls), each checked, stored and
+// kept in the audit trail by the engine.
+type Operations interface {
+	Pause(ctx context.Context, org string, c dispatcher.Control) error
+	Resume(ctx context.Context, org string, c dispatcher.Control) (*dispatcher.Control, error)
+	Cancel(ctx context.Context, id string, c dispatcher.Control) error
+	Retry(ctx context.Context, id, workspaceID string, c dispatcher.Control) (*dispatcher.RetryResult, error)
+	Approve(ctx context.Context, id string, c dispatcher.Control) error
+	SetExclusions(ctx context.Context, excl []dispatcher.Exclusion, c dispatcher.Control) ([]dispatcher.AuditRecord, error)
+	SetFreezes(ctx context.Context, fs []dispatcher.Freeze, c dispatcher.Control) ([]dispatcher.AuditRecord, error)
+}
+
 // Options configure the API.
 type Options struct {
 	Tokens []Token
-	// Engine returns the engine, or nil while there is none (the daemon
-	// ingests only, without a TFE token).
-	Engine func() Engine
+	// Reads returns the engine's read model, and Operations its controls,
+	// or nil while there is no engine (the daemon ingests only, without a
+	// TFE token). A read needs Reads; a control needs both.
+	Reads      func() Reads
+	Operations func() Operations
 	// Ready says whether the daemon is ready, as /readyz does: "" when it
 	// is, else what is wrong. Nil: status says readiness is not reported.
 	Ready func(context.Context) string
@@ -164,8 +175,11 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxStreamsPerToken == 0 {
 		opts.MaxStreamsPerToken = DefaultMaxStreamsPerToken
 	}
-	if opts.Engine == nil {
-		opts.Engine = func() Engine { return nil }
+	if opts.Reads == nil {
+		opts.Reads = func() Reads { return nil }
+	}
+	if opts.Operations == nil {
+		opts.Operations = func() Operations { return nil }
 	}
 	s := &Server{opts: opts, keys: keys, mux: http.NewServeMux(), refused: ratelog.New(0, 0, nil),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -205,13 +219,16 @@ func New(opts Options) (*Server, error) {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// call is one authenticated request: who made it, with what role.
+// call is one authenticated request: who made it, with what role, and
+// the engine's read model and, for a request that needs the operate role,
+// its controls.
 type call struct {
-	w      http.ResponseWriter
-	r      *http.Request
-	who    string
-	role   Role
-	engine Engine
+	w     http.ResponseWriter
+	r     *http.Request
+	who   string
+	role  Role
+	reads Reads
+	ops   Operations // nil for a request that needs only the read role
 }
 
 // route registers a handler that runs only for a token of at least role,
@@ -246,11 +263,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, role Role, h func
 	if err := checkNames(r); err != nil {
 		return writeError(w, http.StatusBadRequest, err.Error())
 	}
-	engine := s.opts.Engine()
-	if engine == nil {
+	c := &call{w: w, r: r, who: who, role: got, reads: s.opts.Reads()}
+	if role >= RoleOperate {
+		c.ops = s.opts.Operations()
+	}
+	if c.reads == nil || (role >= RoleOperate && c.ops == nil) {
 		return writeError(w, http.StatusServiceUnavailable, "the cascade engine is not running here (the daemon has no --tfe-token)")
 	}
-	code, body := h(&call{w: w, r: r, who: who, role: got, engine: engine})
+	code, body := h(c)
 	if code == 0 { // the handler answered itself (a stream)
 		return http.StatusOK
 	}

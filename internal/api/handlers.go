@@ -56,7 +56,7 @@ func (s *Server) list(c *call) (int, any) {
 		}
 		limit = n
 	}
-	list, err := c.engine.List(c.r.Context(), f)
+	list, err := c.reads.List(c.r.Context(), f)
 	if err != nil {
 		return failed(err)
 	}
@@ -70,7 +70,7 @@ func (s *Server) list(c *call) (int, any) {
 }
 
 func (s *Server) show(c *call) (int, any) {
-	v, err := c.engine.Snapshot(c.r.Context(), c.r.PathValue("id"))
+	v, err := c.reads.Snapshot(c.r.Context(), c.r.PathValue("id"))
 	if err != nil {
 		return failed(err)
 	}
@@ -88,7 +88,7 @@ func (s *Server) watch(c *call) (int, any) {
 			s.opts.MaxStreamsPerToken, c.who, s.opts.MaxStreams, streamRetryAfter)
 	}
 	defer s.releaseStream(c.who)
-	views, err := c.engine.Watch(ctx, c.r.PathValue("id"))
+	views, err := c.reads.Watch(ctx, c.r.PathValue("id"))
 	if err != nil {
 		return failed(err)
 	}
@@ -130,7 +130,7 @@ func (s *Server) watch(c *call) (int, any) {
 }
 
 func (s *Server) why(c *call) (int, any) {
-	w, err := c.engine.Why(c.r.Context(), c.r.URL.Query().Get("organization"), c.r.PathValue("workspace"))
+	w, err := c.reads.Why(c.r.Context(), c.r.URL.Query().Get("organization"), c.r.PathValue("workspace"))
 	if err != nil {
 		return failed(err)
 	}
@@ -158,15 +158,15 @@ func (s *Server) controls(c *call) (int, any) {
 
 func (s *Server) inForce(c *call) (*Controls, error) {
 	ctx := c.r.Context()
-	paused, err := c.engine.Paused(ctx)
+	paused, err := c.reads.Paused(ctx)
 	if err != nil {
 		return nil, err
 	}
-	freezes, err := c.engine.Freezes(ctx)
+	freezes, err := c.reads.Freezes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	excl, err := c.engine.Exclusions(ctx)
+	excl, err := c.reads.Exclusions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ type Status struct {
 }
 
 func (s *Server) status(c *call) (int, any) {
-	st, err := c.engine.Status(c.r.Context())
+	st, err := c.reads.Status(c.r.Context())
 	if err != nil {
 		return failed(err)
 	}
@@ -224,7 +224,7 @@ func (s *Server) cascadeAudit(c *call) (int, any) {
 	id := c.r.PathValue("id")
 	code, body := s.auditTrail(c, dispatcher.AuditFilter{Cascade: id})
 	if trail, ok := body.(AuditTrail); ok && len(trail.Records) == 0 {
-		if _, err := c.engine.Snapshot(c.r.Context(), id); errors.Is(err, dispatcher.ErrNoCascade) {
+		if _, err := c.reads.Snapshot(c.r.Context(), id); errors.Is(err, dispatcher.ErrNoCascade) {
 			return failed(err)
 		}
 	}
@@ -248,7 +248,7 @@ func (s *Server) auditTrail(c *call, f dispatcher.AuditFilter) (int, any) {
 		}
 		f.Limit = n
 	}
-	recs, err := c.engine.Audit(c.r.Context(), f)
+	recs, err := c.reads.Audit(c.r.Context(), f)
 	if err != nil {
 		return failed(err)
 	}
@@ -324,9 +324,9 @@ func (s *Server) pausing(c *call, pause bool) (int, any) {
 	}
 	var lifted *dispatcher.Control
 	if pause {
-		err = c.engine.Pause(c.r.Context(), req.Organization, ctl)
+		err = c.ops.Pause(c.r.Context(), req.Organization, ctl)
 	} else {
-		lifted, err = c.engine.Resume(c.r.Context(), req.Organization, ctl)
+		lifted, err = c.ops.Resume(c.r.Context(), req.Organization, ctl)
 	}
 	if err != nil {
 		return failed(err)
@@ -356,7 +356,7 @@ func (s *Server) cancel(c *call) (int, any) {
 	}
 	ctl.StopRuns = req.StopRuns
 	id := c.r.PathValue("id")
-	if err := c.engine.Cancel(c.r.Context(), id, ctl); err != nil {
+	if err := c.ops.Cancel(c.r.Context(), id, ctl); err != nil {
 		return failed(err)
 	}
 	return s.show(c)
@@ -376,7 +376,7 @@ func (s *Server) retry(c *call) (int, any) {
 		return http.StatusBadRequest, err
 	}
 	id := c.r.PathValue("id")
-	v, err := c.engine.Snapshot(c.r.Context(), id)
+	v, err := c.reads.Snapshot(c.r.Context(), id)
 	if err != nil {
 		return failed(err)
 	}
@@ -386,11 +386,11 @@ func (s *Server) retry(c *call) (int, any) {
 	if i < 0 {
 		return http.StatusBadRequest, fmt.Errorf("workspace: %q is not a member of cascade %s", ratelog.Clean(req.Workspace, maxShown), id)
 	}
-	res, err := c.engine.Retry(c.r.Context(), id, v.Members[i].WorkspaceID, ctl)
+	res, err := c.ops.Retry(c.r.Context(), id, v.Members[i].WorkspaceID, ctl)
 	if err != nil {
 		return failed(err)
 	}
-	if v, err = c.engine.Snapshot(c.r.Context(), id); err != nil {
+	if v, err = c.reads.Snapshot(c.r.Context(), id); err != nil {
 		return failed(err)
 	}
 	return http.StatusOK, RetryAnswer{View: v, Retry: *res}
@@ -409,7 +409,7 @@ func (s *Server) approve(c *call) (int, any) {
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
-	if err := c.engine.Approve(c.r.Context(), c.r.PathValue("id"), ctl); err != nil {
+	if err := c.ops.Approve(c.r.Context(), c.r.PathValue("id"), ctl); err != nil {
 		return failed(err)
 	}
 	return s.show(c)
@@ -454,7 +454,7 @@ func (s *Server) setFreezes(c *call) (int, any) {
 		}
 		f.By, f.Why = ctl.By, ctl.Why
 	}
-	recs, err := c.engine.SetFreezes(c.r.Context(), req.Freezes, change)
+	recs, err := c.ops.SetFreezes(c.r.Context(), req.Freezes, change)
 	if err != nil {
 		return failed(err)
 	}
@@ -499,7 +499,7 @@ func (s *Server) setExclusions(c *call) (int, any) {
 		}
 		x.By, x.Why = ctl.By, ctl.Why
 	}
-	recs, err := c.engine.SetExclusions(c.r.Context(), req.Exclusions, change)
+	recs, err := c.ops.SetExclusions(c.r.Context(), req.Exclusions, change)
 	if err != nil {
 		return failed(err)
 	}

@@ -55,12 +55,16 @@ type App struct {
 	engine   *dispatcher.Dispatcher
 }
 
-// Cascades is the cascade engine, for its read model (Snapshot, List,
-// Watch) and its controls, once Ready; nil when the daemon only ingests.
-func (a *App) Cascades() *dispatcher.Dispatcher {
+// Cascades is the cascade engine's read model (Snapshot, List, Watch...),
+// once Ready; nil when the daemon only ingests. Its controls are the
+// operator API's.
+func (a *App) Cascades() *dispatcher.Reads {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.engine
+	if a.engine == nil {
+		return nil
+	}
+	return a.engine.Reads()
 }
 
 // New checks the configuration and returns the daemon, not yet running.
@@ -267,11 +271,17 @@ func (a *App) mountAPI(mux *http.ServeMux, disp *dispatcher.Dispatcher, ready fu
 	}
 	srv, err := api.New(api.Options{Tokens: tokens, Stop: stop, Ready: ready, Log: a.log.Named("api"), Registerer: a.registry,
 		MaxStreams: a.cfg.API.MaxStreams, MaxStreamsPerToken: a.cfg.API.MaxStreamsPerToken, PublicURL: a.cfg.PublicURL,
-		Engine: func() api.Engine {
+		Reads: func() api.Reads {
 			if disp == nil {
 				return nil
 			}
-			return disp
+			return disp.Reads()
+		},
+		Operations: func() api.Operations {
+			if disp == nil {
+				return nil
+			}
+			return disp.Controls()
 		}})
 	if err != nil {
 		return err

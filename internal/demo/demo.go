@@ -256,11 +256,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	id := cascade.ID(run.ID)
 	p.say("%s: run %s queued by a person; when it applies, cascade %s starts", sc.Root, run.ID, id)
 
-	engine := d.Cascades()
-	if engine == nil {
+	reads := d.Cascades()
+	if reads == nil {
 		return nil, errors.New("the daemon runs no cascade engine")
 	}
-	v, approved, err := follow(ctx, engine, client, id, sc.Approve, p)
+	v, approved, err := follow(ctx, reads, client, id, sc.Approve, p)
 	if err != nil {
 		return nil, err
 	}
@@ -416,10 +416,10 @@ func startSimulator(ctx context.Context, sc *Scenario, token string) (*tfesim.Si
 // model, until the cascade is done. Runs waiting for a person in the
 // workspaces of approve are confirmed, as that person would, after a
 // moment. It returns the last view and the runs the person confirmed.
-func follow(ctx context.Context, engine *dispatcher.Dispatcher, runs tfeclient.RunApplier, id string, approve []string, p *printer) (*dispatcher.View, map[string]bool, error) {
+func follow(ctx context.Context, reads *dispatcher.Reads, runs tfeclient.RunApplier, id string, approve []string, p *printer) (*dispatcher.View, map[string]bool, error) {
 	var views <-chan *dispatcher.View
 	for views == nil {
-		w, err := engine.Watch(ctx, id)
+		w, err := reads.Watch(ctx, id)
 		switch {
 		case err == nil:
 			views = w

@@ -194,15 +194,7 @@ func (d *Dispatcher) raise(ctx context.Context, p *cascade.Plan, n cascade.Notic
 		a.Workspace, a.WorkspaceID = p.Root.WorkspaceName, p.Root.WorkspaceID
 	}
 	if a.RunID != "" && a.Workspace != "" {
-		a.RunURL = d.runURL(p.Organization, a.Workspace, a.RunID)
+		a.RunURL = d.opts.runURL(p.Organization, a.Workspace, a.RunID)
 	}
 	d.deps.Alerts.Raise(ctx, a)
-}
-
-// runURL is where a person sees a run in TFE's UI.
-func (d *Dispatcher) runURL(org, workspace, runID string) string {
-	if d.opts.Address == "" {
-		return ""
-	}
-	return d.opts.Address + "/app/" + org + "/workspaces/" + workspace + "/runs/" + runID
 }

@@ -140,13 +140,13 @@ func checkName(what, name string) error {
 
 // organizationChecker returns knownOrganization, remembering its answers:
 // a list names the same organizations many times.
-func (d *Dispatcher) organizationChecker() func(context.Context, string) error {
+func (ctl *Controls) organizationChecker() func(context.Context, string) error {
 	seen := map[string]error{}
 	return func(ctx context.Context, org string) error {
 		if err, ok := seen[org]; ok {
 			return err
 		}
-		err := d.knownOrganization(ctx, org)
+		err := ctl.knownOrganization(ctx, org)
 		if err == nil || errors.Is(err, ErrBadControl) || errors.Is(err, ErrUnknownOrganization) {
 			seen[org] = err
 		}
@@ -155,17 +155,17 @@ func (d *Dispatcher) organizationChecker() func(context.Context, string) error {
 }
 
 // knownOrganization checks that TFE knows org ("" names none).
-func (d *Dispatcher) knownOrganization(ctx context.Context, org string) error {
+func (ctl *Controls) knownOrganization(ctx context.Context, org string) error {
 	if org == "" {
 		return nil
 	}
 	if err := checkName("organization", org); err != nil {
 		return err
 	}
-	if d.deps.Organizations == nil {
+	if ctl.orgs == nil {
 		return nil
 	}
-	_, err := d.deps.Organizations.ReadOrganization(ctx, org)
+	_, err := ctl.orgs.ReadOrganization(ctx, org)
 	switch {
 	case err != nil && tfeclient.Classify(err, nil) == tfeclient.Gone:
 		return fmt.Errorf("organization %s is %w", org, ErrUnknownOrganization)
@@ -205,25 +205,25 @@ const auditWriteTimeout = 10 * time.Second
 // control is in force already: its records are written even when the
 // caller has gone (the request's context ended), and a record that cannot
 // be kept is an error saying so; its log line stays.
-func (d *Dispatcher) record(ctx context.Context, recs ...AuditRecord) error {
+func (ctl *Controls) record(ctx context.Context, recs ...AuditRecord) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
 	defer cancel()
 	var failed error
 	for _, r := range recs {
 		if r.At.IsZero() {
-			r.At = d.opts.Now()
+			r.At = ctl.opts.Now()
 		}
 		r.At = r.At.UTC()
 		r.Why, r.Before, r.After = clip(r.Why, MaxWhy), clip(r.Before, maxChange), clip(r.After, maxChange)
-		d.log.Info("operator control", zap.String("action", r.Action), zap.String("by", r.By), zap.String("why", r.Why),
+		ctl.log.Info("operator control", zap.String("action", r.Action), zap.String("by", r.By), zap.String("why", r.Why),
 			zap.String("organization", r.Organization), zap.String("cascade_id", r.Cascade), zap.String("workspace", r.Workspace),
 			zap.String("before", r.Before), zap.String("after", r.After))
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		d.store.count(1)
-		if _, err := d.audit.Put(ctx, auditKey(&r), data); err != nil && failed == nil {
+		ctl.store.count(1)
+		if _, err := ctl.audit.Put(ctx, auditKey(&r), data); err != nil && failed == nil {
 			failed = fmt.Errorf("the control is in force, but its audit record could not be stored: %w", err)
 		}
 	}
@@ -231,7 +231,7 @@ func (d *Dispatcher) record(ctx context.Context, recs ...AuditRecord) error {
 }
 
 // auditFilter is the subject filter of f, in the audit bucket.
-func (d *Dispatcher) auditFilter(f AuditFilter) string {
+func (rm *Reads) auditFilter(f AuditFilter) string {
 	org, id := "*", "*"
 	if f.Organization != "" {
 		org = "o_" + f.Organization
@@ -239,7 +239,7 @@ func (d *Dispatcher) auditFilter(f AuditFilter) string {
 	if f.Cascade != "" {
 		id = f.Cascade
 	}
-	return "$KV." + d.audit.Bucket() + "." + org + "." + id + ".*"
+	return "$KV." + rm.audit.Bucket() + "." + org + "." + id + ".*"
 }
 
 // Audit returns the audit records f selects, newest first.
@@ -248,7 +248,7 @@ func (d *Dispatcher) auditFilter(f AuditFilter) string {
 // double in size, each read forward by direct gets filtered by subject,
 // until it has f.Limit records or reaches f.Since (or the oldest kept): a
 // few requests, no consumer.
-func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+func (rm *Reads) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
@@ -261,8 +261,8 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 			}
 		}
 	}
-	d.store.count(1)
-	st, err := d.audit.Status(ctx)
+	rm.store.count(1)
+	st, err := rm.audit.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the audit bucket: %w", err)
 	}
@@ -276,7 +276,7 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 		return []AuditRecord{}, nil
 	}
 	if !f.Since.IsZero() {
-		from, found, err := d.auditSeqSince(ctx, f.Since)
+		from, found, err := rm.auditSeqSince(ctx, f.Since)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +285,7 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 		}
 		lo = max(lo, from)
 	}
-	filter := d.auditFilter(f)
+	filter := rm.auditFilter(f)
 	out := []AuditRecord{}
 	window := uint64(min(scanBatch, max(limit, 32))) // the newest first, then wider
 	for hi >= lo && len(out) < limit {
@@ -294,7 +294,7 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 			start = hi - window + 1
 		}
 		var chunk []AuditRecord
-		if err := d.auditRange(ctx, filter, start, hi, func(r AuditRecord) { chunk = append(chunk, r) }); err != nil {
+		if err := rm.auditRange(ctx, filter, start, hi, func(r AuditRecord) { chunk = append(chunk, r) }); err != nil {
 			return nil, err
 		}
 		for i := len(chunk) - 1; i >= 0 && len(out) < limit; i-- {
@@ -311,15 +311,15 @@ func (d *Dispatcher) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, e
 }
 
 // auditSeqSince is the sequence of the first record kept since t.
-func (d *Dispatcher) auditSeqSince(ctx context.Context, t time.Time) (uint64, bool, error) {
+func (rm *Reads) auditSeqSince(ctx context.Context, t time.Time) (uint64, bool, error) {
 	req := struct {
 		StartTime time.Time `json:"start_time"`
 		NextFor   string    `json:"next_by_subj"`
 		Batch     int       `json:"batch"`
-	}{t.UTC(), "$KV." + d.audit.Bucket() + ".>", 1}
+	}{t.UTC(), "$KV." + rm.audit.Bucket() + ".>", 1}
 	var seq uint64
-	d.store.count(1)
-	if _, err := d.store.direct(ctx, d.audit, req, func(_ string, rev uint64, _ []byte) error {
+	rm.store.count(1)
+	if _, err := rm.store.direct(ctx, rm.audit, req, func(_ string, rev uint64, _ []byte) error {
 		seq = rev
 		return nil
 	}); err != nil {
@@ -330,7 +330,7 @@ func (d *Dispatcher) auditSeqSince(ctx context.Context, t time.Time) (uint64, bo
 
 // auditRange calls fn with each record of the stream sequences from..to
 // that matches filter, oldest first.
-func (d *Dispatcher) auditRange(ctx context.Context, filter string, from, to uint64, fn func(AuditRecord)) error {
+func (rm *Reads) auditRange(ctx context.Context, filter string, from, to uint64, fn func(AuditRecord)) error {
 	for seq := from; seq <= to; {
 		req := struct {
 			Seq     uint64 `json:"seq"`
@@ -338,15 +338,15 @@ func (d *Dispatcher) auditRange(ctx context.Context, filter string, from, to uin
 			Batch   int    `json:"batch"`
 		}{seq, filter, int(min(uint64(scanBatch), to-seq+1))}
 		var last uint64
-		d.store.count(1)
-		eob, err := d.store.direct(ctx, d.audit, req, func(key string, rev uint64, value []byte) error {
+		rm.store.count(1)
+		eob, err := rm.store.direct(ctx, rm.audit, req, func(key string, rev uint64, value []byte) error {
 			last = rev
 			if rev > to {
 				return nil
 			}
 			var r AuditRecord
 			if err := decode(value, &r); err != nil {
-				d.log.Warn("unreadable audit record skipped", zap.String("key", key), zap.Error(err))
+				rm.log.Warn("unreadable audit record skipped", zap.String("key", key), zap.Error(err))
 				return nil
 			}
 			fn(r)
@@ -424,30 +424,46 @@ type Status struct {
 	AuditRetention string `json:"audit_retention"`
 }
 
+// Paused returns the pauses in force: "" for the global one, else the
+// organization.
+func (rm *Reads) Paused(ctx context.Context) (map[string]Control, error) {
+	return rm.store.pauses(ctx)
+}
+
+// Exclusions returns the exclusion list.
+func (rm *Reads) Exclusions(ctx context.Context) ([]Exclusion, error) {
+	return rm.store.exclusions(ctx)
+}
+
+// Freezes returns the freeze windows.
+func (rm *Reads) Freezes(ctx context.Context) ([]Freeze, error) {
+	return rm.store.freezes(ctx)
+}
+
 // Status returns what is in force now.
-func (d *Dispatcher) Status(ctx context.Context) (*Status, error) {
-	paused, err := d.Paused(ctx)
+func (rm *Reads) Status(ctx context.Context) (*Status, error) {
+	paused, err := rm.Paused(ctx)
 	if err != nil {
 		return nil, err
 	}
-	fs, err := d.Freezes(ctx)
+	fs, err := rm.Freezes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	excl, err := d.Exclusions(ctx)
+	excl, err := rm.Exclusions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &Status{Paused: paused, Freezes: []FreezeState{}, Exclusions: excl, GuardLimit: d.opts.GuardLimit, DryRun: d.opts.DryRun,
-		Instance: d.opts.Instance, Reconciling: []string{}, AuditRetention: d.opts.AuditRetention.String()}
+	s := &Status{Paused: paused, Freezes: []FreezeState{}, Exclusions: excl, GuardLimit: rm.opts.GuardLimit, DryRun: rm.opts.DryRun,
+		Instance: rm.opts.Instance, Reconciling: []string{}, AuditRetention: rm.opts.AuditRetention.String()}
 	if s.Exclusions == nil {
 		s.Exclusions = []Exclusion{}
 	}
-	now := d.opts.Now()
+	now := rm.opts.Now()
 	for _, f := range fs {
 		s.Freezes = append(s.Freezes, FreezeState{Freeze: f, State: cascade.Freeze(f).Phase(now)})
 	}
-	holders, err := d.store.leaseHolders(ctx, 100)
+	holders, err := rm.store.leaseHolders(ctx, 100)
 	if err != nil {
 		return nil, err
 	}

@@ -72,53 +72,53 @@ func TestControlsAreAudited(t *testing.T) {
 	ctx := context.Background()
 	ctl := func(by, why string) dispatcher.Control { return dispatcher.Control{By: by, Why: why} }
 
-	if err := d.Pause(ctx, "acme", ctl("bob", "year-end prep")); err != nil {
+	if err := d.Controls().Pause(ctx, "acme", ctl("bob", "year-end prep")); err != nil {
 		t.Fatal(err)
 	}
 	clk.add(time.Minute)
-	lifted, err := d.Resume(ctx, "acme", ctl("alice", "prep done"))
+	lifted, err := d.Controls().Resume(ctx, "acme", ctl("alice", "prep done"))
 	if err != nil || lifted == nil || lifted.By != "bob" || lifted.Why != "year-end prep" {
 		t.Fatalf("resume of bob's pause: lifted %+v, %v", lifted, err)
 	}
 	clk.add(time.Minute)
-	if lifted, err := d.Resume(ctx, "acme", ctl("alice", "again")); err != nil || lifted != nil {
+	if lifted, err := d.Controls().Resume(ctx, "acme", ctl("alice", "again")); err != nil || lifted != nil {
 		t.Fatalf("resume with nothing paused: lifted %+v, %v; want nothing", lifted, err)
 	}
 	clk.add(time.Minute)
 	yearEnd := dispatcher.Freeze{Organization: "acme", Start: clk.Now().Add(time.Hour), End: clk.Now().Add(48 * time.Hour), By: "carol", Why: "year end"}
-	recs, err := d.SetFreezes(ctx, []dispatcher.Freeze{yearEnd}, dispatcher.Control{By: "carol"})
+	recs, err := d.Controls().SetFreezes(ctx, []dispatcher.Freeze{yearEnd}, dispatcher.Control{By: "carol"})
 	if err != nil || len(recs) != 1 || recs[0].Action != dispatcher.AuditFreezeAdded {
 		t.Fatalf("freeze added: %+v, %v", recs, err)
 	}
 	clk.add(time.Minute)
 	// Lifting another's freeze with an empty list needs a why.
-	if _, err := d.SetFreezes(ctx, nil, dispatcher.Control{By: "dave"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "year end") {
+	if _, err := d.Controls().SetFreezes(ctx, nil, dispatcher.Control{By: "dave"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "year end") {
 		t.Fatalf("freeze removed without a why: %v, want it refused naming the freeze", err)
 	}
-	if fs, _ := d.Freezes(ctx); len(fs) != 1 {
+	if fs, _ := d.Reads().Freezes(ctx); len(fs) != 1 {
 		t.Fatalf("a refused removal removed the freeze: %+v", fs)
 	}
-	recs, err = d.SetFreezes(ctx, nil, ctl("dave", "the auditors are done early"))
+	recs, err = d.Controls().SetFreezes(ctx, nil, ctl("dave", "the auditors are done early"))
 	if err != nil || len(recs) != 1 || recs[0].Action != dispatcher.AuditFreezeRemoved || recs[0].By != "dave" || !strings.Contains(recs[0].Before, "carol: year end") {
 		t.Fatalf("freeze removed: %+v, %v", recs, err)
 	}
 	clk.add(time.Minute)
 	db := dispatcher.Exclusion{Organization: "acme", Name: "db", By: "erin", Why: "by hand"}
 	tagged := dispatcher.Exclusion{Tag: "no-cascade", By: "erin", Why: "audited"}
-	if recs, err = d.SetExclusions(ctx, []dispatcher.Exclusion{db, tagged}, dispatcher.Control{By: "erin"}); err != nil || len(recs) != 2 {
+	if recs, err = d.Controls().SetExclusions(ctx, []dispatcher.Exclusion{db, tagged}, dispatcher.Control{By: "erin"}); err != nil || len(recs) != 2 {
 		t.Fatalf("exclusions added: %+v, %v", recs, err)
 	}
 	clk.add(time.Minute)
 	tagged.By = "frank" // as the API sends back a list: the caller's name on every entry
-	recs, err = d.SetExclusions(ctx, []dispatcher.Exclusion{tagged}, ctl("frank", "db is automated now"))
+	recs, err = d.Controls().SetExclusions(ctx, []dispatcher.Exclusion{tagged}, ctl("frank", "db is automated now"))
 	if err != nil || len(recs) != 1 || recs[0].Action != dispatcher.AuditExclusionRemoved || recs[0].Workspace != "db" || recs[0].By != "frank" {
 		t.Fatalf("exclusion removed: %+v, %v", recs, err)
 	}
-	if excl, _ := d.Exclusions(ctx); len(excl) != 1 || excl[0].By != "erin" || !excl[0].At.Equal(clk.Now().Add(-time.Minute)) {
+	if excl, _ := d.Reads().Exclusions(ctx); len(excl) != 1 || excl[0].By != "erin" || !excl[0].At.Equal(clk.Now().Add(-time.Minute)) {
 		t.Errorf("the exclusion kept does not keep who decided it and when: %+v", excl)
 	}
 
-	trail, err := d.Audit(ctx, dispatcher.AuditFilter{})
+	trail, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,42 +168,42 @@ func TestControlsAreChecked(t *testing.T) {
 	d, _, _ := auditEngine(t)
 	ctx := context.Background()
 	long := strings.Repeat("x", 60000)
-	if err := d.Pause(ctx, "", dispatcher.Control{By: "bob", Why: long}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 characters") {
+	if err := d.Controls().Pause(ctx, "", dispatcher.Control{By: "bob", Why: long}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 characters") {
 		t.Errorf("a 60,000-character why: %v", err)
 	}
-	if err := d.Pause(ctx, "", dispatcher.Control{By: strings.Repeat("b", 300), Why: "w"}); !errors.Is(err, dispatcher.ErrBadControl) {
+	if err := d.Controls().Pause(ctx, "", dispatcher.Control{By: strings.Repeat("b", 300), Why: "w"}); !errors.Is(err, dispatcher.ErrBadControl) {
 		t.Errorf("a 300-character who: %v", err)
 	}
-	if err := d.Pause(ctx, "nosuch", dispatcher.Control{By: "bob", Why: "w"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) || !strings.Contains(err.Error(), "organization nosuch is not known to TFE") {
+	if err := d.Controls().Pause(ctx, "nosuch", dispatcher.Control{By: "bob", Why: "w"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) || !strings.Contains(err.Error(), "organization nosuch is not known to TFE") {
 		t.Errorf("a pause of an unknown organization: %v", err)
 	}
-	if p, _ := d.Paused(ctx); len(p) != 0 {
+	if p, _ := d.Reads().Paused(ctx); len(p) != 0 {
 		t.Errorf("a refused pause is in force: %+v", p)
 	}
 	now := time.Now()
-	if _, err := d.SetFreezes(ctx, []dispatcher.Freeze{{Organization: "nosuch", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) {
+	if _, err := d.Controls().SetFreezes(ctx, []dispatcher.Freeze{{Organization: "nosuch", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrUnknownOrganization) {
 		t.Errorf("a freeze of an unknown organization: %v", err)
 	}
 	many := make([]dispatcher.Exclusion, dispatcher.MaxList+1)
 	for i := range many {
 		many[i] = dispatcher.Exclusion{Name: fmt.Sprintf("ws-%d", i), By: "bob", Why: "w"}
 	}
-	if _, err := d.SetExclusions(ctx, many, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 exclusions") {
+	if _, err := d.Controls().SetExclusions(ctx, many, dispatcher.Control{By: "bob"}); !errors.Is(err, dispatcher.ErrBadControl) || !strings.Contains(err.Error(), "at most 1000 exclusions") {
 		t.Errorf("1,001 exclusions: %v", err)
 	}
-	if trail, err := d.Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 0 {
+	if trail, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 0 {
 		t.Errorf("refused controls left audit records: %+v, %v", trail, err)
 	}
 
 	// The brake works while TFE does not answer; its record says the
 	// organization was not checked. A freeze, planned ahead, waits.
-	if err := d.Pause(ctx, "unreachable", dispatcher.Control{By: "bob", Why: "incident"}); err != nil {
+	if err := d.Controls().Pause(ctx, "unreachable", dispatcher.Control{By: "bob", Why: "incident"}); err != nil {
 		t.Errorf("a pause while TFE does not answer: %v", err)
 	}
-	if trail, err := d.Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 1 || !strings.Contains(trail[0].After, "not checked") {
+	if trail, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{}); err != nil || len(trail) != 1 || !strings.Contains(trail[0].After, "not checked") {
 		t.Errorf("the record of a pause not checked: %+v, %v", trail, err)
 	}
-	if _, err := d.SetFreezes(ctx, []dispatcher.Freeze{{Organization: "unreachable", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); err == nil ||
+	if _, err := d.Controls().SetFreezes(ctx, []dispatcher.Freeze{{Organization: "unreachable", Start: now, End: now.Add(time.Hour), By: "bob", Why: "w"}}, dispatcher.Control{By: "bob"}); err == nil ||
 		errors.Is(err, dispatcher.ErrUnknownOrganization) || errors.Is(err, dispatcher.ErrBadControl) {
 		t.Errorf("a freeze while TFE does not answer: %v, want the engine's trouble", err)
 	}
@@ -218,20 +218,20 @@ func TestAuditListsNewestFirst(t *testing.T) {
 	const n = 600 // more than two windows of the walk back
 	for i := range n {
 		org := []string{"acme", "beta"}[i%2]
-		if err := d.Pause(ctx, org, dispatcher.Control{By: "bob", Why: fmt.Sprintf("pause %d", i)}); err != nil {
+		if err := d.Controls().Pause(ctx, org, dispatcher.Control{By: "bob", Why: fmt.Sprintf("pause %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 		clk.add(time.Second)
 	}
 	before := d.KVOps()
-	last, err := d.Audit(ctx, dispatcher.AuditFilter{Limit: 3})
+	last, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Limit: 3})
 	if err != nil || len(last) != 3 || last[0].Why != "pause 599" || last[2].Why != "pause 597" {
 		t.Fatalf("the last 3: %+v, %v", last, err)
 	}
 	if ops := d.KVOps() - before; ops > 3 {
 		t.Errorf("the last 3 records took %d requests, want at most 3", ops)
 	}
-	acme, err := d.Audit(ctx, dispatcher.AuditFilter{Organization: "acme", Limit: 1000})
+	acme, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Organization: "acme", Limit: 1000})
 	if err != nil || len(acme) != n/2 || acme[0].Why != "pause 598" || acme[n/2-1].Why != "pause 0" {
 		t.Fatalf("acme's: %d records, %v", len(acme), err)
 	}
@@ -240,14 +240,14 @@ func TestAuditListsNewestFirst(t *testing.T) {
 			t.Fatalf("acme's record %d: %+v", i, r)
 		}
 	}
-	since, err := d.Audit(ctx, dispatcher.AuditFilter{Since: start.Add(590 * time.Second), Limit: 1000})
+	since, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Since: start.Add(590 * time.Second), Limit: 1000})
 	if err != nil || len(since) != 10 || since[9].Why != "pause 590" {
 		t.Fatalf("since the 590th: %d records, %v", len(since), err)
 	}
-	if none, err := d.Audit(ctx, dispatcher.AuditFilter{Cascade: "c-run-none"}); err != nil || len(none) != 0 {
+	if none, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Cascade: "c-run-none"}); err != nil || len(none) != 0 {
 		t.Errorf("a cascade without controls: %+v, %v", none, err)
 	}
-	if future, err := d.Audit(ctx, dispatcher.AuditFilter{Since: time.Now().Add(time.Hour)}); err != nil || len(future) != 0 {
+	if future, err := d.Reads().Audit(ctx, dispatcher.AuditFilter{Since: time.Now().Add(time.Hour)}); err != nil || len(future) != 0 {
 		t.Errorf("since a time to come: %+v, %v", future, err)
 	}
 }

@@ -353,7 +353,7 @@ func (h *harness) measure(d *dispatcher.Dispatcher, ct *countingTransport, root 
 		wg.Go(func() {
 			confirmed := map[string]bool{}
 			for ctx.Err() == nil {
-				if v, err := d.Snapshot(ctx, id); err == nil {
+				if v, err := d.Reads().Snapshot(ctx, id); err == nil {
 					for _, m := range v.Members {
 						if m.State == cascade.AwaitingApproval && !confirmed[m.RunID] {
 							if h.client.Runs.Apply(ctx, m.RunID, tfe.RunApplyOptions{Comment: tfe.String("looks good")}) == nil {
@@ -374,7 +374,7 @@ func (h *harness) measure(d *dispatcher.Dispatcher, ct *countingTransport, root 
 	deadline := time.Now().Add(timeout)
 	for {
 		var err error
-		v, err = d.Snapshot(h.ctx, id)
+		v, err = d.Reads().Snapshot(h.ctx, id)
 		if err == nil && v.State == dispatcher.StateDone {
 			break
 		}
@@ -398,7 +398,7 @@ func (h *harness) measure(d *dispatcher.Dispatcher, ct *countingTransport, root 
 	if v.Outcome != cascade.OutcomeApplied {
 		h.t.Fatalf("got %s:%s", v.Outcome, states(v))
 	}
-	if list, err := d.List(h.ctx, dispatcher.Filter{Since: started.Add(-time.Second)}); err != nil || len(list) != 1 {
+	if list, err := d.Reads().List(h.ctx, dispatcher.Filter{Since: started.Add(-time.Second)}); err != nil || len(list) != 1 {
 		h.t.Fatalf("got %d cascades started (%v), want 1: %+v", len(list), err, list)
 	}
 	r, err := h.client.Runs.Read(h.ctx, rootRun)
@@ -643,7 +643,7 @@ func BenchmarkCascade1000(b *testing.B) {
 			start := time.Now()
 			rootRun := h.start("root")
 			time.Sleep(2 * time.Minute)
-			list, err := d.List(h.ctx, dispatcher.Filter{Since: start.Add(-time.Second)})
+			list, err := d.Reads().List(h.ctx, dispatcher.Filter{Since: start.Add(-time.Second)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -717,7 +717,7 @@ func BenchmarkKVOpsPerEvent(b *testing.B) {
 			for range b.N {
 				for s := range sample {
 					id := cascade.ID(roots[s*open/sample])
-					v, err := d.Snapshot(ctx, id)
+					v, err := d.Reads().Snapshot(ctx, id)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -883,7 +883,7 @@ func BenchmarkHundredCascades(b *testing.B) {
 				deadline := time.Now().Add(30 * time.Minute)
 				for pending := slices.Clone(roots); len(pending) > 0; {
 					pending = slices.DeleteFunc(pending, func(r string) bool {
-						v, err := engines[0].Snapshot(h.ctx, cascade.ID(r))
+						v, err := engines[0].Reads().Snapshot(h.ctx, cascade.ID(r))
 						return err == nil && v.State == dispatcher.StateDone
 					})
 					if time.Now().After(deadline) {
@@ -899,7 +899,7 @@ func BenchmarkHundredCascades(b *testing.B) {
 				twice := 0
 				var waits []time.Duration
 				for i := range cascades {
-					v, err := engines[0].Snapshot(h.ctx, cascade.ID(roots[i]))
+					v, err := engines[0].Reads().Snapshot(h.ctx, cascade.ID(roots[i]))
 					if err != nil {
 						b.Fatal(err)
 					}

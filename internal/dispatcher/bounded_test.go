@@ -79,7 +79,7 @@ func TestReadsAndWatchesOpenNoConsumerEach(t *testing.T) {
 	id := cascade.ID(h.start("c00"))
 	var first dispatcher.MemberView
 	waitFor(t, "the first member to wait for a person", func() bool {
-		v, err := d.Snapshot(h.ctx, id)
+		v, err := d.Reads().Snapshot(h.ctx, id)
 		if err != nil || v.Members[0].State != cascade.AwaitingApproval {
 			return false
 		}
@@ -95,14 +95,14 @@ func TestReadsAndWatchesOpenNoConsumerEach(t *testing.T) {
 		if err := d.Reconcile(h.ctx, id); err != nil && !errors.Is(err, dispatcher.ErrLeaseHeld) {
 			t.Fatal(err)
 		}
-		if _, err := d.Snapshot(h.ctx, id); err != nil {
+		if _, err := d.Reads().Snapshot(h.ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if list, err := d.List(h.ctx, dispatcher.Filter{}); err != nil || len(list) != 1 {
+	if list, err := d.Reads().List(h.ctx, dispatcher.Filter{}); err != nil || len(list) != 1 {
 		t.Fatalf("list: %v, %v", list, err)
 	}
-	if _, err := d.Paused(h.ctx); err != nil {
+	if _, err := d.Reads().Paused(h.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := c.created() - before; n != 0 {
@@ -116,7 +116,7 @@ func TestReadsAndWatchesOpenNoConsumerEach(t *testing.T) {
 	latest := make([]atomic.Pointer[dispatcher.View], readers)
 	var wg sync.WaitGroup
 	for i := range readers {
-		views, err := d.Watch(ctx, id)
+		views, err := d.Reads().Watch(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +128,7 @@ func TestReadsAndWatchesOpenNoConsumerEach(t *testing.T) {
 			}
 		}()
 	}
-	idle, err := d.Watch(ctx, id) // never read until the end
+	idle, err := d.Reads().Watch(ctx, id) // never read until the end
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,10 +180,10 @@ func TestWatchAgainAfterTheLastReader(t *testing.T) {
 	h := newHarness(t, chain(2, personApproves, 200), tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	id := cascade.ID(h.start("c00"))
-	waitFor(t, "the cascade", func() bool { _, err := d.Snapshot(h.ctx, id); return err == nil })
+	waitFor(t, "the cascade", func() bool { _, err := d.Reads().Snapshot(h.ctx, id); return err == nil })
 	for range 3 {
 		ctx, stop := context.WithTimeout(h.ctx, 30*time.Second)
-		views, err := d.Watch(ctx, id)
+		views, err := d.Reads().Watch(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}

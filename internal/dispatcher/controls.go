@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
@@ -23,6 +24,34 @@ import (
 // cascade go with its other records (the state TTL); the others live in
 // the controls bucket, which has no TTL: a pause stays until someone lifts
 // it.
+
+// Controls are the operators' controls that change things: Pause,
+// Resume, Cancel, Retry, Approve, SetExclusions and SetFreezes. Each is
+// checked before it is stored (who and why bounded, names well formed, an
+// organization TFE knows), stored, kept in the audit trail with who, why,
+// when and what it changed, and then the cascades it may concern are
+// looked at: that, and reopening a retried cascade, is all they ask of
+// the engine. They share the engine's store and options;
+// Dispatcher.Controls returns them.
+type Controls struct {
+	opts   *Options
+	store  *store
+	audit  jetstream.KeyValue // the audit trail, written
+	log    *zap.Logger
+	orgs   Organizations // nil: organizations are not checked
+	engine engine
+}
+
+// engine is what a control asks of the engine (*Dispatcher is one).
+type engine interface {
+	// lookAt asks for a full look at a cascade now.
+	lookAt(ctx context.Context, id string) error
+	// lookAtRunning asks for a full look at every running cascade of an
+	// organization, or of all when it is "".
+	lookAtRunning(ctx context.Context, org string) error
+	// reopen marks a finished cascade running again.
+	reopen(ctx context.Context, id string) error
+}
 
 // Control is an operator's decision.
 type Control struct {
@@ -73,8 +102,8 @@ func (c *Control) validate() error {
 }
 
 // cascadePlan reads the plan of the cascade a control names.
-func (d *Dispatcher) cascadePlan(ctx context.Context, id string) (*cascade.Plan, error) {
-	p, err := d.store.plan(ctx, id)
+func (ctl *Controls) cascadePlan(ctx context.Context, id string) (*cascade.Plan, error) {
+	p, err := ctl.store.plan(ctx, id)
 	if isMissing(err) {
 		return nil, fmt.Errorf("cascade %s: %w", id, ErrNoCascade)
 	}
@@ -103,16 +132,17 @@ type controls struct {
 
 // controls gathers what operators decided about a cascade. A control that
 // cannot be read is reported to the core (Unreadable), which holds the
-// cascade; what was read before it still counts.
-func (d *Dispatcher) controls(ctx context.Context, p *cascade.Plan) (controls, error) {
-	r, err := d.controlRecords(ctx, p)
+// cascade; what was read before it still counts. It is the read model's,
+// and the engine's looks read the controls through it too.
+func (rm *Reads) controls(ctx context.Context, p *cascade.Plan) (controls, error) {
+	r, err := rm.controlRecords(ctx, p)
 	if err != nil {
 		return controls{}, err
 	}
-	return controls{Controls: cascade.EvaluateControls(p, r, nil, d.opts.Now()), records: r}, nil
+	return controls{Controls: cascade.EvaluateControls(p, r, nil, rm.opts.Now()), records: r}, nil
 }
 
-func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (cascade.ControlRecords, error) {
+func (rm *Reads) controlRecords(ctx context.Context, p *cascade.Plan) (cascade.ControlRecords, error) {
 	var r cascade.ControlRecords
 	hold := func(err error) (cascade.ControlRecords, error) {
 		if errors.Is(err, errMalformed) {
@@ -122,7 +152,7 @@ func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (casca
 		return r, err
 	}
 	for i, org := range []string{"", p.Organization} {
-		pc, err := d.store.pause(ctx, org)
+		pc, err := rm.store.pause(ctx, org)
 		if err != nil {
 			return hold(err)
 		}
@@ -132,26 +162,26 @@ func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (casca
 			r.OrgPause = pc.describe()
 		}
 	}
-	freezes, err := d.store.freezes(ctx)
+	freezes, err := rm.store.freezes(ctx)
 	if err != nil {
 		return hold(err)
 	}
 	for _, f := range freezes {
 		r.Freezes = append(r.Freezes, cascade.Freeze(f))
 	}
-	if cc, err := d.store.cancellation(ctx, p.ID); err != nil {
+	if cc, err := rm.store.cancellation(ctx, p.ID); err != nil {
 		return hold(err)
 	} else if cc != nil {
 		r.Cancelled, r.CancelRuns = cc.describe(), cc.StopRuns
 	}
-	excl, err := d.store.exclusions(ctx)
+	excl, err := rm.store.exclusions(ctx)
 	if err != nil {
 		return hold(err)
 	}
 	for _, x := range excl {
 		r.Exclusions = append(r.Exclusions, cascade.Exclusion(x))
 	}
-	retries, err := d.store.retries(ctx, p.ID)
+	retries, err := rm.store.retries(ctx, p.ID)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return r, err
 	}
@@ -159,9 +189,9 @@ func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (casca
 	for ws, rc := range retries {
 		r.Retries[ws] = rc.ID
 	}
-	r.GuardLimit = d.opts.GuardLimit
+	r.GuardLimit = rm.opts.GuardLimit
 	if held, _ := cascade.Guard(len(p.Members), r.GuardLimit, ""); held {
-		ac, err := d.store.approval(ctx, p.ID)
+		ac, err := rm.store.approval(ctx, p.ID)
 		if err != nil {
 			return hold(err)
 		}
@@ -177,32 +207,14 @@ func (d *Dispatcher) controlRecords(ctx context.Context, p *cascade.Plan) (casca
 // and then every cascade it may concern gets a look.
 
 // newControl checks a control being used and stamps it.
-func (d *Dispatcher) newControl(c *Control) error {
+func (ctl *Controls) newControl(c *Control) error {
 	if err := checkDecision(c.By, c.Why); err != nil {
 		return err
 	}
 	if c.At.IsZero() {
-		c.At = d.opts.Now()
+		c.At = ctl.opts.Now()
 	}
 	c.At = c.At.UTC()
-	return nil
-}
-
-// lookAtRunning asks for a full look at every running cascade (of org, or
-// all when it is empty).
-func (d *Dispatcher) lookAtRunning(ctx context.Context, org string) error {
-	metas, err := d.metas(ctx)
-	if err != nil {
-		return err
-	}
-	for id, m := range metas {
-		if m.State == StateRunning && (org == "" || m.Organization == org) {
-			if err := d.store.markDirty(ctx, id, "", d.opts.Now(), true); err != nil {
-				return err
-			}
-		}
-	}
-	d.nudge()
 	return nil
 }
 
@@ -217,33 +229,33 @@ func where(org string) string {
 // TFE must know. A pause is the brake of an incident: when TFE cannot
 // say whether it knows the organization (it does not answer), the pause
 // is taken all the same, and its record says it was not checked.
-func (d *Dispatcher) Pause(ctx context.Context, org string, c Control) error {
-	if err := d.newControl(&c); err != nil {
+func (ctl *Controls) Pause(ctx context.Context, org string, c Control) error {
+	if err := ctl.newControl(&c); err != nil {
 		return err
 	}
 	unchecked := ""
-	if err := d.knownOrganization(ctx, org); errors.Is(err, ErrBadControl) || errors.Is(err, ErrUnknownOrganization) {
+	if err := ctl.knownOrganization(ctx, org); errors.Is(err, ErrBadControl) || errors.Is(err, ErrUnknownOrganization) {
 		return err
 	} else if err != nil {
-		d.log.Warn("pause taken without checking its organization", zap.String("organization", org), zap.Error(err))
+		ctl.log.Warn("pause taken without checking its organization", zap.String("organization", org), zap.Error(err))
 		unchecked = "; the organization was not checked: TFE did not answer"
 	}
-	before, err := d.store.pause(ctx, org)
+	before, err := ctl.store.pause(ctx, org)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
-	if err := d.store.putPause(ctx, org, c); err != nil {
+	if err := ctl.store.putPause(ctx, org, c); err != nil {
 		return err
 	}
-	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditPause, Organization: org,
+	rerr := ctl.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditPause, Organization: org,
 		Before: describePause(before), After: describePause(&c) + " (" + where(org) + unchecked + ")"})
-	return errors.Join(d.lookAtRunning(ctx, org), rerr)
+	return errors.Join(ctl.engine.lookAtRunning(ctx, org), rerr)
 }
 
 // Resume lifts a pause, and returns it; nil when nothing was paused there.
 // The same cascades continue.
-func (d *Dispatcher) Resume(ctx context.Context, org string, c Control) (*Control, error) {
-	if err := d.newControl(&c); err != nil {
+func (ctl *Controls) Resume(ctx context.Context, org string, c Control) (*Control, error) {
+	if err := ctl.newControl(&c); err != nil {
 		return nil, err
 	}
 	if org != "" {
@@ -251,7 +263,7 @@ func (d *Dispatcher) Resume(ctx context.Context, org string, c Control) (*Contro
 			return nil, err
 		}
 	}
-	lifted, err := d.store.liftPause(ctx, org)
+	lifted, err := ctl.store.liftPause(ctx, org)
 	if err != nil {
 		return nil, err
 	}
@@ -259,32 +271,26 @@ func (d *Dispatcher) Resume(ctx context.Context, org string, c Control) (*Contro
 	if lifted == nil {
 		after = "nothing was paused " + where(org)
 	}
-	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditResume, Organization: org,
+	rerr := ctl.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditResume, Organization: org,
 		Before: describePause(lifted), After: after})
-	return lifted, errors.Join(d.lookAtRunning(ctx, org), rerr)
-}
-
-// Paused returns the pauses in force: "" for the global one, else the
-// organization.
-func (d *Dispatcher) Paused(ctx context.Context) (map[string]Control, error) {
-	return d.store.pauses(ctx)
+	return lifted, errors.Join(ctl.engine.lookAtRunning(ctx, org), rerr)
 }
 
 // Cancel stops a cascade; with c.StopRuns, its runs that have not started
 // applying are stopped too.
-func (d *Dispatcher) Cancel(ctx context.Context, id string, c Control) error {
-	if err := d.newControl(&c); err != nil {
+func (ctl *Controls) Cancel(ctx context.Context, id string, c Control) error {
+	if err := ctl.newControl(&c); err != nil {
 		return err
 	}
-	p, err := d.cascadePlan(ctx, id)
+	p, err := ctl.cascadePlan(ctx, id)
 	if err != nil {
 		return err
 	}
-	before, err := d.store.cancellation(ctx, id)
+	before, err := ctl.store.cancellation(ctx, id)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
-	if err := d.store.putCancellation(ctx, id, c); err != nil {
+	if err := ctl.store.putCancellation(ctx, id, c); err != nil {
 		return err
 	}
 	was, now := "not cancelled", "cancelled: it dispatches nothing more"
@@ -294,10 +300,9 @@ func (d *Dispatcher) Cancel(ctx context.Context, id string, c Control) error {
 	if c.StopRuns {
 		now += ", and its runs that have not started applying are stopped"
 	}
-	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditCancel, Organization: p.Organization, Cascade: id,
+	rerr := ctl.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditCancel, Organization: p.Organization, Cascade: id,
 		Before: was, After: now})
-	d.nudge()
-	return errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
+	return errors.Join(ctl.engine.lookAt(ctx, id), rerr)
 }
 
 // ErrConflict marks a control that does not fit the cascade as it stands
@@ -319,11 +324,11 @@ type RetryResult struct {
 // in any other state, or in a cancelled cascade, is refused (ErrConflict),
 // and nothing changes: a retry never reopens a cascade for a member that
 // did not fail.
-func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Control) (*RetryResult, error) {
-	if err := d.newControl(&c); err != nil {
+func (ctl *Controls) Retry(ctx context.Context, id, workspaceID string, c Control) (*RetryResult, error) {
+	if err := ctl.newControl(&c); err != nil {
 		return nil, err
 	}
-	p, err := d.cascadePlan(ctx, id)
+	p, err := ctl.cascadePlan(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -331,12 +336,12 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	if i < 0 {
 		return nil, fmt.Errorf("%w: workspace %s is not a member of cascade %s", ErrBadControl, workspaceID, id)
 	}
-	if cc, err := d.store.cancellation(ctx, id); err != nil && !errors.Is(err, errMalformed) {
+	if cc, err := ctl.store.cancellation(ctx, id); err != nil && !errors.Is(err, errMalformed) {
 		return nil, err
 	} else if cc != nil {
 		return nil, fmt.Errorf("%w: cascade %s is cancelled (%s): nothing in it runs again", ErrConflict, id, cc.describe())
 	}
-	st, _, err := d.store.readMembers(ctx, p, true)
+	st, _, err := ctl.store.readMembers(ctx, p, true)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +350,7 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	}
 	res := &RetryResult{Member: p.Members[i].Name, Unblocks: cascade.Unblocks(p, st, i)}
 	c.ID = strconv.FormatInt(c.At.UnixNano(), 36)
-	tries, err := d.store.addRetry(ctx, id, workspaceID, c)
+	tries, err := ctl.store.addRetry(ctx, id, workspaceID, c)
 	if err != nil {
 		return nil, err
 	}
@@ -354,47 +359,26 @@ func (d *Dispatcher) Retry(ctx context.Context, id, workspaceID string, c Contro
 	if len(res.Unblocks) > 0 {
 		after += "; it resumes " + strings.Join(res.Unblocks, ", ")
 	}
-	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditRetry, Organization: p.Organization, Cascade: id,
-		Workspace: name, Before: d.describeMember(ctx, p, workspaceID), After: after})
-	if err := d.reopen(ctx, id); err != nil {
+	rerr := ctl.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditRetry, Organization: p.Organization, Cascade: id,
+		Workspace: name, Before: ctl.describeMember(ctx, p, workspaceID), After: after})
+	if err := ctl.engine.reopen(ctx, id); err != nil {
 		return nil, err
 	}
-	d.nudge()
-	return res, errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
-}
-
-// reopen marks a finished cascade running again (a retry).
-func (d *Dispatcher) reopen(ctx context.Context, id string) error {
-	for {
-		m, rev, err := d.store.meta(ctx, id)
-		if err != nil {
-			return err
-		}
-		if m.State == StateRunning {
-			return nil
-		}
-		if m.State == StateDone {
-			m.Reopened++ // its finish was counted: the next one is not
-		}
-		m.State, m.Outcome, m.FinishedAt = StateRunning, "", time.Time{}
-		if _, err := d.store.putMeta(ctx, id, m, rev); err == nil || !isConflict(err) {
-			return err
-		}
-	}
+	return res, errors.Join(ctl.engine.lookAt(ctx, id), rerr)
 }
 
 // Approve lets a cascade the blast-radius guard holds go. A cascade the
 // guard does not hold (no guard, few enough members, approved already,
 // or no longer running) is refused (ErrConflict), and nothing changes.
-func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
-	if err := d.newControl(&c); err != nil {
+func (ctl *Controls) Approve(ctx context.Context, id string, c Control) error {
+	if err := ctl.newControl(&c); err != nil {
 		return err
 	}
-	p, err := d.cascadePlan(ctx, id)
+	p, err := ctl.cascadePlan(ctx, id)
 	if err != nil {
 		return err
 	}
-	before, err := d.store.approval(ctx, id)
+	before, err := ctl.store.approval(ctx, id)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return err
 	}
@@ -402,22 +386,21 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 	if before != nil {
 		approvedBy = before.describe()
 	}
-	if held, why := cascade.Guard(len(p.Members), d.opts.GuardLimit, approvedBy); !held {
+	if held, why := cascade.Guard(len(p.Members), ctl.opts.GuardLimit, approvedBy); !held {
 		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: %s", ErrConflict, id, why)
 	}
-	if m, _, err := d.store.meta(ctx, id); err != nil {
+	if m, _, err := ctl.store.meta(ctx, id); err != nil {
 		return err
 	} else if m.State != StateRunning {
 		return fmt.Errorf("%w: the blast-radius guard does not hold cascade %s: it is %s", ErrConflict, id, m.State)
 	}
-	if err := d.store.putApproval(ctx, id, c); err != nil {
+	if err := ctl.store.putApproval(ctx, id, c); err != nil {
 		return err
 	}
-	was := fmt.Sprintf("%d members; the blast-radius guard (limit %d) holds it until approved", len(p.Members), d.opts.GuardLimit)
-	rerr := d.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditApprove, Organization: p.Organization, Cascade: id,
+	was := fmt.Sprintf("%d members; the blast-radius guard (limit %d) holds it until approved", len(p.Members), ctl.opts.GuardLimit)
+	rerr := ctl.record(ctx, AuditRecord{At: c.At, By: c.By, Why: c.Why, Action: AuditApprove, Organization: p.Organization, Cascade: id,
 		Before: was, After: "approved: the guard lets it go"})
-	d.nudge()
-	return errors.Join(d.store.markDirty(ctx, id, "", d.opts.Now(), true), rerr)
+	return errors.Join(ctl.engine.lookAt(ctx, id), rerr)
 }
 
 // SetExclusions replaces the exclusion list. An exclusion kept as it was
@@ -425,11 +408,11 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, c Control) error {
 // and when; each one added or removed is recorded in the audit trail, a
 // removal with c's who and why (required when anything is removed). It
 // returns the records.
-func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Control) ([]AuditRecord, error) {
+func (ctl *Controls) SetExclusions(ctx context.Context, excl []Exclusion, c Control) ([]AuditRecord, error) {
 	if len(excl) > MaxList {
 		return nil, fmt.Errorf("%w: at most %d exclusions, not %d", ErrBadControl, MaxList, len(excl))
 	}
-	now := d.opts.Now().UTC()
+	now := ctl.opts.Now().UTC()
 	for i, x := range excl {
 		if (x.Name == "") == (x.Tag == "") {
 			return nil, fmt.Errorf("%w: exclusions[%d]: an exclusion names a workspace or a tag (not both)", ErrBadControl, i)
@@ -453,9 +436,9 @@ func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Cont
 		return x.Organization + "\x00" + x.Name + "\x00" + strings.ToLower(x.Tag) + "\x00" + x.Why
 	}
 	var recs []AuditRecord
-	known := d.organizationChecker()
+	known := ctl.organizationChecker()
 	// An unreadable list is replaced, each new one recorded as added.
-	err := d.store.replaceExclusions(ctx, func(old []Exclusion) ([]Exclusion, error) {
+	err := ctl.store.replaceExclusions(ctx, func(old []Exclusion) ([]Exclusion, error) {
 		was := map[string]Exclusion{}
 		for _, x := range old {
 			was[key(x)] = x
@@ -494,20 +477,15 @@ func (d *Dispatcher) SetExclusions(ctx context.Context, excl []Exclusion, c Cont
 	if err != nil {
 		return nil, err
 	}
-	rerr := d.record(ctx, recs...)
-	return recs, errors.Join(d.lookAtRunning(ctx, ""), rerr)
-}
-
-// Exclusions returns the exclusion list.
-func (d *Dispatcher) Exclusions(ctx context.Context) ([]Exclusion, error) {
-	return d.store.exclusions(ctx)
+	rerr := ctl.record(ctx, recs...)
+	return recs, errors.Join(ctl.engine.lookAtRunning(ctx, ""), rerr)
 }
 
 // SetFreezes replaces the freeze windows. A window kept as it was (the
 // same organization, start, end and why) keeps who decided it; each one
 // added or removed is recorded in the audit trail, a removal with c's who
 // and why (required when anything is removed). It returns the records.
-func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]AuditRecord, error) {
+func (ctl *Controls) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]AuditRecord, error) {
 	if len(fs) > MaxList {
 		return nil, fmt.Errorf("%w: at most %d freeze windows, not %d", ErrBadControl, MaxList, len(fs))
 	}
@@ -522,10 +500,10 @@ func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]
 	key := func(f Freeze) string {
 		return f.Organization + "\x00" + f.Start.UTC().Format(time.RFC3339Nano) + "\x00" + f.End.UTC().Format(time.RFC3339Nano) + "\x00" + f.Why
 	}
-	now := d.opts.Now().UTC()
+	now := ctl.opts.Now().UTC()
 	var recs []AuditRecord
-	known := d.organizationChecker()
-	err := d.store.replaceFreezes(ctx, func(old []Freeze) ([]Freeze, error) {
+	known := ctl.organizationChecker()
+	err := ctl.store.replaceFreezes(ctx, func(old []Freeze) ([]Freeze, error) {
 		was := map[string]Freeze{}
 		for _, f := range old {
 			was[key(f)] = f
@@ -565,20 +543,15 @@ func (d *Dispatcher) SetFreezes(ctx context.Context, fs []Freeze, c Control) ([]
 	if err != nil {
 		return nil, err
 	}
-	rerr := d.record(ctx, recs...)
-	return recs, errors.Join(d.lookAtRunning(ctx, ""), rerr)
-}
-
-// Freezes returns the freeze windows.
-func (d *Dispatcher) Freezes(ctx context.Context) ([]Freeze, error) {
-	return d.store.freezes(ctx)
+	rerr := ctl.record(ctx, recs...)
+	return recs, errors.Join(ctl.engine.lookAtRunning(ctx, ""), rerr)
 }
 
 // describeMember words how a member stands, for a record's before.
-func (d *Dispatcher) describeMember(ctx context.Context, p *cascade.Plan, ws string) string {
+func (ctl *Controls) describeMember(ctx context.Context, p *cascade.Plan, ws string) string {
 	i := p.Index(ws)
 	st := cascade.Initial(p, i)
-	if v, ok, err := d.store.member(ctx, p.ID, ws); err == nil && ok {
+	if v, ok, err := ctl.store.member(ctx, p.ID, ws); err == nil && ok {
 		st = v
 	}
 	s := fmt.Sprintf("member %s (%s) %s", p.Name(ws), ws, st.State)

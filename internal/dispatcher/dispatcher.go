@@ -294,7 +294,6 @@ type Dispatcher struct {
 	deps    Deps
 	log     *zap.Logger
 	store   *store
-	audit   jetstream.KeyValue // the operators' controls, as they were used
 	metrics *Metrics
 	tools   *toolCache
 	self    selfCache
@@ -305,7 +304,8 @@ type Dispatcher struct {
 
 	wake chan struct{} // the scheduler's: a due entry changed
 
-	watchers watchHub // the read model's watches, one KV watch for all
+	reads *Reads    // the read model, on the same store and options
+	ctl   *Controls // the operators' controls, likewise
 }
 
 // New checks the options and sets the KV buckets up, with the configured
@@ -346,13 +346,23 @@ func New(ctx context.Context, opts Options, deps Deps) (*Dispatcher, error) {
 	if deps.Log == nil {
 		deps.Log = zap.NewNop()
 	}
-	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, audit: audit, metrics: deps.Metrics, wake: make(chan struct{}, 1),
+	d := &Dispatcher{opts: o, deps: deps, log: deps.Log, metrics: deps.Metrics, wake: make(chan struct{}, 1),
 		prefetches: make(chan graph.Workspace, maxPrefetchQueue)}
 	d.store = newStore(deps.JetStream.Conn(), kv, ctl, leases, d.malformedRecord)
 	d.tools = newToolCache(deps.ToolVersions, o.CacheTTL, o.Now)
 	d.lists.Keep = listReuse
+	d.reads = &Reads{opts: &d.opts, store: d.store, audit: audit, log: d.log}
+	d.ctl = &Controls{opts: &d.opts, store: d.store, audit: audit, log: d.log, orgs: deps.Organizations, engine: d}
 	return d, nil
 }
+
+// Reads is the engine's read model: what the operator API, the web page
+// and the demo see of cascades and controls.
+func (d *Dispatcher) Reads() *Reads { return d.reads }
+
+// Controls are the engine's operators' controls: what the operator API
+// changes.
+func (d *Dispatcher) Controls() *Controls { return d.ctl }
 
 // malformedRecord reports, once, a KV record that cannot be used. Whoever
 // wrote it (a bug, another version, or someone with access to NATS), it is

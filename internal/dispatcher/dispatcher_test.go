@@ -82,7 +82,7 @@ func TestApprovalDiscardedBlocksDownstream(t *testing.T) {
 	id := cascade.ID(root)
 	var runID string
 	waitFor(t, "b to await approval", func() bool {
-		v, err := d.Snapshot(h.ctx, id)
+		v, err := d.Reads().Snapshot(h.ctx, id)
 		if err != nil || len(v.Members) == 0 {
 			return false
 		}

@@ -55,6 +55,21 @@
 //   - Setting up converges: the buckets are created or read back whatever
 //     the order and timing of replicas (events.EnsureKeyValue).
 //
-// Snapshot, List and Watch are the read model: the only way, outside this
-// package, to see cascades.
+// It has three faces, on one store and one set of options (shared, never
+// copied), so that a caller depends only on what it uses:
+//
+//   - Dispatcher is the engine: Run consumes events and reconciles
+//     cascades (intake, looks, holds, actions, the schedule, prefetches,
+//     output gating, gauges). It is the only one that writes a cascade's
+//     state or talks to TFE about runs and workspaces.
+//   - Reads (Dispatcher.Reads) is the read model: List, Snapshot, Watch,
+//     Why, Paused, Freezes, Exclusions, Status and Audit. It changes
+//     nothing and opens no consumer beyond the one shared watch; it is the
+//     only way, outside this package, to see cascades.
+//   - Controls (Dispatcher.Controls) are the operators' controls: Pause,
+//     Resume, Cancel, Retry, Approve, SetExclusions and SetFreezes, each
+//     checked, stored and kept in the audit trail. Of the engine they
+//     only ask, through a small interface, that the cascades a control
+//     concerns be looked at soon and that a retried cascade reopen; the
+//     engine's next look applies the control.
 package dispatcher

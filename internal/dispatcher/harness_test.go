@@ -253,7 +253,7 @@ func (h *harness) done(d *dispatcher.Dispatcher, id string, timeout time.Duratio
 	deadline := time.Now().Add(timeout)
 	for {
 		var err error
-		v, err = d.Snapshot(h.ctx, id)
+		v, err = d.Reads().Snapshot(h.ctx, id)
 		if err == nil && v.State == dispatcher.StateDone {
 			return v
 		}
@@ -275,7 +275,7 @@ func (h *harness) until(d *dispatcher.Dispatcher, id, what string, timeout time.
 	deadline := time.Now().Add(timeout)
 	for {
 		var err error
-		v, err = d.Snapshot(h.ctx, id)
+		v, err = d.Reads().Snapshot(h.ctx, id)
 		if err == nil && cond(v) {
 			return
 		}
@@ -296,7 +296,7 @@ func (h *harness) person(d *dispatcher.Dispatcher, id string, names ...string) {
 	h.t.Cleanup(cancel)
 	go func() {
 		for ctx.Err() == nil {
-			v, err := d.Snapshot(ctx, id)
+			v, err := d.Reads().Snapshot(ctx, id)
 			if err == nil {
 				for _, m := range v.Members {
 					if m.State == cascade.AwaitingApproval && slices.Contains(names, m.Name) {

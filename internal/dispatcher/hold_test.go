@@ -99,11 +99,11 @@ func TestHoldReleasedWhenSetAside(t *testing.T) {
 	}
 	// The next look (a recheck comes every second) finds the record.
 	testutil.WaitFor(t, "the cascade to be set aside", time.Minute, func() bool {
-		list, err := d.List(h.ctx, dispatcher.Filter{State: string(dispatcher.StateSetAside)})
+		list, err := d.Reads().List(h.ctx, dispatcher.Filter{State: string(dispatcher.StateSetAside)})
 		return err == nil && len(list) == 1 && list[0].ID == id
 	})
 	if locked() {
-		all, _ := d.List(h.ctx, dispatcher.Filter{})
+		all, _ := d.Reads().List(h.ctx, dispatcher.Filter{})
 		for _, c := range all {
 			t.Logf("cascade %+v", c)
 		}
@@ -127,15 +127,15 @@ func TestCancelStopsWhatAnApplyingRunQueues(t *testing.T) {
 	root := h.start("root")
 	id := cascade.ID(root)
 	testutil.WaitFor(t, "a to apply its cascade run", time.Minute, func() bool {
-		v, err := d.Snapshot(h.ctx, id)
+		v, err := d.Reads().Snapshot(h.ctx, id)
 		runs := h.runs("a")
 		return err == nil && len(v.Members) == 2 && len(runs) > 0 && runs[0].Status == tfe.RunApplying
 	})
-	if err := d.Cancel(h.ctx, id, dispatcher.Control{By: "ops", Why: "wrong change", StopRuns: true}); err != nil {
+	if err := d.Controls().Cancel(h.ctx, id, dispatcher.Control{By: "ops", Why: "wrong change", StopRuns: true}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "the cascade to read cancelled", 30*time.Second, func() bool {
-		v, err := d.Snapshot(h.ctx, id)
+		v, err := d.Reads().Snapshot(h.ctx, id)
 		return err == nil && v.State == dispatcher.StateDone && v.Outcome == cascade.OutcomeCancelled
 	})
 	// In the look the cancel calls for, not once a's apply is over.

@@ -25,7 +25,7 @@ func TestSharedWatchIsMadeAgainWhenItEnds(t *testing.T) {
 	if _, err := d.store.createPlan(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	views, err := d.Watch(ctx, p.ID)
+	views, err := d.reads.Watch(ctx, p.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +46,10 @@ func TestSharedWatchIsMadeAgainWhenItEnds(t *testing.T) {
 	}
 	see("first")
 
-	d.watchers.mu.Lock()
-	r := d.watchers.run
+	d.reads.watchers.mu.Lock()
+	r := d.reads.watchers.run
 	old := r.w
-	d.watchers.mu.Unlock()
+	d.reads.watchers.mu.Unlock()
 	if old == nil {
 		t.Fatal("no shared watch open while a reader watches")
 	}
@@ -58,8 +58,8 @@ func TestSharedWatchIsMadeAgainWhenItEnds(t *testing.T) {
 	}
 	see("while the watch was made again")
 	testutil.WaitFor(t, "the shared watch to be made again", 30*time.Second, func() bool {
-		d.watchers.mu.Lock()
-		defer d.watchers.mu.Unlock()
+		d.reads.watchers.mu.Lock()
+		defer d.reads.watchers.mu.Unlock()
 		return r.w != nil && r.w != old
 	})
 	see("after")

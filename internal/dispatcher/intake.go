@@ -223,7 +223,7 @@ func (d *Dispatcher) start(ctx context.Context, g *graph.Graph, gp *graph.Plan, 
 		d.deps.Alerts.Raise(ctx, alerts.Alert{
 			Kind: alerts.KindCycle, Severity: alerts.SeverityCritical, Organization: p.Organization,
 			Workspace: root.WorkspaceName, WorkspaceID: root.WorkspaceID, RunID: root.RunID, CascadeID: id,
-			RunURL: d.runURL(p.Organization, root.WorkspaceName, root.RunID),
+			RunURL: d.opts.runURL(p.Organization, root.WorkspaceName, root.RunID),
 			Message: fmt.Sprintf("run triggers form a cycle %s in %s; its workspaces and those downstream of it are not run by cascades (first seen in cascade %s from %s)",
 				cy, p.Organization, id, root.WorkspaceName),
 			Key: "cycle/" + p.Organization + "/" + cy,

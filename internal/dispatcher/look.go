@@ -56,7 +56,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease.Lease, id string, pre ma
 	if err != nil {
 		return err
 	}
-	ctl, err := d.controls(ctx, p)
+	ctl, err := d.reads.controls(ctx, p)
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func TestForgedRootsStartNothing(t *testing.T) {
 	h.forge("acme", h.id("a"), "a", evilRun, "applied", now.Add(time.Millisecond))                        // another organization's run, said to be a's
 	h.forge("acme", h.sim.WorkspaceID("evil", "x"), "x", evilRun, "applied", now.Add(2*time.Millisecond)) // another organization's workspace, said to be acme's
 	waitFor(t, "each lie to be rejected", func() bool { return len(h.alerts.Of(alerts.KindEventRejected)) >= 3 })
-	list, err := d.List(h.ctx, dispatcher.Filter{})
+	list, err := d.Reads().List(h.ctx, dispatcher.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestEarlyAndStaleEventsChangeNothing(t *testing.T) {
 	id := cascade.ID(root)
 	var bRun string
 	waitFor(t, "b to plan", func() bool {
-		v, err := d.Snapshot(h.ctx, id)
+		v, err := d.Reads().Snapshot(h.ctx, id)
 		if err != nil {
 			return false
 		}
@@ -121,7 +121,7 @@ func TestEarlyAndStaleEventsChangeNothing(t *testing.T) {
 	// b "errored", says a stale event, after it applied.
 	h.forge("acme", h.id("b"), "b", bRun, "errored", time.Now())
 	waitFor(t, "the stale event to be handled", func() bool { return d.Metric("handled") >= 1 })
-	v2, err := d.Snapshot(h.ctx, id)
+	v2, err := d.Reads().Snapshot(h.ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestReplayedRootsStartNothing(t *testing.T) {
 	d, _ = h.engine(later)
 	h.forge("acme", h.id("a"), "a", root, "applied", time.Now().Add(time.Second))
 	waitFor(t, "the late replay to be handled", func() bool { return d.Metric("handled") >= 2 })
-	list, err := d.List(h.ctx, dispatcher.Filter{})
+	list, err := d.Reads().List(h.ctx, dispatcher.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,30 @@ import (
 // this package reads the engine's KV keys; the demo, the operator API and
 // the web page use these.
 
+// Reads is the read model: cascades (List, Snapshot, Watch, Why), the
+// operators' controls in force (Paused, Freezes, Exclusions, Status) and
+// their audit trail (Audit). It only reads: nothing it does changes a
+// cascade, a control or the engine's schedule, and it reads by direct
+// gets, opening no JetStream consumer; every Watch of a process shares one
+// KV watch. It shares the engine's store and options; Dispatcher.Reads
+// returns it.
+type Reads struct {
+	opts  *Options
+	store *store
+	audit jetstream.KeyValue // the audit trail, read backwards
+	log   *zap.Logger
+
+	watchers watchHub // the watches, one KV watch for all
+}
+
+// runURL is where a person sees a run in TFE's UI.
+func (o *Options) runURL(org, workspace, runID string) string {
+	if o.Address == "" {
+		return ""
+	}
+	return o.Address + "/app/" + org + "/workspaces/" + workspace + "/runs/" + runID
+}
+
 // View is one cascade: its root, how it stands, and its members in
 // dispatch order.
 type View struct {
@@ -99,32 +123,32 @@ type Summary struct {
 var ErrNoCascade = errors.New("no such cascade")
 
 // Snapshot returns a cascade as it stands.
-func (d *Dispatcher) Snapshot(ctx context.Context, id string) (*View, error) {
-	p, err := d.store.plan(ctx, id)
+func (rm *Reads) Snapshot(ctx context.Context, id string) (*View, error) {
+	p, err := rm.store.plan(ctx, id)
 	if isMissing(err) {
 		return nil, ErrNoCascade
 	}
 	if err != nil {
 		return nil, err
 	}
-	meta, _, err := d.store.meta(ctx, id)
+	meta, _, err := rm.store.meta(ctx, id)
 	if isMissing(err) {
 		meta = Meta{State: StateRunning, StartedAt: p.StartedAt}
 	} else if err != nil {
 		return nil, err
 	}
-	st, _, err := d.store.members(ctx, p)
+	st, _, err := rm.store.members(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	v := d.view(p, meta, st)
-	d.withControls(ctx, p, v)
+	v := rm.view(p, meta, st)
+	rm.withControls(ctx, p, v)
 	return v, nil
 }
 
 // withControls adds the operators' controls in force to a view.
-func (d *Dispatcher) withControls(ctx context.Context, p *cascade.Plan, v *View) {
-	c, err := d.controls(ctx, p)
+func (rm *Reads) withControls(ctx context.Context, p *cascade.Plan, v *View) {
+	c, err := rm.controls(ctx, p)
 	if err != nil {
 		return // the view is still right about the members
 	}
@@ -134,10 +158,10 @@ func (d *Dispatcher) withControls(ctx context.Context, p *cascade.Plan, v *View)
 	}
 }
 
-func (d *Dispatcher) view(p *cascade.Plan, meta Meta, st []cascade.Status) *View {
+func (rm *Reads) view(p *cascade.Plan, meta Meta, st []cascade.Status) *View {
 	v := &View{
 		ID: p.ID, Organization: p.Organization, Root: p.Root.WorkspaceName, RootID: p.Root.WorkspaceID, RootRunID: p.Root.RunID,
-		RootRunURL: d.runURL(p.Organization, p.Root.WorkspaceName, p.Root.RunID), State: meta.State, Outcome: meta.Outcome,
+		RootRunURL: rm.opts.runURL(p.Organization, p.Root.WorkspaceName, p.Root.RunID), State: meta.State, Outcome: meta.Outcome,
 		Reason: meta.Reason, StartedAt: p.StartedAt, FinishedAt: meta.FinishedAt, DryRun: p.DryRun, Cycles: p.Cycles,
 		Counts: map[string]int{},
 	}
@@ -149,7 +173,7 @@ func (d *Dispatcher) view(p *cascade.Plan, meta Meta, st []cascade.Status) *View
 			FinishedAt: s.FinishedAt, Attempts: s.Attempts, Stopped: s.Stopped, Hold: s.Hold, WaitsFor: []string{},
 		}
 		if s.RunID != "" {
-			mv.RunURL = d.runURL(p.Organization, m.Name, s.RunID)
+			mv.RunURL = rm.opts.runURL(p.Organization, m.Name, s.RunID)
 		}
 		if g := s.Gate; g != nil {
 			mv.OutputsChanged, mv.NotGated, mv.Gate = g.Changed, g.NotGated, g.Summary()
@@ -178,8 +202,8 @@ type Filter struct {
 
 // List returns the cascades the engine keeps (the state TTL), newest
 // first.
-func (d *Dispatcher) List(ctx context.Context, f Filter) ([]Summary, error) {
-	metas, err := d.metas(ctx)
+func (rm *Reads) List(ctx context.Context, f Filter) ([]Summary, error) {
+	metas, err := rm.metas(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +214,7 @@ func (d *Dispatcher) List(ctx context.Context, f Filter) ([]Summary, error) {
 			continue
 		}
 		if f.Workspace != "" {
-			p, err := d.store.plan(ctx, id)
+			p, err := rm.store.plan(ctx, id)
 			if err != nil || !involves(p, f.Workspace) {
 				continue
 			}
@@ -216,8 +240,8 @@ func involves(p *cascade.Plan, ws string) bool {
 
 // metas reads the meta of every cascade kept, by a scan of direct gets:
 // no consumer, so that API readers never take those the engine needs.
-func (d *Dispatcher) metas(ctx context.Context) (map[string]Meta, error) {
-	return d.store.metas(ctx)
+func (rm *Reads) metas(ctx context.Context) (map[string]Meta, error) {
+	return rm.store.metas(ctx)
 }
 
 // Watch sends a cascade's view now and after every change, until ctx ends
@@ -227,8 +251,8 @@ func (d *Dispatcher) metas(ctx context.Context) (map[string]Meta, error) {
 //
 // However many readers, a process has one KV watch of the cascades (see
 // watchHub): readers never take the consumers the engine needs.
-func (d *Dispatcher) Watch(ctx context.Context, id string) (<-chan *View, error) {
-	p, err := d.store.plan(ctx, id)
+func (rm *Reads) Watch(ctx context.Context, id string) (<-chan *View, error) {
+	p, err := rm.store.plan(ctx, id)
 	if isMissing(err) {
 		return nil, ErrNoCascade
 	}
@@ -236,10 +260,10 @@ func (d *Dispatcher) Watch(ctx context.Context, id string) (<-chan *View, error)
 		return nil, err
 	}
 	out := make(chan *View, 1)
-	g := d.watchers.join(d, p, out)
+	g := rm.watchers.join(rm, p, out)
 	go func() {
 		<-ctx.Done()
-		d.watchers.leave(g, out) // closes out
+		rm.watchers.leave(g, out) // closes out
 	}()
 	return out, nil
 }
@@ -291,7 +315,7 @@ type watchGroup struct {
 // is tried again after a failure.
 const hubRetry = time.Second
 
-func (h *watchHub) join(d *Dispatcher, p *cascade.Plan, out chan *View) *watchGroup {
+func (h *watchHub) join(rm *Reads, p *cascade.Plan, out chan *View) *watchGroup {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.groups == nil {
@@ -307,12 +331,12 @@ func (h *watchHub) join(d *Dispatcher, p *cascade.Plan, out chan *View) *watchGr
 			g.st[i] = cascade.Initial(p, i)
 		}
 		h.groups[p.ID] = g
-		go g.serve(d)
+		go g.serve(rm)
 		if h.run == nil {
 			ctx, cancel := context.WithCancel(context.Background())
 			r := &hubRun{cancel: cancel}
 			h.run = r
-			go h.watch(ctx, d, r)
+			go h.watch(ctx, rm, r)
 		}
 		if h.run.watching {
 			g.refresh()
@@ -350,12 +374,12 @@ func (h *watchHub) leave(g *watchGroup, out chan *View) {
 
 // watch keeps the shared watch open until ctx ends, routing each change
 // to the group of its cascade.
-func (h *watchHub) watch(ctx context.Context, d *Dispatcher, r *hubRun) {
+func (h *watchHub) watch(ctx context.Context, rm *Reads, r *hubRun) {
 	for ctx.Err() == nil {
-		w, err := d.store.viewWatch(ctx)
+		w, err := rm.store.viewWatch(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				d.log.Warn("watch of cascades for their readers could not start; trying again", zap.Error(err))
+				rm.log.Warn("watch of cascades for their readers could not start; trying again", zap.Error(err))
 			}
 			select {
 			case <-ctx.Done():
@@ -375,7 +399,7 @@ func (h *watchHub) watch(ctx context.Context, d *Dispatcher, r *hubRun) {
 		h.mu.Unlock()
 		_ = w.Stop()
 		if ctx.Err() == nil {
-			d.log.Warn("watch of cascades for their readers ended; starting it again")
+			rm.log.Warn("watch of cascades for their readers ended; starting it again")
 		}
 	}
 }
@@ -441,7 +465,7 @@ func (g *watchGroup) poke() {
 
 // serve builds the cascade's view after each change and offers it to every
 // reader, until the last reader goes.
-func (g *watchGroup) serve(d *Dispatcher) {
+func (g *watchGroup) serve(rm *Reads) {
 	for {
 		select {
 		case <-g.ctx.Done():
@@ -449,12 +473,12 @@ func (g *watchGroup) serve(d *Dispatcher) {
 		case <-g.kick:
 		}
 		if g.reload.Swap(false) {
-			if err := g.read(d); err != nil {
+			if err := g.read(rm); err != nil {
 				if g.ctx.Err() != nil {
 					return
 				}
 				if g.retry == 0 {
-					d.log.Warn("read of a watched cascade failed; trying again", zap.String("cascade_id", g.id), zap.Error(err))
+					rm.log.Warn("read of a watched cascade failed; trying again", zap.String("cascade_id", g.id), zap.Error(err))
 				}
 				g.retry = min(2*g.retry+hubRetry, 30*time.Second)
 				time.AfterFunc(g.retry, g.refresh)
@@ -467,9 +491,9 @@ func (g *watchGroup) serve(d *Dispatcher) {
 			g.mu.Unlock()
 			continue
 		}
-		v := d.view(g.p, g.meta, slices.Clone(g.st))
+		v := rm.view(g.p, g.meta, slices.Clone(g.st))
 		g.mu.Unlock()
-		d.withControls(g.ctx, g.p, v)
+		rm.withControls(g.ctx, g.p, v)
 		g.mu.Lock()
 		g.last = v
 		for out := range g.subs {
@@ -482,12 +506,12 @@ func (g *watchGroup) serve(d *Dispatcher) {
 // read reads the cascade's meta and members (direct gets, no consumer) and
 // merges them by revision with what the watch brought meanwhile. A record
 // that cannot be read (reported once) leaves what the group had.
-func (g *watchGroup) read(d *Dispatcher) error {
-	st, revs, err := d.store.readMembers(g.ctx, g.p, true)
+func (g *watchGroup) read(rm *Reads) error {
+	st, revs, err := rm.store.readMembers(g.ctx, g.p, true)
 	if err != nil {
 		return err
 	}
-	meta, metaRev, err := d.store.meta(g.ctx, g.id)
+	meta, metaRev, err := rm.store.meta(g.ctx, g.id)
 	if err != nil && !isMissing(err) && !errors.Is(err, errMalformed) {
 		return err
 	}

@@ -43,11 +43,11 @@ type WhyEntry struct {
 // Why explains what the cascades kept (for the state TTL) did to a
 // workspace, by name or ID, newest first; org narrows it to one
 // organization (names are unique only inside one).
-func (d *Dispatcher) Why(ctx context.Context, org, workspace string) (*Why, error) {
+func (rm *Reads) Why(ctx context.Context, org, workspace string) (*Why, error) {
 	if workspace == "" {
 		return nil, errors.New("name a workspace")
 	}
-	metas, err := d.metas(ctx)
+	metas, err := rm.metas(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func (d *Dispatcher) Why(ctx context.Context, org, workspace string) (*Why, erro
 		if org != "" && meta.Organization != org {
 			continue
 		}
-		p, err := d.store.plan(ctx, id)
+		p, err := rm.store.plan(ctx, id)
 		if err != nil {
 			if isMissing(err) || errors.Is(err, errMalformed) {
 				continue
@@ -67,7 +67,7 @@ func (d *Dispatcher) Why(ctx context.Context, org, workspace string) (*Why, erro
 			CascadeState: meta.State, Outcome: meta.Outcome}
 		if p.Root.WorkspaceID == workspace || p.Root.WorkspaceName == workspace {
 			e.State, e.RunID = "root", p.Root.RunID
-			e.RunURL = d.runURL(p.Organization, p.Root.WorkspaceName, p.Root.RunID)
+			e.RunURL = rm.opts.runURL(p.Organization, p.Root.WorkspaceName, p.Root.RunID)
 			e.Explanation = fmt.Sprintf("%s started the cascade %s: its run %s %s.", p.Root.WorkspaceName, id, p.Root.RunID,
 				map[bool]string{true: "applied", false: "finished with no changes"}[p.Root.Status == "applied"])
 			out.Cascades = append(out.Cascades, e)
@@ -77,7 +77,7 @@ func (d *Dispatcher) Why(ctx context.Context, org, workspace string) (*Why, erro
 		if i < 0 {
 			continue
 		}
-		st, _, err := d.store.members(ctx, p)
+		st, _, err := rm.store.members(ctx, p)
 		if err != nil {
 			if errors.Is(err, errMalformed) {
 				e.State, e.Explanation = "unknown", "the cascade's records cannot be read: it was set aside (see the malformed_state alert)"
@@ -89,7 +89,7 @@ func (d *Dispatcher) Why(ctx context.Context, org, workspace string) (*Why, erro
 		s := st[i]
 		e.State, e.Reason, e.RunID = string(s.State), s.Reason, s.RunID
 		if s.RunID != "" {
-			e.RunURL = d.runURL(p.Organization, p.Members[i].Name, s.RunID)
+			e.RunURL = rm.opts.runURL(p.Organization, p.Members[i].Name, s.RunID)
 		}
 		e.Explanation = cascade.Explain(p, st, i)
 		out.Cascades = append(out.Cascades, e)
@@ -100,7 +100,7 @@ func (d *Dispatcher) Why(ctx context.Context, org, workspace string) (*Why, erro
 		}
 		return strings.Compare(a.CascadeID, b.CascadeID)
 	})
-	excl, err := d.Exclusions(ctx)
+	excl, err := rm.Exclusions(ctx)
 	if err != nil && !errors.Is(err, errMalformed) {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func (d *Dispatcher) Why(ctx context.Context, org, workspace string) (*Why, erro
 	}
 	if len(out.Cascades) == 0 {
 		out.Explanation = fmt.Sprintf("No cascade kept (the last %s) reached %s: no run applied upstream of it in that time, "+
-			"or it is not downstream of any workspace by run triggers.", duration(d.opts.StateTTL), workspace)
+			"or it is not downstream of any workspace by run triggers.", duration(rm.opts.StateTTL), workspace)
 		if out.Excluded != nil {
 			out.Explanation += fmt.Sprintf(" It is excluded from cascades (%s: %s).", out.Excluded.By, out.Excluded.Why)
 		}
