@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // Events are hints (C12): they say where to look, never what happened.
@@ -28,7 +29,7 @@ type Event struct {
 // (C1): applied, or, when configured (noChangesStarts), finished with no
 // changes.
 func StartsCascade(status string, noChangesStarts bool) bool {
-	return status == "applied" || (noChangesStarts && status == "planned_and_finished")
+	return status == runstatus.Applied || (noChangesStarts && status == runstatus.PlannedAndFinished)
 }
 
 // Relevant reports whether an event about a member's workspace can change
@@ -42,7 +43,7 @@ func Relevant(member *Status, ev Event) bool {
 	if member == nil {
 		return true
 	}
-	if member.Stopping == ev.RunID && (ev.Status == "canceled" || ev.Status == "discarded") {
+	if member.Stopping == ev.RunID && (ev.Status == runstatus.Canceled || ev.Status == runstatus.Discarded) {
 		// The run the cascade stopped ended as it should; a held member's
 		// release waits on it.
 		return member.Hold == HoldHeld

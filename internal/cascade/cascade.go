@@ -3,7 +3,9 @@
 // function that turns what was observed in TFE into state transitions,
 // actions to take and the time to look again.
 //
-// It does no I/O: no NATS, no go-tfe, no clock reads. The dispatcher is the
+// It does no I/O: no NATS, no go-tfe, no clock reads; run statuses are
+// TFE's vocabulary (internal/tfeclient/runstatus, which imports nothing).
+// The dispatcher is the
 // shell around it: it reads TFE, calls Decide, stores the transitions and
 // carries out the actions. Everything the cascade rules say
 // (docs/design.md, C1–C14) is decided here and tested here, with tables and
@@ -48,6 +50,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // Plan is a cascade as it was fixed when it started: its root and its
@@ -83,7 +86,7 @@ type Root struct {
 }
 
 // fired reports whether TFE's run triggers fired from the root's run.
-func (r Root) fired() bool { return r.Status == "applied" }
+func (r Root) fired() bool { return r.Status == runstatus.Applied }
 
 // Member is a workspace of the cascade other than the root.
 type Member struct {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/setting"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // ApplyPolicy says when a cascade run applies without a person.
@@ -608,7 +609,7 @@ func (d *decider) pick(i int, runs []Run, ws Workspace, listed bool) (*Run, bool
 		}
 		// The newest; of two queued in the same instant (two upstreams that
 		// applied at once), the one already running.
-		if best == nil || r.CreatedAt.After(best.CreatedAt) || (r.CreatedAt.Equal(best.CreatedAt) && best.Status == "pending" && r.Status != "pending") {
+		if best == nil || r.CreatedAt.After(best.CreatedAt) || (r.CreatedAt.Equal(best.CreatedAt) && best.Status == runstatus.Pending && r.Status != runstatus.Pending) {
 			best = r
 		}
 	}
@@ -635,7 +636,7 @@ func (d *decider) eligible(i int, r *Run, ws Workspace) bool {
 	case r.AutoApply && !d.wantAuto(ws):
 		// Against the apply policy: stopped, unless it already applied;
 		// then it is the member's run, for a second one would apply twice.
-		return r.Status == "applied"
+		return r.Status == runstatus.Applied
 	}
 	return true
 }
@@ -794,7 +795,7 @@ func (d *decider) running(i int) {
 			at = d.now // later than TFE's: what follows waits longer, never less
 		}
 		d.set(i, s)
-		d.end(i, outcome(r.Status), CauseRun, "run "+r.Status, r.Status == "applied", at)
+		d.end(i, outcome(r.Status), CauseRun, "run "+r.Status, r.Status == runstatus.Applied, at)
 	case r.awaitsPerson():
 		if s.WantAutoApply && !r.AutoApply && r.Confirmable && !s.ApplyRequested && d.gate() == "" && !d.p.DryRun {
 			s.State, s.Reason, s.ApplyRequested = Running, "applying its run, as the apply policy says", true
@@ -811,7 +812,7 @@ func (d *decider) running(i int) {
 		s.State, s.Reason = Running, "run "+r.Status
 		d.set(i, s)
 		ws, seen := d.in.Facts.Workspaces[d.p.Members[i].WorkspaceID]
-		if r.Status == "pending" && seen && ws.Locked && ws.LockedByRun == "" && !(d.mine(ws) && s.Hold.open()) {
+		if r.Status == runstatus.Pending && seen && ws.Locked && ws.LockedByRun == "" && !(d.mine(ws) && s.Hold.open()) {
 			d.busy(i, "run pending: "+d.p.Members[i].Name+" is locked by "+lockHolder(ws))
 			return
 		}
@@ -1054,7 +1055,7 @@ func quiet(s Status) bool { return s.State.Final() && s.Stopping == "" }
 // the cascade keeps was broken (events about it came too late, or never).
 func (d *decider) escaped(i int, r Run) {
 	s := d.next[i]
-	if r.Status != "applied" || (s.State == Ready && !r.CreatedAt.Before(s.ReadyAt)) {
+	if r.Status != runstatus.Applied || (s.State == Ready && !r.CreatedAt.Before(s.ReadyAt)) {
 		return
 	}
 	if s.Escaped == 0 || r.ID != s.LastEscaped {

@@ -1,6 +1,10 @@
 package cascade
 
-import "time"
+import (
+	"time"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
+)
 
 // Facts are what the engine observed in TFE for one decision.
 type Facts struct {
@@ -111,25 +115,19 @@ func (r *Run) Native() bool { return r.Source == SourceRunTrigger }
 // stopped reports whether the run ended by being stopped, not by its own
 // plan or apply.
 func (r Run) stopped() bool {
-	return r.Status == "canceled" || r.Status == "force_canceled" || r.Status == "discarded"
+	return r.Status == runstatus.Canceled || r.Status == runstatus.ForceCanceled || r.Status == runstatus.Discarded
 }
 
 // Final reports whether a run status is one a run never leaves.
-func Final(status string) bool {
-	switch status {
-	case "applied", "planned_and_finished", "planned_and_saved", "errored", "canceled", "force_canceled", "discarded":
-		return true
-	}
-	return false
-}
+func Final(status string) bool { return runstatus.Final(status) }
 
 // awaitsPerson reports whether a run in its status waits for a person:
 // to confirm its plan, or to decide on a policy or a run task.
 func (r *Run) awaitsPerson() bool {
 	switch r.Status {
-	case "policy_override", "policy_soft_failed", "post_plan_awaiting_decision":
+	case runstatus.PolicyOverride, runstatus.PolicySoftFailed, runstatus.PostPlanAwaitingDecision:
 		return true
-	case "planned", "cost_estimated", "policy_checked", "post_plan_completed":
+	case runstatus.Planned, runstatus.CostEstimated, runstatus.PolicyChecked, runstatus.PostPlanCompleted:
 		return !r.AutoApply
 	}
 	return false
@@ -138,9 +136,9 @@ func (r *Run) awaitsPerson() bool {
 // outcome maps a final run status to the member state it ends in.
 func outcome(status string) State {
 	switch status {
-	case "applied":
+	case runstatus.Applied:
 		return Applied
-	case "planned_and_finished", "planned_and_saved":
+	case runstatus.PlannedAndFinished, runstatus.PlannedAndSaved:
 		return NoChanges
 	}
 	return Failed
@@ -150,7 +148,7 @@ func outcome(status string) State {
 // stopping it now may interrupt an apply, so the cascade does not.
 func (r *Run) applying() bool {
 	switch r.Status {
-	case "applying", "apply_queued", "confirmed", "queuing_apply":
+	case runstatus.Applying, runstatus.ApplyQueued, runstatus.Confirmed, runstatus.QueuingApply:
 		return true
 	}
 	return false

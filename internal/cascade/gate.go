@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // Output gating (RunWhen outputs). A member gated on outputs runs when at
@@ -75,7 +77,7 @@ func (d *decider) stopEager(i int, ws Workspace) {
 	held := d.mine(ws) && d.next[i].Hold.open()
 	runs, _ := d.runsIn(i, ws)
 	for _, r := range runs {
-		if held && r.Status == "pending" {
+		if held && r.Status == runstatus.Pending {
 			continue
 		}
 		if r.Native() && r.AutoApply && !Final(r.Status) && !r.CreatedAt.Before(d.p.Root.FinishedAt) {

@@ -33,6 +33,7 @@ import (
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfegraph"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfenotify"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfesim"
@@ -519,7 +520,7 @@ func check(e Expect, rep *Report) []string {
 	// alert for the run is what tells its force-cancel from a person's
 	// cancel.
 	forceCancelled := func(r Row) bool {
-		return r.State == cascade.Failed && (r.RunStatus == "canceled" || r.RunStatus == "force_canceled") &&
+		return r.State == cascade.Failed && (r.RunStatus == runstatus.Canceled || r.RunStatus == runstatus.ForceCanceled) &&
 			slices.ContainsFunc(rep.Alerts, func(a alerts.Alert) bool { return a.Kind == alerts.KindRunCancelled && a.RunID == r.RunID })
 	}
 	want(e.ForceCancelled, forceCancelled, "been force-cancelled")

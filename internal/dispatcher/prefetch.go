@@ -8,6 +8,7 @@ import (
 
 	"github.com/tfe-orchestrator/orchestrator/internal/events"
 	"github.com/tfe-orchestrator/orchestrator/internal/graph"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // Reading a cascade's run triggers cold costs a call per member, and a
@@ -28,7 +29,7 @@ const (
 // prefetch queues the read of the run triggers of the closure of the
 // workspace a run starts planning in.
 func (d *Dispatcher) prefetch(ev *events.RunEvent) {
-	if ev.Status != "planning" {
+	if ev.Status != runstatus.Planning {
 		return
 	}
 	select {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // Why is what the cascades the engine keeps did to one workspace.
@@ -69,7 +70,7 @@ func (rm *Reads) Why(ctx context.Context, org, workspace string) (*Why, error) {
 			e.State, e.RunID = "root", p.Root.RunID
 			e.RunURL = rm.opts.runURL(p.Organization, p.Root.WorkspaceName, p.Root.RunID)
 			e.Explanation = fmt.Sprintf("%s started the cascade %s: its run %s %s.", p.Root.WorkspaceName, id, p.Root.RunID,
-				map[bool]string{true: "applied", false: "finished with no changes"}[p.Root.Status == "applied"])
+				map[bool]string{true: "applied", false: "finished with no changes"}[p.Root.Status == runstatus.Applied])
 			out.Cascades = append(out.Cascades, e)
 			continue
 		}

@@ -2,6 +2,8 @@ package watchdog
 
 import (
 	"time"
+
+	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
 // The watchdog's decisions, apart from reading TFE and acting on it: from
@@ -57,7 +59,7 @@ func Judge(f Facts, b Budgets, allowApplying bool, now time.Time) Verdict {
 		return Verdict{}
 	}
 	v := Verdict{Group: group, Age: now.Sub(f.Entered)}
-	if f.Status == "pending" {
+	if f.Status == runstatus.Pending {
 		switch {
 		case f.HeldByPerson:
 			v.Group, v.Why = GroupAwaiting, "is queued behind a locked workspace"
@@ -92,7 +94,7 @@ func MayBeOver(status string, entered time.Time, b Budgets, now time.Time) bool 
 		return false
 	}
 	least := b.For(group, 0, 0)
-	if status == "pending" {
+	if status == runstatus.Pending {
 		least = min(least, b.For(GroupAwaiting, 0, 0))
 	}
 	return now.Sub(entered) > least

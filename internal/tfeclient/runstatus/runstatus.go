@@ -3,11 +3,9 @@
 // which of them a run never leaves.
 //
 // It imports nothing, so that packages that must not depend on go-tfe (the
-// webhook intake, the decision core's tests) name statuses as the rest do;
+// webhook intake, the decision core) name statuses as the rest do;
 // internal/tfeclient reads go-tfe's runs with it (tfeclient.StatusAt: when
-// a run entered its status). The decision core, internal/cascade, keeps
-// the few statuses its rules name itself, and a test holds it to this
-// vocabulary.
+// a run entered its status).
 package runstatus
 
 // Run statuses, as TFE spells them.

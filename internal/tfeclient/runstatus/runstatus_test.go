@@ -3,7 +3,6 @@ package runstatus_test
 import (
 	"testing"
 
-	"github.com/tfe-orchestrator/orchestrator/internal/cascade"
 	"github.com/tfe-orchestrator/orchestrator/internal/tfeclient/runstatus"
 )
 
@@ -43,15 +42,5 @@ func TestVocabulary(t *testing.T) {
 	all[0] = "changed"
 	if runstatus.All()[0] != runstatus.Pending {
 		t.Error("All hands out the vocabulary itself: a caller changed it")
-	}
-}
-
-// The decision core keeps its own few statuses (it imports nothing of
-// TFE's): it must agree with the vocabulary on which are final.
-func TestTheCoreAgreesOnFinalStatuses(t *testing.T) {
-	for _, s := range append(runstatus.All(), "", "unknown") {
-		if cascade.Final(s) != runstatus.Final(s) {
-			t.Errorf("%q: the core says final %v, the vocabulary %v", s, cascade.Final(s), runstatus.Final(s))
-		}
 	}
 }
