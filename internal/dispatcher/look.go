@@ -73,7 +73,7 @@ func (d *Dispatcher) look(ctx context.Context, l *lease.Lease, id string, pre ma
 	var reads int
 	watches := cascade.Observe(p, st, dirty, full, pol, now)
 	d.log.Debug("look", zap.String("cascade_id", id), zap.Bool("full", full), zap.Strings("dirty", names(p, dueRec.Dirty)), zap.Int("watches", len(watches)))
-	if n, err := d.observe(ctx, p, watches, &facts, d.store.askedAt(id, dueRev)); err != nil {
+	if n, err := d.observe(ctx, p, watches, &facts, d.store.askedAt(id, dueRev, dueRec)); err != nil {
 		return err
 	} else {
 		reads += n

@@ -535,6 +535,18 @@ type due struct {
 	// entry's revision, even for a workspace already dirty: a look that
 	// handled it settles without forgetting an event that came during it.
 	Asks uint64 `json:"asks,omitempty"`
+	// AskedAt is the latest time, by the clock of each replica that wrote
+	// the entry, it was written: after every event it names came (see
+	// askedAt).
+	AskedAt time.Time `json:"asked_at,omitzero"`
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 const maxDirty = 10000
@@ -573,6 +585,7 @@ func (s *store) markDirty(ctx context.Context, id, ws string, at time.Time, full
 		}
 		d.Full = d.Full || full
 		d.Asks++ // written even when nothing else changed: see due
+		d.AskedAt = later(d.AskedAt, now)
 		nrev, err := s.swap(ctx, dueKey(id), d, rev)
 		if err == nil {
 			s.noteAsk(id, nrev, now)
@@ -599,7 +612,7 @@ func (s *store) settleDue(ctx context.Context, id string, seen uint64, handled [
 		case err != nil:
 			return err
 		}
-		nd := due{At: next, Dirty: d.Dirty, Asks: d.Asks}
+		nd := due{At: next, Dirty: d.Dirty, Asks: d.Asks, AskedAt: later(d.AskedAt, at)}
 		switch {
 		case rev == seen:
 			nd.Dirty = slices.DeleteFunc(slices.Clone(d.Dirty), func(w string) bool { return slices.Contains(handled, w) })
@@ -650,17 +663,22 @@ func (s *store) noteAsk(id string, rev uint64, at time.Time) {
 }
 
 // askedAt is the time since which what TFE says answers the look due at
-// revision rev of cascade id: when this process wrote that revision, after
-// reading the one before (so after every event it names came, and after
-// the actions of the look that wrote it), or zero where it does not know
-// (another replica wrote it): then only a read made from now answers.
-func (s *store) askedAt(id string, rev uint64) time.Time {
+// revision rev of cascade id, entry d: when that revision was written,
+// after reading the one before (so after every event it names came, and
+// after the actions of the look that wrote it). Written by this process,
+// it is known exactly; written by another replica, it is what that
+// replica's clock said, and clockSkew later by this one's. Zero: not
+// known, only a read made from now answers.
+func (s *store) askedAt(id string, rev uint64, d due) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a, ok := s.asked[id]; ok && a.rev == rev {
 		return a.at
 	}
-	return time.Time{}
+	if d.AskedAt.IsZero() {
+		return time.Time{}
+	}
+	return d.AskedAt.Add(clockSkew)
 }
 
 // dropDue forgets that a cascade is due, whatever marked it: one whose

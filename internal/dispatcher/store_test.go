@@ -289,52 +289,67 @@ func TestStoreIsTheOnlyDoorToItsBuckets(t *testing.T) {
 	}
 }
 
-// A look answers what it was asked from the moment this process wrote its
-// due entry (every event it names had come by then, and the look that
-// wrote it had acted), so a page of the workspace list read since then
-// serves it. Where another replica wrote the entry, or it moved on, that
-// moment is not known here: only a read from now serves.
-func TestAskedAtIsWhenThisProcessWroteTheDueEntry(t *testing.T) {
+// A look answers what it was asked from the moment its due entry was
+// written (every event it names had come by then, and the look that wrote
+// it had acted), so a page of the workspace list read since then serves
+// it. Written by this process, that moment is known exactly; written by
+// another replica, by that replica's clock, so clockSkew is added.
+func TestAskedAtIsWhenTheDueEntryWasWritten(t *testing.T) {
 	js, _ := testutil.JetStream(t)
 	d := newTestDispatcher(t, js, &testutil.Alerts{})
 	other := newTestDispatcher(t, js, &testutil.Alerts{}) // another replica
 	ctx := context.Background()
-	due := func() uint64 {
+	asked := func() time.Time {
 		t.Helper()
-		_, rev, err := d.store.due(ctx, "c-1", 0)
+		dv, rev, err := d.store.due(ctx, "c-1", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rev
+		return d.store.askedAt("c-1", rev, dv)
+	}
+	between := func(what string, at, from, to time.Time) {
+		t.Helper()
+		if at.Before(from) || at.After(to) {
+			t.Errorf("%s: asked at %v, want between %v and %v", what, at, from, to)
+		}
 	}
 	before := time.Now()
 	if err := d.store.markDirty(ctx, "c-1", "ws-a", time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
-	rev := due()
-	if at := d.store.askedAt("c-1", rev); at.Before(before) || at.After(time.Now()) {
-		t.Fatalf("asked at %v, want between the call and now", at)
+	between("this process's event", asked(), before, time.Now())
+
+	before = time.Now()
+	if err := other.store.markDirty(ctx, "c-1", "ws-b", time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	between("another replica's event", asked(), before.Add(clockSkew), time.Now().Add(clockSkew))
+
+	before = time.Now()
+	dv, rev, err := d.store.due(ctx, "c-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.store.settleDue(ctx, "c-1", rev, dv.Dirty, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	between("a look that settled here", asked(), before, time.Now())
+
+	// A clock behind does not move the time back: the entry keeps the
+	// latest it was written at.
+	late := time.Now().Add(time.Hour)
+	dv, rev, err = d.store.due(ctx, "c-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dv.AskedAt = late
+	if _, err := d.store.swap(ctx, dueKey("c-1"), dv, rev); err != nil {
+		t.Fatal(err)
 	}
 	if err := other.store.markDirty(ctx, "c-1", "ws-b", time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
-	if at := d.store.askedAt("c-1", due()); !at.IsZero() {
-		t.Errorf("after another replica's event: asked at %v, want not known", at)
-	}
-	if at := d.store.askedAt("c-1", rev); at.IsZero() {
-		t.Errorf("the revision this process wrote is no longer known")
-	}
-	acted := time.Now()
-	if err := d.store.settleDue(ctx, "c-1", due(), []string{"ws-a", "ws-b"}, time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if at := d.store.askedAt("c-1", due()); at.Before(acted) {
-		t.Errorf("after a look settled: asked at %v, before it settled (%v)", at, acted)
-	}
-	if err := d.store.settleDue(ctx, "c-1", due(), nil, time.Time{}); err != nil {
-		t.Fatal(err)
-	}
-	if at := d.store.askedAt("c-1", 0); !at.IsZero() {
-		t.Errorf("a deleted entry is asked at %v", at)
+	if at := asked(); !at.Equal(late.Add(clockSkew)) {
+		t.Errorf("after a write by a clock ahead: asked at %v, want %v", at, late.Add(clockSkew))
 	}
 }
