@@ -204,10 +204,14 @@ func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// a has one upstream and is not held: the run TFE's trigger
 			// queues there when root applies is stopped only when a look
-			// finds it (docs/limits.md). It waits three seconds in the
-			// queue, for that look to come on a loaded machine too; with
-			// no wait it applied first under the full suite's load.
-			if err := h.sim.SetTiming(tfesim.Timing{Queue: 3 * time.Second, StateProcessing: tc.processing}); err != nil {
+			// finds it (docs/limits.md). Runs queue until the test ends
+			// the queue (pace): that run waits until the engine has
+			// taken it or stopped it, on a loaded machine too (with no
+			// wait it applied first under the full suite's load), and
+			// the cascade's runs wait for no one. TFE processes state
+			// versions on the wall clock, as the engine's wait for them
+			// counts.
+			if err := h.sim.SetTiming(tfesim.Timing{Queue: untilEnded * time.Millisecond, StateProcessing: tc.processing}); err != nil {
 				t.Fatal(err)
 			}
 			opts := gated
@@ -215,6 +219,7 @@ func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
 			d, stop := h.engineWith(opts, tc.transport)
 			defer stop()
 			run := h.start("root")
+			defer h.pace(d, run)()
 			v := h.done(d, cascade.ID(run), time.Minute)
 			h.checkOnce(v, run)
 			a := v.Members[0]
