@@ -327,9 +327,10 @@ const untilEnded = 3_600_000
 // A run the engine should have stopped and did not is still going when
 // the cascade is done: checkOnce fails the test.
 //
+// With names, pace moves only the runs of those members (and the root's).
 // It returns a stop, which waits for pace to end; the test's end stops it
 // too.
-func (h *harness) pace(d *dispatcher.Dispatcher, rootRun string) (stop func()) {
+func (h *harness) pace(d *dispatcher.Dispatcher, rootRun string, names ...string) (stop func()) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	id := cascade.ID(rootRun)
 	done := make(chan struct{})
@@ -346,7 +347,7 @@ func (h *harness) pace(d *dispatcher.Dispatcher, rootRun string) (stop func()) {
 			_ = h.sim.FinishPhase(rootRun)
 			if v, err := d.Reads().Snapshot(ctx, id); err == nil {
 				for _, m := range v.Members {
-					if m.RunID != "" && !cascade.Final(m.RunStatus) {
+					if m.RunID != "" && !cascade.Final(m.RunStatus) && (len(names) == 0 || slices.Contains(names, m.Name)) {
 						_ = h.sim.FinishPhase(m.RunID)
 					}
 				}
