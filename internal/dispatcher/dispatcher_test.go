@@ -15,20 +15,21 @@ import (
 
 // Cascades as operators run them: TFE's native run triggers fire (they
 // always do: they are the graph), and workspaces auto-apply, apply only
-// what their run triggers queue, or wait for a person. Runs plan for a
-// second at least: a run TFE's triggers queue too early must be stopped before it
-// applies, and real plans take far longer.
+// what their run triggers queue, or wait for a person. Runs plan until the
+// test ends their plan (pace), which it does once the engine has taken the
+// run: a run TFE's triggers queue too early must be stopped before it
+// applies, and real plans take far longer than a look.
 func TestCascadesWithNativeRunTriggers(t *testing.T) {
 	t.Parallel()
 	diamond := func(kind approval) org {
 		return org{
-			workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", kind, 1000, 20), wsKind("c", kind, 1500, 80), wsKind("d", kind, 1000, 20)},
+			workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, untilEnded, 20), wsKind("b", kind, untilEnded, 20), wsKind("c", kind, untilEnded, 80), wsKind("d", kind, untilEnded, 20)},
 			edges:      [][2]string{{"a", "b"}, {"a", "c"}, {"b", "d"}, {"c", "d"}},
 		}
 	}
 	fanIn := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 1000, 20), wsKind("fast", triggerApply, 1000, 20), wsKind("medium", autoApply, 1200, 60),
-			wsKind("slow", personApproves, 1500, 120), wsKind("sink", triggerApply, 1000, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, untilEnded, 20), wsKind("fast", triggerApply, untilEnded, 20), wsKind("medium", autoApply, untilEnded, 60),
+			wsKind("slow", personApproves, untilEnded, 120), wsKind("sink", triggerApply, untilEnded, 20)},
 		edges: [][2]string{{"root", "fast"}, {"root", "medium"}, {"root", "slow"}, {"fast", "sink"}, {"medium", "sink"}, {"slow", "sink"}},
 	}
 	for _, tc := range []struct {
@@ -37,13 +38,13 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 		root    string
 		persons []string // workspaces whose runs a person confirms
 	}{
-		{"a chain of 6 with auto-apply-run-trigger only", chain(6, triggerApply, 1000), "c00", nil},
-		{"a chain of 4 that a person confirms", chain(4, personApproves, 1000), "c00", []string{"c01", "c02", "c03"}},
+		{"a chain of 6 with auto-apply-run-trigger only", chain(6, triggerApply, untilEnded), "c00", nil},
+		{"a chain of 4 that a person confirms", chain(4, personApproves, untilEnded), "c00", []string{"c01", "c02", "c03"}},
 		{"a diamond of auto-applying workspaces", diamond(autoApply), "a", nil},
 		{"a diamond with auto-apply-run-trigger only", diamond(triggerApply), "a", nil},
 		{"a diamond a person confirms", diamond(personApproves), "a", []string{"b", "c", "d"}},
 		{"a fan-in of three upstreams of every kind", fanIn, "root", []string{"slow"}},
-		{"layers where each member has two upstreams", layered(3, 4, triggerApply, 1000, 20), "root", nil},
+		{"layers where each member has two upstreams", layered(3, 4, triggerApply, untilEnded, 20), "root", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each on its own harness
@@ -51,6 +52,7 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 			d, _ := h.engine(fastOptions())
 			root := h.start(tc.root)
 			id := cascade.ID(root)
+			h.pace(d, root)
 			if len(tc.persons) > 0 {
 				h.person(d, id, tc.persons...)
 			}
