@@ -75,13 +75,14 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 func TestApprovalDiscardedBlocksDownstream(t *testing.T) {
 	t.Parallel()
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", personApproves, 1000, 20), wsKind("c", triggerApply, 1000, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, untilEnded, 20), wsKind("b", personApproves, untilEnded, 20), wsKind("c", triggerApply, untilEnded, 20)},
 		edges:      [][2]string{{"a", "b"}, {"b", "c"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	root := h.start("a")
 	id := cascade.ID(root)
+	h.pace(d, root)
 	var runID string
 	waitFor(t, "b to await approval", func() bool {
 		v, err := d.Reads().Snapshot(h.ctx, id)
@@ -124,15 +125,16 @@ func TestApplyPolicyAlways(t *testing.T) {
 // An upstream that errors blocks what depends on it; the rest proceeds.
 func TestFailedUpstreamBlocksDownstream(t *testing.T) {
 	t.Parallel()
-	b := wsKind("b", triggerApply, 1000, 20)
+	b := wsKind("b", triggerApply, untilEnded, 20)
 	b.Behavior.Outcome = tfesim.OutcomeErrored
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), b, wsKind("c", triggerApply, 1500, 60), wsKind("d", triggerApply, 1000, 20), wsKind("e", triggerApply, 1000, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, untilEnded, 20), b, wsKind("c", triggerApply, untilEnded, 60), wsKind("d", triggerApply, untilEnded, 20), wsKind("e", triggerApply, untilEnded, 20)},
 		edges:      [][2]string{{"a", "b"}, {"a", "c"}, {"b", "d"}, {"c", "d"}, {"d", "e"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	root := h.start("a")
+	h.pace(d, root)
 	v := h.done(d, cascade.ID(root), 30*time.Second)
 	want := map[string]cascade.State{"b": cascade.Failed, "c": cascade.Applied, "d": cascade.Blocked, "e": cascade.Blocked}
 	for _, m := range v.Members {
@@ -151,12 +153,13 @@ func TestFailedUpstreamBlocksDownstream(t *testing.T) {
 func TestCycleInClosure(t *testing.T) {
 	t.Parallel()
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{ws("root", 1000, 20), ws("app", 1000, 20), ws("db", 1000, 20), ws("after", 1000, 20), ws("side", 1000, 20), ws("side2", 1000, 20)},
+		workspaces: []tfesim.WorkspaceSpec{ws("root", untilEnded, 20), ws("app", untilEnded, 20), ws("db", untilEnded, 20), ws("after", untilEnded, 20), ws("side", untilEnded, 20), ws("side2", untilEnded, 20)},
 		edges:      [][2]string{{"root", "app"}, {"app", "db"}, {"db", "app"}, {"db", "after"}, {"root", "side"}, {"side", "side2"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	root := h.start("root")
+	h.pace(d, root)
 	v := h.done(d, cascade.ID(root), 30*time.Second)
 	h.checkOnce(v, root)
 	cycles := h.alerts.Of(alerts.KindCycle)
