@@ -109,14 +109,16 @@ func connect(t testing.TB, servers []*server.Server, i int) jetstream.JetStream 
 // three times: a replica and a NATS node die in the middle of a cascade,
 // and it completes, each member applied once.
 //
-// Plans take 8s here, as they take tens of seconds in TFE: while the
-// cluster replaces a lost stream leader (a request to the dead one times
-// out after 5s), no replica can act, and a run TFE queued too early must
-// still be planning when they can again. A shorter plan would apply
-// uncontrolled, which is what the README's limits say.
+// Plans last until the test ends them (pace), as they take tens of
+// seconds in TFE: while the cluster replaces a lost stream leader (a
+// request to the dead one times out after 5s), no replica can act, and a
+// run TFE queued too early must still be planning when they can again (a
+// shorter plan would apply uncontrolled, which is what the README's limits
+// say). The second layer's plans end only once the replica and the node
+// are lost: they are lost mid-cascade, however fast the machine.
 func TestClusterNodeAndReplicaLostMidCascade(t *testing.T) {
 	servers := cluster(t)
-	h := newHarnessOn(t, connect(t, servers, 0), events.StreamOptions{Replicas: 3}, layered(2, 3, triggerApply, 8000, 20), tfesim.Options{})
+	h := newHarnessOn(t, connect(t, servers, 0), events.StreamOptions{Replicas: 3}, layered(2, 3, triggerApply, untilEnded, 20), tfesim.Options{})
 	opts := fastOptions()
 	opts.Replicas = 3
 	d, _ := h.engineOn(connect(t, servers, 0), opts, nil)
@@ -133,15 +135,19 @@ func TestClusterNodeAndReplicaLostMidCascade(t *testing.T) {
 	}
 	root := h.start("root")
 	id := cascade.ID(root)
+	first := h.pace(d, root, "l00-000", "l00-001", "l00-002")
 	// Deadlines for "never happened" with three NATS servers and three
-	// engines under the race detector beside the rest of the suite: the
-	// first layer applies in about 10 s and the cascade ends in about 27 s
-	// alone, and took over 30 s and 120 s in two full runs here.
+	// engines under the race detector beside the rest of the suite: with
+	// 8 s plans, the first layer applied in about 10 s and the cascade
+	// ended in about 27 s alone, and took over 30 s and 120 s in two full
+	// runs here.
 	h.until(d, id, "the first layer to apply", 90*time.Second, func(v *dispatcher.View) bool {
 		return v.Counts[string(cascade.Applied)] >= 3
 	})
+	first()
 	stopB()
 	servers[1].Shutdown()
+	h.pace(d, root)
 	v := h.done(d, id, 4*time.Minute)
 	if v.Outcome != cascade.OutcomeApplied {
 		t.Fatalf("got %s:%s", v.Outcome, states(v))

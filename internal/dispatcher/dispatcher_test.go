@@ -15,20 +15,21 @@ import (
 
 // Cascades as operators run them: TFE's native run triggers fire (they
 // always do: they are the graph), and workspaces auto-apply, apply only
-// what their run triggers queue, or wait for a person. Runs plan for a
-// second at least: a run TFE's triggers queue too early must be stopped before it
-// applies, and real plans take far longer.
+// what their run triggers queue, or wait for a person. Runs plan until the
+// test ends their plan (pace), which it does once the engine has taken the
+// run: a run TFE's triggers queue too early must be stopped before it
+// applies, and real plans take far longer than a look.
 func TestCascadesWithNativeRunTriggers(t *testing.T) {
 	t.Parallel()
 	diamond := func(kind approval) org {
 		return org{
-			workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", kind, 1000, 20), wsKind("c", kind, 1500, 80), wsKind("d", kind, 1000, 20)},
+			workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, untilEnded, 20), wsKind("b", kind, untilEnded, 20), wsKind("c", kind, untilEnded, 80), wsKind("d", kind, untilEnded, 20)},
 			edges:      [][2]string{{"a", "b"}, {"a", "c"}, {"b", "d"}, {"c", "d"}},
 		}
 	}
 	fanIn := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, 1000, 20), wsKind("fast", triggerApply, 1000, 20), wsKind("medium", autoApply, 1200, 60),
-			wsKind("slow", personApproves, 1500, 120), wsKind("sink", triggerApply, 1000, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("root", autoApply, untilEnded, 20), wsKind("fast", triggerApply, untilEnded, 20), wsKind("medium", autoApply, untilEnded, 60),
+			wsKind("slow", personApproves, untilEnded, 120), wsKind("sink", triggerApply, untilEnded, 20)},
 		edges: [][2]string{{"root", "fast"}, {"root", "medium"}, {"root", "slow"}, {"fast", "sink"}, {"medium", "sink"}, {"slow", "sink"}},
 	}
 	for _, tc := range []struct {
@@ -37,13 +38,13 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 		root    string
 		persons []string // workspaces whose runs a person confirms
 	}{
-		{"a chain of 6 with auto-apply-run-trigger only", chain(6, triggerApply, 1000), "c00", nil},
-		{"a chain of 4 that a person confirms", chain(4, personApproves, 1000), "c00", []string{"c01", "c02", "c03"}},
+		{"a chain of 6 with auto-apply-run-trigger only", chain(6, triggerApply, untilEnded), "c00", nil},
+		{"a chain of 4 that a person confirms", chain(4, personApproves, untilEnded), "c00", []string{"c01", "c02", "c03"}},
 		{"a diamond of auto-applying workspaces", diamond(autoApply), "a", nil},
 		{"a diamond with auto-apply-run-trigger only", diamond(triggerApply), "a", nil},
 		{"a diamond a person confirms", diamond(personApproves), "a", []string{"b", "c", "d"}},
 		{"a fan-in of three upstreams of every kind", fanIn, "root", []string{"slow"}},
-		{"layers where each member has two upstreams", layered(3, 4, triggerApply, 1000, 20), "root", nil},
+		{"layers where each member has two upstreams", layered(3, 4, triggerApply, untilEnded, 20), "root", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each on its own harness
@@ -51,6 +52,7 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 			d, _ := h.engine(fastOptions())
 			root := h.start(tc.root)
 			id := cascade.ID(root)
+			h.pace(d, root)
 			if len(tc.persons) > 0 {
 				h.person(d, id, tc.persons...)
 			}
@@ -73,13 +75,14 @@ func TestCascadesWithNativeRunTriggers(t *testing.T) {
 func TestApprovalDiscardedBlocksDownstream(t *testing.T) {
 	t.Parallel()
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), wsKind("b", personApproves, 1000, 20), wsKind("c", triggerApply, 1000, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, untilEnded, 20), wsKind("b", personApproves, untilEnded, 20), wsKind("c", triggerApply, untilEnded, 20)},
 		edges:      [][2]string{{"a", "b"}, {"b", "c"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	root := h.start("a")
 	id := cascade.ID(root)
+	h.pace(d, root)
 	var runID string
 	waitFor(t, "b to await approval", func() bool {
 		v, err := d.Reads().Snapshot(h.ctx, id)
@@ -122,15 +125,16 @@ func TestApplyPolicyAlways(t *testing.T) {
 // An upstream that errors blocks what depends on it; the rest proceeds.
 func TestFailedUpstreamBlocksDownstream(t *testing.T) {
 	t.Parallel()
-	b := wsKind("b", triggerApply, 1000, 20)
+	b := wsKind("b", triggerApply, untilEnded, 20)
 	b.Behavior.Outcome = tfesim.OutcomeErrored
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, 1000, 20), b, wsKind("c", triggerApply, 1500, 60), wsKind("d", triggerApply, 1000, 20), wsKind("e", triggerApply, 1000, 20)},
+		workspaces: []tfesim.WorkspaceSpec{wsKind("a", autoApply, untilEnded, 20), b, wsKind("c", triggerApply, untilEnded, 60), wsKind("d", triggerApply, untilEnded, 20), wsKind("e", triggerApply, untilEnded, 20)},
 		edges:      [][2]string{{"a", "b"}, {"a", "c"}, {"b", "d"}, {"c", "d"}, {"d", "e"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	root := h.start("a")
+	h.pace(d, root)
 	v := h.done(d, cascade.ID(root), 30*time.Second)
 	want := map[string]cascade.State{"b": cascade.Failed, "c": cascade.Applied, "d": cascade.Blocked, "e": cascade.Blocked}
 	for _, m := range v.Members {
@@ -149,12 +153,13 @@ func TestFailedUpstreamBlocksDownstream(t *testing.T) {
 func TestCycleInClosure(t *testing.T) {
 	t.Parallel()
 	o := org{
-		workspaces: []tfesim.WorkspaceSpec{ws("root", 1000, 20), ws("app", 1000, 20), ws("db", 1000, 20), ws("after", 1000, 20), ws("side", 1000, 20), ws("side2", 1000, 20)},
+		workspaces: []tfesim.WorkspaceSpec{ws("root", untilEnded, 20), ws("app", untilEnded, 20), ws("db", untilEnded, 20), ws("after", untilEnded, 20), ws("side", untilEnded, 20), ws("side2", untilEnded, 20)},
 		edges:      [][2]string{{"root", "app"}, {"app", "db"}, {"db", "app"}, {"db", "after"}, {"root", "side"}, {"side", "side2"}},
 	}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	root := h.start("root")
+	h.pace(d, root)
 	v := h.done(d, cascade.ID(root), 30*time.Second)
 	h.checkOnce(v, root)
 	cycles := h.alerts.Of(alerts.KindCycle)

@@ -21,7 +21,7 @@ import (
 // report on edge.
 func gatedOrg() org {
 	w := func(name string, tags ...string) tfesim.WorkspaceSpec {
-		s := wsKind(name, triggerApply, 600, 30)
+		s := wsKind(name, triggerApply, untilEnded, 30)
 		s.Tags = tags
 		return s
 	}
@@ -55,12 +55,14 @@ func TestOutputGatingWithNativeTriggers(t *testing.T) {
 
 	d1, stop := h.engine(fastOptions())
 	first := h.start("root")
+	stopPace := h.pace(d1, first)
 	v := h.done(d1, cascade.ID(first), time.Minute)
 	for _, m := range v.Members {
 		if m.State != cascade.Applied {
 			t.Fatalf("first cascade: %s %s; want every member applied:%s", m.Name, m.State, states(v))
 		}
 	}
+	stopPace()
 	stop()
 
 	set("root", map[string]tfesim.Output{"release": {Value: 2}})
@@ -70,6 +72,7 @@ func TestOutputGatingWithNativeTriggers(t *testing.T) {
 	opts.Policy.RunWhen = cascade.RunWhenOutputs
 	d2, _ := h.engine(opts)
 	rootRun := h.start("root")
+	h.pace(d2, rootRun)
 	v = h.done(d2, cascade.ID(rootRun), time.Minute)
 	h.checkOnce(v, rootRun)
 
@@ -204,10 +207,14 @@ func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// a has one upstream and is not held: the run TFE's trigger
 			// queues there when root applies is stopped only when a look
-			// finds it (docs/limits.md). It waits three seconds in the
-			// queue, for that look to come on a loaded machine too; with
-			// no wait it applied first under the full suite's load.
-			if err := h.sim.SetTiming(tfesim.Timing{Queue: 3 * time.Second, StateProcessing: tc.processing}); err != nil {
+			// finds it (docs/limits.md). Runs queue until the test ends
+			// the queue (pace): that run waits until the engine has
+			// taken it or stopped it, on a loaded machine too (with no
+			// wait it applied first under the full suite's load), and
+			// the cascade's runs wait for no one. TFE processes state
+			// versions on the wall clock, as the engine's wait for them
+			// counts.
+			if err := h.sim.SetTiming(tfesim.Timing{Queue: untilEnded * time.Millisecond, StateProcessing: tc.processing}); err != nil {
 				t.Fatal(err)
 			}
 			opts := gated
@@ -215,6 +222,7 @@ func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
 			d, stop := h.engineWith(opts, tc.transport)
 			defer stop()
 			run := h.start("root")
+			defer h.pace(d, run)()
 			v := h.done(d, cascade.ID(run), time.Minute)
 			h.checkOnce(v, run)
 			a := v.Members[0]
@@ -243,7 +251,7 @@ func TestOutputGatingNeverSkipsOnAGuess(t *testing.T) {
 // member of the first layer change an output, the rest apply the same.
 func TestOutputGatingCost(t *testing.T) {
 	t.Parallel()
-	o := layered(3, 5, triggerApply, 600, 20)
+	o := layered(3, 5, triggerApply, untilEnded, 20)
 	h := newHarness(t, o, tfesim.Options{})
 	release := 0
 	bump := func() {
@@ -266,12 +274,14 @@ func TestOutputGatingCost(t *testing.T) {
 	opts.Policy.RunWhen = cascade.RunWhenOutputs
 	d, _ := h.engine(opts)
 	first := h.start("root") // no state before: nothing is gated
+	h.pace(d, first)
 	if v := h.done(d, cascade.ID(first), 3*time.Minute); v.Counts[string(cascade.Applied)] != 15 {
 		t.Fatalf("first cascade: want every member applied:%s", states(v))
 	}
 	bump()
 	h.sim.ResetStats()
 	root := h.start("root")
+	h.pace(d, root)
 	v := h.done(d, cascade.ID(root), 3*time.Minute)
 	h.checkOnce(v, root)
 	st := h.sim.Stats()

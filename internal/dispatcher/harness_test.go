@@ -312,6 +312,55 @@ func (h *harness) person(d *dispatcher.Dispatcher, id string, names ...string) {
 	}()
 }
 
+// untilEnded is a phase duration (ms) that never ends on its own in a
+// test: an hour. The test ends it when it chooses (see pace).
+const untilEnded = 3_600_000
+
+// pace drives the timed phases of the runs of the cascade rootRun starts,
+// instead of the wall clock, until the test ends: the root run's phases,
+// and those of every run the engine has taken as a member's (its own, or
+// one TFE's run triggers queued that it adopted), end as soon as pace sees
+// them; a run the engine has not taken never moves on by pace. A test
+// whose runs queue or plan for untilEnded has, for each run TFE queues
+// too early, all the time a look needs to stop it, however loaded the
+// machine, and waits for no phase longer than the engine takes to act.
+// A run the engine should have stopped and did not is still going when
+// the cascade is done: checkOnce fails the test.
+//
+// With names, pace moves only the runs of those members (and the root's).
+// It returns a stop, which waits for pace to end; the test's end stops it
+// too.
+func (h *harness) pace(d *dispatcher.Dispatcher, rootRun string, names ...string) (stop func()) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	id := cascade.ID(rootRun)
+	done := make(chan struct{})
+	stop = func() {
+		cancel()
+		<-done
+	}
+	h.t.Cleanup(stop)
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			// Errors are phases not timed (the run waits for a lock, a
+			// person, or ended): the next round looks again.
+			_ = h.sim.FinishPhase(rootRun)
+			if v, err := d.Reads().Snapshot(ctx, id); err == nil {
+				for _, m := range v.Members {
+					if m.RunID != "" && !cascade.Final(m.RunStatus) && (len(names) == 0 || slices.Contains(names, m.Name)) {
+						_ = h.sim.FinishPhase(m.RunID)
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(viewPoll):
+			}
+		}
+	}()
+	return stop
+}
+
 // describeRuns says what each run was, for a failure's message.
 func describeRuns(runs []*tfe.Run) string {
 	var b strings.Builder

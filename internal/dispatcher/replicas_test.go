@@ -20,11 +20,12 @@ import (
 // look reads every member and handles them.
 func TestThreeReplicasUnderTheRateLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, layered(2, 5, triggerApply, 1500, 20), tfesim.Options{RateLimit: 30})
+	h := newHarness(t, layered(2, 5, triggerApply, untilEnded, 20), tfesim.Options{RateLimit: 30})
 	d, _ := h.engine(fastOptions())
 	h.engine(fastOptions())
 	h.engine(fastOptions())
 	root := h.start("root")
+	h.pace(d, root)
 	v := h.done(d, cascade.ID(root), 60*time.Second)
 	if v.Outcome != cascade.OutcomeApplied {
 		t.Fatalf("got %s:%s", v.Outcome, states(v))
@@ -36,13 +37,14 @@ func TestThreeReplicasUnderTheRateLimit(t *testing.T) {
 // never stalls it.
 func TestLostWebhooks(t *testing.T) {
 	t.Parallel()
-	o := chain(4, triggerApply, 1000)
+	o := chain(4, triggerApply, untilEnded)
 	for i := range o.workspaces {
 		o.workspaces[i].Behavior.DropNotifications = i > 0
 	}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	root := h.start("c00")
+	h.pace(d, root)
 	v := h.done(d, cascade.ID(root), 60*time.Second)
 	if v.Outcome != cascade.OutcomeApplied {
 		t.Fatalf("got %s:%s", v.Outcome, states(v))

@@ -132,11 +132,13 @@ func TestEarlyAndStaleEventsChangeNothing(t *testing.T) {
 
 func TestReplayedRootsStartNothing(t *testing.T) {
 	t.Parallel()
-	o := org{workspaces: []tfesim.WorkspaceSpec{ws("a", 1000, 20), ws("b", 1000, 20)}, edges: [][2]string{{"a", "b"}}}
+	o := org{workspaces: []tfesim.WorkspaceSpec{ws("a", untilEnded, 20), ws("b", untilEnded, 20)}, edges: [][2]string{{"a", "b"}}}
 	h := newHarness(t, o, tfesim.Options{})
 	d, stop := h.engine(fastOptions())
 	root := h.start("a")
+	stopPace := h.pace(d, root)
 	h.done(d, cascade.ID(root), 30*time.Second)
+	stopPace()
 	stop()
 	applied := len(h.applied("b"))
 
@@ -168,13 +170,14 @@ func TestReplayedRootsStartNothing(t *testing.T) {
 // cascades on time.
 func TestUnprocessableEventsHoldNothingUp(t *testing.T) {
 	t.Parallel()
-	o := org{workspaces: []tfesim.WorkspaceSpec{ws("a", 1000, 20), ws("b", 1000, 20)}, edges: [][2]string{{"a", "b"}}}
+	o := org{workspaces: []tfesim.WorkspaceSpec{ws("a", untilEnded, 20), ws("b", untilEnded, 20)}, edges: [][2]string{{"a", "b"}}}
 	h := newHarness(t, o, tfesim.Options{})
 	d, _ := h.engine(fastOptions())
 	for i := range 100 {
 		h.forge("acme", h.id("a"), "a", fmt.Sprintf("run-unknown%09d", i), "applied", time.Now())
 	}
 	root := h.start("a")
+	h.pace(d, root)
 	v := h.done(d, cascade.ID(root), 30*time.Second)
 	h.checkOnce(v, root)
 	waitFor(t, "every unprocessable event to be rejected", func() bool { return d.Metric("rejected") >= 100 })
