@@ -77,7 +77,7 @@ func (t *timeline) add(r *http.Request) {
 		}
 	}
 	kind := r.Method + " " + strings.Join(parts, "/")
-	if len(parts) > 3 && parts[1] == "organizations" && parts[3] == "workspaces" {
+	if len(parts) == 4 && parts[1] == "organizations" && parts[3] == "workspaces" {
 		kind = "GET workspace list"
 	}
 	t.mu.Lock()

@@ -87,13 +87,7 @@ func (f *Fresh[K, V]) do(ctx context.Context, key K, since time.Time, read func(
 			r = k.inFlight // newer
 		}
 		f.mu.Unlock()
-		select {
-		case <-r.done:
-			return r.v, false, r.err
-		case <-ctx.Done():
-			var zero V
-			return zero, false, ctx.Err()
-		}
+		return r.wait(ctx)
 	}
 	if k.inFlight == nil {
 		r := &freshRead[V]{done: make(chan struct{})}
@@ -111,13 +105,7 @@ func (f *Fresh[K, V]) do(ctx context.Context, key K, since time.Time, read func(
 	f.mu.Unlock()
 
 	if !lead {
-		select {
-		case <-r.done:
-			return r.v, false, r.err
-		case <-ctx.Done():
-			var zero V
-			return zero, false, ctx.Err()
-		}
+		return r.wait(ctx)
 	}
 	// This caller starts the next read once the one in flight ended; it
 	// waits for it whatever its own context says, or those sharing the
@@ -125,6 +113,17 @@ func (f *Fresh[K, V]) do(ctx context.Context, key K, since time.Time, read func(
 	<-prev.done // and made r the read in flight
 	f.run(ctx, key, k, r, read)
 	return r.v, true, r.err
+}
+
+// wait is a caller's share of read r: its answer, or ctx's end.
+func (r *freshRead[V]) wait(ctx context.Context) (V, bool, error) {
+	select {
+	case <-r.done:
+		return r.v, false, r.err
+	case <-ctx.Done():
+		var zero V
+		return zero, false, ctx.Err()
+	}
 }
 
 func (f *Fresh[K, V]) run(ctx context.Context, key K, k *freshKey[V], r *freshRead[V], read func(context.Context) (V, error)) {
